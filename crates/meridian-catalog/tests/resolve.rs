@@ -1,0 +1,254 @@
+//! Resolution as an operator sees it: which target comes first, from where.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use meridian_catalog::resolve::ResolveError;
+use meridian_catalog::{AppProfile, Catalog, Policy, Resolver, TargetKind};
+
+fn catalog() -> Catalog {
+    Catalog::builtin().expect("built-in catalog is valid")
+}
+
+fn policy(c: &Catalog, allow: &[&str]) -> Policy {
+    Policy::from_terms("test", c, allow, &[]).expect("valid terms")
+}
+
+#[test]
+fn paris_prefers_the_eu_profile() {
+    let c = catalog();
+    let r = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "eu-west-3", &Policy::unrestricted())
+        .unwrap();
+    let first = &r.targets[0];
+    assert_eq!(
+        first.model_id,
+        "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    );
+    assert_eq!(first.endpoint_region, "eu-west-3");
+    assert_eq!(first.kind, TargetKind::GeoProfile);
+    assert!(first.destinations.iter().all(|d| d.starts_with("eu-")));
+    // Geo profiles of 4.5-era models cost 1.1x global.
+    assert_eq!(first.price.unwrap().input_per_mtok, 3.3);
+}
+
+#[test]
+fn eu_only_never_lists_global() {
+    let c = catalog();
+    let p = policy(&c, &["eu"]);
+    let r = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "eu-west-3", &p)
+        .unwrap();
+    assert!(!r.targets.is_empty());
+    for t in &r.targets {
+        assert!(!t.model_id.starts_with("global."), "{t:?}");
+        assert!(t.regions_touched().all(|d| d.starts_with("eu-")), "{t:?}");
+    }
+    assert!(
+        r.rejected
+            .iter()
+            .any(|x| x.target.kind == TargetKind::GlobalProfile)
+    );
+}
+
+#[test]
+fn us_east_1_prefers_the_us_profile() {
+    let c = catalog();
+    let r = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "us-east-1", &Policy::unrestricted())
+        .unwrap();
+    assert!(
+        r.targets[0].model_id.starts_with("us."),
+        "{:?}",
+        r.targets[0]
+    );
+    assert_eq!(r.targets[0].endpoint_region, "us-east-1");
+}
+
+#[test]
+fn tokyo_prefers_the_jp_profile() {
+    let c = catalog();
+    for model in ["claude-sonnet-4-5", "claude-haiku-4-5"] {
+        let r = Resolver::new(&c, &[])
+            .resolve(model, "ap-northeast-1", &Policy::unrestricted())
+            .unwrap();
+        assert!(
+            r.targets[0].model_id.starts_with("jp."),
+            "{model}: {:?}",
+            r.targets[0]
+        );
+        assert_eq!(
+            r.targets[0]
+                .destinations
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+            ["ap-northeast-1", "ap-northeast-3"]
+        );
+    }
+}
+
+#[test]
+fn canada_falls_back_to_global_and_errors_when_pinned() {
+    let c = catalog();
+    let r = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "ca-central-1", &Policy::unrestricted())
+        .unwrap();
+    assert!(
+        r.targets[0].model_id.starts_with("global."),
+        "{:?}",
+        r.targets[0]
+    );
+    assert_eq!(r.targets[0].endpoint_region, "ca-central-1");
+
+    let pinned = policy(&c, &["ca-central-1"]);
+    let err = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "ca-central-1", &pinned)
+        .unwrap_err();
+    let ResolveError::NoTarget {
+        rejected, policy, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert!(policy.contains("test"));
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r.target.model_id.starts_with("global."))
+    );
+    assert!(err.to_string().contains("outside the policy"), "{err}");
+}
+
+#[test]
+fn on_demand_models_stay_in_region_and_come_after_geo_profiles() {
+    let c = catalog();
+    let r = Resolver::new(&c, &[])
+        .resolve("claude-3-haiku", "eu-west-3", &Policy::unrestricted())
+        .unwrap();
+    assert!(r.targets[0].model_id.starts_with("eu."));
+    let od = &r.targets[1];
+    assert_eq!(od.kind, TargetKind::OnDemand);
+    assert_eq!(od.model_id, "anthropic.claude-3-haiku-20240307-v1:0");
+    assert_eq!(od.destinations.iter().collect::<Vec<_>>(), ["eu-west-3"]);
+}
+
+#[test]
+fn remote_targets_follow_local_ones_nearest_first() {
+    let c = catalog();
+    // Meridian in us-east-1 serving an EU-only tenant calls the EU profile from an EU region.
+    let p = policy(&c, &["eu"]);
+    let r = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "us-east-1", &p)
+        .unwrap();
+    assert!(r.targets.iter().all(|t| !t.is_local()));
+    assert!(r.targets[0].model_id.starts_with("eu."));
+    assert!(r.targets[0].endpoint_region.starts_with("eu-"));
+    // GovCloud is another partition: never a candidate from a commercial region.
+    let open = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "us-east-1", &Policy::unrestricted())
+        .unwrap();
+    assert!(
+        open.targets
+            .iter()
+            .all(|t| !t.endpoint_region.starts_with("us-gov"))
+    );
+    let distances: Vec<u32> = open.targets.iter().map(|t| t.distance_km).collect();
+    let mut sorted = distances.clone();
+    sorted.sort();
+    assert_eq!(distances, sorted);
+}
+
+#[test]
+fn raw_ids_and_arns_pass_through_but_are_checked() {
+    let c = catalog();
+    let eu = policy(&c, &["eu"]);
+    let res = Resolver::new(&c, &[]);
+    let r = res
+        .resolve(
+            "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "eu-west-1",
+            &eu,
+        )
+        .unwrap();
+    assert_eq!(
+        r.targets[0].model_id,
+        "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    );
+    assert!(
+        res.resolve(
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us-east-1",
+            &eu
+        )
+        .is_err()
+    );
+    let arn = "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-3-haiku-20240307-v1:0";
+    let err = res.resolve(arn, "eu-west-1", &eu).unwrap_err();
+    assert!(matches!(err, ResolveError::NoTarget { .. }), "{err}");
+    let ok = res
+        .resolve(arn, "eu-west-1", &Policy::unrestricted())
+        .unwrap();
+    assert_eq!(ok.targets[0].endpoint_region, "us-west-2");
+    assert_eq!(ok.targets[0].model_id, arn);
+}
+
+#[test]
+fn application_profiles_come_from_config() {
+    let c = catalog();
+    let arn = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/abc123def456";
+    let res = Resolver::new(&c, &[]);
+    assert!(matches!(
+        res.resolve(arn, "eu-west-1", &Policy::unrestricted()),
+        Err(ResolveError::UnknownAppProfile { .. })
+    ));
+    let profiles = [AppProfile {
+        arn: arn.into(),
+        region: "eu-west-1".into(),
+        model_id: "anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+        destinations: ["eu-west-1".to_string(), "eu-central-1".to_string()].into(),
+    }];
+    let res = Resolver::new(&c, &profiles);
+    let r = res.resolve(arn, "eu-west-3", &policy(&c, &["eu"])).unwrap();
+    assert_eq!(r.targets[0].kind, TargetKind::AppProfile);
+    assert!(
+        res.resolve(arn, "eu-west-3", &policy(&c, &["eu-west-1"]))
+            .is_err()
+    );
+}
+
+#[test]
+fn bad_input_names_what_is_valid() {
+    let c = catalog();
+    let res = Resolver::new(&c, &[]);
+    let err = res
+        .resolve("claude-sonet-4-5", "us-east-1", &Policy::unrestricted())
+        .unwrap_err();
+    let ResolveError::UnknownModel { suggestions, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(suggestions[0], "claude-sonnet-4-5");
+    let err = res
+        .resolve("claude-sonnet-4-5", "mars-north-1", &Policy::unrestricted())
+        .unwrap_err();
+    assert!(err.to_string().contains("eu-west-3"), "{err}");
+    let err = Policy::from_terms("p", &c, &["europe"], &[]).unwrap_err();
+    assert!(err.to_string().contains("eu"), "{err}");
+}
+
+#[test]
+fn auckland_au_profile_leaves_australia() {
+    let c = catalog();
+    let au = policy(&c, &["au"]);
+    // From Auckland the au. set includes Auckland itself, so an Australia-only
+    // policy must call the profile from an Australian region instead.
+    let r = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "ap-southeast-6", &au)
+        .unwrap();
+    let t = &r.targets[0];
+    assert!(t.model_id.starts_with("au."));
+    assert_ne!(t.endpoint_region, "ap-southeast-6");
+    assert!(
+        t.regions_touched()
+            .all(|d| d == "ap-southeast-2" || d == "ap-southeast-4")
+    );
+}
