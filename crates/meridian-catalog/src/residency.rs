@@ -83,12 +83,11 @@ impl Policy {
         !self.exclude.contains(region) && self.allow.as_ref().is_none_or(|a| a.contains(region))
     }
 
-    /// The regions of `set` this policy does not allow (empty when all pass).
+    /// The regions of `set` this policy does not allow, sorted and unique
+    /// (empty when all pass).
     pub fn outside<'a>(&self, set: impl IntoIterator<Item = &'a String>) -> Vec<String> {
-        set.into_iter()
-            .filter(|r| !self.allows(r))
-            .cloned()
-            .collect()
+        let out: BTreeSet<&String> = set.into_iter().filter(|r| !self.allows(r)).collect();
+        out.into_iter().cloned().collect()
     }
 
     /// The policy allowing only what both allow.

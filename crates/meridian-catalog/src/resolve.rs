@@ -176,17 +176,27 @@ fn no_target_message(requested: &str, source: &str, policy: &str, rejected: &[Re
     } else {
         msg.push_str("; rejected:");
         for r in rejected {
-            let dests: Vec<&str> = r.target.destinations.iter().map(String::as_str).collect();
+            let dests: Vec<String> = r.target.destinations.iter().cloned().collect();
             msg.push_str(&format!(
                 "\n  {} via {} processes in [{}]; outside the policy: {}",
                 r.target.model_id,
                 r.target.endpoint_region,
-                dests.join(", "),
-                r.outside.join(", ")
+                short_list(&dests),
+                short_list(&r.outside)
             ));
         }
     }
     msg
+}
+
+/// Up to six items, then a count, so errors stay readable.
+pub fn short_list(items: &[String]) -> String {
+    const SHOWN: usize = 6;
+    if items.len() <= SHOWN {
+        items.join(", ")
+    } else {
+        format!("{}, … ({} regions)", items[..SHOWN].join(", "), items.len())
+    }
 }
 
 /// Resolves model references against a catalog and declared application profiles.

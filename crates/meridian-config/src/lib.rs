@@ -1,1 +1,171 @@
+//! `meridian.toml`: parsed into raw structs that reject unknown keys, then
+//! validated against the catalog into types that cannot be wrong.
+//!
+//! Errors name the file, the line, the key and what was expected.
 
+mod error;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use meridian_catalog::resolve::{ResolveError, closest};
+use meridian_catalog::{AppProfile, Catalog, Policy, Resolution, Resolver};
+
+pub use error::ConfigError;
+
+/// Where the config came from when no path is given.
+pub const DEFAULT_FILE: &str = "meridian.toml";
+
+/// Which region Meridian considers itself to run in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionSetting {
+    /// Run the detection chain.
+    Auto,
+    /// Fixed in the config file.
+    Fixed(String),
+}
+
+/// How upstream calls are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamMode {
+    /// Real Bedrock when AWS credentials resolve, else the simulated fleet.
+    Auto,
+    /// Always real Bedrock.
+    Aws,
+    /// Always the simulated fleet.
+    Simulated,
+}
+
+/// An AWS account Meridian may call Bedrock in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// Named profile from the AWS config files.
+    pub profile: Option<String>,
+    /// Role to assume through STS.
+    pub role_arn: Option<String>,
+    /// External ID for the role assumption.
+    pub external_id: Option<String>,
+    /// Regions this account may be called in (empty: all).
+    pub regions: Vec<String>,
+}
+
+/// Upstream settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// AWS, simulated, or decided at start-up.
+    pub mode: UpstreamMode,
+    /// Endpoint URL overrides by region (VPC endpoints, tests).
+    pub endpoints: BTreeMap<String, String>,
+    /// Accounts; empty means the default credential chain.
+    pub accounts: Vec<Account>,
+}
+
+/// A model name Meridian serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExposedModel {
+    /// The name clients send.
+    pub name: String,
+    /// What it resolves: alias, base model ID, profile ID or ARN.
+    pub model: String,
+    /// Residency for this model (the default policy already folded in).
+    pub policy: Policy,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from; `None` for the built-in defaults.
+    pub file: Option<PathBuf>,
+    /// Region setting.
+    pub region: RegionSetting,
+    /// Catalog override file, resolved against the config's folder.
+    pub catalog_file: Option<PathBuf>,
+    /// Policy for every request; per-model policies narrow it.
+    pub default_policy: Policy,
+    /// Named residency policies.
+    pub policies: BTreeMap<String, Policy>,
+    /// Models served, by name. Without a `[models]` table, every catalog alias.
+    pub models: Vec<ExposedModel>,
+    /// Declared application inference profiles.
+    pub app_profiles: Vec<AppProfile>,
+    /// Upstream settings.
+    pub upstream: Upstream,
+}
+
+/// A config together with the catalog it was validated against.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The config.
+    pub config: Config,
+    /// The catalog, with any override file applied.
+    pub catalog: Catalog,
+}
+
+/// Loads `path`; with `None`, `./meridian.toml` when it exists, else defaults.
+pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let path = match path {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+    };
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::io(&p, e))?;
+            parse(&text, Some(&p))
+        }
+        None => parse("", None),
+    }
+}
+
+/// Parses and validates config text. `file` names it in errors and anchors
+/// relative paths.
+pub fn parse(text: &str, file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let raw = raw::parse(text, file)?;
+    validate::validate(raw, text, file)
+}
+
+impl Config {
+    /// The exposed model called `name`.
+    pub fn model(&self, name: &str) -> Option<&ExposedModel> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Resolves what a client asked for: an exposed name, or any model
+    /// reference under the default policy. `narrow` (e.g. from a request
+    /// header) can only narrow the policy.
+    pub fn resolve(
+        &self,
+        catalog: &Catalog,
+        requested: &str,
+        source: &str,
+        narrow: Option<&Policy>,
+    ) -> Result<Resolution, ResolveError> {
+        let (reference, policy) = match self.model(requested) {
+            Some(m) => (m.model.as_str(), m.policy.clone()),
+            None => (requested, self.default_policy.clone()),
+        };
+        let policy = match narrow {
+            Some(n) => policy.intersect(n),
+            None => policy,
+        };
+        let resolver = Resolver::new(catalog, &self.app_profiles);
+        let mut res = resolver.resolve(reference, source, &policy);
+        if let Err(ResolveError::UnknownModel { given, suggestions }) = &mut res {
+            let names = self.models.iter().map(|m| m.name.as_str());
+            let aliases = catalog.models().iter().map(|m| m.alias.as_str());
+            *suggestions = closest(
+                given,
+                names
+                    .chain(aliases)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter(),
+            );
+        }
+        let mut res = res?;
+        res.requested = requested.to_string();
+        Ok(res)
+    }
+}

@@ -1,0 +1,113 @@
+//! The file as written: every key known, nothing checked beyond types.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{ConfigError, line_of};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub region: Option<Spanned<String>>,
+    pub default_residency: Option<Spanned<RawResidency>>,
+    #[serde(default)]
+    pub catalog: RawCatalog,
+    #[serde(default)]
+    pub residency: BTreeMap<Spanned<String>, RawPolicy>,
+    #[serde(default)]
+    pub models: BTreeMap<Spanned<String>, RawModel>,
+    #[serde(default)]
+    pub application_profiles: Vec<RawAppProfile>,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCatalog {
+    pub file: Option<Spanned<String>>,
+}
+
+/// A named policy: terms to allow (empty: anywhere) and to exclude.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+}
+
+/// A policy by name, or inline allow terms.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawResidency {
+    Named(String),
+    Inline(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModel {
+    pub model: Spanned<String>,
+    pub residency: Option<Spanned<RawResidency>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAppProfile {
+    pub arn: Spanned<String>,
+    pub model: Spanned<String>,
+    pub regions: Spanned<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub endpoints: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub accounts: Vec<RawAccount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccount {
+    pub name: Spanned<String>,
+    pub profile: Option<String>,
+    pub role_arn: Option<Spanned<String>>,
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub regions: Vec<Spanned<String>>,
+}
+
+pub(crate) fn parse(text: &str, file: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigError {
+            file: display(file),
+            line,
+            key: line.and_then(|l| key_on_line(text, l)),
+            message: e.message().trim().to_string(),
+        }
+    })
+}
+
+pub(crate) fn display(file: Option<&Path>) -> String {
+    file.map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<defaults>".into())
+}
+
+/// The key written on a line (`key = …` or `[table]`), to name it in errors.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line - 1)?.trim();
+    if let Some(h) = l.strip_prefix('[') {
+        return Some(h.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    }
+    l.split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+}

@@ -1,0 +1,365 @@
+//! Raw config → validated config, checked against the catalog.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use meridian_catalog::arn::{Arn, ModelRef};
+use meridian_catalog::resolve::closest;
+use meridian_catalog::{AppProfile, Catalog, Policy};
+use toml::Spanned;
+
+use crate::error::{ConfigError, line_of};
+use crate::raw::{RawConfig, RawResidency, display};
+use crate::{Account, Config, ExposedModel, Loaded, RegionSetting, Upstream, UpstreamMode};
+
+/// Builds errors that point into one file.
+struct At<'a> {
+    text: &'a str,
+    file: String,
+}
+
+impl At<'_> {
+    fn err(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    fn at<V>(
+        &self,
+        spanned: &Spanned<V>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        self.err(Some(spanned.span()), key, message)
+    }
+}
+
+pub(crate) fn validate(
+    raw: RawConfig,
+    text: &str,
+    file: Option<&Path>,
+) -> Result<Loaded, ConfigError> {
+    let at = At {
+        text,
+        file: display(file),
+    };
+    let dir = file.and_then(Path::parent).unwrap_or(Path::new(""));
+
+    let catalog_file = raw.catalog.file.as_ref().map(|f| dir.join(f.get_ref()));
+    let catalog = match (&catalog_file, &raw.catalog.file) {
+        (Some(path), Some(spanned)) => Catalog::with_override(path)
+            .map_err(|e| at.at(spanned, "catalog.file", e.to_string()))?,
+        _ => Catalog::builtin().map_err(|e| at.err(None, "catalog", e.to_string()))?,
+    };
+
+    let region = match &raw.region {
+        None => RegionSetting::Auto,
+        Some(r) if r.get_ref() == "auto" => RegionSetting::Auto,
+        Some(r) => {
+            check_region(&at, &catalog, r, "region")?;
+            RegionSetting::Fixed(r.get_ref().clone())
+        }
+    };
+
+    let mut policies = BTreeMap::new();
+    for (name, p) in &raw.residency {
+        let key = format!("residency.{}", name.get_ref());
+        let allow: Vec<&str> = p.allow.iter().map(|t| t.get_ref().as_str()).collect();
+        let exclude: Vec<&str> = p.exclude.iter().map(|t| t.get_ref().as_str()).collect();
+        let policy =
+            Policy::from_terms(name.get_ref(), &catalog, &allow, &exclude).map_err(|e| {
+                let bad = p
+                    .allow
+                    .iter()
+                    .chain(&p.exclude)
+                    .find(|t| t.get_ref().trim() == e.term);
+                at.err(
+                    bad.map(Spanned::span).or(Some(name.span())),
+                    key.clone(),
+                    e.to_string(),
+                )
+            })?;
+        policies.insert(name.get_ref().clone(), policy);
+    }
+
+    let policy_for = |spanned: &Spanned<RawResidency>, key: &str| -> Result<Policy, ConfigError> {
+        match spanned.get_ref() {
+            RawResidency::Named(n) => policies.get(n).cloned().ok_or_else(|| {
+                let known: Vec<&str> = policies.keys().map(String::as_str).collect();
+                at.at(
+                    spanned,
+                    key,
+                    if known.is_empty() {
+                        format!("no residency policy named '{n}'; define it under [residency.{n}] or list terms inline, e.g. [\"eu\"]")
+                    } else {
+                        format!("no residency policy named '{n}'; defined: {}", known.join(", "))
+                    },
+                )
+            }),
+            RawResidency::Inline(terms) => {
+                Policy::from_terms(&terms.join("+"), &catalog, terms, &[] as &[String])
+                    .map_err(|e| at.at(spanned, key, e.to_string()))
+            }
+        }
+    };
+
+    let default_policy = match &raw.default_residency {
+        Some(d) => policy_for(d, "default_residency")?,
+        None => Policy::unrestricted(),
+    };
+
+    let mut app_profiles = Vec::new();
+    for (i, p) in raw.application_profiles.iter().enumerate() {
+        let key = format!("application_profiles[{i}]");
+        let arn = p.arn.get_ref();
+        let parsed = Arn::parse(arn).filter(|a| a.resource_type == "application-inference-profile");
+        let Some(parsed) = parsed else {
+            return Err(at.at(&p.arn, format!("{key}.arn"), "expected an ARN like arn:aws:bedrock:REGION:ACCOUNT:application-inference-profile/ID"));
+        };
+        if catalog.region(parsed.region).is_none() {
+            return Err(at.at(
+                &p.arn,
+                format!("{key}.arn"),
+                unknown_region(&catalog, parsed.region),
+            ));
+        }
+        let model_id = model_id_of(&catalog, p.model.get_ref()).ok_or_else(|| {
+            at.at(
+                &p.model,
+                format!("{key}.model"),
+                unknown_model(&catalog, p.model.get_ref()),
+            )
+        })?;
+        if p.regions.get_ref().is_empty() {
+            return Err(at.at(
+                &p.regions,
+                format!("{key}.regions"),
+                "list the regions the profile routes to (at least one)",
+            ));
+        }
+        for r in p.regions.get_ref() {
+            if catalog.region(r).is_none() {
+                return Err(at.at(
+                    &p.regions,
+                    format!("{key}.regions"),
+                    unknown_region(&catalog, r),
+                ));
+            }
+        }
+        app_profiles.push(AppProfile {
+            arn: arn.clone(),
+            region: parsed.region.to_string(),
+            model_id,
+            destinations: p.regions.get_ref().iter().cloned().collect(),
+        });
+    }
+
+    let models = if raw.models.is_empty() {
+        catalog
+            .models()
+            .iter()
+            .map(|m| ExposedModel {
+                name: m.alias.clone(),
+                model: m.alias.clone(),
+                policy: default_policy.clone(),
+            })
+            .collect()
+    } else {
+        let mut out = Vec::new();
+        for (name, m) in &raw.models {
+            let key = format!("models.{}", name.get_ref());
+            check_model_ref(
+                &at,
+                &catalog,
+                &app_profiles,
+                &m.model,
+                &format!("{key}.model"),
+            )?;
+            let policy = match &m.residency {
+                Some(r) => default_policy.intersect(&policy_for(r, &format!("{key}.residency"))?),
+                None => default_policy.clone(),
+            };
+            out.push(ExposedModel {
+                name: name.get_ref().clone(),
+                model: m.model.get_ref().clone(),
+                policy,
+            });
+        }
+        out
+    };
+
+    let upstream = validate_upstream(&at, &catalog, &raw)?;
+
+    Ok(Loaded {
+        config: Config {
+            file: file.map(Path::to_path_buf),
+            region,
+            catalog_file,
+            default_policy,
+            policies,
+            models,
+            app_profiles,
+            upstream,
+        },
+        catalog,
+    })
+}
+
+fn validate_upstream(
+    at: &At<'_>,
+    catalog: &Catalog,
+    raw: &RawConfig,
+) -> Result<Upstream, ConfigError> {
+    let mode = match raw.upstream.mode.as_ref() {
+        None => UpstreamMode::Auto,
+        Some(m) => match m.get_ref().as_str() {
+            "auto" => UpstreamMode::Auto,
+            "aws" => UpstreamMode::Aws,
+            "simulated" => UpstreamMode::Simulated,
+            other => {
+                return Err(at.at(
+                    m,
+                    "upstream.mode",
+                    format!("'{other}' is not a mode; expected auto, aws or simulated"),
+                ));
+            }
+        },
+    };
+    let mut endpoints = BTreeMap::new();
+    for (region, url) in &raw.upstream.endpoints {
+        check_region(
+            at,
+            catalog,
+            region,
+            &format!("upstream.endpoints.{}", region.get_ref()),
+        )?;
+        let u = url.get_ref();
+        let ok = u
+            .strip_prefix("http://")
+            .or_else(|| u.strip_prefix("https://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
+        if !ok {
+            return Err(at.at(
+                url,
+                format!("upstream.endpoints.{}", region.get_ref()),
+                format!("'{u}' is not a URL; expected http://HOST[:PORT] or https://HOST[:PORT]"),
+            ));
+        }
+        endpoints.insert(region.get_ref().clone(), u.clone());
+    }
+    let mut accounts = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, a) in raw.upstream.accounts.iter().enumerate() {
+        let key = format!("upstream.accounts[{i}]");
+        if !names.insert(a.name.get_ref().clone()) {
+            return Err(at.at(
+                &a.name,
+                format!("{key}.name"),
+                format!("account '{}' is listed twice", a.name.get_ref()),
+            ));
+        }
+        if let Some(role) = &a.role_arn
+            && Arn::parse(role.get_ref())
+                .is_none_or(|r| r.service != "iam" || r.resource_type != "role")
+        {
+            return Err(at.at(
+                role,
+                format!("{key}.role_arn"),
+                "expected an IAM role ARN like arn:aws:iam::123456789012:role/NAME",
+            ));
+        }
+        for r in &a.regions {
+            check_region(at, catalog, r, &format!("{key}.regions"))?;
+        }
+        accounts.push(Account {
+            name: a.name.get_ref().clone(),
+            profile: a.profile.clone(),
+            role_arn: a.role_arn.as_ref().map(|r| r.get_ref().clone()),
+            external_id: a.external_id.clone(),
+            regions: a.regions.iter().map(|r| r.get_ref().clone()).collect(),
+        });
+    }
+    Ok(Upstream {
+        mode,
+        endpoints,
+        accounts,
+    })
+}
+
+fn check_region(
+    at: &At<'_>,
+    catalog: &Catalog,
+    r: &Spanned<String>,
+    key: &str,
+) -> Result<(), ConfigError> {
+    match catalog.region(r.get_ref()) {
+        Some(_) => Ok(()),
+        None => Err(at.at(r, key, unknown_region(catalog, r.get_ref()))),
+    }
+}
+
+fn check_model_ref(
+    at: &At<'_>,
+    catalog: &Catalog,
+    profiles: &[AppProfile],
+    m: &Spanned<String>,
+    key: &str,
+) -> Result<(), ConfigError> {
+    let s = m.get_ref();
+    match ModelRef::parse(s) {
+        ModelRef::Arn(arn) if arn.resource_type == "application-inference-profile" => {
+            if profiles.iter().any(|p| &p.arn == s) {
+                Ok(())
+            } else {
+                Err(at.at(m, key, "application inference profile not declared; add it under [[application_profiles]] with its model and regions"))
+            }
+        }
+        ModelRef::Arn(_) | ModelRef::SystemProfile { .. } => Ok(()),
+        ModelRef::Name(_) => match model_id_of(catalog, s) {
+            Some(_) => Ok(()),
+            None => Err(at.at(m, key, unknown_model(catalog, s))),
+        },
+    }
+}
+
+/// The base model ID for an alias or a base ID.
+fn model_id_of(catalog: &Catalog, s: &str) -> Option<String> {
+    catalog
+        .model(s)
+        .map(|m| m.id.clone())
+        .or_else(|| s.contains('.').then(|| s.to_string()))
+}
+
+fn unknown_model(catalog: &Catalog, s: &str) -> String {
+    let near = closest(s, catalog.models().iter().map(|m| m.alias.as_str()));
+    let mut msg = format!(
+        "unknown model '{s}'; expected a catalog alias, a base model ID (provider.name), a profile ID or an ARN"
+    );
+    if !near.is_empty() {
+        msg.push_str(&format!("; did you mean {}?", near.join(", ")));
+    }
+    msg
+}
+
+fn unknown_region(catalog: &Catalog, r: &str) -> String {
+    let codes: Vec<&str> = catalog.regions().iter().map(|r| r.code.as_str()).collect();
+    let near = closest(r, codes.iter().copied());
+    if near.is_empty() {
+        format!("unknown region '{r}'; expected one of {}", codes.join(", "))
+    } else {
+        format!(
+            "unknown region '{r}'; did you mean {}? (all: {})",
+            near.join(", "),
+            codes.join(", ")
+        )
+    }
+}

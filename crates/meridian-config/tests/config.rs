@@ -1,0 +1,171 @@
+//! meridian.toml: valid files load, wrong ones say file:line, key and what was expected.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::path::Path;
+
+use meridian_config::{RegionSetting, UpstreamMode, parse};
+
+const GOOD: &str = r#"
+region = "eu-west-3"
+default_residency = "europe"
+
+[residency.europe]
+allow = ["eu"]
+exclude = ["eu-west-2"]
+
+[residency.paris]
+allow = ["eu-west-3", "eu-central-1"]
+
+[models.chat]
+model = "claude-sonnet-4-5"
+
+[models.fast]
+model = "claude-haiku-4-5"
+residency = "paris"
+
+[models.pinned]
+model = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/abc123def456"
+
+[[application_profiles]]
+arn = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/abc123def456"
+model = "claude-sonnet-4-5"
+regions = ["eu-west-1", "eu-central-1"]
+
+[upstream]
+mode = "simulated"
+endpoints = { eu-west-3 = "http://127.0.0.1:9001" }
+
+[[upstream.accounts]]
+name = "prod"
+role_arn = "arn:aws:iam::123456789012:role/meridian"
+external_id = "x"
+regions = ["eu-west-3"]
+"#;
+
+fn err(text: &str) -> String {
+    parse(text, Some(Path::new("meridian.toml")))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn a_full_config_validates() {
+    let l = parse(GOOD, Some(Path::new("meridian.toml"))).unwrap();
+    let c = &l.config;
+    assert_eq!(c.region, RegionSetting::Fixed("eu-west-3".into()));
+    assert_eq!(c.upstream.mode, UpstreamMode::Simulated);
+    assert_eq!(c.models.len(), 3);
+    // Per-model policies narrow the default: paris ∩ europe.
+    let fast = c.model("fast").unwrap();
+    assert!(fast.policy.allows("eu-west-3"));
+    assert!(!fast.policy.allows("eu-west-1"));
+    assert!(!c.model("chat").unwrap().policy.allows("eu-west-2"));
+    let r = c.resolve(&l.catalog, "chat", "eu-west-3", None).unwrap();
+    assert!(r.targets[0].model_id.starts_with("eu."));
+    assert!(r.targets.iter().all(|t| !t.model_id.starts_with("global.")));
+    let pinned = c.resolve(&l.catalog, "pinned", "eu-west-3", None).unwrap();
+    assert_eq!(pinned.targets[0].endpoint_region, "eu-west-1");
+}
+
+#[test]
+fn no_file_exposes_every_catalog_model_unrestricted() {
+    let l = parse("", None).unwrap();
+    assert_eq!(l.config.models.len(), l.catalog.models().len());
+    assert!(l.config.default_policy.is_unrestricted());
+    assert_eq!(l.config.region, RegionSetting::Auto);
+}
+
+#[test]
+fn errors_name_file_line_key_and_expectation() {
+    let e = err("region = \"eu-west-3\"\nregoin = \"x\"\n");
+    assert!(e.starts_with("meridian.toml:2: regoin:"), "{e}");
+    assert!(e.contains("unknown field"), "{e}");
+
+    let e = err("region = \"eu-wst-3\"\n");
+    assert!(
+        e.starts_with("meridian.toml:1: region: unknown region 'eu-wst-3'; did you mean eu-west-3"),
+        "{e}"
+    );
+
+    let e = err("region = 5\n");
+    assert!(e.starts_with("meridian.toml:1: region:"), "{e}");
+
+    let e = err("[models.chat]\nmodel = \"claude-sonet-4-5\"\n");
+    assert!(
+        e.starts_with("meridian.toml:2: models.chat.model: unknown model"),
+        "{e}"
+    );
+    assert!(e.contains("claude-sonnet-4-5"), "{e}");
+
+    let e = err("[residency.eu]\nallow = [\"europe\"]\n");
+    assert!(e.starts_with("meridian.toml:2: residency.eu:"), "{e}");
+
+    let e = err("[models.chat]\nmodel = \"claude-sonnet-4-5\"\nresidency = \"nowhere\"\n");
+    assert!(
+        e.starts_with(
+            "meridian.toml:3: models.chat.residency: no residency policy named 'nowhere'"
+        ),
+        "{e}"
+    );
+
+    let e = err("[upstream]\nmode = \"cloud\"\n");
+    assert!(
+        e.contains(":2: upstream.mode: 'cloud' is not a mode; expected auto, aws or simulated"),
+        "{e}"
+    );
+
+    let e = err("[upstream.endpoints]\neu-west-3 = \"127.0.0.1:9000\"\n");
+    assert!(e.contains(":2: upstream.endpoints.eu-west-3:"), "{e}");
+
+    let e = err(
+        "[models.p]\nmodel = \"arn:aws:bedrock:eu-west-1:1:application-inference-profile/x\"\n",
+    );
+    assert!(
+        e.contains(":2: models.p.model: application inference profile not declared"),
+        "{e}"
+    );
+}
+
+#[test]
+fn catalog_override_file_is_applied_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("extra.toml"),
+        r#"
+[[model]]
+alias = "house-model"
+id = "acme.house-v1:0"
+name = "House"
+provider = "acme"
+input = ["text"]
+output = ["text"]
+streaming = true
+context_window = 1000
+max_output_tokens = 100
+routes = []
+on_demand = ["eu-west-3"]
+price = { on_demand = [1.0, 2.0] }
+"#,
+    )
+    .unwrap();
+    let cfg = dir.path().join("meridian.toml");
+    std::fs::write(
+        &cfg,
+        "[catalog]\nfile = \"extra.toml\"\n[models.h]\nmodel = \"house-model\"\n",
+    )
+    .unwrap();
+    let l = meridian_config::load(Some(&cfg)).unwrap();
+    let r = l
+        .config
+        .resolve(&l.catalog, "h", "eu-west-3", None)
+        .unwrap();
+    assert_eq!(r.targets[0].model_id, "acme.house-v1:0");
+
+    std::fs::write(dir.path().join("extra.toml"), "[[model]]\nalias = 1\n").unwrap();
+    let e = meridian_config::load(Some(&cfg)).unwrap_err().to_string();
+    assert!(
+        e.contains("catalog.file") && e.contains("extra.toml"),
+        "{e}"
+    );
+}

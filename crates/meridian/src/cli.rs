@@ -1,0 +1,104 @@
+//! Command-line definitions (clap only; behaviour lives in `cmd/`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Meridian: a region-aware inference gateway for Amazon Bedrock.
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by commands that read the config.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Config file (default: ./meridian.toml when present, else built-in defaults).
+    #[arg(long, short = 'c', env = "MERIDIAN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Machine-readable output.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List AWS regions, their geography and Bedrock availability.
+    Regions {
+        /// Only regions of this geography or zone (us, eu, apac, jp, au, ...).
+        #[arg(long)]
+        geo: Option<String>,
+        /// Only regions that serve Bedrock.
+        #[arg(long)]
+        bedrock: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show the ordered targets a model resolves to from a region.
+    Resolve {
+        /// Exposed model name, catalog alias, model or profile ID, or ARN.
+        model: String,
+        /// Source region (default: from the config, else detected).
+        #[arg(long, short = 'r')]
+        region: Option<String>,
+        /// Only allow these geographies, zones or regions (comma-separated), e.g. eu or ca-central-1.
+        #[arg(long, value_delimiter = ',')]
+        allow: Vec<String>,
+        /// Never allow these geographies, zones or regions (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        exclude: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Detect the AWS region Meridian runs in, and say which step answered.
+    Detect {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Print a least-privilege IAM policy for every target the config may call.
+    IamPolicy {
+        /// Source region (default: from the config, else detected).
+        #[arg(long, short = 'r')]
+        region: Option<String>,
+        /// Account ID for inference-profile ARNs (default: any account, `*`).
+        #[arg(long, default_value = "*")]
+        account: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Accepted for symmetry; the policy is always JSON.
+        #[arg(long, hide = true)]
+        json: bool,
+    },
+    /// Check config, region and models; say what is wrong and how to fix it.
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Work with config files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}

@@ -1,0 +1,258 @@
+//! `meridian doctor`: checks config, region and models, and says how to fix
+//! what is wrong. Exits non-zero when any check is an error.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use meridian_catalog::Lifecycle;
+use meridian_catalog::env::{EnvSource, ProcessEnv};
+use meridian_catalog::resolve::ResolveError;
+use meridian_config::{Loaded, UpstreamMode};
+use serde::Serialize;
+
+use super::{emit, emit_json, source_region};
+use crate::table::Table;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Ok,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    level: Level,
+    area: String,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Report(Vec<Check>);
+
+impl Report {
+    fn add(
+        &mut self,
+        level: Level,
+        area: impl Into<String>,
+        message: impl Into<String>,
+        fix: Option<&str>,
+    ) {
+        self.0.push(Check {
+            level,
+            area: area.into(),
+            message: message.into(),
+            fix: fix.map(str::to_string),
+        });
+    }
+}
+
+pub async fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut report = Report::default();
+    match meridian_config::load(config) {
+        Err(e) => report.add(
+            Level::Error,
+            "config",
+            e.to_string(),
+            Some("fix the file at the line shown, then run `meridian config check FILE`"),
+        ),
+        Ok(loaded) => {
+            let from = loaded
+                .config
+                .file
+                .as_ref()
+                .map_or("built-in defaults".to_string(), |f| f.display().to_string());
+            report.add(Level::Ok, "config", format!("loaded {from}"), None);
+            check_loaded(&loaded, &mut report).await;
+        }
+    }
+    let failed = report.0.iter().any(|c| c.level == Level::Error);
+    if json {
+        emit_json(&serde_json::json!({"ok": !failed, "checks": report.0}))?;
+    } else {
+        let mut t = Table::new(&["", "AREA", "FINDING"]);
+        for c in &report.0 {
+            let mark = match c.level {
+                Level::Ok => "ok",
+                Level::Warn => "warn",
+                Level::Error => "ERROR",
+            };
+            let mut msg = c.message.replace('\n', "\n        ");
+            if let Some(fix) = &c.fix {
+                msg.push_str(&format!(" -> {fix}"));
+            }
+            t.row(vec![mark.into(), c.area.clone(), msg]);
+        }
+        let verdict = if failed {
+            "problems found"
+        } else {
+            "all checks passed"
+        };
+        emit(&format!("{}\n{verdict}\n", t.render()))?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn check_loaded(loaded: &Loaded, report: &mut Report) {
+    let (config, catalog) = (&loaded.config, &loaded.catalog);
+    let (region, step) = source_region(None, config).await;
+    match catalog.region(&region) {
+        None => report.add(
+            Level::Error,
+            "region",
+            format!("'{region}' (from {}) is not a region the catalog knows", step.label()),
+            Some("set MERIDIAN_REGION or `region` in meridian.toml to a code from `meridian regions`"),
+        ),
+        Some(r) if !r.bedrock => report.add(
+            Level::Warn,
+            "region",
+            format!("{region} (from {}) does not serve Bedrock; every call will go to another region", step.label()),
+            Some("deploy Meridian in a Bedrock region (`meridian regions --bedrock`) to keep calls local"),
+        ),
+        Some(r) => report.add(Level::Ok, "region", format!("{} {} (from {})", r.code, r.name, step.label()), None),
+    }
+    if catalog.region(&region).is_some() {
+        for m in &config.models {
+            check_model(loaded, &m.name, &region, report);
+        }
+        let unconfirmed = report
+            .0
+            .iter()
+            .filter(|c| c.message.contains("(unconfirmed in catalog)"))
+            .count();
+        if unconfirmed > 0 {
+            report.add(
+                Level::Warn,
+                "catalog",
+                format!("{unconfirmed} models' first targets rest on catalog data no AWS source confirms"),
+                Some("check them with GetInferenceProfile in this region and record them in a catalog override file"),
+            );
+        }
+    }
+    for (file, meta) in &catalog.meta {
+        report.add(
+            Level::Ok,
+            "catalog",
+            format!("{file} checked {}", meta.checked),
+            None,
+        );
+    }
+    check_upstream(loaded, report);
+}
+
+fn check_model(loaded: &Loaded, name: &str, region: &str, report: &mut Report) {
+    let area = format!("model {name}");
+    match loaded.config.resolve(&loaded.catalog, name, region, None) {
+        Ok(res) => {
+            let first = &res.targets[0];
+            report.add(
+                Level::Ok,
+                &area,
+                format!(
+                    "{} target{}; first {} called in {}{}",
+                    res.targets.len(),
+                    if res.targets.len() == 1 { "" } else { "s" },
+                    first.model_id,
+                    first.endpoint_region,
+                    if first.confirmed {
+                        ""
+                    } else {
+                        " (unconfirmed in catalog)"
+                    }
+                ),
+                None,
+            );
+            if let Some(model) = res.alias.as_deref().and_then(|a| loaded.catalog.model(a))
+                && model.lifecycle == Lifecycle::Legacy
+            {
+                let eol = model
+                    .end_of_life
+                    .as_deref()
+                    .map_or(String::new(), |d| format!(", end of life {d}"));
+                report.add(
+                    Level::Warn,
+                    &area,
+                    format!("{} is a legacy model{eol}", model.alias),
+                    Some("move to a current model"),
+                );
+            }
+        }
+        Err(e @ ResolveError::NoTarget { .. }) => report.add(
+            Level::Error,
+            &area,
+            e.to_string(),
+            Some(
+                "widen the model's residency policy, or run Meridian in a region the policy allows",
+            ),
+        ),
+        Err(e) => report.add(Level::Error, &area, e.to_string(), None),
+    }
+}
+
+fn check_upstream(loaded: &Loaded, report: &mut Report) {
+    let env = ProcessEnv;
+    let creds = credential_hint(&env);
+    match (loaded.config.upstream.mode, &creds) {
+        (UpstreamMode::Simulated, _) => report.add(Level::Ok, "upstream", "simulated region fleet (upstream.mode = simulated)", None),
+        (UpstreamMode::Aws, None) => report.add(
+            Level::Error,
+            "upstream",
+            "upstream.mode = aws but no AWS credentials were found",
+            Some("set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_BEARER_TOKEN_BEDROCK, or run with an instance/task role"),
+        ),
+        (_, Some(how)) => report.add(Level::Ok, "upstream", format!("AWS credentials: {how}"), None),
+        (UpstreamMode::Auto, None) => report.add(
+            Level::Warn,
+            "upstream",
+            "no AWS credentials found; `meridian serve` will use the simulated region fleet",
+            Some("provide AWS credentials to call real Bedrock"),
+        ),
+    }
+    for (region, url) in &loaded.config.upstream.endpoints {
+        report.add(
+            Level::Ok,
+            "upstream",
+            format!("endpoint override {region} -> {url}"),
+            None,
+        );
+    }
+}
+
+/// Where credentials would come from, judged from the environment and files
+/// only (no network). Instance and task roles are found at start-up.
+fn credential_hint(env: &dyn EnvSource) -> Option<String> {
+    if env.non_empty("AWS_BEARER_TOKEN_BEDROCK").is_some() {
+        return Some("Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)".into());
+    }
+    if env.non_empty("AWS_ACCESS_KEY_ID").is_some()
+        && env.non_empty("AWS_SECRET_ACCESS_KEY").is_some()
+    {
+        return Some("environment (AWS_ACCESS_KEY_ID)".into());
+    }
+    if env.non_empty("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() {
+        return Some("web identity (AWS_WEB_IDENTITY_TOKEN_FILE)".into());
+    }
+    if env
+        .non_empty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .is_some()
+        || env
+            .non_empty("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .is_some()
+    {
+        return Some("container credentials endpoint".into());
+    }
+    let home = env.home()?;
+    let file = env
+        .non_empty("AWS_SHARED_CREDENTIALS_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| home.join(".aws").join("credentials"));
+    file.is_file()
+        .then(|| format!("shared credentials file {}", file.display()))
+}

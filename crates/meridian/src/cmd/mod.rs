@@ -1,0 +1,83 @@
+//! One module per command; `run` dispatches.
+
+mod config_check;
+mod detect;
+mod doctor;
+mod iam_policy;
+mod regions;
+mod resolve;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use meridian_catalog::detect::{DetectOptions, Step, detect};
+use meridian_catalog::env::ProcessEnv;
+use meridian_config::{Config, RegionSetting};
+
+use crate::cli::{Command, ConfigCommand};
+
+/// Runs one command to completion.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Regions { geo, bedrock, json } => regions::run(geo.as_deref(), bedrock, json.json),
+        Command::Resolve {
+            model,
+            region,
+            allow,
+            exclude,
+            config,
+            json,
+        } => {
+            resolve::run(
+                &model,
+                region,
+                &allow,
+                &exclude,
+                config.config.as_deref(),
+                json.json,
+            )
+            .await
+        }
+        Command::Detect { json } => detect::run(json.json).await,
+        Command::IamPolicy {
+            region,
+            account,
+            config,
+            ..
+        } => iam_policy::run(region, &account, config.config.as_deref()).await,
+        Command::Doctor { config, json } => doctor::run(config.config.as_deref(), json.json).await,
+        Command::Config {
+            command: ConfigCommand::Check { file, json },
+        } => config_check::run(&file, json.json),
+    }
+}
+
+/// Writes text to stdout.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .context("writing to stdout")?;
+    out.flush().context("writing to stdout")
+}
+
+/// Writes a value as pretty JSON to stdout.
+pub fn emit_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    emit(&text)
+}
+
+/// The source region: a flag, else the config's fixed region, else detection.
+pub async fn source_region(flag: Option<String>, config: &Config) -> (String, Step) {
+    if let Some(r) = flag {
+        return (r, Step::Config);
+    }
+    match &config.region {
+        RegionSetting::Fixed(r) => (r.clone(), Step::Config),
+        RegionSetting::Auto => {
+            let d = detect(&ProcessEnv, &DetectOptions::default()).await;
+            (d.region, d.step)
+        }
+    }
+}
