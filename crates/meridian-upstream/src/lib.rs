@@ -1,0 +1,9 @@
+//! Upstream clients: Bedrock (SigV4 or bearer, per region and account) and
+//! OpenAI-compatible servers, with one outcome classification for both.
+//!
+//! This crate calls where it is told to; deciding where is the router's job.
+
+pub mod outcome;
+pub mod sign;
+
+pub use outcome::{Outcome, OutcomeClass};

@@ -1,0 +1,473 @@
+//! SigV4 verification for inbound requests.
+//!
+//! The canonical request is rebuilt from the request exactly as received (raw
+//! path and query), with the headers the client says it signed, then the
+//! signature is recomputed and compared in constant time. Signing outbound
+//! requests is `aws-sigv4`'s job (see meridian-upstream).
+
+use std::time::{Duration, SystemTime};
+
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::{BedrockError, ErrorKind};
+
+/// The only algorithm accepted.
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// How far a request's `X-Amz-Date` may be from the server clock.
+pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+
+/// How the canonical URI encodes the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathEncoding {
+    /// Every service but S3 (Bedrock included): the already-encoded path is
+    /// encoded again, so `%3A` becomes `%253A`.
+    Double,
+    /// Existing escapes are kept; only the test suite's single-encoding
+    /// vectors use this.
+    Single,
+}
+
+/// A request as received, before its body is interpreted.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path exactly as on the request line.
+    pub raw_path: &'a str,
+    /// The query string exactly as on the request line, without `?`.
+    pub raw_query: &'a str,
+    /// All headers.
+    pub headers: &'a HeaderMap,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// A secret the verifier knows, by access key ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token the request must carry, for temporary credentials.
+    pub session_token: Option<String>,
+}
+
+/// What the verifier checks besides the signature.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// Expected service in the credential scope (`bedrock`).
+    pub service: &'a str,
+    /// Remove `.`/`..` segments and repeated slashes before encoding.
+    pub normalize: bool,
+    /// Path encoding mode.
+    pub encoding: PathEncoding,
+    /// Reject requests signed too far from this time; `None` skips the check.
+    pub now: Option<SystemTime>,
+}
+
+impl Rules<'_> {
+    /// Bedrock's rules at the current time.
+    pub fn bedrock() -> Rules<'static> {
+        Rules {
+            service: "bedrock",
+            normalize: true,
+            encoding: PathEncoding::Double,
+            now: Some(SystemTime::now()),
+        }
+    }
+}
+
+/// Who signed a verified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The access key ID.
+    pub access_key_id: String,
+    /// The region in the credential scope.
+    pub region: String,
+}
+
+/// The parts of an `Authorization: AWS4-HMAC-SHA256 …` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthHeader<'a> {
+    /// Access key ID.
+    pub access_key_id: &'a str,
+    /// `YYYYMMDD`.
+    pub date: &'a str,
+    /// Region.
+    pub region: &'a str,
+    /// Service.
+    pub service: &'a str,
+    /// Lowercase names, `;`-separated, as sent.
+    pub signed_headers: &'a str,
+    /// Hex signature.
+    pub signature: &'a str,
+}
+
+fn incomplete(msg: impl Into<String>) -> BedrockError {
+    BedrockError::new(ErrorKind::IncompleteSignature, msg)
+}
+
+/// Parses a SigV4 `Authorization` header value.
+pub fn parse_auth_header(value: &str) -> Result<AuthHeader<'_>, BedrockError> {
+    let rest = value
+        .strip_prefix(ALGORITHM)
+        .ok_or_else(|| incomplete(format!("Authorization must use {ALGORITHM}")))?;
+    let (mut credential, mut signed, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let part = part.trim();
+        if let Some(v) = part.strip_prefix("Credential=") {
+            credential = Some(v);
+        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+            signed = Some(v);
+        } else if let Some(v) = part.strip_prefix("Signature=") {
+            signature = Some(v);
+        }
+    }
+    let (Some(credential), Some(signed_headers), Some(signature)) = (credential, signed, signature)
+    else {
+        return Err(incomplete(
+            "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'",
+        ));
+    };
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [access_key_id, date, region, service, "aws4_request"] = scope.as_slice() else {
+        return Err(incomplete(format!(
+            "credential scope '{credential}' is not KEY/DATE/REGION/SERVICE/aws4_request"
+        )));
+    };
+    Ok(AuthHeader {
+        access_key_id,
+        date,
+        region,
+        service,
+        signed_headers,
+        signature,
+    })
+}
+
+/// Verifies a SigV4-signed request.
+pub fn verify(
+    req: &Request<'_>,
+    rules: &Rules<'_>,
+    lookup: impl Fn(&str) -> Option<Secret>,
+) -> Result<Verified, BedrockError> {
+    let auth = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            BedrockError::new(
+                ErrorKind::MissingAuthenticationToken,
+                "Missing Authentication Token",
+            )
+        })?;
+    let auth = parse_auth_header(auth)?;
+    let amz_date = header_str(req.headers, "x-amz-date").ok_or_else(|| {
+        incomplete(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header",
+        )
+    })?;
+    if amz_date.len() != 16 || !amz_date.starts_with(auth.date) {
+        return Err(incomplete(format!(
+            "X-Amz-Date '{amz_date}' does not match the credential scope date {}",
+            auth.date
+        )));
+    }
+    if auth.service != rules.service {
+        return Err(BedrockError::new(
+            ErrorKind::InvalidSignature,
+            format!(
+                "Credential should be scoped to correct service: '{}'",
+                rules.service
+            ),
+        ));
+    }
+    if let Some(now) = rules.now {
+        check_skew(amz_date, now)?;
+    }
+    let secret = lookup(auth.access_key_id).ok_or_else(|| {
+        BedrockError::new(
+            ErrorKind::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        )
+    })?;
+    if let Some(token) = &secret.session_token
+        && header_str(req.headers, "x-amz-security-token") != Some(token.as_str())
+    {
+        return Err(BedrockError::new(
+            ErrorKind::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        ));
+    }
+    let canonical = canonical_request(req, auth.signed_headers, rules)?;
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
+    let to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let key = signing_key(
+        &secret.secret_access_key,
+        auth.date,
+        auth.region,
+        auth.service,
+    );
+    let expected = hex::encode(hmac(&key, to_sign.as_bytes()));
+    if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
+        Ok(Verified {
+            access_key_id: auth.access_key_id.to_string(),
+            region: auth.region.to_string(),
+        })
+    } else {
+        Err(BedrockError::new(
+            ErrorKind::InvalidSignature,
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+        ))
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn check_skew(amz_date: &str, now: SystemTime) -> Result<(), BedrockError> {
+    let signed = parse_amz_date(amz_date)
+        .ok_or_else(|| incomplete(format!("X-Amz-Date '{amz_date}' is not YYYYMMDDTHHMMSSZ")))?;
+    let skew = now
+        .duration_since(signed)
+        .or_else(|e| Ok::<_, ()>(e.duration()))
+        .unwrap_or_default();
+    if skew > MAX_SKEW {
+        return Err(BedrockError::new(
+            ErrorKind::InvalidSignature,
+            "Signature expired: the request time is more than 15 minutes from the server time.",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `YYYYMMDDTHHMMSSZ`.
+pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// The canonical request for `req` with the given signed headers.
+pub fn canonical_request(
+    req: &Request<'_>,
+    signed_headers: &str,
+    rules: &Rules<'_>,
+) -> Result<String, BedrockError> {
+    let mut out = String::with_capacity(256);
+    out.push_str(req.method);
+    out.push('\n');
+    out.push_str(&canonical_uri(
+        req.raw_path,
+        rules.normalize,
+        rules.encoding,
+    ));
+    out.push('\n');
+    out.push_str(&canonical_query(req.raw_query));
+    out.push('\n');
+    let mut names: Vec<&str> = signed_headers
+        .split(';')
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort_unstable();
+    for name in &names {
+        let values: Vec<String> = req
+            .headers
+            .get_all(*name)
+            .iter()
+            .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        if values.is_empty() {
+            return Err(incomplete(format!(
+                "signed header '{name}' is not in the request"
+            )));
+        }
+        out.push_str(name);
+        out.push(':');
+        out.push_str(&values.join(","));
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(&names.join(";"));
+    out.push('\n');
+    match header_str(req.headers, "x-amz-content-sha256") {
+        Some(hash) => out.push_str(hash),
+        None => out.push_str(&hex::encode(Sha256::digest(req.body))),
+    }
+    Ok(out)
+}
+
+fn collapse_spaces(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn canonical_uri(raw_path: &str, normalize: bool, encoding: PathEncoding) -> String {
+    let path = if raw_path.is_empty() { "/" } else { raw_path };
+    let path = if normalize {
+        normalize_path(path)
+    } else {
+        path.to_string()
+    };
+    let keep_percent = encoding == PathEncoding::Single;
+    let mut out = String::with_capacity(path.len() + 16);
+    for b in path.bytes() {
+        if b == b'/' || is_unreserved(b) || (keep_percent && b == b'%') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn normalize_path(path: &str) -> String {
+    let mut stack: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                stack.pop();
+            }
+            s => stack.push(s),
+        }
+    }
+    let mut out = format!("/{}", stack.join("/"));
+    if path.ends_with('/') && !stack.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn canonical_query(raw: &str) -> String {
+    let mut pairs: Vec<(String, String)> = raw
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (
+                encode_strict(&percent_decode(k)),
+                encode_strict(&percent_decode(v)),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+fn encode_strict(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if is_unreserved(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let decoded = (b[i] == b'%')
+            .then(|| b.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match decoded {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so construction cannot fail.
+    match HmacSha256::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac(&k_date, region.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
+    hmac(&k_service, b"aws4_request")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_amz_dates() {
+        let t = parse_amz_date("20150830T123600Z").unwrap();
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            1_440_938_160
+        );
+        assert!(parse_amz_date("2015-08-30T12:36:00Z").is_none());
+    }
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize_path("//example//"), "/example/");
+        assert_eq!(normalize_path("/example1/example2/../.."), "/");
+        assert_eq!(normalize_path("/./"), "/");
+        assert_eq!(
+            canonical_uri("/model/a%3A0/converse", true, PathEncoding::Double),
+            "/model/a%253A0/converse"
+        );
+    }
+}
