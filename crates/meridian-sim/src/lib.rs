@@ -1,1 +1,30 @@
+//! The simulated Bedrock region fleet.
+//!
+//! One HTTP listener per region on 127.0.0.1, each serving the Bedrock Runtime
+//! and control-plane surface, verifying SigV4, processing profile requests in
+//! a region of the profile's destination set, and modelling latency, capacity
+//! and faults. A separate control listener switches faults at run time and
+//! exposes the fleet's own record of where each request was processed.
+//!
+//! The fleet shares data (the catalog) with the gateway, never its routing.
 
+mod capacity;
+mod config;
+mod control;
+mod faults;
+mod fleet;
+mod generate;
+mod native;
+mod record;
+mod region;
+mod rng;
+mod scenario;
+
+pub use config::{CapacityModel, FleetConfig, LatencyModel, SimCredential};
+pub use faults::FaultSet;
+pub use fleet::{Fleet, Manifest, ManifestRegion};
+pub use record::Record;
+pub use scenario::{Scenario, ScenarioStep};
+
+/// Header carrying the region that processed a request.
+pub const INFERENCE_REGION_HEADER: &str = "x-meridian-sim-inference-region";

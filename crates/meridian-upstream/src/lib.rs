@@ -3,7 +3,12 @@
 //!
 //! This crate calls where it is told to; deciding where is the router's job.
 
+pub mod bedrock;
 pub mod outcome;
 pub mod sign;
 
+pub use bedrock::{
+    Auth, BedrockClient, Call, CredentialSource, Endpoints, Failure, Response, StaticCredentials,
+    Timeouts,
+};
 pub use outcome::{Outcome, OutcomeClass};

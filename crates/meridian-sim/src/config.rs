@@ -1,0 +1,101 @@
+//! How a fleet is set up.
+
+use meridian_catalog::AppProfile;
+use serde::{Deserialize, Serialize};
+
+/// A credential the fleet accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimCredential {
+    /// Access key ID.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+impl Default for SimCredential {
+    fn default() -> Self {
+        SimCredential {
+            access_key_id: "AKIDMERIDIANSIM".into(),
+            secret_access_key: "meridian-simulated-fleet-secret".into(),
+        }
+    }
+}
+
+/// Latency model. Times in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LatencyModel {
+    /// Time to first token before network distance and faults.
+    pub ttft_ms: f64,
+    /// Output speed.
+    pub tokens_per_sec: f64,
+    /// Relative jitter, 0.1 = ±10 %.
+    pub jitter: f64,
+    /// Round-trip milliseconds per 1,000 km between the called region and the
+    /// processing region (light in fibre plus routing: about 10).
+    pub rtt_ms_per_1000km: f64,
+}
+
+impl Default for LatencyModel {
+    fn default() -> Self {
+        LatencyModel {
+            ttft_ms: 40.0,
+            tokens_per_sec: 400.0,
+            jitter: 0.1,
+            rtt_ms_per_1000km: 10.0,
+        }
+    }
+}
+
+/// Capacity model, per region and model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacityModel {
+    /// Requests in flight at once.
+    pub concurrency: u32,
+    /// Tokens per minute (input + max_tokens reserved at admission).
+    pub tokens_per_minute: u64,
+}
+
+impl Default for CapacityModel {
+    fn default() -> Self {
+        CapacityModel {
+            concurrency: 256,
+            tokens_per_minute: 2_000_000,
+        }
+    }
+}
+
+/// Everything a fleet needs to start.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Region codes to simulate.
+    pub regions: Vec<String>,
+    /// Seed for every random choice.
+    pub seed: u64,
+    /// Accepted SigV4 credentials.
+    pub credentials: Vec<SimCredential>,
+    /// Accepted bearer tokens (Bedrock API keys).
+    pub bearer_tokens: Vec<String>,
+    /// Latency model.
+    pub latency: LatencyModel,
+    /// Capacity model.
+    pub capacity: CapacityModel,
+    /// Application inference profiles the fleet knows.
+    pub app_profiles: Vec<AppProfile>,
+}
+
+impl FleetConfig {
+    /// A fleet of `regions` with defaults and the default credential.
+    pub fn new<S: Into<String>>(regions: impl IntoIterator<Item = S>) -> Self {
+        FleetConfig {
+            regions: regions.into_iter().map(Into::into).collect(),
+            seed: 1,
+            credentials: vec![SimCredential::default()],
+            bearer_tokens: Vec::new(),
+            latency: LatencyModel::default(),
+            capacity: CapacityModel::default(),
+            app_profiles: Vec::new(),
+        }
+    }
+}

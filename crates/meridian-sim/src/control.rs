@@ -1,0 +1,131 @@
+//! The fleet's control API: faults, records, manifest.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::faults::FaultSet;
+use crate::fleet::{Manifest, set_faults};
+use crate::region::Shared;
+
+#[derive(Clone)]
+struct Control {
+    shared: Arc<Shared>,
+    manifest: Arc<Manifest>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Since {
+    since: Option<u64>,
+}
+
+/// Routes: `GET /manifest`, `GET /regions`, `PUT|DELETE /regions/{r}/faults`,
+/// `GET|DELETE /records?since=N`.
+pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
+    let state = Control {
+        shared,
+        manifest: Arc::new(manifest),
+    };
+    Router::new()
+        .route(
+            "/manifest",
+            get(|State(c): State<Control>| async move { Json(json!(*c.manifest)) }),
+        )
+        .route("/regions", get(regions))
+        .route(
+            "/regions/{region}/faults",
+            put(put_faults).delete(clear_faults).get(get_faults),
+        )
+        .route("/records", get(records).delete(clear_records))
+        .with_state(state)
+}
+
+async fn regions(State(c): State<Control>) -> Json<Value> {
+    let out: serde_json::Map<String, Value> = c
+        .manifest
+        .regions
+        .iter()
+        .map(|(code, r)| {
+            let faults = c
+                .shared
+                .regions
+                .get(code)
+                .map(|s| s.faults.read().clone())
+                .unwrap_or_default();
+            (code.clone(), json!({"url": r.url, "faults": faults}))
+        })
+        .collect();
+    Json(Value::Object(out))
+}
+
+async fn put_faults(
+    State(c): State<Control>,
+    Path(region): Path<String>,
+    body: axum::body::Bytes,
+) -> (StatusCode, Json<Value>) {
+    let faults: FaultSet = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"message": format!("fault set: {e}")})),
+            );
+        }
+    };
+    if let Err(e) = faults.validate() {
+        return (StatusCode::BAD_REQUEST, Json(json!({"message": e})));
+    }
+    if set_faults(&c.shared, &region, faults.clone()) {
+        (StatusCode::OK, Json(json!(faults)))
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": format!("unknown region {region}")})),
+        )
+    }
+}
+
+async fn get_faults(
+    State(c): State<Control>,
+    Path(region): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    match c.shared.regions.get(&region) {
+        Some(s) => (StatusCode::OK, Json(json!(*s.faults.read()))),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": format!("unknown region {region}")})),
+        ),
+    }
+}
+
+async fn clear_faults(State(c): State<Control>, Path(region): Path<String>) -> StatusCode {
+    if set_faults(&c.shared, &region, FaultSet::default()) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn records(State(c): State<Control>, Query(q): Query<Since>) -> Json<Value> {
+    let since = q.since.unwrap_or(0);
+    let out: Vec<_> = c
+        .shared
+        .records
+        .lock()
+        .iter()
+        .filter(|r| r.seq >= since)
+        .cloned()
+        .collect();
+    Json(json!(out))
+}
+
+async fn clear_records(State(c): State<Control>) -> StatusCode {
+    c.shared.records.lock().clear();
+    StatusCode::NO_CONTENT
+}

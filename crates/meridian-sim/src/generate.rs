@@ -1,0 +1,298 @@
+//! Deterministic replies: text, and a tool call when tools are offered, with
+//! exact token counts. One output word is one output token.
+
+use meridian_wire::converse::{estimate_input_tokens, estimate_tokens};
+use serde_json::{Map, Value, json};
+
+use crate::rng::Rng;
+
+const WORDS: [&str; 32] = [
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
+    "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
+    "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "region", "latency", "quota",
+    "profile", "model", "stream",
+];
+
+/// One block of a reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    /// Text.
+    Text(String),
+    /// A tool call.
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+}
+
+/// A generated reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub blocks: Vec<Block>,
+    pub stop_reason: &'static str,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// Generates the reply to a Converse-shaped request processed in `region`.
+pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Reply {
+    let input_tokens = estimate_input_tokens(body);
+    let last = body["messages"].as_array().and_then(|m| m.last());
+    let last_content = last
+        .and_then(|m| m["content"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let tool_result = last_content.iter().find_map(|b| b.get("toolResult"));
+    let tools = body["toolConfig"]["tools"]
+        .as_array()
+        .filter(|t| !t.is_empty());
+
+    if let (Some(tools), None) = (tools, tool_result)
+        && let Some(spec) = pick_tool(tools, &body["toolConfig"]["toolChoice"])
+    {
+        let name = spec["name"].as_str().unwrap_or("tool").to_string();
+        let input = sample_input(&spec["inputSchema"]["json"]);
+        let preface = format!("Calling {name}.");
+        let output_tokens = 2 + estimate_tokens(&input.to_string());
+        return Reply {
+            blocks: vec![
+                Block::Text(preface),
+                Block::ToolUse {
+                    id: tool_use_id(rng),
+                    name,
+                    input,
+                },
+            ],
+            stop_reason: "tool_use",
+            input_tokens,
+            output_tokens,
+        };
+    }
+
+    let mut words: Vec<String> = vec![
+        "Simulated".into(),
+        "reply".into(),
+        "from".into(),
+        format!("{region}."),
+    ];
+    let echo_source = match tool_result {
+        Some(tr) => {
+            words.push("Tool".into());
+            words.push("result:".into());
+            tr["content"]
+                .as_array()
+                .and_then(|c| c.first())
+                .map(|c| match c.get("text") {
+                    Some(t) => t.as_str().unwrap_or_default().to_string(),
+                    None => c.get("json").map(Value::to_string).unwrap_or_default(),
+                })
+        }
+        None => {
+            words.push("You".into());
+            words.push("said:".into());
+            last_content
+                .iter()
+                .find_map(|b| b["text"].as_str())
+                .map(str::to_string)
+        }
+    };
+    words.extend(
+        echo_source
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(8)
+            .map(str::to_string),
+    );
+    let target = words.len() + 8 + (rng.next_u64() % 16) as usize;
+    while words.len() < target {
+        words.push(WORDS[(rng.next_u64() % WORDS.len() as u64) as usize].to_string());
+    }
+    let (stop_reason, n) = if (words.len() as u64) > max_tokens {
+        ("max_tokens", max_tokens as usize)
+    } else {
+        ("end_turn", words.len())
+    };
+    words.truncate(n);
+    Reply {
+        blocks: vec![Block::Text(words.join(" "))],
+        stop_reason,
+        input_tokens,
+        output_tokens: n as u64,
+    }
+}
+
+fn pick_tool<'t>(tools: &'t [Value], choice: &Value) -> Option<&'t Value> {
+    let specs = tools.iter().filter_map(|t| t.get("toolSpec"));
+    match choice["tool"]["name"].as_str() {
+        Some(name) => specs.clone().find(|s| s["name"] == name),
+        None => specs.clone().next(),
+    }
+}
+
+/// A plausible input for a JSON schema: required properties with typed values.
+fn sample_input(schema: &Value) -> Value {
+    let props = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let required: Vec<&str> = schema["required"].as_array().map_or_else(
+        || props.keys().map(String::as_str).collect(),
+        |r| r.iter().filter_map(Value::as_str).collect(),
+    );
+    let mut out = Map::new();
+    for name in required {
+        let p = &props.get(name).cloned().unwrap_or(Value::Null);
+        let v = match (
+            p["enum"].as_array().and_then(|e| e.first()),
+            p["type"].as_str(),
+        ) {
+            (Some(first), _) => first.clone(),
+            (None, Some("integer")) => json!(1),
+            (None, Some("number")) => json!(1.5),
+            (None, Some("boolean")) => json!(true),
+            (None, Some("array")) => json!([]),
+            (None, Some("object")) => json!({}),
+            _ => json!(format!("sim-{name}")),
+        };
+        out.insert(name.to_string(), v);
+    }
+    Value::Object(out)
+}
+
+fn tool_use_id(rng: &mut Rng) -> String {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let s: String = (0..22)
+        .map(|_| ALNUM[(rng.next_u64() % ALNUM.len() as u64) as usize] as char)
+        .collect();
+    format!("tooluse_{s}")
+}
+
+/// The Converse response body.
+pub fn converse_response(r: &Reply, latency_ms: u64) -> Value {
+    let content: Vec<Value> = r
+        .blocks
+        .iter()
+        .map(|b| match b {
+            Block::Text(t) => json!({"text": t}),
+            Block::ToolUse { id, name, input } => {
+                json!({"toolUse": {"toolUseId": id, "name": name, "input": input}})
+            }
+        })
+        .collect();
+    json!({
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": r.stop_reason,
+        "usage": usage(r),
+        "metrics": {"latencyMs": latency_ms},
+    })
+}
+
+fn usage(r: &Reply) -> Value {
+    json!({"inputTokens": r.input_tokens, "outputTokens": r.output_tokens, "totalTokens": r.input_tokens + r.output_tokens})
+}
+
+/// ConverseStream events in Bedrock's order, with the number of output
+/// tokens each carries (for pacing).
+pub fn converse_events(r: &Reply, latency_ms: u64) -> Vec<(&'static str, Value, u64)> {
+    let mut ev = vec![("messageStart", json!({"role": "assistant"}), 0)];
+    for (i, b) in r.blocks.iter().enumerate() {
+        match b {
+            Block::Text(t) => {
+                // Text blocks have no contentBlockStart; one delta per word.
+                let words: Vec<&str> = t.split(' ').collect();
+                for (j, w) in words.iter().enumerate() {
+                    let text = if j + 1 < words.len() {
+                        format!("{w} ")
+                    } else {
+                        (*w).to_string()
+                    };
+                    ev.push((
+                        "contentBlockDelta",
+                        json!({"contentBlockIndex": i, "delta": {"text": text}}),
+                        1,
+                    ));
+                }
+            }
+            Block::ToolUse { id, name, input } => {
+                ev.push((
+                    "contentBlockStart",
+                    json!({"contentBlockIndex": i, "start": {"toolUse": {"toolUseId": id, "name": name}}}),
+                    0,
+                ));
+                let s = input.to_string();
+                let mid = s
+                    .char_indices()
+                    .nth(s.chars().count() / 2)
+                    .map_or(0, |(k, _)| k);
+                for part in [&s[..mid], &s[mid..]] {
+                    ev.push((
+                        "contentBlockDelta",
+                        json!({"contentBlockIndex": i, "delta": {"toolUse": {"input": part}}}),
+                        1,
+                    ));
+                }
+            }
+        }
+        ev.push(("contentBlockStop", json!({"contentBlockIndex": i}), 0));
+    }
+    ev.push(("messageStop", json!({"stopReason": r.stop_reason}), 0));
+    ev.push((
+        "metadata",
+        json!({"usage": usage(r), "metrics": {"latencyMs": latency_ms}}),
+        0,
+    ));
+    ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(text: &str) -> Value {
+        json!({"messages": [{"role": "user", "content": [{"text": text}]}]})
+    }
+
+    #[test]
+    fn same_seed_same_reply_and_exact_token_counts() {
+        let a = reply(
+            &ask("hello there"),
+            "eu-west-1",
+            1000,
+            &mut Rng::new(7, "x"),
+        );
+        let b = reply(
+            &ask("hello there"),
+            "eu-west-1",
+            1000,
+            &mut Rng::new(7, "x"),
+        );
+        assert_eq!(a, b);
+        let Block::Text(t) = &a.blocks[0] else {
+            panic!()
+        };
+        assert!(t.starts_with("Simulated reply from eu-west-1. You said: hello there"));
+        assert_eq!(t.split(' ').count() as u64, a.output_tokens);
+        assert_eq!(a.stop_reason, "end_turn");
+        let short = reply(&ask("hello"), "eu-west-1", 3, &mut Rng::new(7, "x"));
+        assert_eq!((short.output_tokens, short.stop_reason), (3, "max_tokens"));
+    }
+
+    #[test]
+    fn offers_of_tools_get_a_tool_call() {
+        let mut body = ask("weather in Paris?");
+        body["toolConfig"] = json!({"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {
+            "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city", "days"]}}}}]});
+        let r = reply(&body, "us-east-1", 1000, &mut Rng::new(1, "x"));
+        assert_eq!(r.stop_reason, "tool_use");
+        let Block::ToolUse { name, input, .. } = &r.blocks[1] else {
+            panic!()
+        };
+        assert_eq!(name, "get_weather");
+        assert_eq!(input, &json!({"city": "sim-city", "days": 1}));
+        let events = converse_events(&r, 5);
+        assert_eq!(events.first().unwrap().0, "messageStart");
+        assert_eq!(events.last().unwrap().0, "metadata");
+        assert!(events.iter().any(|e| e.0 == "contentBlockStart"));
+    }
+}

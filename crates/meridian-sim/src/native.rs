@@ -1,0 +1,258 @@
+//! InvokeModel bodies in provider-native formats: Anthropic Messages, Amazon
+//! Nova and Titan Text Embeddings. Each is mapped onto the Converse-shaped
+//! reply generator and back.
+
+use base64::Engine;
+use meridian_wire::BedrockError;
+use meridian_wire::converse::estimate_tokens;
+use serde_json::{Value, json};
+
+use crate::generate::{Block, Reply};
+use crate::rng::Rng;
+
+/// The native dialect of a base model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Anthropic,
+    Nova,
+    TitanEmbed,
+}
+
+impl Dialect {
+    /// The dialect of a base model ID.
+    pub fn of(base_model_id: &str) -> Result<Dialect, BedrockError> {
+        if base_model_id.starts_with("anthropic.") {
+            Ok(Dialect::Anthropic)
+        } else if base_model_id.starts_with("amazon.nova") {
+            Ok(Dialect::Nova)
+        } else if base_model_id.starts_with("amazon.titan-embed") {
+            Ok(Dialect::TitanEmbed)
+        } else {
+            Err(BedrockError::validation(format!(
+                "the simulated fleet does not speak the native InvokeModel format of {base_model_id}; use Converse"
+            )))
+        }
+    }
+}
+
+fn bad(msg: &str) -> BedrockError {
+    BedrockError::validation(format!(
+        "Malformed input request: {msg}, please reformat your input and try again."
+    ))
+}
+
+/// A native body as a Converse-shaped request, plus its max tokens.
+pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockError> {
+    match d {
+        Dialect::Anthropic => {
+            let max = body["max_tokens"]
+                .as_u64()
+                .ok_or_else(|| bad("#: required key [max_tokens] not found"))?;
+            let msgs = body["messages"]
+                .as_array()
+                .ok_or_else(|| bad("#: required key [messages] not found"))?;
+            let mut messages = Vec::new();
+            for m in msgs {
+                let content: Vec<Value> = match &m["content"] {
+                    Value::String(s) => vec![json!({"text": s})],
+                    Value::Array(blocks) => blocks
+                        .iter()
+                        .filter_map(|b| match b["type"].as_str() {
+                            Some("text") => Some(json!({"text": b["text"]})),
+                            Some("tool_result") => {
+                                let c = match &b["content"] {
+                                    Value::String(s) => json!([{"text": s}]),
+                                    Value::Array(a) => json!(a.iter().map(|x| json!({"text": x["text"]})).collect::<Vec<_>>()),
+                                    _ => json!([]),
+                                };
+                                Some(json!({"toolResult": {"toolUseId": b["tool_use_id"], "content": c}}))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => return Err(bad("#/messages: content must be a string or a list")),
+                };
+                messages.push(json!({"role": m["role"], "content": content}));
+            }
+            let mut out = json!({"messages": messages});
+            if let Some(sys) = body["system"].as_str() {
+                out["system"] = json!([{"text": sys}]);
+            }
+            if let Some(tools) = body["tools"].as_array() {
+                let specs: Vec<Value> = tools
+                    .iter()
+                    .map(|t| json!({"toolSpec": {"name": t["name"], "inputSchema": {"json": t["input_schema"]}}}))
+                    .collect();
+                out["toolConfig"] = json!({"tools": specs});
+                if let Some(name) = body["tool_choice"]["name"].as_str() {
+                    out["toolConfig"]["toolChoice"] = json!({"tool": {"name": name}});
+                }
+            }
+            Ok((out, max))
+        }
+        Dialect::Nova => {
+            let max = body["inferenceConfig"]["maxTokens"]
+                .as_u64()
+                .or_else(|| body["inferenceConfig"]["max_new_tokens"].as_u64())
+                .unwrap_or(1024);
+            if !body["messages"].is_array() {
+                return Err(bad("required key [messages] not found"));
+            }
+            Ok((
+                json!({"messages": body["messages"], "system": body["system"]}),
+                max,
+            ))
+        }
+        Dialect::TitanEmbed => Err(bad("embedding models have no conversation")),
+    }
+}
+
+/// The native response body.
+pub fn response(d: Dialect, r: &Reply, model_id: &str, rng: &mut Rng) -> Value {
+    match d {
+        Dialect::Anthropic => {
+            let content: Vec<Value> = r
+                .blocks
+                .iter()
+                .map(|b| match b {
+                    Block::Text(t) => json!({"type": "text", "text": t}),
+                    Block::ToolUse { id, name, input } => {
+                        json!({"type": "tool_use", "id": id, "name": name, "input": input})
+                    }
+                })
+                .collect();
+            json!({
+                "id": format!("msg_bdrk_{:016x}", rng.next_u64()),
+                "type": "message", "role": "assistant", "model": model_id, "content": content,
+                "stop_reason": r.stop_reason, "stop_sequence": null,
+                "usage": {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens},
+            })
+        }
+        Dialect::Nova | Dialect::TitanEmbed => {
+            let text = r
+                .blocks
+                .iter()
+                .find_map(|b| {
+                    if let Block::Text(t) = b {
+                        Some(t.clone())
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or_default();
+            json!({
+                "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                "stopReason": r.stop_reason,
+                "usage": {"inputTokens": r.input_tokens, "outputTokens": r.output_tokens, "totalTokens": r.input_tokens + r.output_tokens},
+            })
+        }
+    }
+}
+
+/// Native stream chunks (each becomes base64 `bytes` in a `chunk` event), with
+/// the output tokens each carries.
+pub fn stream_chunks(
+    d: Dialect,
+    r: &Reply,
+    model_id: &str,
+    latency: (u64, u64),
+    rng: &mut Rng,
+) -> Vec<(Value, u64)> {
+    let (total_ms, first_ms) = latency;
+    match d {
+        Dialect::Anthropic => {
+            let mut out = vec![(
+                json!({"type": "message_start", "message": {"id": format!("msg_bdrk_{:016x}", rng.next_u64()), "type": "message",
+                    "role": "assistant", "model": model_id, "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": r.input_tokens, "output_tokens": 1}}}),
+                0,
+            )];
+            for (i, b) in r.blocks.iter().enumerate() {
+                match b {
+                    Block::Text(t) => {
+                        out.push((json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}), 0));
+                        let words: Vec<&str> = t.split(' ').collect();
+                        for (j, w) in words.iter().enumerate() {
+                            let text = if j + 1 < words.len() {
+                                format!("{w} ")
+                            } else {
+                                (*w).to_string()
+                            };
+                            out.push((json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}}), 1));
+                        }
+                    }
+                    Block::ToolUse { id, name, input } => {
+                        out.push((json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}), 0));
+                        out.push((json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}), 1));
+                    }
+                }
+                out.push((json!({"type": "content_block_stop", "index": i}), 0));
+            }
+            out.push((json!({"type": "message_delta", "delta": {"stop_reason": r.stop_reason, "stop_sequence": null}, "usage": {"output_tokens": r.output_tokens}}), 0));
+            out.push((
+                json!({"type": "message_stop", "amazon-bedrock-invocationMetrics": {
+                "inputTokenCount": r.input_tokens, "outputTokenCount": r.output_tokens,
+                "invocationLatency": total_ms, "firstByteLatency": first_ms}}),
+                0,
+            ));
+            out
+        }
+        Dialect::Nova | Dialect::TitanEmbed => {
+            let mut out = vec![(json!({"messageStart": {"role": "assistant"}}), 0)];
+            for b in &r.blocks {
+                if let Block::Text(t) = b {
+                    for w in t.split(' ') {
+                        out.push((json!({"contentBlockDelta": {"delta": {"text": format!("{w} ")}, "contentBlockIndex": 0}}), 1));
+                    }
+                }
+            }
+            out.push((json!({"contentBlockStop": {"contentBlockIndex": 0}}), 0));
+            out.push((json!({"messageStop": {"stopReason": r.stop_reason}}), 0));
+            out.push((json!({"metadata": {"usage": {"inputTokens": r.input_tokens, "outputTokens": r.output_tokens}},
+                "amazon-bedrock-invocationMetrics": {"inputTokenCount": r.input_tokens, "outputTokenCount": r.output_tokens,
+                "invocationLatency": total_ms, "firstByteLatency": first_ms}}), 0));
+            out
+        }
+    }
+}
+
+/// A Titan embedding response: a deterministic unit-length vector.
+pub fn embedding(body: &Value, rng: &mut Rng) -> Result<(Value, u64), BedrockError> {
+    let text = body["inputText"]
+        .as_str()
+        .ok_or_else(|| bad("#: required key [inputText] not found"))?;
+    let dims = body["dimensions"].as_u64().unwrap_or(1024);
+    if ![256, 512, 1024].contains(&dims) {
+        return Err(bad("#/dimensions: must be 256, 512 or 1024"));
+    }
+    let raw: Vec<f64> = (0..dims).map(|_| rng.unit() - 0.5).collect();
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::EPSILON);
+    let v: Vec<f64> = raw.iter().map(|x| x / norm).collect();
+    let tokens = estimate_tokens(text).max(1);
+    Ok((
+        json!({"embedding": v, "inputTextTokenCount": tokens}),
+        tokens,
+    ))
+}
+
+/// Input tokens of a CountTokens request.
+pub fn count_tokens(body: &Value) -> Result<u64, BedrockError> {
+    if let Some(c) = body["input"].get("converse") {
+        return Ok(meridian_wire::converse::estimate_input_tokens(c));
+    }
+    if let Some(b64) = body["input"]["invokeModel"]["body"].as_str() {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| BedrockError::validation("input.invokeModel.body must be base64"))?;
+        let text = String::from_utf8_lossy(&raw);
+        return Ok(estimate_tokens(&text).max(1));
+    }
+    Err(BedrockError::validation(
+        "input must contain 'converse' or 'invokeModel'",
+    ))
+}

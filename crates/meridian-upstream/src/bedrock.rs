@@ -1,0 +1,425 @@
+//! The Bedrock Runtime client: endpoint per region, SigV4 or bearer auth,
+//! pooled HTTP/1.1 and HTTP/2 over rustls, and timeouts that classify.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use meridian_wire::operation::encode_label;
+use meridian_wire::{BedrockError, ErrorKind};
+
+use crate::outcome::{Outcome, retry_after};
+use crate::sign::{SIGNING_NAME, SignOptions, sign_request};
+
+/// How requests are authenticated.
+#[derive(Clone)]
+pub enum Auth {
+    /// SigV4 with credentials from this source.
+    SigV4(Arc<dyn CredentialSource>),
+    /// A Bedrock API key, sent as `Authorization: Bearer`.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::SigV4(c) => write!(f, "SigV4({c:?})"),
+            Auth::Bearer(_) => write!(f, "Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// Where credentials come from; implementations cache and refresh.
+pub trait CredentialSource: Send + Sync + std::fmt::Debug {
+    /// Current credentials.
+    fn credentials(&self) -> futures_lite::BoxedCredentials<'_>;
+}
+
+/// Boxed future type for credential sources, kept small on purpose.
+pub mod futures_lite {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use aws_credential_types::Credentials;
+
+    /// The future a [`super::CredentialSource`] returns.
+    pub type BoxedCredentials<'a> =
+        Pin<Box<dyn Future<Output = Result<Credentials, String>> + Send + 'a>>;
+}
+
+/// Fixed credentials (static keys, or the simulated fleet's).
+#[derive(Debug, Clone)]
+pub struct StaticCredentials(pub Credentials);
+
+impl CredentialSource for StaticCredentials {
+    fn credentials(&self) -> futures_lite::BoxedCredentials<'_> {
+        let c = self.0.clone();
+        Box::pin(async move { Ok(c) })
+    }
+}
+
+/// Timeouts, each classified differently when it fires.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// From sending the request to the response head.
+    pub first_byte: Duration,
+    /// Longest gap between two body chunks.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(3),
+            first_byte: Duration::from_secs(60),
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runtime endpoints per region.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// Region → base URL (tests, VPC endpoints, the simulated fleet).
+    pub overrides: BTreeMap<String, String>,
+    /// Use the FIPS endpoints.
+    pub fips: bool,
+}
+
+impl Endpoints {
+    /// Base URL for `region`.
+    pub fn url(&self, region: &str) -> String {
+        match self.overrides.get(region) {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if self.fips => format!("https://bedrock-runtime-fips.{region}.amazonaws.com"),
+            None => format!("https://bedrock-runtime.{region}.amazonaws.com"),
+        }
+    }
+}
+
+/// One runtime call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Region whose endpoint is called (and signed for).
+    pub region: String,
+    /// Model ID or ARN, unencoded.
+    pub model_id: String,
+    /// Path suffix: `converse`, `converse-stream`, `invoke`, ...
+    pub action: &'static str,
+    /// Request body.
+    pub body: Bytes,
+    /// Headers to pass through (content-type, accept, x-amzn-bedrock-*).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A failed attempt: what happened, and what the caller should be told.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Classification for the router.
+    pub outcome: Outcome,
+    /// The error in Bedrock's shape.
+    pub error: BedrockError,
+}
+
+impl Failure {
+    fn new(outcome: Outcome, kind: ErrorKind, message: String) -> Failure {
+        Failure {
+            outcome,
+            error: BedrockError::new(kind, message),
+        }
+    }
+}
+
+/// A successful response head with its body still streaming.
+#[derive(Debug)]
+pub struct Response {
+    /// Status (2xx).
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    body: Incoming,
+    idle: Duration,
+    region: String,
+}
+
+impl Response {
+    /// The next body chunk; `None` at the end. A stall longer than the idle
+    /// timeout or a broken connection is a mid-stream failure.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        loop {
+            let frame = match tokio::time::timeout(self.idle, self.body.frame()).await {
+                Err(_) => {
+                    return Err(Failure::new(
+                        Outcome::TimeoutMidStream,
+                        ErrorKind::ModelStreamError,
+                        format!(
+                            "the response from {} stalled for {:?}",
+                            self.region, self.idle
+                        ),
+                    ));
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Err(Failure::new(
+                        Outcome::ConnectionReset,
+                        ErrorKind::ModelStreamError,
+                        format!("the response from {} broke off: {e}", self.region),
+                    ));
+                }
+                Ok(Some(Ok(f))) => f,
+            };
+            if let Ok(data) = frame.into_data() {
+                return Ok(Some(data));
+            }
+        }
+    }
+
+    /// The whole body.
+    pub async fn collect(mut self) -> Result<Bytes, Failure> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A Bedrock Runtime client for one account.
+#[derive(Debug, Clone)]
+pub struct BedrockClient {
+    http: HttpsClient,
+    auth: Auth,
+    endpoints: Endpoints,
+    timeouts: Timeouts,
+}
+
+impl BedrockClient {
+    /// A client with its own connection pool.
+    pub fn new(auth: Auth, endpoints: Endpoints, timeouts: Timeouts) -> BedrockClient {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeouts.connect));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map(|b| {
+                b.https_or_http()
+                    .enable_http1()
+                    .enable_http2()
+                    .wrap_connector(http.clone())
+            });
+        let connector = match https {
+            Ok(c) => c,
+            // The ring provider always supports the default protocol versions.
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        BedrockClient {
+            http: client,
+            auth,
+            endpoints,
+            timeouts,
+        }
+    }
+
+    /// The endpoints this client calls.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Sends one runtime call and waits for the response head.
+    pub async fn call(&self, call: &Call) -> Result<Response, Failure> {
+        let url = format!(
+            "{}/model/{}/{}",
+            self.endpoints.url(&call.region),
+            encode_label(&call.model_id),
+            call.action
+        );
+        let req = self
+            .build(
+                Method::POST,
+                &url,
+                &call.region,
+                call.body.clone(),
+                &call.headers,
+            )
+            .await?;
+        self.send(req, &call.region).await
+    }
+
+    /// A signed GET (control-plane reads).
+    pub async fn get(&self, region: &str, path_and_query: &str) -> Result<Response, Failure> {
+        let url = format!("{}{path_and_query}", self.endpoints.url(region));
+        let req = self
+            .build(Method::GET, &url, region, Bytes::new(), &[])
+            .await?;
+        self.send(req, region).await
+    }
+
+    async fn build(
+        &self,
+        method: Method,
+        url: &str,
+        region: &str,
+        body: Bytes,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<http::Request<Bytes>, Failure> {
+        let internal = |m: String| Failure::new(Outcome::Validation, ErrorKind::InternalServer, m);
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| internal(format!("bad upstream URL {url}: {e}")))?;
+        let host = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body)
+            .map_err(|e| internal(e.to_string()))?;
+        let h = req.headers_mut();
+        h.insert(
+            http::header::HOST,
+            HeaderValue::from_str(&host).map_err(|e| internal(e.to_string()))?,
+        );
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for (k, v) in headers {
+            h.insert(k.clone(), v.clone());
+        }
+        match &self.auth {
+            Auth::Bearer(token) => {
+                let v = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|e| internal(e.to_string()))?;
+                req.headers_mut().insert(http::header::AUTHORIZATION, v);
+            }
+            Auth::SigV4(source) => {
+                let creds = source.credentials().await.map_err(|e| {
+                    Failure::new(
+                        Outcome::AccessDenied,
+                        ErrorKind::AccessDenied,
+                        format!("no AWS credentials for {region}: {e}"),
+                    )
+                })?;
+                sign_request(
+                    &mut req,
+                    &creds,
+                    region,
+                    SIGNING_NAME,
+                    SystemTime::now(),
+                    SignOptions::default(),
+                )
+                .map_err(|e| internal(e.to_string()))?;
+            }
+        }
+        Ok(req)
+    }
+
+    async fn send(&self, req: http::Request<Bytes>, region: &str) -> Result<Response, Failure> {
+        let req = req.map(Full::new);
+        let resp =
+            match tokio::time::timeout(self.timeouts.first_byte, self.http.request(req)).await {
+                Err(_) => {
+                    return Err(Failure::new(
+                        Outcome::TimeoutBeforeFirstByte,
+                        ErrorKind::ServiceUnavailable,
+                        format!(
+                            "{region} did not answer within {:?}",
+                            self.timeouts.first_byte
+                        ),
+                    ));
+                }
+                Ok(Err(e)) => return Err(network_failure(&e, region)),
+                Ok(Ok(r)) => r,
+            };
+        let (parts, body) = resp.into_parts();
+        let response = Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            idle: self.timeouts.idle,
+            region: region.to_string(),
+        };
+        if response.status.is_success() {
+            return Ok(response);
+        }
+        let status = response.status.as_u16();
+        let retry = retry_after(&response.headers);
+        let header_kind = response
+            .headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.collect().await.unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let code = header_kind.or_else(|| {
+            json["code"]
+                .as_str()
+                .or(json["Code"].as_str())
+                .or(json["__type"].as_str())
+                .map(str::to_string)
+        });
+        let kind = code.as_deref().and_then(ErrorKind::from_wire);
+        let message = json["message"]
+            .as_str()
+            .or(json["Message"].as_str())
+            .unwrap_or("upstream error")
+            .to_string();
+        let outcome = Outcome::from_error(status, kind, retry);
+        let kind = kind.unwrap_or(match status {
+            429 => ErrorKind::Throttling,
+            500 => ErrorKind::InternalServer,
+            s if s >= 500 => ErrorKind::ServiceUnavailable,
+            403 => ErrorKind::AccessDenied,
+            404 => ErrorKind::ResourceNotFound,
+            _ => ErrorKind::Validation,
+        });
+        Err(Failure {
+            outcome,
+            error: BedrockError::new(kind, message),
+        })
+    }
+}
+
+fn network_failure(e: &hyper_util::client::legacy::Error, region: &str) -> Failure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut io_kind = None;
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        source = s.source();
+    }
+    let outcome = if e.is_connect() || io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        Outcome::ConnectionRefused
+    } else {
+        Outcome::ConnectionReset
+    };
+    Failure::new(
+        outcome,
+        ErrorKind::ServiceUnavailable,
+        format!("cannot reach Bedrock in {region}: {e}"),
+    )
+}
