@@ -64,6 +64,31 @@ pub struct Upstream {
     pub accounts: Vec<Account>,
 }
 
+/// A SigV4 credential clients may sign with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundCredential {
+    /// Access key ID.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+/// Who may call this Meridian. Empty: every request is accepted unverified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundAuth {
+    /// SigV4 credentials to verify signatures against.
+    pub credentials: Vec<InboundCredential>,
+    /// Bearer tokens (API keys) accepted.
+    pub api_keys: Vec<String>,
+}
+
+impl InboundAuth {
+    /// Whether any credential or key is configured.
+    pub fn is_enforced(&self) -> bool {
+        !self.credentials.is_empty() || !self.api_keys.is_empty()
+    }
+}
+
 /// A model name Meridian serves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExposedModel {
@@ -94,6 +119,8 @@ pub struct Config {
     pub app_profiles: Vec<AppProfile>,
     /// Upstream settings.
     pub upstream: Upstream,
+    /// Inbound authentication.
+    pub auth: InboundAuth,
 }
 
 /// A config together with the catalog it was validated against.

@@ -23,6 +23,25 @@ pub(crate) struct RawConfig {
     pub application_profiles: Vec<RawAppProfile>,
     #[serde(default)]
     pub upstream: RawUpstream,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// Inbound authentication: who may call this Meridian.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    #[serde(default)]
+    pub credentials: Vec<RawCredential>,
+    #[serde(default)]
+    pub api_keys: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredential {
+    pub access_key_id: Spanned<String>,
+    pub secret_access_key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

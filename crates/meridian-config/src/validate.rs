@@ -10,7 +10,10 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, line_of};
 use crate::raw::{RawConfig, RawResidency, display};
-use crate::{Account, Config, ExposedModel, Loaded, RegionSetting, Upstream, UpstreamMode};
+use crate::{
+    Account, Config, ExposedModel, InboundAuth, InboundCredential, Loaded, RegionSetting, Upstream,
+    UpstreamMode,
+};
 
 /// Builds errors that point into one file.
 struct At<'a> {
@@ -198,6 +201,30 @@ pub(crate) fn validate(
     };
 
     let upstream = validate_upstream(&at, &catalog, &raw)?;
+    let mut auth = InboundAuth::default();
+    for (i, c) in raw.auth.credentials.iter().enumerate() {
+        if c.access_key_id.get_ref().trim().is_empty() || c.secret_access_key.is_empty() {
+            return Err(at.at(
+                &c.access_key_id,
+                format!("auth.credentials[{i}]"),
+                "access_key_id and secret_access_key must not be empty",
+            ));
+        }
+        auth.credentials.push(InboundCredential {
+            access_key_id: c.access_key_id.get_ref().clone(),
+            secret_access_key: c.secret_access_key.clone(),
+        });
+    }
+    for (i, k) in raw.auth.api_keys.iter().enumerate() {
+        if k.get_ref().len() < 16 {
+            return Err(at.at(
+                k,
+                format!("auth.api_keys[{i}]"),
+                "an API key must be at least 16 characters",
+            ));
+        }
+        auth.api_keys.push(k.get_ref().clone());
+    }
 
     Ok(Loaded {
         config: Config {
@@ -209,6 +236,7 @@ pub(crate) fn validate(
             models,
             app_profiles,
             upstream,
+            auth,
         },
         catalog,
     })

@@ -4,6 +4,7 @@
 //! This crate calls where it is told to; deciding where is the router's job.
 
 pub mod bedrock;
+pub mod credentials;
 pub mod outcome;
 pub mod sign;
 

@@ -140,3 +140,46 @@ fn frame_of(message: &Message) -> Result<Frame, FrameError> {
         payload: message.payload().clone(),
     })
 }
+
+/// Splits a byte stream into whole frames by their length prelude, without
+/// decoding or copying them, so a proxy forwards only complete frames and can
+/// end a broken stream cleanly with an exception frame.
+#[derive(Debug, Default)]
+pub struct FrameSplitter {
+    buf: BytesMut,
+}
+
+/// Frames over this size are refused (botocore's payload limit plus headers).
+pub const MAX_FRAME: usize = 24 * 1024 * 1024 + 128 * 1024 + 16;
+
+impl FrameSplitter {
+    /// An empty splitter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame's bytes, if buffered.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if !(16..=MAX_FRAME).contains(&len) {
+            return Err(FrameError(format!("frame length {len} is out of range")));
+        }
+        if self.buf.len() < len {
+            return Ok(None);
+        }
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+
+    /// Bytes of an incomplete frame still buffered.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}

@@ -6,6 +6,8 @@ mod doctor;
 mod iam_policy;
 mod regions;
 mod resolve;
+mod serve;
+mod sim;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,6 +22,30 @@ use crate::cli::{Command, ConfigCommand};
 /// Runs one command to completion.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Serve {
+            config,
+            listen,
+            sim_seed,
+        } => serve::run(config.config.as_deref(), &listen, sim_seed).await,
+        Command::Sim {
+            regions,
+            seed,
+            scenario,
+            manifest,
+            control_port,
+            config,
+            json,
+        } => {
+            let opts = sim::Options {
+                seed,
+                scenario,
+                manifest,
+                control_port,
+                config,
+                json,
+            };
+            sim::run(regions, &opts).await
+        }
         Command::Regions { geo, bedrock, json } => regions::run(geo.as_deref(), bedrock, json.json),
         Command::Resolve {
             model,
@@ -50,6 +76,38 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { file, json },
         } => config_check::run(&file, json.json),
+    }
+}
+
+/// Logs to stderr; `MERIDIAN_LOG` sets the filter (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }
 

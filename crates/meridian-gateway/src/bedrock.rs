@@ -1,0 +1,175 @@
+//! The Bedrock Runtime front door: decode → authenticate → plan → execute → encode.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use meridian_catalog::Policy;
+use meridian_catalog::resolve::ResolveError;
+use meridian_wire::{BedrockError, ErrorKind, Operation, converse};
+
+use crate::execute::{self, Plan, Served};
+use crate::state::AppState;
+use crate::{auth, control_plane, respond};
+
+/// Handles every request that is not a Meridian endpoint.
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let request_id = respond::request_id();
+    let (parts, body) = req.into_parts();
+    // decode
+    let op = match Operation::from_request(parts.method.as_str(), parts.uri.path()) {
+        Ok(op) => op,
+        Err(e) => return respond::error(&request_id, &e, 0),
+    };
+    let body = match axum::body::to_bytes(body, state.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = BedrockError::validation(format!(
+                "The request body is larger than the {} bytes this endpoint accepts.",
+                state.max_body
+            ));
+            return respond::error(&request_id, &e, 0);
+        }
+    };
+    // authenticate
+    if let Err(e) = auth::authenticate(&state, &parts, &body) {
+        return respond::error(&request_id, &e, 0);
+    }
+    let query = parts.uri.query().unwrap_or("");
+    match op.model_id() {
+        None => control_plane::handle(&state, &op, query, &request_id),
+        Some(_) => match runtime(&state, &op, &parts.headers, body, &request_id).await {
+            Ok(resp) => resp,
+            Err((e, attempts)) => respond::error(&request_id, &e, attempts),
+        },
+    }
+}
+
+async fn runtime(
+    state: &AppState,
+    op: &Operation,
+    headers: &http::HeaderMap,
+    body: Bytes,
+    request_id: &str,
+) -> Result<Response, (BedrockError, usize)> {
+    let model_id = op.model_id().unwrap_or_default();
+    // plan
+    let narrow = residency_header(state, headers).map_err(|e| (e, 0))?;
+    let resolution = state
+        .config
+        .resolve(&state.catalog, model_id, &state.region, narrow.as_ref())
+        .map_err(|e| (plan_error(e), 0))?;
+    // validate what Meridian can check before spending an upstream call
+    match op {
+        Operation::Converse { .. } | Operation::ConverseStream { .. } => {
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                (
+                    BedrockError::validation(format!("The request body is not valid JSON: {e}")),
+                    0,
+                )
+            })?;
+            converse::validate_request(&v).map_err(|e| (e, 0))?;
+        }
+        Operation::CountTokens { .. } => {
+            serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| {
+                (
+                    BedrockError::validation(format!("The request body is not valid JSON: {e}")),
+                    0,
+                )
+            })?;
+        }
+        _ => {}
+    }
+    let plan = Plan {
+        targets: &resolution.targets,
+        action: op.action().unwrap_or("converse"),
+        body,
+        headers: passthrough_request_headers(headers),
+    };
+    // execute and encode
+    if op.is_streaming() {
+        let (served, body) = execute::streaming(state, &plan)
+            .await
+            .map_err(|e| (e.failure.error, e.attempts))?;
+        Ok(encode(request_id, &served, body))
+    } else {
+        let (served, body) = execute::unary(state, &plan)
+            .await
+            .map_err(|e| (e.failure.error, e.attempts))?;
+        Ok(encode(request_id, &served, axum::body::Body::from(body)))
+    }
+}
+
+fn encode(request_id: &str, served: &Served, body: axum::body::Body) -> Response {
+    let region = served
+        .headers
+        .get("x-meridian-sim-inference-region")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&served.target.endpoint_region)
+        .to_string();
+    let mut resp = Response::builder()
+        .status(served.status)
+        .header("x-amzn-requestid", request_id)
+        .header(crate::REGION_HEADER, region)
+        .header(crate::ATTEMPTS_HEADER, served.attempts.to_string())
+        .body(body)
+        .unwrap_or_default();
+    if let Some(id) = served.headers.get("x-amzn-requestid") {
+        resp.headers_mut()
+            .insert("x-meridian-upstream-request-id", id.clone());
+    }
+    execute::passthrough_response_headers(served, &mut resp);
+    resp
+}
+
+fn residency_header(
+    state: &AppState,
+    headers: &http::HeaderMap,
+) -> Result<Option<Policy>, BedrockError> {
+    let Some(v) = headers.get(crate::RESIDENCY_HEADER) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| BedrockError::validation("x-meridian-residency must be ASCII"))?;
+    let terms: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if terms.is_empty() {
+        return Ok(None);
+    }
+    Policy::from_terms(crate::RESIDENCY_HEADER, &state.catalog, &terms, &[])
+        .map(Some)
+        .map_err(|e| BedrockError::validation(format!("x-meridian-residency: {e}")))
+}
+
+fn plan_error(e: ResolveError) -> BedrockError {
+    match e {
+        ResolveError::UnknownModel { .. } | ResolveError::UnknownAppProfile { .. } => {
+            BedrockError::new(ErrorKind::ResourceNotFound, e.to_string())
+        }
+        ResolveError::UnknownRegion { .. } => {
+            BedrockError::new(ErrorKind::InternalServer, e.to_string())
+        }
+        ResolveError::NotOffered { .. } | ResolveError::NoTarget { .. } => {
+            BedrockError::validation(e.to_string())
+        }
+    }
+}
+
+/// Request headers forwarded upstream: content negotiation and every
+/// `x-amzn-bedrock-*` member header (trace, guardrail, latency, tier, metadata).
+fn passthrough_request_headers(headers: &http::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(k, _)| {
+            let n = k.as_str();
+            n == "content-type" || n == "accept" || n.starts_with("x-amzn-bedrock-")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}

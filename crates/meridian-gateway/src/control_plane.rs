@@ -1,0 +1,179 @@
+//! Control-plane reads on the runtime host (LangChain calls them there),
+//! describing what this Meridian exposes.
+
+use std::collections::BTreeSet;
+
+use axum::response::Response;
+use meridian_catalog::arn::{foundation_model_arn, inference_profile_arn};
+use meridian_catalog::{Lifecycle, TargetKind};
+use meridian_wire::control::{model_summary, page, profile_summary, query_param};
+use meridian_wire::{BedrockError, ErrorKind, Operation};
+use serde_json::{Value, json};
+
+use crate::respond;
+use crate::state::AppState;
+
+pub fn handle(state: &AppState, op: &Operation, query: &str, request_id: &str) -> Response {
+    let result = match op {
+        Operation::ListInferenceProfiles => {
+            let kind = query_param(query, "type");
+            let all: Vec<Value> = profiles(state)
+                .into_iter()
+                .filter(|p| kind.as_deref().is_none_or(|k| p["type"] == k))
+                .collect();
+            let max = query_param(query, "maxResults").and_then(|m| m.parse().ok());
+            let (items, next) = page(all, max, query_param(query, "nextToken").as_deref());
+            let mut v = json!({"inferenceProfileSummaries": items});
+            if let Some(n) = next {
+                v["nextToken"] = json!(n);
+            }
+            Ok(v)
+        }
+        Operation::GetInferenceProfile { id } => profiles(state)
+            .into_iter()
+            .find(|p| {
+                p["inferenceProfileId"] == id.as_str() || p["inferenceProfileArn"] == id.as_str()
+            })
+            .ok_or_else(|| {
+                BedrockError::new(
+                    ErrorKind::ResourceNotFound,
+                    format!("Inference profile {id} is not exposed by this Meridian."),
+                )
+            }),
+        Operation::ListFoundationModels => {
+            let provider = query_param(query, "byProvider");
+            let models: Vec<Value> = models(state)
+                .into_iter()
+                .filter(|m| {
+                    provider.as_deref().is_none_or(|p| {
+                        m["providerName"]
+                            .as_str()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(p))
+                    })
+                })
+                .collect();
+            Ok(json!({"modelSummaries": models}))
+        }
+        Operation::GetFoundationModel { id } => {
+            let alias_id = state.catalog.model(id).map(|m| m.id.clone());
+            models(state)
+                .into_iter()
+                .find(|m| {
+                    m["modelId"] == id.as_str()
+                        || m["modelArn"] == id.as_str()
+                        || alias_id.as_deref().is_some_and(|a| m["modelId"] == a)
+                })
+                .map(|m| json!({"modelDetails": m}))
+                .ok_or_else(|| {
+                    BedrockError::new(
+                        ErrorKind::ResourceNotFound,
+                        format!("Foundation model {id} is not exposed by this Meridian."),
+                    )
+                })
+        }
+        _ => Err(BedrockError::new(ErrorKind::UnknownOperation, op.name())),
+    };
+    match result {
+        Ok(v) => respond::json(request_id, &v),
+        Err(e) => respond::error(request_id, &e, 0),
+    }
+}
+
+/// System profiles the exposed models resolve to, then declared application profiles.
+fn profiles(state: &AppState) -> Vec<Value> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for m in &state.config.models {
+        let Ok(res) = state
+            .config
+            .resolve(&state.catalog, &m.name, &state.region, None)
+        else {
+            continue;
+        };
+        for t in res
+            .targets
+            .iter()
+            .filter(|t| matches!(t.kind, TargetKind::GeoProfile | TargetKind::GlobalProfile))
+        {
+            let Some(base) = &t.base_model_id else {
+                continue;
+            };
+            if t.model_id.starts_with("arn:") || !seen.insert(t.model_id.clone()) {
+                continue;
+            }
+            let name = state
+                .catalog
+                .model_by_id(base)
+                .map_or(base.clone(), |c| c.name.clone());
+            let prefix = t.prefix.clone().unwrap_or_default().to_ascii_uppercase();
+            let arns: Vec<String> = t
+                .destinations
+                .iter()
+                .map(|d| foundation_model_arn(d, base))
+                .collect();
+            out.push(profile_summary(
+                &t.model_id,
+                &inference_profile_arn(&t.endpoint_region, &state.account_id, &t.model_id),
+                &format!("{prefix} {name}"),
+                "SYSTEM_DEFINED",
+                &arns,
+                &format!(
+                    "Routes requests for {name} to {} regions",
+                    t.destinations.len()
+                ),
+            ));
+        }
+    }
+    for p in &state.config.app_profiles {
+        let arns: Vec<String> = p
+            .destinations
+            .iter()
+            .map(|d| foundation_model_arn(d, &p.model_id))
+            .collect();
+        let id = p.arn.rsplit('/').next().unwrap_or_default();
+        out.push(profile_summary(
+            id,
+            &p.arn,
+            id,
+            "APPLICATION",
+            &arns,
+            "application inference profile declared in meridian.toml",
+        ));
+    }
+    out
+}
+
+/// Base models of the exposed models.
+fn models(state: &AppState) -> Vec<Value> {
+    let mut seen = BTreeSet::new();
+    state
+        .config
+        .models
+        .iter()
+        .filter_map(|m| {
+            state
+                .catalog
+                .model(&m.model)
+                .or_else(|| state.catalog.model_by_id(&m.model))
+        })
+        .filter(|m| seen.insert(m.id.clone()))
+        .map(|m| {
+            let types: &[&str] = if m.on_demand.contains(&state.region) {
+                &["ON_DEMAND"]
+            } else {
+                &["INFERENCE_PROFILE"]
+            };
+            model_summary(
+                &foundation_model_arn(&state.region, &m.id),
+                &m.id,
+                &m.name,
+                &m.provider,
+                &m.input,
+                &m.output,
+                m.streaming,
+                types,
+                m.lifecycle == Lifecycle::Legacy,
+            )
+        })
+        .collect()
+}

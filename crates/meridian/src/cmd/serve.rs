@@ -1,0 +1,140 @@
+//! `meridian serve`: wires config, region, upstream and the gateway together.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use aws_credential_types::Credentials;
+use meridian_catalog::env::ProcessEnv;
+use meridian_config::{Loaded, UpstreamMode};
+use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_sim::{Fleet, FleetConfig};
+use meridian_upstream::credentials::discover;
+use meridian_upstream::{Auth, BedrockClient, Endpoints, StaticCredentials, Timeouts};
+
+use super::{init_logging, shutdown_signal, source_region};
+
+/// Largest request body, as Bedrock's InvokeModel.
+const MAX_BODY: usize = 25_000_000;
+
+pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let Loaded { config, catalog } = meridian_config::load(config)?;
+    let (region, step) = source_region(None, &config).await;
+    if catalog.region(&region).is_none() {
+        anyhow::bail!(
+            "region '{region}' (from {}) is not a region Meridian knows; run `meridian doctor`",
+            step.label()
+        );
+    }
+    let found = discover(&ProcessEnv);
+    let simulate = match (config.upstream.mode, &found) {
+        (UpstreamMode::Simulated, _) => true,
+        (UpstreamMode::Aws, None) => anyhow::bail!(
+            "upstream.mode = aws but no AWS credentials were found; run `meridian doctor`"
+        ),
+        (UpstreamMode::Aws, Some(_)) => false,
+        (UpstreamMode::Auto, found) => found.is_none(),
+    };
+    let mut fleet = None;
+    let (upstream, info) = if simulate {
+        // Every region any exposed model may be called in, so failover works too.
+        let mut regions = BTreeSet::from([region.clone()]);
+        for m in &config.models {
+            if let Ok(res) = config.resolve(&catalog, &m.name, &region, None) {
+                regions.extend(res.targets.iter().map(|t| t.endpoint_region.clone()));
+            }
+        }
+        let regions: Vec<String> = regions
+            .into_iter()
+            .filter(|r| catalog.region(r).is_some_and(|x| x.bedrock))
+            .collect();
+        let mut fc = FleetConfig::new(regions.clone());
+        fc.seed = sim_seed;
+        fc.app_profiles = config.app_profiles.clone();
+        let f = Fleet::start(catalog.clone(), fc, None, None).await?;
+        let m = f.manifest();
+        let creds = Credentials::new(
+            &m.credentials.access_key_id,
+            &m.credentials.secret_access_key,
+            None,
+            None,
+            "simulated-fleet",
+        );
+        let endpoints = Endpoints {
+            overrides: m
+                .regions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.url.clone()))
+                .collect(),
+            fips: false,
+        };
+        let client = BedrockClient::new(
+            Auth::SigV4(Arc::new(StaticCredentials(creds))),
+            endpoints,
+            Timeouts::default(),
+        );
+        let why = match config.upstream.mode {
+            UpstreamMode::Simulated => "upstream.mode = simulated",
+            _ => "no AWS credentials found",
+        };
+        let detail = format!(
+            "{why}; simulated fleet of {} regions, control API {}",
+            regions.len(),
+            m.control_url
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n  *** SIMULATED BEDROCK ***  {why}: answers come from Meridian's simulated region fleet\n  ({} regions: {}), not from real models. Provide AWS credentials to use Amazon Bedrock.\n",
+            regions.len(),
+            regions.join(", ")
+        );
+        fleet = Some(f);
+        (
+            client,
+            UpstreamInfo {
+                mode: "simulated",
+                detail,
+            },
+        )
+    } else {
+        let found = found.context("no AWS credentials")?;
+        let endpoints = Endpoints {
+            overrides: config.upstream.endpoints.clone(),
+            fips: false,
+        };
+        let client = BedrockClient::new(found.auth, endpoints, Timeouts::default());
+        (
+            client,
+            UpstreamInfo {
+                mode: "aws",
+                detail: format!("Amazon Bedrock, credentials from {}", found.source),
+            },
+        )
+    };
+    tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
+    let state = Arc::new(AppState {
+        config,
+        catalog,
+        region,
+        region_step: step,
+        upstream,
+        upstream_info: info,
+        max_body: MAX_BODY,
+        max_attempts: 3,
+        account_id: "000000000000".into(),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "meridian is listening");
+    meridian_gateway::serve(listener, state, ServeOptions::default(), shutdown_signal()).await?;
+    if let Some(f) = fleet {
+        f.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

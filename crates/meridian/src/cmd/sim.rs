@@ -1,0 +1,73 @@
+//! `meridian sim`: a standalone simulated fleet.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use meridian_catalog::Catalog;
+use meridian_sim::{Fleet, FleetConfig, Scenario};
+
+use super::{emit, emit_json, init_logging, shutdown_signal};
+use crate::table::Table;
+
+/// Flags of `meridian sim`.
+#[derive(Debug)]
+pub struct Options {
+    pub seed: u64,
+    pub scenario: Option<PathBuf>,
+    pub manifest: Option<PathBuf>,
+    pub control_port: Option<u16>,
+    pub config: Option<PathBuf>,
+    pub json: bool,
+}
+
+pub async fn run(regions: Vec<String>, opts: &Options) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let (seed, json) = (opts.seed, opts.json);
+    let scenario = match &opts.scenario {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut config = FleetConfig::new(regions);
+    config.seed = seed;
+    let catalog = match &opts.config {
+        Some(path) => {
+            let loaded = meridian_config::load(Some(path))?;
+            config.app_profiles = loaded.config.app_profiles;
+            loaded.catalog
+        }
+        None => Catalog::builtin()?,
+    };
+    let fleet = Fleet::start(catalog, config, scenario, opts.control_port).await?;
+    let m = fleet.manifest();
+    if let Some(path) = &opts.manifest {
+        std::fs::write(path, serde_json::to_string_pretty(m)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        emit_json(m)?;
+    } else {
+        let mut t = Table::new(&["REGION", "ENDPOINT", "FAULTS"]);
+        for (code, r) in &m.regions {
+            t.row(vec![
+                code.clone(),
+                r.url.clone(),
+                r.control_url.clone() + "/faults",
+            ]);
+        }
+        emit(&format!(
+            "simulated Bedrock fleet (seed {seed})\n\n{}\ncontrol API: {}\nsign requests with access key {} and secret {}\n",
+            t.render(),
+            m.control_url,
+            m.credentials.access_key_id,
+            m.credentials.secret_access_key
+        ))?;
+    }
+    shutdown_signal().await;
+    fleet.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,169 @@
+"""Fixtures that run real Meridian processes on 127.0.0.1.
+
+Every process is started with a clean environment (no AWS credentials, no
+metadata service) and is stopped at teardown; every wait is bounded.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("MERIDIAN_BIN", str(ROOT / "target" / "debug" / "meridian"))
+NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=30, connect_timeout=5)
+NO_VALIDATION = Config(retries={"max_attempts": 1, "mode": "standard"}, parameter_validation=False)
+
+
+APP_PROFILES = """
+[[application_profiles]]
+arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcd1234efgh"
+model = "claude-sonnet-4-5"
+regions = ["us-east-1", "us-west-2"]
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(home, **extra):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+           "AWS_EC2_METADATA_DISABLED": "true", "MERIDIAN_LOG": "warn"}
+    env.update(extra)
+    return env
+
+
+class Proc:
+    def __init__(self, args, env, cwd, log):
+        self.log = log
+        self.p = subprocess.Popen([BIN, *args], env=env, cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout=5)
+
+    def output(self):
+        return Path(self.log).read_text()
+
+
+def wait_http(url, proc, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.p.poll() is not None:
+            raise RuntimeError(f"process exited early:\n{proc.output()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return json.loads(r.read() or b"null")
+        except Exception:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s:\n{proc.output()}")
+
+
+def wait_file(path, proc, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and path.stat().st_size > 0:
+            return json.loads(path.read_text())
+        if proc.p.poll() is not None:
+            raise RuntimeError(f"process exited early:\n{proc.output()}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{path} was not written:\n{proc.output()}")
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory):
+    """A standalone simulated fleet: `meridian sim`."""
+    d = tmp_path_factory.mktemp("sim")
+    manifest = d / "manifest.json"
+    (d / "profiles.toml").write_text(APP_PROFILES)
+    proc = Proc(["sim", "--regions", "us-east-1,us-east-2,us-west-1,us-west-2,eu-west-1", "--seed", "7",
+                 "--manifest", str(manifest), "--config", str(d / "profiles.toml")], clean_env(d), d, d / "sim.log")
+    try:
+        m = wait_file(manifest, proc)
+        wait_http(m["control_url"] + "/regions", proc)
+        yield m
+    finally:
+        proc.stop()
+
+
+def put_faults(sim, region, faults):
+    req = urllib.request.Request(f"{sim['control_url']}/regions/{region}/faults", method="PUT",
+                                 data=json.dumps(faults).encode(), headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def sim_records(sim):
+    with urllib.request.urlopen(sim["control_url"] + "/records", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def sim_client(sim, region, service="bedrock-runtime", config=NO_RETRY):
+    creds = sim["credentials"]
+    return boto3.client(service, endpoint_url=sim["regions"][region]["url"], region_name=region,
+                        aws_access_key_id=creds["access_key_id"], aws_secret_access_key=creds["secret_access_key"],
+                        config=config)
+
+
+@pytest.fixture(scope="session")
+def zero_config_gateway(tmp_path_factory):
+    """`meridian serve` with an empty environment and no config file."""
+    d = tmp_path_factory.mktemp("zero")
+    port = free_port()
+    proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], clean_env(d), d, d / "serve.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc)
+        yield {"url": f"http://127.0.0.1:{port}", "proc": proc}
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(sim, tmp_path_factory):
+    """`meridian serve` calling the standalone fleet as if it were AWS: real
+    SigV4 with the fleet's credential, endpoint overrides per region."""
+    d = tmp_path_factory.mktemp("gw")
+    endpoints = ", ".join(f'{r} = "{v["url"]}"' for r, v in sim["regions"].items())
+    (d / "meridian.toml").write_text(f"""
+region = "us-east-1"
+default_residency = ["us"]
+
+[models.chat]
+model = "claude-sonnet-4-5"
+
+[models.haiku]
+model = "claude-3-haiku"
+{APP_PROFILES}
+[upstream]
+mode = "aws"
+endpoints = {{ {endpoints} }}
+""")
+    port = free_port()
+    creds = sim["credentials"]
+    env = clean_env(d, AWS_ACCESS_KEY_ID=creds["access_key_id"], AWS_SECRET_ACCESS_KEY=creds["secret_access_key"])
+    proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], env, d, d / "serve.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc)
+        yield {"url": f"http://127.0.0.1:{port}", "proc": proc}
+    finally:
+        proc.stop()
+
+
+def gw_client(gw, service="bedrock-runtime", config=NO_RETRY):
+    return boto3.client(service, endpoint_url=gw["url"], region_name="us-east-1",
+                        aws_access_key_id="AKIDCLIENT", aws_secret_access_key="client-secret", config=config)
