@@ -22,6 +22,7 @@ NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=
 NO_VALIDATION = Config(retries={"max_attempts": 1, "mode": "standard"}, parameter_validation=False)
 
 
+APP_PROFILE = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcd1234efgh"
 APP_PROFILES = """
 [[application_profiles]]
 arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcd1234efgh"

@@ -90,10 +90,14 @@ async fn runtime(
     };
     // execute and encode
     if op.is_streaming() {
-        let (served, body) = execute::streaming(state, &plan)
+        let (served, frames) = execute::streaming(state, &plan)
             .await
             .map_err(|e| (e.failure.error, e.attempts))?;
-        Ok(encode(request_id, &served, body))
+        Ok(encode(
+            request_id,
+            &served,
+            execute::eventstream_body(frames),
+        ))
     } else {
         let (served, body) = execute::unary(state, &plan)
             .await
@@ -102,7 +106,7 @@ async fn runtime(
     }
 }
 
-fn encode(request_id: &str, served: &Served, body: axum::body::Body) -> Response {
+pub(crate) fn encode(request_id: &str, served: &Served, body: axum::body::Body) -> Response {
     let region = served
         .headers
         .get("x-meridian-sim-inference-region")
@@ -147,7 +151,7 @@ fn residency_header(
         .map_err(|e| BedrockError::validation(format!("x-meridian-residency: {e}")))
 }
 
-fn plan_error(e: ResolveError) -> BedrockError {
+pub(crate) fn plan_error(e: ResolveError) -> BedrockError {
     match e {
         ResolveError::UnknownModel { .. } | ResolveError::UnknownAppProfile { .. } => {
             BedrockError::new(ErrorKind::ResourceNotFound, e.to_string())

@@ -121,7 +121,7 @@ pub async fn unary(state: &AppState, plan: &Plan<'_>) -> Result<(Served, Bytes),
 /// Streaming: waits for the first whole frame before answering, so a failure
 /// before it is retried invisibly; afterwards frames are forwarded as they
 /// arrive and a failure ends the stream with an exception frame.
-pub async fn streaming(state: &AppState, plan: &Plan<'_>) -> Result<(Served, Body), Exhausted> {
+pub async fn streaming(state: &AppState, plan: &Plan<'_>) -> Result<(Served, Frames), Exhausted> {
     let mut offset = 0;
     let mut attempts = 0;
     loop {
@@ -189,10 +189,13 @@ fn bad_frames(e: meridian_wire::eventstream::FrameError) -> Failure {
     }
 }
 
-/// The client-facing body: whole frames only, then a clean end or one
-/// exception frame. Never a partial frame, never output from two attempts.
-fn forward(first: Bytes, mut upstream: Upstream, mut splitter: FrameSplitter) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
+/// Whole frames as they arrive; the last item is an error when the stream
+/// broke after the first frame. Never a partial frame, never output from two
+/// attempts.
+pub type Frames = tokio::sync::mpsc::Receiver<Result<Bytes, BedrockError>>;
+
+fn forward(first: Bytes, mut upstream: Upstream, mut splitter: FrameSplitter) -> Frames {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BedrockError>>(32);
     tokio::spawn(async move {
         if tx.send(Ok(first)).await.is_err() {
             return;
@@ -207,7 +210,7 @@ fn forward(first: Bytes, mut upstream: Upstream, mut splitter: FrameSplitter) ->
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.send(Ok(bad_frames(e).error.exception_frame())).await;
+                        let _ = tx.send(Err(bad_frames(e).error)).await;
                         return;
                     }
                 }
@@ -220,7 +223,7 @@ fn forward(first: Bytes, mut upstream: Upstream, mut splitter: FrameSplitter) ->
                             ErrorKind::ModelStreamError,
                             "the upstream stream ended in the middle of an event",
                         );
-                        let _ = tx.send(Ok(e.exception_frame())).await;
+                        let _ = tx.send(Err(e)).await;
                     }
                     return;
                 }
@@ -229,13 +232,21 @@ fn forward(first: Bytes, mut upstream: Upstream, mut splitter: FrameSplitter) ->
                         outcome = f.outcome.label(),
                         "stream failed after the first byte"
                     );
-                    let _ = tx.send(Ok(f.error.exception_frame())).await;
+                    let _ = tx.send(Err(f.error)).await;
                     return;
                 }
             }
         }
     });
-    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+    rx
+}
+
+/// An event-stream body: frames as they are, a failure as one exception frame.
+pub fn eventstream_body(frames: Frames) -> Body {
+    use tokio_stream::StreamExt;
+    let stream = tokio_stream::wrappers::ReceiverStream::new(frames)
+        .map(|item| Ok::<_, std::io::Error>(item.unwrap_or_else(|e| e.exception_frame())));
+    Body::from_stream(stream)
 }
 
 /// Headers copied from the upstream response.

@@ -9,6 +9,7 @@ mod auth;
 mod bedrock;
 mod control_plane;
 mod execute;
+mod openai;
 mod respond;
 mod server;
 mod state;

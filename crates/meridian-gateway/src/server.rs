@@ -13,7 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
-use crate::{bedrock, status};
+use crate::{bedrock, openai, status};
 
 /// How the server runs.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +41,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(status::health))
         .route("/status", get(status::status))
+        .route("/v1/chat/completions", axum::routing::post(openai::chat))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/{*rest}", axum::routing::any(openai::not_found))
         .fallback(bedrock::handle)
         .with_state(state)
 }

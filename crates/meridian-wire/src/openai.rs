@@ -1,0 +1,542 @@
+//! OpenAI chat completions ⇄ Bedrock Converse.
+//!
+//! Requests are translated to Converse, responses and stream events back.
+//! OpenAI fields with no Converse equivalent that a model may still accept
+//! (`top_k`, ...) go to `additionalModelRequestFields` untouched.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{BedrockError, ErrorKind};
+
+/// Top-level request keys handled here; anything else passes through to the model.
+const KNOWN: [&str; 18] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "stream",
+    "stream_options",
+    "n",
+    "user",
+    "metadata",
+    "store",
+    "parallel_tool_calls",
+    "seed",
+];
+
+/// An error in OpenAI's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiError {
+    /// HTTP status.
+    pub status: u16,
+    /// `invalid_request_error`, `rate_limit_error`, ...
+    pub kind: &'static str,
+    /// Message.
+    pub message: String,
+    /// Offending parameter, when known.
+    pub param: Option<String>,
+    /// Machine code, when there is one.
+    pub code: Option<&'static str>,
+}
+
+impl OpenAiError {
+    /// A 400 `invalid_request_error` about `param`.
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        OpenAiError {
+            status: 400,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: Some(param.into()),
+            code: None,
+        }
+    }
+
+    /// The body `{"error": {...}}`.
+    pub fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+    }
+}
+
+impl From<&BedrockError> for OpenAiError {
+    fn from(e: &BedrockError) -> Self {
+        let (status, kind, code) = match e.kind {
+            ErrorKind::Validation | ErrorKind::IncompleteSignature => {
+                (400, "invalid_request_error", None)
+            }
+            ErrorKind::ResourceNotFound | ErrorKind::UnknownOperation => {
+                (404, "invalid_request_error", Some("model_not_found"))
+            }
+            ErrorKind::AccessDenied
+            | ErrorKind::InvalidSignature
+            | ErrorKind::UnrecognizedClient
+            | ErrorKind::MissingAuthenticationToken => {
+                (401, "authentication_error", Some("invalid_api_key"))
+            }
+            ErrorKind::Throttling | ErrorKind::ModelNotReady | ErrorKind::ServiceQuotaExceeded => {
+                (429, "rate_limit_error", Some("rate_limit_exceeded"))
+            }
+            ErrorKind::ModelTimeout => (408, "timeout", None),
+            ErrorKind::ServiceUnavailable => (503, "server_error", None),
+            ErrorKind::ModelError | ErrorKind::ModelStreamError | ErrorKind::InternalServer => {
+                (500, "server_error", None)
+            }
+        };
+        OpenAiError {
+            status,
+            kind,
+            message: format!("{}: {}", e.kind.name(), e.message),
+            param: None,
+            code,
+        }
+    }
+}
+
+/// A translated request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translated {
+    /// The model name asked for.
+    pub model: String,
+    /// The Converse body.
+    pub converse: Value,
+    /// Whether the client wants SSE.
+    pub stream: bool,
+    /// Whether the stream should end with a usage chunk.
+    pub include_usage: bool,
+}
+
+/// OpenAI chat request → Converse request.
+pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
+    let obj = req
+        .as_object()
+        .ok_or_else(|| OpenAiError::invalid("body", "the request body must be a JSON object"))?;
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| OpenAiError::invalid("model", "'model' is required"))?;
+    if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
+        return Err(OpenAiError::invalid("n", "only n = 1 is supported"));
+    }
+    let msgs = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| OpenAiError::invalid("messages", "'messages' must be a non-empty list"))?;
+    let mut system = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        let at = format!("messages[{i}]");
+        match role {
+            "system" | "developer" => system.extend(
+                text_parts(&m["content"], &at)?
+                    .into_iter()
+                    .map(|t| json!({"text": t})),
+            ),
+            "user" => push(&mut messages, "user", user_content(&m["content"], &at)?),
+            "assistant" => {
+                let mut blocks: Vec<Value> = Vec::new();
+                if !m["content"].is_null() {
+                    blocks.extend(
+                        text_parts(&m["content"], &at)?
+                            .into_iter()
+                            .filter(|t| !t.is_empty())
+                            .map(|t| json!({"text": t})),
+                    );
+                }
+                for (j, call) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
+                    let args = call["function"]["arguments"].as_str().unwrap_or("{}");
+                    let input: Value =
+                        serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
+                            .map_err(|_| {
+                                OpenAiError::invalid(
+                                    &format!("{at}.tool_calls[{j}].function.arguments"),
+                                    "arguments must be a JSON object string",
+                                )
+                            })?;
+                    blocks.push(json!({"toolUse": {"toolUseId": call["id"], "name": call["function"]["name"], "input": input}}));
+                }
+                push(&mut messages, "assistant", blocks);
+            }
+            "tool" => {
+                let id = m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        OpenAiError::invalid(
+                            &format!("{at}.tool_call_id"),
+                            "tool messages need 'tool_call_id'",
+                        )
+                    })?;
+                let content: Vec<Value> = text_parts(&m["content"], &at)?
+                    .into_iter()
+                    .map(|t| json!({"text": t}))
+                    .collect();
+                push(
+                    &mut messages,
+                    "user",
+                    vec![json!({"toolResult": {"toolUseId": id, "content": content}})],
+                );
+            }
+            other => {
+                return Err(OpenAiError::invalid(
+                    &format!("{at}.role"),
+                    format!("unknown role '{other}'"),
+                ));
+            }
+        }
+    }
+    let mut converse = json!({"messages": messages});
+    if !system.is_empty() {
+        converse["system"] = json!(system);
+    }
+    let mut cfg = Map::new();
+    if let Some(n) = obj
+        .get("max_completion_tokens")
+        .or_else(|| obj.get("max_tokens"))
+        .and_then(Value::as_u64)
+    {
+        cfg.insert("maxTokens".into(), json!(n));
+    }
+    for (from, to) in [("temperature", "temperature"), ("top_p", "topP")] {
+        if let Some(v) = obj.get(from).filter(|v| !v.is_null()) {
+            cfg.insert(to.into(), v.clone());
+        }
+    }
+    match obj.get("stop") {
+        Some(Value::String(s)) => {
+            cfg.insert("stopSequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) => {
+            cfg.insert("stopSequences".into(), json!(a));
+        }
+        _ => {}
+    }
+    if !cfg.is_empty() {
+        converse["inferenceConfig"] = Value::Object(cfg);
+    }
+    if let Some(tc) = tool_config(obj)? {
+        converse["toolConfig"] = tc;
+    }
+    if let Some(rf) = obj.get("response_format") {
+        match rf["type"].as_str() {
+            Some("text") | None => {}
+            Some("json_schema") => {
+                let js = &rf["json_schema"];
+                converse["outputConfig"] = json!({"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
+                    "schema": js["schema"].to_string(), "name": js["name"].as_str().unwrap_or("response")}}}});
+            }
+            Some(other) => {
+                return Err(OpenAiError::invalid(
+                    "response_format",
+                    format!("response_format '{other}' is not supported; use json_schema"),
+                ));
+            }
+        }
+    }
+    let extra: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !extra.is_empty() {
+        converse["additionalModelRequestFields"] = Value::Object(extra);
+    }
+    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = obj
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(Translated {
+        model: model.to_string(),
+        converse,
+        stream,
+        include_usage,
+    })
+}
+
+/// Appends blocks, merging with the previous message of the same role (Converse alternates roles).
+fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+    if let Some(last) = messages.last_mut()
+        && last["role"] == role
+        && let Some(content) = last["content"].as_array_mut()
+    {
+        content.extend(blocks);
+        return;
+    }
+    messages.push(json!({"role": role, "content": blocks}));
+}
+
+fn text_parts(content: &Value, at: &str) -> Result<Vec<String>, OpenAiError> {
+    match content {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| {
+                p["text"].as_str().map(str::to_string).ok_or_else(|| {
+                    OpenAiError::invalid(&format!("{at}.content"), "expected text parts")
+                })
+            })
+            .collect(),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(OpenAiError::invalid(
+            &format!("{at}.content"),
+            "content must be a string or a list of parts",
+        )),
+    }
+}
+
+fn user_content(content: &Value, at: &str) -> Result<Vec<Value>, OpenAiError> {
+    let Value::Array(parts) = content else {
+        return Ok(text_parts(content, at)?
+            .into_iter()
+            .map(|t| json!({"text": t}))
+            .collect());
+    };
+    let mut out = Vec::new();
+    for (j, p) in parts.iter().enumerate() {
+        match p["type"].as_str() {
+            Some("text") => out.push(json!({"text": p["text"]})),
+            Some("image_url") => {
+                let url = p["image_url"]["url"].as_str().unwrap_or_default();
+                let (meta, data) = url
+                    .strip_prefix("data:")
+                    .and_then(|u| u.split_once(','))
+                    .ok_or_else(|| {
+                        OpenAiError::invalid(
+                            &format!("{at}.content[{j}].image_url"),
+                            "only data: URLs (base64) are supported for images",
+                        )
+                    })?;
+                let format = meta
+                    .trim_end_matches(";base64")
+                    .strip_prefix("image/")
+                    .unwrap_or("png");
+                let format = if format == "jpg" { "jpeg" } else { format };
+                out.push(json!({"image": {"format": format, "source": {"bytes": data}}}));
+            }
+            other => {
+                return Err(OpenAiError::invalid(
+                    &format!("{at}.content[{j}].type"),
+                    format!("content part type {other:?} is not supported"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn tool_config(obj: &Map<String, Value>) -> Result<Option<Value>, OpenAiError> {
+    let Some(tools) = obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    let choice = match obj.get("tool_choice") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "auto" => Some(json!({"auto": {}})),
+        Some(Value::String(s)) if s == "required" => Some(json!({"any": {}})),
+        Some(Value::String(s)) if s == "none" => return Ok(None),
+        Some(v) if v["function"]["name"].is_string() => {
+            Some(json!({"tool": {"name": v["function"]["name"]}}))
+        }
+        Some(_) => {
+            return Err(OpenAiError::invalid(
+                "tool_choice",
+                "expected auto, required, none or a function",
+            ));
+        }
+    };
+    let specs: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            let f = &t["function"];
+            let mut spec = json!({"name": f["name"], "inputSchema": {"json": if f["parameters"].is_null() { json!({"type": "object", "properties": {}}) } else { f["parameters"].clone() }}});
+            if let Some(d) = f["description"].as_str() {
+                spec["description"] = json!(d);
+            }
+            json!({"toolSpec": spec})
+        })
+        .collect();
+    let mut tc = json!({"tools": specs});
+    if let Some(c) = choice {
+        tc["toolChoice"] = c;
+    }
+    Ok(Some(tc))
+}
+
+/// Converse stop reason → OpenAI finish reason.
+pub fn finish_reason(stop: &str) -> &'static str {
+    match stop {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "guardrail_intervened" | "content_filtered" => "content_filter",
+        _ => "stop",
+    }
+}
+
+fn usage(u: &Value) -> Value {
+    let (i, o) = (
+        u["inputTokens"].as_u64().unwrap_or(0),
+        u["outputTokens"].as_u64().unwrap_or(0),
+    );
+    json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": u["totalTokens"].as_u64().unwrap_or(i + o)})
+}
+
+/// Converse response → OpenAI chat completion.
+pub fn from_converse(resp: &Value, id: &str, model: &str, created: u64) -> Value {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for b in resp["output"]["message"]["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = b["text"].as_str() {
+            text.push_str(t);
+        } else if let Some(u) = b.get("toolUse") {
+            calls.push(json!({"id": u["toolUseId"], "type": "function", "function": {"name": u["name"], "arguments": u["input"].to_string()}}));
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
+    if !calls.is_empty() {
+        message["tool_calls"] = json!(calls);
+    }
+    json!({
+        "id": id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(resp["stopReason"].as_str().unwrap_or("end_turn"))}],
+        "usage": usage(&resp["usage"]),
+    })
+}
+
+/// Turns ConverseStream events into OpenAI `chat.completion.chunk`s.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    tool_index: HashMap<u64, usize>,
+}
+
+impl StreamTranslator {
+    /// A translator for one response.
+    pub fn new(id: &str, model: &str, created: u64, include_usage: bool) -> Self {
+        StreamTranslator {
+            id: id.into(),
+            model: model.into(),
+            created,
+            include_usage,
+            tool_index: HashMap::new(),
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    }
+
+    /// The chunks for one Converse event (none for events with no OpenAI counterpart).
+    pub fn event(&mut self, event_type: &str, p: &Value) -> Vec<Value> {
+        match event_type {
+            "messageStart" => vec![self.chunk(json!({"role": "assistant", "content": ""}), None)],
+            "contentBlockStart" => {
+                let Some(tu) = p["start"].get("toolUse") else {
+                    return Vec::new();
+                };
+                let block = p["contentBlockIndex"].as_u64().unwrap_or(0);
+                let n = self.tool_index.len();
+                let idx = *self.tool_index.entry(block).or_insert(n);
+                vec![self.chunk(
+                    json!({"tool_calls": [{"index": idx, "id": tu["toolUseId"], "type": "function",
+                    "function": {"name": tu["name"], "arguments": ""}}]}),
+                    None,
+                )]
+            }
+            "contentBlockDelta" => {
+                let d = &p["delta"];
+                if let Some(t) = d["text"].as_str() {
+                    vec![self.chunk(json!({"content": t}), None)]
+                } else if let Some(input) = d["toolUse"]["input"].as_str() {
+                    let idx = self
+                        .tool_index
+                        .get(&p["contentBlockIndex"].as_u64().unwrap_or(0))
+                        .copied()
+                        .unwrap_or(0);
+                    vec![self.chunk(
+                        json!({"tool_calls": [{"index": idx, "function": {"arguments": input}}]}),
+                        None,
+                    )]
+                } else {
+                    Vec::new()
+                }
+            }
+            "messageStop" => vec![self.chunk(
+                json!({}),
+                Some(finish_reason(
+                    p["stopReason"].as_str().unwrap_or("end_turn"),
+                )),
+            )],
+            "metadata" if self.include_usage => vec![
+                json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [], "usage": usage(&p["usage"])}),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translates_a_tool_conversation() {
+        let req = json!({"model": "m", "max_tokens": 9, "stop": "END", "top_k": 3,
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"}],
+            "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}], "tool_choice": "required"});
+        let t = to_converse(&req).unwrap();
+        let c = &t.converse;
+        assert_eq!(c["system"][0]["text"], "be brief");
+        assert_eq!(
+            c["messages"][1]["content"][0]["toolUse"]["input"]["city"],
+            "Paris"
+        );
+        assert_eq!(
+            c["messages"][2]["content"][0]["toolResult"]["toolUseId"],
+            "c1"
+        );
+        assert_eq!(
+            c["inferenceConfig"],
+            json!({"maxTokens": 9, "stopSequences": ["END"]})
+        );
+        assert_eq!(c["toolConfig"]["toolChoice"], json!({"any": {}}));
+        assert_eq!(c["additionalModelRequestFields"], json!({"top_k": 3}));
+        assert!(crate::converse::validate_request(c).is_ok());
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_translate() {
+        assert_eq!(
+            to_converse(&json!({"messages": []}))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("model")
+        );
+        let e = to_converse(&json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]})).unwrap_err();
+        assert!(e.message.contains("data: URLs"));
+    }
+}
