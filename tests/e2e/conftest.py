@@ -153,10 +153,18 @@ model = "claude-3-haiku"
 [upstream]
 mode = "aws"
 endpoints = {{ {endpoints} }}
+
+[[upstream.accounts]]
+name = "sim-account"
+profile = "fleet"
 """)
-    port = free_port()
+    # The fleet's credential lives in a named profile, resolved through aws-config.
     creds = sim["credentials"]
-    env = clean_env(d, AWS_ACCESS_KEY_ID=creds["access_key_id"], AWS_SECRET_ACCESS_KEY=creds["secret_access_key"])
+    (d / "credentials").write_text(
+        f"[fleet]\naws_access_key_id = {creds['access_key_id']}\naws_secret_access_key = {creds['secret_access_key']}\n")
+    (d / "config").write_text("[profile fleet]\nregion = us-east-1\n")
+    port = free_port()
+    env = clean_env(d, AWS_SHARED_CREDENTIALS_FILE=str(d / "credentials"), AWS_CONFIG_FILE=str(d / "config"))
     proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], env, d, d / "serve.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)

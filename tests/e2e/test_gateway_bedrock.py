@@ -27,6 +27,8 @@ def test_zero_config_serve_answers_converse(zero_config_gateway):
 
 
 def test_converse_through_the_gateway(gateway, sim):
+    status = json.loads(urllib.request.urlopen(gateway["url"] + "/status", timeout=5).read())
+    assert status["upstream"] == {"mode": "aws", "detail": "Amazon Bedrock, credentials from AWS profile 'fleet'"}
     c = gw_client(gateway)
     r = c.converse(modelId="chat", messages=msg("through meridian"), inferenceConfig={"maxTokens": 80},
                    additionalModelRequestFields={"top_k": 5})

@@ -3,8 +3,8 @@
 //!
 //! This crate calls where it is told to; deciding where is the router's job.
 
+pub mod aws_chain;
 pub mod bedrock;
-pub mod credentials;
 pub mod outcome;
 pub mod sign;
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use aws_credential_types::Credentials;
-use meridian_catalog::env::ProcessEnv;
-use meridian_config::{Loaded, UpstreamMode};
+use meridian_catalog::env::{EnvSource, ProcessEnv};
+use meridian_config::{Config, Loaded, UpstreamMode};
 use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
 use meridian_sim::{Fleet, FleetConfig};
-use meridian_upstream::credentials::discover;
+use meridian_upstream::aws_chain::{AwsCredentials, Identity, shared};
 use meridian_upstream::{Auth, BedrockClient, Endpoints, StaticCredentials, Timeouts};
 
 use super::{init_logging, shutdown_signal, source_region};
@@ -30,14 +30,16 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             step.label()
         );
     }
-    let found = discover(&ProcessEnv);
+    let found = match config.upstream.mode {
+        UpstreamMode::Simulated => Err("upstream.mode = simulated".to_string()),
+        _ => aws_auth(&config, &region).await,
+    };
     let simulate = match (config.upstream.mode, &found) {
         (UpstreamMode::Simulated, _) => true,
-        (UpstreamMode::Aws, None) => anyhow::bail!(
-            "upstream.mode = aws but no AWS credentials were found; run `meridian doctor`"
+        (UpstreamMode::Aws, Err(e)) => anyhow::bail!(
+            "upstream.mode = aws but AWS credentials did not resolve: {e}; run `meridian doctor`"
         ),
-        (UpstreamMode::Aws, Some(_)) => false,
-        (UpstreamMode::Auto, found) => found.is_none(),
+        (_, found) => found.is_err(),
     };
     let mut fleet = None;
     let (upstream, info) = if simulate {
@@ -77,9 +79,10 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             endpoints,
             Timeouts::default(),
         );
-        let why = match config.upstream.mode {
-            UpstreamMode::Simulated => "upstream.mode = simulated",
-            _ => "no AWS credentials found",
+        let why = match &found {
+            Err(e) if config.upstream.mode == UpstreamMode::Simulated => e.clone(),
+            Err(e) => format!("no AWS credentials ({e})"),
+            Ok(_) => String::new(),
         };
         let detail = format!(
             "{why}; simulated fleet of {} regions, control API {}",
@@ -101,20 +104,25 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             },
         )
     } else {
-        let found = found.context("no AWS credentials")?;
+        let (auth, source) = found.map_err(anyhow::Error::msg)?;
         let endpoints = Endpoints {
             overrides: config.upstream.endpoints.clone(),
             fips: false,
         };
-        let client = BedrockClient::new(found.auth, endpoints, Timeouts::default());
+        let client = BedrockClient::new(auth, endpoints, Timeouts::default());
         (
             client,
             UpstreamInfo {
                 mode: "aws",
-                detail: format!("Amazon Bedrock, credentials from {}", found.source),
+                detail: format!("Amazon Bedrock, credentials from {source}"),
             },
         )
     };
+    if config.upstream.accounts.len() > 1 {
+        tracing::warn!(
+            "several upstream accounts are configured; until the router lands, only the first is used"
+        );
+    }
     tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
     let state = Arc::new(AppState {
         config,
@@ -137,4 +145,30 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How to authenticate to AWS: a Bedrock API key, else the aws-config chain
+/// for the first configured account (or the default chain), probed once.
+async fn aws_auth(config: &Config, region: &str) -> Result<(Auth, String), String> {
+    if let Some(token) = ProcessEnv.non_empty("AWS_BEARER_TOKEN_BEDROCK") {
+        return Ok((
+            Auth::Bearer(token),
+            "Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)".into(),
+        ));
+    }
+    let identity = config
+        .upstream
+        .accounts
+        .first()
+        .map_or_else(Identity::default, |a| Identity {
+            profile: a.profile.clone(),
+            role_arn: a.role_arn.clone(),
+            external_id: a.external_id.clone(),
+        });
+    let creds = AwsCredentials::new(region, &identity)
+        .await
+        .ok_or("no credential provider is configured")?;
+    creds.probe(std::time::Duration::from_secs(5)).await?;
+    let source = creds.description.clone();
+    Ok((Auth::SigV4(shared(creds)), source))
 }
