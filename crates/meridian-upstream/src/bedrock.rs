@@ -133,7 +133,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(outcome: Outcome, kind: ErrorKind, message: String) -> Failure {
+    pub(crate) fn new(outcome: Outcome, kind: ErrorKind, message: String) -> Failure {
         Failure {
             outcome,
             error: BedrockError::new(kind, message),
@@ -195,7 +195,66 @@ impl Response {
     }
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A pooled HTTP/1.1 + HTTP/2 client over rustls (ring) with a connect timeout.
+pub(crate) fn https_client(timeouts: &Timeouts) -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(timeouts.connect));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(provider)
+        .map(|b| {
+            b.https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http.clone())
+        });
+    let connector = match https {
+        Ok(c) => c,
+        // The ring provider always supports the default protocol versions.
+        Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http),
+    };
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
+}
+
+/// Sends a request and waits for the head, classifying network failures and
+/// first-byte timeouts. Error statuses are returned as responses.
+pub(crate) async fn send_raw(
+    http: &HttpsClient,
+    req: http::Request<Bytes>,
+    timeouts: &Timeouts,
+    region: &str,
+) -> Result<Response, Failure> {
+    let resp =
+        match tokio::time::timeout(timeouts.first_byte, http.request(req.map(Full::new))).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    Outcome::TimeoutBeforeFirstByte,
+                    ErrorKind::ServiceUnavailable,
+                    format!("{region} did not answer within {:?}", timeouts.first_byte),
+                ));
+            }
+            Ok(Err(e)) => return Err(network_failure(&e, region)),
+            Ok(Ok(r)) => r,
+        };
+    let (parts, body) = resp.into_parts();
+    Ok(Response {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        idle: timeouts.idle,
+        region: region.to_string(),
+    })
+}
 
 /// A Bedrock Runtime client for one account.
 #[derive(Debug, Clone)]
@@ -209,33 +268,8 @@ pub struct BedrockClient {
 impl BedrockClient {
     /// A client with its own connection pool.
     pub fn new(auth: Auth, endpoints: Endpoints, timeouts: Timeouts) -> BedrockClient {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(timeouts.connect));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map(|b| {
-                b.https_or_http()
-                    .enable_http1()
-                    .enable_http2()
-                    .wrap_connector(http.clone())
-            });
-        let connector = match https {
-            Ok(c) => c,
-            // The ring provider always supports the default protocol versions.
-            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
-                .with_webpki_roots()
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(http),
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         BedrockClient {
-            http: client,
+            http: https_client(&timeouts),
             auth,
             endpoints,
             timeouts,
@@ -338,30 +372,7 @@ impl BedrockClient {
     }
 
     async fn send(&self, req: http::Request<Bytes>, region: &str) -> Result<Response, Failure> {
-        let req = req.map(Full::new);
-        let resp =
-            match tokio::time::timeout(self.timeouts.first_byte, self.http.request(req)).await {
-                Err(_) => {
-                    return Err(Failure::new(
-                        Outcome::TimeoutBeforeFirstByte,
-                        ErrorKind::ServiceUnavailable,
-                        format!(
-                            "{region} did not answer within {:?}",
-                            self.timeouts.first_byte
-                        ),
-                    ));
-                }
-                Ok(Err(e)) => return Err(network_failure(&e, region)),
-                Ok(Ok(r)) => r,
-            };
-        let (parts, body) = resp.into_parts();
-        let response = Response {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            idle: self.timeouts.idle,
-            region: region.to_string(),
-        };
+        let response = send_raw(&self.http, req, &self.timeouts, region).await?;
         if response.status.is_success() {
             return Ok(response);
         }

@@ -5,6 +5,7 @@
 
 pub mod aws_chain;
 pub mod bedrock;
+pub mod openai_compat;
 pub mod outcome;
 pub mod sign;
 
