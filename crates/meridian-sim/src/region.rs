@@ -347,7 +347,8 @@ impl Ctx {
             _ => Some(Dialect::of(&placement.base)?),
         };
         let model = self.shared.catalog.model_by_id(&placement.base);
-        let default_max = model.map_or(4096, |m| u64::from(m.max_output_tokens.max(1)));
+        // Without maxTokens, reserve what the model would default to (at most 4,096).
+        let default_max = model.map_or(4096, |m| u64::from(m.max_output_tokens.clamp(1, 4096)));
         let (conv, max_tokens) = match dialect {
             None => {
                 converse::validate_request(&parsed)?;
