@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use meridian_catalog::Lifecycle;
-use meridian_catalog::env::{EnvSource, ProcessEnv};
 use meridian_catalog::resolve::ResolveError;
 use meridian_config::{Loaded, UpstreamMode};
 use serde::Serialize;
@@ -144,7 +143,7 @@ async fn check_loaded(loaded: &Loaded, report: &mut Report) {
             None,
         );
     }
-    check_upstream(loaded, report);
+    check_upstream(loaded, &region, report).await;
 }
 
 fn check_model(loaded: &Loaded, name: &str, region: &str, report: &mut Report) {
@@ -196,22 +195,25 @@ fn check_model(loaded: &Loaded, name: &str, region: &str, report: &mut Report) {
     }
 }
 
-fn check_upstream(loaded: &Loaded, report: &mut Report) {
-    let env = ProcessEnv;
-    let creds = credential_hint(&env);
-    match (loaded.config.upstream.mode, &creds) {
+async fn check_upstream(loaded: &Loaded, region: &str, report: &mut Report) {
+    // The same probe `serve` makes, so the two never disagree.
+    let found = match loaded.config.upstream.mode {
+        UpstreamMode::Simulated => None,
+        _ => Some(super::serve::aws_auth(&loaded.config, region).await),
+    };
+    match (loaded.config.upstream.mode, found) {
         (UpstreamMode::Simulated, _) => report.add(Level::Ok, "upstream", "simulated region fleet (upstream.mode = simulated)", None),
-        (UpstreamMode::Aws, None) => report.add(
+        (_, Some(Ok((_, source)))) => report.add(Level::Ok, "upstream", format!("AWS credentials: {source}"), None),
+        (UpstreamMode::Aws, Some(Err(e))) => report.add(
             Level::Error,
             "upstream",
-            "upstream.mode = aws but no AWS credentials were found",
+            format!("upstream.mode = aws but AWS credentials did not resolve: {e}"),
             Some("set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_BEARER_TOKEN_BEDROCK, or run with an instance/task role"),
         ),
-        (_, Some(how)) => report.add(Level::Ok, "upstream", format!("AWS credentials: {how}"), None),
-        (UpstreamMode::Auto, None) => report.add(
+        (_, _) => report.add(
             Level::Warn,
             "upstream",
-            "no AWS credentials found; `meridian serve` will use the simulated region fleet",
+            "no AWS credentials resolved; `meridian serve` will use the simulated region fleet",
             Some("provide AWS credentials to call real Bedrock"),
         ),
     }
@@ -223,36 +225,4 @@ fn check_upstream(loaded: &Loaded, report: &mut Report) {
             None,
         );
     }
-}
-
-/// Where credentials would come from, judged from the environment and files
-/// only (no network). Instance and task roles are found at start-up.
-fn credential_hint(env: &dyn EnvSource) -> Option<String> {
-    if env.non_empty("AWS_BEARER_TOKEN_BEDROCK").is_some() {
-        return Some("Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)".into());
-    }
-    if env.non_empty("AWS_ACCESS_KEY_ID").is_some()
-        && env.non_empty("AWS_SECRET_ACCESS_KEY").is_some()
-    {
-        return Some("environment (AWS_ACCESS_KEY_ID)".into());
-    }
-    if env.non_empty("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() {
-        return Some("web identity (AWS_WEB_IDENTITY_TOKEN_FILE)".into());
-    }
-    if env
-        .non_empty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        .is_some()
-        || env
-            .non_empty("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-            .is_some()
-    {
-        return Some("container credentials endpoint".into());
-    }
-    let home = env.home()?;
-    let file = env
-        .non_empty("AWS_SHARED_CREDENTIALS_FILE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| home.join(".aws").join("credentials"));
-    file.is_file()
-        .then(|| format!("shared credentials file {}", file.display()))
 }

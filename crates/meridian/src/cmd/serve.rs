@@ -149,7 +149,7 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
 
 /// How to authenticate to AWS: a Bedrock API key, else the aws-config chain
 /// for the first configured account (or the default chain), probed once.
-async fn aws_auth(config: &Config, region: &str) -> Result<(Auth, String), String> {
+pub(super) async fn aws_auth(config: &Config, region: &str) -> Result<(Auth, String), String> {
     if let Some(token) = ProcessEnv.non_empty("AWS_BEARER_TOKEN_BEDROCK") {
         return Ok((
             Auth::Bearer(token),
