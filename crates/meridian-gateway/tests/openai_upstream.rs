@@ -7,13 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
 use meridian_catalog::Catalog;
 use meridian_catalog::detect::Step;
 use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
 use meridian_sim::{FaultSet, Fleet, FleetConfig, LatencyModel};
 use meridian_upstream::openai_compat::OpenAiClient;
-use meridian_upstream::{Auth, BedrockClient, Endpoints, Outcome, StaticCredentials, Timeouts};
+use meridian_upstream::{BedrockClient, Outcome, Timeouts};
 use serde_json::json;
 
 const REGIONS: [&str; 4] = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"];
@@ -30,30 +29,16 @@ async fn setup() -> (Fleet, String) {
         .await
         .unwrap();
     let m = fleet.manifest();
-    let creds = Credentials::new(
-        &m.credentials.access_key_id,
-        &m.credentials.secret_access_key,
-        None,
-        None,
-        "sim",
-    );
-    let endpoints = Endpoints {
-        overrides: m
-            .regions
-            .iter()
-            .map(|(k, v)| (k.clone(), v.url.clone()))
-            .collect(),
-        fips: false,
-    };
     let loaded = meridian_config::parse("region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n", None).unwrap();
     let state = Arc::new(AppState {
         config: loaded.config,
         catalog: loaded.catalog,
         region: "us-east-1".into(),
         region_step: Step::Config,
-        upstream: BedrockClient::new(
-            Auth::SigV4(Arc::new(StaticCredentials(creds))),
-            endpoints,
+        upstream: BedrockClient::with_static_keys(
+            &m.credentials.access_key_id,
+            &m.credentials.secret_access_key,
+            m.endpoints(),
             Timeouts::default(),
         ),
         upstream_info: UpstreamInfo {

@@ -40,6 +40,16 @@ pub struct Manifest {
     pub regions: BTreeMap<String, ManifestRegion>,
 }
 
+impl Manifest {
+    /// Region → endpoint URL, for a client's endpoint overrides.
+    pub fn endpoints(&self) -> BTreeMap<String, String> {
+        self.regions
+            .iter()
+            .map(|(k, v)| (k.clone(), v.url.clone()))
+            .collect()
+    }
+}
+
 /// A running fleet. Dropping it stops every listener.
 #[derive(Debug)]
 pub struct Fleet {

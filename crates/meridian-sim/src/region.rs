@@ -230,13 +230,7 @@ impl Ctx {
                 ))
             };
         }
-        let req = sigv4::Request {
-            method: parts.method.as_str(),
-            raw_path: parts.uri.path(),
-            raw_query: parts.uri.query().unwrap_or(""),
-            headers: &parts.headers,
-            body,
-        };
+        let req = sigv4::Request::from_parts(parts, body);
         let lookup = |key: &str| {
             config
                 .credentials

@@ -276,6 +276,25 @@ impl BedrockClient {
         }
     }
 
+    /// A client signing with fixed keys against overridden endpoints (the
+    /// simulated fleet, or any Bedrock-compatible server).
+    pub fn with_static_keys(
+        access_key_id: &str,
+        secret_access_key: &str,
+        overrides: BTreeMap<String, String>,
+        timeouts: Timeouts,
+    ) -> BedrockClient {
+        let creds = Credentials::new(access_key_id, secret_access_key, None, None, "static");
+        BedrockClient::new(
+            Auth::SigV4(Arc::new(StaticCredentials(creds))),
+            Endpoints {
+                overrides,
+                fips: false,
+            },
+            timeouts,
+        )
+    }
+
     /// The endpoints this client calls.
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints

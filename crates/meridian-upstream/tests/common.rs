@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
 use bytes::Bytes;
 use meridian_catalog::Catalog;
 use meridian_sim::{CapacityModel, Fleet, FleetConfig, LatencyModel, Scenario};
-use meridian_upstream::{Auth, BedrockClient, Call, Endpoints, StaticCredentials, Timeouts};
+use meridian_upstream::{BedrockClient, Call, Timeouts};
 use serde_json::{Value, json};
 
 pub const SONNET_US: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -38,24 +37,10 @@ pub async fn fleet(config: FleetConfig, scenario: Option<Scenario>) -> Fleet {
 
 pub fn client(fleet: &Fleet, timeouts: Timeouts) -> BedrockClient {
     let m = fleet.manifest();
-    let creds = Credentials::new(
+    BedrockClient::with_static_keys(
         &m.credentials.access_key_id,
         &m.credentials.secret_access_key,
-        None,
-        None,
-        "sim",
-    );
-    let endpoints = Endpoints {
-        overrides: m
-            .regions
-            .iter()
-            .map(|(k, v)| (k.clone(), v.url.clone()))
-            .collect(),
-        fips: false,
-    };
-    BedrockClient::new(
-        Auth::SigV4(std::sync::Arc::new(StaticCredentials(creds))),
-        endpoints,
+        m.endpoints(),
         timeouts,
     )
 }

@@ -45,6 +45,19 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Request<'a> {
+    /// The request as received by an HTTP server.
+    pub fn from_parts(parts: &'a http::request::Parts, body: &'a [u8]) -> Request<'a> {
+        Request {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body,
+        }
+    }
+}
+
 /// A secret the verifier knows, by access key ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Secret {

@@ -7,13 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use aws_credential_types::Credentials;
 use meridian_catalog::env::{EnvSource, ProcessEnv};
 use meridian_config::{Config, Loaded, UpstreamMode};
 use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
 use meridian_sim::{Fleet, FleetConfig};
 use meridian_upstream::aws_chain::{AwsCredentials, Identity, shared};
-use meridian_upstream::{Auth, BedrockClient, Endpoints, StaticCredentials, Timeouts};
+use meridian_upstream::{Auth, BedrockClient, Endpoints, Timeouts};
 
 use super::{init_logging, shutdown_signal, source_region};
 
@@ -59,24 +58,10 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         fc.app_profiles = config.app_profiles.clone();
         let f = Fleet::start(catalog.clone(), fc, None, None).await?;
         let m = f.manifest();
-        let creds = Credentials::new(
+        let client = BedrockClient::with_static_keys(
             &m.credentials.access_key_id,
             &m.credentials.secret_access_key,
-            None,
-            None,
-            "simulated-fleet",
-        );
-        let endpoints = Endpoints {
-            overrides: m
-                .regions
-                .iter()
-                .map(|(k, v)| (k.clone(), v.url.clone()))
-                .collect(),
-            fips: false,
-        };
-        let client = BedrockClient::new(
-            Auth::SigV4(Arc::new(StaticCredentials(creds))),
-            endpoints,
+            m.endpoints(),
             Timeouts::default(),
         );
         let why = match &found {
