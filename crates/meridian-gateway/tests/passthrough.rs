@@ -1,0 +1,159 @@
+//! Forward compatibility and limits, against an upstream that records what
+//! it receives: fields Meridian does not know pass through untouched both
+//! ways, and oversized request heads are refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use meridian_catalog::detect::Step;
+use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_upstream::{BedrockClient, Timeouts};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[allow(clippy::disallowed_types)] // a test-local recorder; never held across .await
+type Seen = Arc<StdMutex<Vec<(String, Value)>>>;
+
+/// An upstream that records each request and answers a Converse response
+/// carrying fields no current SDK knows.
+async fn recording_upstream() -> (String, Seen) {
+    let seen: Seen = Arc::new(StdMutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let rec = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                    let rec = rec.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        rec.lock()
+                            .unwrap()
+                            .push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                        let answer = json!({
+                            "output": {"message": {"role": "assistant", "content": [{"text": "ok"}, {"futureBlock": {"x": 1}}]}},
+                            "stopReason": "end_turn",
+                            "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+                            "metrics": {"latencyMs": 1},
+                            "futureTopLevel": {"kept": true}
+                        });
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(answer.to_string())))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+async fn gateway(upstream: &str) -> String {
+    let loaded = meridian_config::parse(
+        "region = \"us-east-1\"\n[models.chat]\nmodel = \"claude-3-haiku\"\n",
+        None,
+    )
+    .unwrap();
+    let endpoints = BTreeMap::from([("us-east-1".to_string(), upstream.to_string())]);
+    let state = Arc::new(AppState {
+        config: loaded.config,
+        catalog: loaded.catalog,
+        region: "us-east-1".into(),
+        region_step: Step::Config,
+        upstream: BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default()),
+        upstream_info: UpstreamInfo {
+            mode: "aws",
+            detail: "test".into(),
+        },
+        max_body: 1_000_000,
+        max_attempts: 1,
+        account_id: "000000000000".into(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(meridian_gateway::serve(
+        listener,
+        state,
+        ServeOptions::default(),
+        std::future::pending(),
+    ));
+    addr
+}
+
+async fn raw(addr: &str, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn unknown_fields_pass_through_both_ways() {
+    let (upstream, seen) = recording_upstream().await;
+    let addr = gateway(&upstream).await;
+    let body = json!({
+        "messages": [{"role": "user", "content": [{"text": "hi"}, {"newContentBlock": {"y": 2}}]}],
+        "inferenceConfig": {"maxTokens": 5, "newParameter": 0.5},
+        "additionalModelRequestFields": {"top_k": 7},
+        "brandNewMember": ["a", "b"]
+    })
+    .to_string();
+    let req = format!(
+        "POST /model/chat/converse HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = raw(&addr, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let json_body: Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(json_body["futureTopLevel"], json!({"kept": true}));
+    assert_eq!(
+        json_body["output"]["message"]["content"][1],
+        json!({"futureBlock": {"x": 1}})
+    );
+    let (path, sent) = seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        path,
+        "/model/us.anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+    );
+    assert_eq!(
+        sent,
+        serde_json::from_str::<Value>(&body).unwrap(),
+        "the body reaches Bedrock byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn oversized_request_heads_are_refused() {
+    let (upstream, seen) = recording_upstream().await;
+    let addr = gateway(&upstream).await;
+    let big = "a".repeat(100 * 1024);
+    let req = format!(
+        "POST /model/chat/converse HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    let resp = raw(&addr, req.as_bytes()).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 431"),
+        "{}",
+        &resp[..resp.len().min(200)]
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
