@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -19,13 +21,12 @@ use meridian_upstream::{BedrockClient, Timeouts};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[allow(clippy::disallowed_types)] // a test-local recorder; never held across .await
-type Seen = Arc<StdMutex<Vec<(String, Value)>>>;
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// An upstream that records each request and answers a Converse response
 /// carrying fields no current SDK knows.
 async fn recording_upstream() -> (String, Seen) {
-    let seen: Seen = Arc::new(StdMutex::new(Vec::new()));
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let rec = seen.clone();
@@ -40,7 +41,6 @@ async fn recording_upstream() -> (String, Seen) {
                         let path = req.uri().path().to_string();
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         rec.lock()
-                            .unwrap()
                             .push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
                         let answer = json!({
                             "output": {"message": {"role": "assistant", "content": [{"text": "ok"}, {"futureBlock": {"x": 1}}]}},
@@ -129,7 +129,7 @@ async fn unknown_fields_pass_through_both_ways() {
         json_body["output"]["message"]["content"][1],
         json!({"futureBlock": {"x": 1}})
     );
-    let (path, sent) = seen.lock().unwrap()[0].clone();
+    let (path, sent) = seen.lock()[0].clone();
     assert_eq!(
         path,
         "/model/us.anthropic.claude-3-haiku-20240307-v1%3A0/converse"
@@ -155,5 +155,5 @@ async fn oversized_request_heads_are_refused() {
         "{}",
         &resp[..resp.len().min(200)]
     );
-    assert!(seen.lock().unwrap().is_empty());
+    assert!(seen.lock().is_empty());
 }
