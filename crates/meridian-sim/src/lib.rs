@@ -11,14 +11,17 @@
 mod capacity;
 mod config;
 mod control;
+mod describe;
 mod faults;
 mod fleet;
 mod generate;
 mod native;
+mod placement;
 mod record;
 mod region;
 mod rng;
 mod scenario;
+mod stream;
 
 pub use config::{CapacityModel, FleetConfig, LatencyModel, SimCredential};
 pub use faults::FaultSet;

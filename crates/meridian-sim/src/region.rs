@@ -8,29 +8,28 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use base64::Engine;
 use bytes::Bytes;
-use meridian_catalog::arn::{ModelRef, foundation_model_arn, inference_profile_arn};
-use meridian_catalog::{Catalog, Model};
-use meridian_wire::control::{model_summary, page, profile_summary, query_param};
+
+use meridian_catalog::Catalog;
+use meridian_wire::control::{page, query_param};
 use meridian_wire::sigv4::{self, Rules, Secret};
-use meridian_wire::{BedrockError, ErrorKind, Operation, converse, eventstream};
+use meridian_wire::{BedrockError, ErrorKind, Operation, converse};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep};
+use tokio::time::sleep;
 
 use crate::capacity::{Admission, Capacity};
 use crate::config::FleetConfig;
 use crate::faults::FaultSet;
-use crate::generate::{self, Reply};
+use crate::generate;
 use crate::native::{self, Dialect};
 use crate::record::Record;
 use crate::rng::Rng;
 
 /// Largest request body Bedrock accepts.
 pub const MAX_BODY: usize = 25_000_000;
-const ACCOUNT: &str = "000000000000";
+pub(crate) const ACCOUNT: &str = "000000000000";
 
 /// Mutable state of one region (simulated endpoint or destination only).
 #[derive(Debug)]
@@ -75,11 +74,11 @@ impl Shared {
         }
     }
 
-    fn state(&self, region: &str) -> Option<&RegionState> {
+    pub(crate) fn state(&self, region: &str) -> Option<&RegionState> {
         self.regions.get(region)
     }
 
-    fn faults(&self, region: &str) -> FaultSet {
+    pub(crate) fn faults(&self, region: &str) -> FaultSet {
         self.state(region)
             .map(|s| s.faults.read().clone())
             .unwrap_or_default()
@@ -180,20 +179,16 @@ fn json_response(request_id: &str, value: &Value, extra: &[(&str, String)]) -> R
     b.body(Body::from(value.to_string())).unwrap_or_default()
 }
 
-fn invalid_model() -> BedrockError {
-    BedrockError::validation("The provided model identifier is invalid.")
-}
-
 /// Where a model ID may be processed when called in this region.
-struct Placement {
-    base: String,
-    destinations: Vec<String>,
+pub(crate) struct Placement {
+    pub(crate) base: String,
+    pub(crate) destinations: Vec<String>,
 }
 
 /// Latency of one attempt, in milliseconds.
-struct Pace {
-    first_ms: f64,
-    per_token_ms: f64,
+pub(crate) struct Pace {
+    pub(crate) first_ms: f64,
+    pub(crate) per_token_ms: f64,
 }
 
 impl Ctx {
@@ -450,373 +445,14 @@ impl Ctx {
             ("x-amzn-bedrock-invocation-latency", latency_ms.to_string()),
         ]
     }
-
-    #[allow(clippy::too_many_arguments)] // one stream, all of its parts
-    fn stream(
-        &self,
-        request_id: &str,
-        dialect: Option<Dialect>,
-        model_id: &str,
-        reply: Reply,
-        pace: Pace,
-        faults: FaultSet,
-        region: String,
-        mut release: ReleaseGuard,
-        mut record: Option<Record>,
-        rng: &mut Rng,
-    ) -> Response {
-        let total_ms = pace.first_ms + pace.per_token_ms * reply.output_tokens as f64;
-        let frames: Vec<(Bytes, u64)> = match dialect {
-            None => generate::converse_events(&reply, total_ms as u64)
-                .into_iter()
-                .map(|(t, mut v, tokens)| {
-                    v["p"] = json!(padding(rng));
-                    (eventstream::event(t, v.to_string().as_bytes()), tokens)
-                })
-                .collect(),
-            Some(d) => native::stream_chunks(
-                d,
-                &reply,
-                model_id,
-                (total_ms as u64, pace.first_ms as u64),
-                rng,
-            )
-            .into_iter()
-            .map(|(v, tokens)| {
-                let b64 = base64::engine::general_purpose::STANDARD.encode(v.to_string());
-                let payload = json!({"bytes": b64, "p": padding(rng)});
-                (
-                    eventstream::event("chunk", payload.to_string().as_bytes()),
-                    tokens,
-                )
-            })
-            .collect(),
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-        let shared = self.shared.clone();
-        let output_tokens = reply.output_tokens;
-        let input_tokens = reply.input_tokens;
-        tokio::spawn(async move {
-            sleep(Duration::from_millis(pace.first_ms as u64)).await;
-            let mut outcome = "success";
-            for (i, (frame, tokens)) in frames.into_iter().enumerate() {
-                if faults.cut_after_events.is_some_and(|n| i as u32 >= n) {
-                    let _ = tx
-                        .send(Err(std::io::Error::other("simulated cut mid-stream")))
-                        .await;
-                    outcome = "cut";
-                    break;
-                }
-                if tx.send(Ok(frame)).await.is_err() {
-                    outcome = "client-gone";
-                    break;
-                }
-                if tokens > 0 {
-                    sleep(Duration::from_secs_f64(
-                        pace.per_token_ms * tokens as f64 / 1000.0,
-                    ))
-                    .await;
-                }
-            }
-            release.used = input_tokens + output_tokens;
-            drop(release);
-            if let Some(mut r) = record.take() {
-                r.output_tokens = output_tokens;
-                r.outcome = outcome.to_string();
-                shared.push_record(r);
-            }
-        });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let mut b = Response::builder()
-            .status(200)
-            .header("content-type", eventstream::CONTENT_TYPE)
-            .header("x-amzn-requestid", request_id)
-            .header(crate::INFERENCE_REGION_HEADER, region);
-        if dialect.is_some() {
-            b = b.header("x-amzn-bedrock-content-type", "application/json");
-        }
-        b.body(Body::from_stream(stream)).unwrap_or_default()
-    }
-
-    /// Checks the model ID as Bedrock would in this region.
-    fn place(&self, model_id: &str) -> Result<Placement, BedrockError> {
-        let catalog = &self.shared.catalog;
-        let here = self.region.to_string();
-        let profile = |prefix: &str, base: &str| -> Result<Placement, BedrockError> {
-            let m = catalog.model_by_id(base).ok_or_else(invalid_model)?;
-            let dests = m
-                .routes
-                .iter()
-                .filter_map(|id| catalog.route(id))
-                .filter(|r| r.prefix == prefix)
-                .find_map(|r| r.destinations(&here))
-                .ok_or_else(invalid_model)?;
-            Ok(Placement {
-                base: base.to_string(),
-                destinations: dests.iter().cloned().collect(),
-            })
-        };
-        let on_demand = |base: &str| -> Result<Placement, BedrockError> {
-            let m = catalog.model_by_id(base).ok_or_else(invalid_model)?;
-            if m.on_demand.contains(&here) {
-                Ok(Placement {
-                    base: base.to_string(),
-                    destinations: vec![here.clone()],
-                })
-            } else if !m.routes.is_empty() {
-                Err(BedrockError::validation(format!(
-                    "Invocation of model ID {base} with on-demand throughput isn't supported. Retry your request with the ID or ARN of an inference profile that contains this model."
-                )))
-            } else {
-                Err(invalid_model())
-            }
-        };
-        match ModelRef::parse(model_id) {
-            ModelRef::SystemProfile { prefix, base } => profile(prefix, base),
-            ModelRef::Name(base) => on_demand(base),
-            ModelRef::Arn(arn) => {
-                if arn.region != here {
-                    return Err(invalid_model());
-                }
-                match arn.resource_type {
-                    "foundation-model" => on_demand(arn.resource_id),
-                    "inference-profile" => match ModelRef::parse(arn.resource_id) {
-                        ModelRef::SystemProfile { prefix, base } => profile(prefix, base),
-                        _ => Err(invalid_model()),
-                    },
-                    "application-inference-profile" => {
-                        let config = self.shared.config.read();
-                        let p = config
-                            .app_profiles
-                            .iter()
-                            .find(|p| p.arn == model_id)
-                            .ok_or_else(|| {
-                                BedrockError::new(
-                                    ErrorKind::ResourceNotFound,
-                                    format!("Inference profile {model_id} not found."),
-                                )
-                            })?;
-                        Ok(Placement {
-                            base: p.model_id.clone(),
-                            destinations: p.destinations.iter().cloned().collect(),
-                        })
-                    }
-                    _ => Err(invalid_model()),
-                }
-            }
-        }
-    }
-
-    /// Picks the processing region and reserves capacity there.
-    fn admit(&self, p: &Placement, tokens: u64) -> Result<(String, Admission), BedrockError> {
-        let live: Vec<&String> = p
-            .destinations
-            .iter()
-            .filter(|d| !self.shared.faults(d).outage)
-            .collect();
-        if live.is_empty() {
-            return Err(BedrockError::new(
-                ErrorKind::ServiceUnavailable,
-                "Service unavailable. Please try again later.",
-            ));
-        }
-        // Faults of the processing region decide the answer; draw in a fixed order.
-        let mut rng = self
-            .shared
-            .state(&self.region)
-            .map(|s| s.rng.lock().clone())
-            .unwrap_or_else(|| Rng::new(0, ""));
-        let capacity = self.shared.config.read().capacity;
-        let now = Instant::now();
-        let mut ranked: Vec<(f64, u64, &String)> = live
-            .iter()
-            .map(|d| {
-                let f = self.shared.faults(d);
-                let head = self.shared.state(d).map_or(0.0, |s| {
-                    s.capacity
-                        .lock()
-                        .headroom(&p.base, &capacity, f.quota_factor, now)
-                });
-                (head, rng.next_u64(), *d)
-            })
-            .collect();
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        if let Some(s) = self.shared.state(&self.region) {
-            *s.rng.lock() = rng;
-        }
-        let chosen = ranked[0].2.clone();
-        let f = self.shared.faults(&chosen);
-        if f.not_ready {
-            return Err(BedrockError::new(
-                ErrorKind::ModelNotReady,
-                "Model is not ready for inference. Wait and try your request again.",
-            ));
-        }
-        if f.error_rate > 0.0 {
-            let draw = self
-                .shared
-                .state(&self.region)
-                .map_or(1.0, |s| s.rng.lock().unit());
-            if draw < f.error_rate {
-                return Err(if f.error_status == 500 {
-                    BedrockError::new(
-                        ErrorKind::InternalServer,
-                        "The server encountered an internal error while processing the request.",
-                    )
-                } else {
-                    BedrockError::new(
-                        ErrorKind::ServiceUnavailable,
-                        "Service unavailable. Please try again later.",
-                    )
-                });
-            }
-        }
-        for (_, _, d) in &ranked {
-            let factor = self.shared.faults(d).quota_factor;
-            if let Some(s) = self.shared.state(d)
-                && let Some(a) = s
-                    .capacity
-                    .lock()
-                    .admit(&p.base, tokens, &capacity, factor, now)
-            {
-                return Ok(((*d).clone(), a));
-            }
-        }
-        Err(BedrockError::new(
-            ErrorKind::Throttling,
-            "Too many requests, please wait before trying again.",
-        ))
-    }
-
-    fn pace(&self, processing: &str, f: &FaultSet) -> Pace {
-        let lat = self.shared.config.read().latency;
-        let catalog = &self.shared.catalog;
-        let km = match (catalog.region(&self.region), catalog.region(processing)) {
-            (Some(a), Some(b)) => a.distance_km(b),
-            _ => 0.0,
-        };
-        let jitter = {
-            let u = self
-                .shared
-                .state(&self.region)
-                .map_or(0.5, |s| s.rng.lock().unit());
-            1.0 + lat.jitter * (2.0 * u - 1.0)
-        };
-        let first_ms =
-            (lat.ttft_ms + km / 1000.0 * lat.rtt_ms_per_1000km) * f.latency_factor * jitter;
-        let tps = f
-            .drip_tokens_per_sec
-            .unwrap_or(lat.tokens_per_sec)
-            .max(0.001);
-        Pace {
-            first_ms,
-            per_token_ms: 1000.0 / tps * f.latency_factor,
-        }
-    }
-
-    fn profiles(&self, kind: Option<&str>) -> Vec<Value> {
-        let catalog = &self.shared.catalog;
-        let here = self.region.to_string();
-        let mut out = Vec::new();
-        if kind.is_none_or(|k| k == "SYSTEM_DEFINED") {
-            for m in catalog.models() {
-                for route in m.routes.iter().filter_map(|id| catalog.route(id)) {
-                    if let Some(dests) = route.destinations(&here) {
-                        let id = format!("{}.{}", route.prefix, m.id);
-                        let arns: Vec<String> = dests
-                            .iter()
-                            .map(|d| foundation_model_arn(d, &m.id))
-                            .collect();
-                        let name = format!("{} {}", route.prefix.to_ascii_uppercase(), m.name);
-                        out.push(profile_summary(
-                            &id,
-                            &inference_profile_arn(&here, ACCOUNT, &id),
-                            &name,
-                            "SYSTEM_DEFINED",
-                            &arns,
-                            &route.note,
-                        ));
-                    }
-                }
-            }
-        }
-        if kind.is_none_or(|k| k == "APPLICATION") {
-            for p in self
-                .shared
-                .config
-                .read()
-                .app_profiles
-                .iter()
-                .filter(|p| p.region == here)
-            {
-                let arns: Vec<String> = p
-                    .destinations
-                    .iter()
-                    .map(|d| foundation_model_arn(d, &p.model_id))
-                    .collect();
-                let id = p.arn.rsplit('/').next().unwrap_or_default();
-                out.push(profile_summary(
-                    id,
-                    &p.arn,
-                    id,
-                    "APPLICATION",
-                    &arns,
-                    "application inference profile",
-                ));
-            }
-        }
-        out
-    }
-
-    fn models(&self) -> Vec<Value> {
-        let here = self.region.to_string();
-        let catalog = &self.shared.catalog;
-        catalog
-            .models()
-            .iter()
-            .filter(|m| offered_here(catalog, m, &here))
-            .map(|m| {
-                let types: Vec<&str> = if m.on_demand.contains(&here) {
-                    vec!["ON_DEMAND"]
-                } else {
-                    vec!["INFERENCE_PROFILE"]
-                };
-                model_summary(
-                    &foundation_model_arn(&here, &m.id),
-                    &m.id,
-                    &m.name,
-                    &m.provider,
-                    &m.input,
-                    &m.output,
-                    m.streaming,
-                    &types,
-                    m.lifecycle == meridian_catalog::Lifecycle::Legacy,
-                )
-            })
-            .collect()
-    }
-}
-
-fn offered_here(catalog: &Catalog, m: &Model, here: &str) -> bool {
-    m.on_demand.iter().any(|r| r == here)
-        || m.routes
-            .iter()
-            .filter_map(|id| catalog.route(id))
-            .any(|r| r.destinations(here).is_some())
-}
-
-fn padding(rng: &mut Rng) -> String {
-    const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let n = 1 + (rng.next_u64() % 24) as usize;
-    (0..n).map(|i| ALPHA[i % ALPHA.len()] as char).collect()
 }
 
 /// Gives capacity back when an attempt ends, however it ends.
-struct ReleaseGuard {
-    shared: Arc<Shared>,
-    region: String,
-    admission: Admission,
-    used: u64,
+pub(crate) struct ReleaseGuard {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) region: String,
+    pub(crate) admission: Admission,
+    pub(crate) used: u64,
 }
 
 impl Drop for ReleaseGuard {

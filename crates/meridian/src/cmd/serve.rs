@@ -66,7 +66,7 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         );
         let why = match &found {
             Err(e) if config.upstream.mode == UpstreamMode::Simulated => e.clone(),
-            Err(e) => format!("no AWS credentials ({e})"),
+            Err(e) => format!("no AWS credentials resolved (AWS SDK said: {e})"),
             Ok(_) => String::new(),
         };
         let detail = format!(

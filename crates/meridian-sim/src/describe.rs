@@ -1,0 +1,101 @@
+//! The control-plane view of one region: its system profiles (and the
+//! application profiles declared for it) and the models offered there.
+
+use meridian_catalog::arn::{foundation_model_arn, inference_profile_arn};
+use meridian_catalog::{Catalog, Model};
+use meridian_wire::control::{model_summary, profile_summary};
+use serde_json::Value;
+
+use crate::region::{ACCOUNT, Ctx};
+
+impl Ctx {
+    pub(crate) fn profiles(&self, kind: Option<&str>) -> Vec<Value> {
+        let catalog = &self.shared.catalog;
+        let here = self.region.to_string();
+        let mut out = Vec::new();
+        if kind.is_none_or(|k| k == "SYSTEM_DEFINED") {
+            for m in catalog.models() {
+                for route in m.routes.iter().filter_map(|id| catalog.route(id)) {
+                    if let Some(dests) = route.destinations(&here) {
+                        let id = format!("{}.{}", route.prefix, m.id);
+                        let arns: Vec<String> = dests
+                            .iter()
+                            .map(|d| foundation_model_arn(d, &m.id))
+                            .collect();
+                        let name = format!("{} {}", route.prefix.to_ascii_uppercase(), m.name);
+                        out.push(profile_summary(
+                            &id,
+                            &inference_profile_arn(&here, ACCOUNT, &id),
+                            &name,
+                            "SYSTEM_DEFINED",
+                            &arns,
+                            &route.note,
+                        ));
+                    }
+                }
+            }
+        }
+        if kind.is_none_or(|k| k == "APPLICATION") {
+            for p in self
+                .shared
+                .config
+                .read()
+                .app_profiles
+                .iter()
+                .filter(|p| p.region == here)
+            {
+                let arns: Vec<String> = p
+                    .destinations
+                    .iter()
+                    .map(|d| foundation_model_arn(d, &p.model_id))
+                    .collect();
+                let id = p.arn.rsplit('/').next().unwrap_or_default();
+                out.push(profile_summary(
+                    id,
+                    &p.arn,
+                    id,
+                    "APPLICATION",
+                    &arns,
+                    "application inference profile",
+                ));
+            }
+        }
+        out
+    }
+
+    pub(crate) fn models(&self) -> Vec<Value> {
+        let here = self.region.to_string();
+        let catalog = &self.shared.catalog;
+        catalog
+            .models()
+            .iter()
+            .filter(|m| offered_here(catalog, m, &here))
+            .map(|m| {
+                let types: Vec<&str> = if m.on_demand.contains(&here) {
+                    vec!["ON_DEMAND"]
+                } else {
+                    vec!["INFERENCE_PROFILE"]
+                };
+                model_summary(
+                    &foundation_model_arn(&here, &m.id),
+                    &m.id,
+                    &m.name,
+                    &m.provider,
+                    &m.input,
+                    &m.output,
+                    m.streaming,
+                    &types,
+                    m.lifecycle == meridian_catalog::Lifecycle::Legacy,
+                )
+            })
+            .collect()
+    }
+}
+
+fn offered_here(catalog: &Catalog, m: &Model, here: &str) -> bool {
+    m.on_demand.iter().any(|r| r == here)
+        || m.routes
+            .iter()
+            .filter_map(|id| catalog.route(id))
+            .any(|r| r.destinations(here).is_some())
+}

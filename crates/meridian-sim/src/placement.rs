@@ -1,0 +1,198 @@
+//! Where a request is processed: model-ID checks as Bedrock makes them in
+//! this region, the processing region chosen by spare capacity, faults of
+//! that region, admission, and the pace of the answer.
+
+use meridian_catalog::arn::ModelRef;
+use meridian_wire::{BedrockError, ErrorKind};
+use tokio::time::Instant;
+
+use crate::capacity::Admission;
+use crate::faults::FaultSet;
+use crate::region::{Ctx, Pace, Placement};
+use crate::rng::Rng;
+
+fn invalid_model() -> BedrockError {
+    BedrockError::validation("The provided model identifier is invalid.")
+}
+
+impl Ctx {
+    /// Checks the model ID as Bedrock would in this region.
+    pub(crate) fn place(&self, model_id: &str) -> Result<Placement, BedrockError> {
+        let catalog = &self.shared.catalog;
+        let here = self.region.to_string();
+        let profile = |prefix: &str, base: &str| -> Result<Placement, BedrockError> {
+            let m = catalog.model_by_id(base).ok_or_else(invalid_model)?;
+            let dests = m
+                .routes
+                .iter()
+                .filter_map(|id| catalog.route(id))
+                .filter(|r| r.prefix == prefix)
+                .find_map(|r| r.destinations(&here))
+                .ok_or_else(invalid_model)?;
+            Ok(Placement {
+                base: base.to_string(),
+                destinations: dests.iter().cloned().collect(),
+            })
+        };
+        let on_demand = |base: &str| -> Result<Placement, BedrockError> {
+            let m = catalog.model_by_id(base).ok_or_else(invalid_model)?;
+            if m.on_demand.contains(&here) {
+                Ok(Placement {
+                    base: base.to_string(),
+                    destinations: vec![here.clone()],
+                })
+            } else if !m.routes.is_empty() {
+                Err(BedrockError::validation(format!(
+                    "Invocation of model ID {base} with on-demand throughput isn't supported. Retry your request with the ID or ARN of an inference profile that contains this model."
+                )))
+            } else {
+                Err(invalid_model())
+            }
+        };
+        match ModelRef::parse(model_id) {
+            ModelRef::SystemProfile { prefix, base } => profile(prefix, base),
+            ModelRef::Name(base) => on_demand(base),
+            ModelRef::Arn(arn) => {
+                if arn.region != here {
+                    return Err(invalid_model());
+                }
+                match arn.resource_type {
+                    "foundation-model" => on_demand(arn.resource_id),
+                    "inference-profile" => match ModelRef::parse(arn.resource_id) {
+                        ModelRef::SystemProfile { prefix, base } => profile(prefix, base),
+                        _ => Err(invalid_model()),
+                    },
+                    "application-inference-profile" => {
+                        let config = self.shared.config.read();
+                        let p = config
+                            .app_profiles
+                            .iter()
+                            .find(|p| p.arn == model_id)
+                            .ok_or_else(|| {
+                                BedrockError::new(
+                                    ErrorKind::ResourceNotFound,
+                                    format!("Inference profile {model_id} not found."),
+                                )
+                            })?;
+                        Ok(Placement {
+                            base: p.model_id.clone(),
+                            destinations: p.destinations.iter().cloned().collect(),
+                        })
+                    }
+                    _ => Err(invalid_model()),
+                }
+            }
+        }
+    }
+
+    /// Picks the processing region and reserves capacity there.
+    pub(crate) fn admit(
+        &self,
+        p: &Placement,
+        tokens: u64,
+    ) -> Result<(String, Admission), BedrockError> {
+        let live: Vec<&String> = p
+            .destinations
+            .iter()
+            .filter(|d| !self.shared.faults(d).outage)
+            .collect();
+        if live.is_empty() {
+            return Err(BedrockError::new(
+                ErrorKind::ServiceUnavailable,
+                "Service unavailable. Please try again later.",
+            ));
+        }
+        // Faults of the processing region decide the answer; draw in a fixed order.
+        let mut rng = self
+            .shared
+            .state(&self.region)
+            .map(|s| s.rng.lock().clone())
+            .unwrap_or_else(|| Rng::new(0, ""));
+        let capacity = self.shared.config.read().capacity;
+        let now = Instant::now();
+        let mut ranked: Vec<(f64, u64, &String)> = live
+            .iter()
+            .map(|d| {
+                let f = self.shared.faults(d);
+                let head = self.shared.state(d).map_or(0.0, |s| {
+                    s.capacity
+                        .lock()
+                        .headroom(&p.base, &capacity, f.quota_factor, now)
+                });
+                (head, rng.next_u64(), *d)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if let Some(s) = self.shared.state(&self.region) {
+            *s.rng.lock() = rng;
+        }
+        let chosen = ranked[0].2.clone();
+        let f = self.shared.faults(&chosen);
+        if f.not_ready {
+            return Err(BedrockError::new(
+                ErrorKind::ModelNotReady,
+                "Model is not ready for inference. Wait and try your request again.",
+            ));
+        }
+        if f.error_rate > 0.0 {
+            let draw = self
+                .shared
+                .state(&self.region)
+                .map_or(1.0, |s| s.rng.lock().unit());
+            if draw < f.error_rate {
+                return Err(if f.error_status == 500 {
+                    BedrockError::new(
+                        ErrorKind::InternalServer,
+                        "The server encountered an internal error while processing the request.",
+                    )
+                } else {
+                    BedrockError::new(
+                        ErrorKind::ServiceUnavailable,
+                        "Service unavailable. Please try again later.",
+                    )
+                });
+            }
+        }
+        for (_, _, d) in &ranked {
+            let factor = self.shared.faults(d).quota_factor;
+            if let Some(s) = self.shared.state(d)
+                && let Some(a) = s
+                    .capacity
+                    .lock()
+                    .admit(&p.base, tokens, &capacity, factor, now)
+            {
+                return Ok(((*d).clone(), a));
+            }
+        }
+        Err(BedrockError::new(
+            ErrorKind::Throttling,
+            "Too many requests, please wait before trying again.",
+        ))
+    }
+
+    pub(crate) fn pace(&self, processing: &str, f: &FaultSet) -> Pace {
+        let lat = self.shared.config.read().latency;
+        let catalog = &self.shared.catalog;
+        let km = match (catalog.region(&self.region), catalog.region(processing)) {
+            (Some(a), Some(b)) => a.distance_km(b),
+            _ => 0.0,
+        };
+        let jitter = {
+            let u = self
+                .shared
+                .state(&self.region)
+                .map_or(0.5, |s| s.rng.lock().unit());
+            1.0 + lat.jitter * (2.0 * u - 1.0)
+        };
+        let first_ms =
+            (lat.ttft_ms + km / 1000.0 * lat.rtt_ms_per_1000km) * f.latency_factor * jitter;
+        let tps = f
+            .drip_tokens_per_sec
+            .unwrap_or(lat.tokens_per_sec)
+            .max(0.001);
+        Pace {
+            first_ms,
+            per_token_ms: 1000.0 / tps * f.latency_factor,
+        }
+    }
+}
