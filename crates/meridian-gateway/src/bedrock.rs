@@ -1,4 +1,8 @@
-//! The Bedrock Runtime front door: decode → authenticate → plan → execute → encode.
+//! The Bedrock Runtime front door, one stage after another as in DESIGN.md:
+//! decode → authenticate → admit → guard input → cache → plan → execute →
+//! guard output → account → log → encode. Stages marked "pass-through" below
+//! do nothing yet; they are where tenants' rate limits and budgets, guardrails,
+//! the response cache, cost accounting and invocation logs will go.
 
 use std::sync::Arc;
 
@@ -55,6 +59,9 @@ async fn runtime(
     request_id: &str,
 ) -> Result<Response, (BedrockError, usize)> {
     let model_id = op.model_id().unwrap_or_default();
+    // admit: pass-through (per-tenant rate limits and budgets come with tenants)
+    // guard input: pass-through (guardrails)
+    // cache: pass-through (response cache)
     // plan
     let narrow = residency_header(state, headers).map_err(|e| (e, 0))?;
     let resolution = state
@@ -88,7 +95,7 @@ async fn runtime(
         body,
         headers: passthrough_request_headers(headers),
     };
-    // execute and encode
+    // execute; then guard output, account and log (pass-through) before encode
     if op.is_streaming() {
         let (served, frames) = execute::streaming(state, &plan)
             .await
