@@ -172,3 +172,24 @@ def test_throttling_reaches_boto3_as_throttling_exception(gateway, sim):
     finally:
         for region in ["us-east-1", "us-east-2", "us-west-1", "us-west-2"]:
             put_faults(sim, region, {})
+
+
+def test_endpoint_outage_fails_over_invisibly(gateway, sim):
+    """us-east-1's endpoint refuses connections: the same us. profile is called
+    through the next US endpoint before any byte reaches the client."""
+    put_faults(sim, "us-east-1", {"outage": True})
+    try:
+        c = gw_client(gateway)
+        r = c.converse(modelId="chat", messages=msg("outage"), inferenceConfig={"maxTokens": 20})
+        assert "You said: outage" in r["output"]["message"]["content"][0]["text"]
+        h = r["ResponseMetadata"]["HTTPHeaders"]
+        assert h["x-meridian-attempts"] == "2"
+        s = c.converse_stream(modelId="chat", messages=msg("outage stream"), inferenceConfig={"maxTokens": 20})
+        kinds = [next(iter(e)) for e in s["stream"]]
+        assert kinds[0] == "messageStart" and kinds[-1] == "metadata"
+        assert s["ResponseMetadata"]["HTTPHeaders"]["x-meridian-attempts"] == "2"
+        rec = [x for x in sim_records(sim) if x["request_id"] == h["x-meridian-upstream-request-id"]][0]
+        assert rec["endpoint_region"] != "us-east-1"
+        assert rec["inference_region"] in {"us-east-2", "us-west-1", "us-west-2"}, "a region in outage processes nothing"
+    finally:
+        put_faults(sim, "us-east-1", {})

@@ -2,8 +2,10 @@
 //! ordered, policy-checked targets out.
 //!
 //! Each way a model is offered (a profile family, or on-demand base IDs) gives
-//! at most one target: called from the source region when it can be and the
-//! policy allows it, else from the nearest region that can and is allowed.
+//! a target called from the source region when it can be and the policy
+//! allows it, else from the nearest region that can and is allowed; plus up
+//! to [`FAILOVER_ENDPOINTS`] more allowed regions it can be called from,
+//! nearest first, for when an endpoint is down.
 //! Targets called from the source region come first — geography profiles
 //! (tightest destination set first), then the in-region base ID, then
 //! `global.` — and then targets called from other regions, nearest first.
@@ -198,6 +200,10 @@ pub fn short_list(items: &[String]) -> String {
         format!("{}, … ({} regions)", items[..SHOWN].join(", "), items.len())
     }
 }
+
+/// Allowed endpoints kept per offering beyond the first, nearest first, so
+/// an outage of one region's endpoint leaves somewhere else to call.
+pub const FAILOVER_ENDPOINTS: usize = 2;
 
 /// Resolves model references against a catalog and declared application profiles.
 #[derive(Debug, Clone, Copy)]
@@ -505,18 +511,21 @@ impl<'a> Resolver<'a> {
                 .collect();
             endpoints.sort_by_key(|(r, d)| (r.code != src.code, *d));
             let mut first_rejected = None;
-            let mut placed = false;
+            let mut placed = 0;
             for (region, d) in endpoints {
                 let t = self.make_target(o, base, model, region, d);
                 let outside = policy.outside(t.regions_touched());
                 if outside.is_empty() {
                     targets.push(t);
-                    placed = true;
-                    break;
+                    placed += 1;
+                    if placed > FAILOVER_ENDPOINTS {
+                        break;
+                    }
+                } else if placed == 0 {
+                    first_rejected.get_or_insert(Rejected { target: t, outside });
                 }
-                first_rejected.get_or_insert(Rejected { target: t, outside });
             }
-            if !placed {
+            if placed == 0 {
                 rejected.extend(first_rejected);
             }
         }
