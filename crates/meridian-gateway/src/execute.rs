@@ -6,6 +6,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use meridian_catalog::Target;
+use meridian_router::health::Verdict;
 use meridian_upstream::{Call, Failure, OutcomeClass, Response as Upstream};
 use meridian_wire::eventstream::FrameSplitter;
 use meridian_wire::{BedrockError, ErrorKind};
@@ -44,36 +45,89 @@ fn call_for(target: &Target, plan: &Plan<'_>) -> Call {
     }
 }
 
-/// Tries targets in order until one answers with a response head.
-async fn first_head(state: &AppState, plan: &Plan<'_>) -> Result<(Served, Upstream), Exhausted> {
-    let mut last = None;
-    let mut attempts = 0;
-    for target in plan.targets.iter().take(state.max_attempts.max(1)) {
-        attempts += 1;
+/// Breaker key of a target: where it is called and what is sent.
+fn key(t: &Target) -> String {
+    format!("{}|{}", t.endpoint_region, t.model_id)
+}
+
+fn verdict(f: &Failure) -> Verdict {
+    match f.outcome.class() {
+        OutcomeClass::Success => Verdict::Healthy,
+        OutcomeClass::Retryable => Verdict::Unhealthy,
+        OutcomeClass::Fatal => Verdict::Neutral,
+    }
+}
+
+/// Where a request is in its list of targets.
+#[derive(Default)]
+struct Cursor {
+    next: usize,
+    attempts: usize,
+    last: Option<Failure>,
+    fatal: bool,
+}
+
+impl Cursor {
+    fn exhausted(self) -> Exhausted {
+        Exhausted {
+            failure: self.last.unwrap_or_else(no_target),
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// The next target that answers with a response head. Targets whose breaker
+/// is open are skipped; retries come out of the fleet-wide budget; a caller
+/// error ends the search. If breakers skip every target before any attempt,
+/// the first one is tried anyway rather than failing untried.
+async fn next_head(
+    state: &AppState,
+    plan: &Plan<'_>,
+    cur: &mut Cursor,
+) -> Option<(Served, Upstream)> {
+    let max = state.max_attempts.max(1);
+    while !cur.fatal && cur.attempts < max {
+        let untried_fallback =
+            cur.next >= plan.targets.len() && cur.attempts == 0 && !plan.targets.is_empty();
+        let target = if untried_fallback {
+            &plan.targets[0]
+        } else {
+            let t = plan.targets.get(cur.next)?;
+            cur.next += 1;
+            if !state.health.try_acquire(&key(t)) {
+                tracing::debug!(region = %t.endpoint_region, "breaker open; skipping");
+                continue;
+            }
+            t
+        };
+        if cur.attempts > 0 && !state.health.try_retry() {
+            tracing::warn!("retry budget exhausted");
+            return None;
+        }
+        cur.attempts += 1;
         match state.upstream.call(&call_for(target, plan)).await {
             Ok(upstream) => {
+                state.health.record(&key(target), Verdict::Healthy);
                 let served = Served {
                     status: upstream.status,
                     headers: upstream.headers.clone(),
                     target: target.clone(),
-                    attempts,
+                    attempts: cur.attempts,
                 };
-                return Ok((served, upstream));
+                return Some((served, upstream));
             }
             Err(f) => {
                 tracing::debug!(region = %target.endpoint_region, outcome = f.outcome.label(), "attempt failed");
-                let fatal = f.outcome.class() == OutcomeClass::Fatal;
-                last = Some(f);
-                if fatal {
-                    break;
+                state.health.record(&key(target), verdict(&f));
+                cur.fatal = f.outcome.class() == OutcomeClass::Fatal;
+                cur.last = Some(f);
+                if untried_fallback {
+                    return None;
                 }
             }
         }
     }
-    Err(Exhausted {
-        failure: last.unwrap_or_else(no_target),
-        attempts,
-    })
+    None
 }
 
 fn no_target() -> Failure {
@@ -85,34 +139,20 @@ fn no_target() -> Failure {
 
 /// Non-streaming: the whole body, retrying elsewhere when it breaks off.
 pub async fn unary(state: &AppState, plan: &Plan<'_>) -> Result<(Served, Bytes), Exhausted> {
-    let mut offset = 0;
-    let mut attempts = 0;
+    state.health.request_started();
+    let mut cur = Cursor::default();
     loop {
-        let rest = Plan {
-            targets: &plan.targets[offset..],
-            action: plan.action,
-            body: plan.body.clone(),
-            headers: plan.headers.clone(),
+        let Some((mut served, upstream)) = next_head(state, plan, &mut cur).await else {
+            return Err(cur.exhausted());
         };
-        let (mut served, upstream) = first_head(state, &rest).await.map_err(|mut e| {
-            e.attempts += attempts;
-            e
-        })?;
-        let used = served.attempts;
         match upstream.collect().await {
             Ok(body) => {
-                served.attempts = attempts + used;
+                served.attempts = cur.attempts;
                 return Ok((served, body));
             }
             Err(f) => {
-                attempts += used;
-                offset += used;
-                if offset >= plan.targets.len() || attempts >= state.max_attempts {
-                    return Err(Exhausted {
-                        failure: f,
-                        attempts,
-                    });
-                }
+                state.health.record(&key(&served.target), verdict(&f));
+                cur.last = Some(f);
             }
         }
     }
@@ -122,35 +162,21 @@ pub async fn unary(state: &AppState, plan: &Plan<'_>) -> Result<(Served, Bytes),
 /// before it is retried invisibly; afterwards frames are forwarded as they
 /// arrive and a failure ends the stream with an exception frame.
 pub async fn streaming(state: &AppState, plan: &Plan<'_>) -> Result<(Served, Frames), Exhausted> {
-    let mut offset = 0;
-    let mut attempts = 0;
+    state.health.request_started();
+    let mut cur = Cursor::default();
     loop {
-        let rest = Plan {
-            targets: &plan.targets[offset..],
-            action: plan.action,
-            body: plan.body.clone(),
-            headers: plan.headers.clone(),
+        let Some((mut served, mut upstream)) = next_head(state, plan, &mut cur).await else {
+            return Err(cur.exhausted());
         };
-        let (mut served, mut upstream) = first_head(state, &rest).await.map_err(|mut e| {
-            e.attempts += attempts;
-            e
-        })?;
-        let used = served.attempts;
         let mut splitter = FrameSplitter::new();
         match first_frame(&mut upstream, &mut splitter).await {
             Ok(first) => {
-                served.attempts = attempts + used;
+                served.attempts = cur.attempts;
                 return Ok((served, forward(first, upstream, splitter)));
             }
             Err(f) => {
-                attempts += used;
-                offset += used;
-                if offset >= plan.targets.len() || attempts >= state.max_attempts {
-                    return Err(Exhausted {
-                        failure: f,
-                        attempts,
-                    });
-                }
+                state.health.record(&key(&served.target), verdict(&f));
+                cur.last = Some(f);
             }
         }
     }

@@ -36,4 +36,6 @@ pub struct AppState {
     pub max_attempts: usize,
     /// Account ID shown in control-plane ARNs.
     pub account_id: String,
+    /// Breakers per target and the retry budget.
+    pub health: meridian_router::health::Health,
 }

@@ -48,6 +48,7 @@ async fn setup() -> (Fleet, String) {
         max_body: 1_000_000,
         max_attempts: 3,
         account_id: "000000000000".into(),
+        health: meridian_router::health::Health::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());

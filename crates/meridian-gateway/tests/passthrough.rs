@@ -86,6 +86,7 @@ async fn gateway(upstream: &str) -> String {
         max_body: 1_000_000,
         max_attempts: 1,
         account_id: "000000000000".into(),
+        health: meridian_router::health::Health::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -7,4 +7,5 @@ pub mod backoff;
 pub mod breaker;
 pub mod budget;
 pub mod ewma;
+pub mod health;
 pub mod quota;

@@ -119,6 +119,7 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         max_body: MAX_BODY,
         max_attempts: 3,
         account_id: "000000000000".into(),
+        health: meridian_router::health::Health::default(),
     });
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -1,0 +1,92 @@
+//! Candidate health shared by every request: a breaker per candidate and one
+//! fleet-wide retry budget. Locks are never held across an await.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::breaker::{Breaker, BreakerConfig, State};
+use crate::budget::{BudgetConfig, RetryBudget};
+
+/// How an attempt went, as far as the candidate's health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It answered.
+    Healthy,
+    /// It failed in a way that may be its fault (throttled, down, timed out).
+    Unhealthy,
+    /// The request itself was bad; says nothing about the candidate.
+    Neutral,
+}
+
+/// Breakers by candidate key, and the retry budget.
+#[derive(Debug)]
+pub struct Health {
+    cfg: BreakerConfig,
+    breakers: Mutex<HashMap<String, Breaker>>,
+    budget: Mutex<RetryBudget>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new(BreakerConfig::default(), BudgetConfig::default())
+    }
+}
+
+impl Health {
+    /// A registry with these settings.
+    pub fn new(breaker: BreakerConfig, budget: BudgetConfig) -> Self {
+        Health {
+            cfg: breaker,
+            breakers: Mutex::new(HashMap::new()),
+            budget: Mutex::new(RetryBudget::new(budget)),
+        }
+    }
+
+    /// Counts a new request toward the retry budget.
+    pub fn request_started(&self) {
+        self.budget.lock().deposit(Instant::now());
+    }
+
+    /// Takes one retry from the budget.
+    pub fn try_retry(&self) -> bool {
+        self.budget.lock().try_withdraw(Instant::now())
+    }
+
+    /// Whether `key` may be tried now (a half-open breaker hands out probes).
+    /// Call right before the attempt, so probes are never leaked.
+    pub fn try_acquire(&self, key: &str) -> bool {
+        let mut map = self.breakers.lock();
+        map.entry(key.to_string())
+            .or_insert_with(|| Breaker::new(self.cfg))
+            .try_acquire(Instant::now())
+    }
+
+    /// Records the attempt's verdict.
+    pub fn record(&self, key: &str, verdict: Verdict) {
+        let now = Instant::now();
+        let mut map = self.breakers.lock();
+        let b = map
+            .entry(key.to_string())
+            .or_insert_with(|| Breaker::new(self.cfg));
+        match verdict {
+            Verdict::Healthy => b.on_success(now),
+            Verdict::Unhealthy => b.on_failure(now),
+            Verdict::Neutral => {}
+        }
+    }
+
+    /// Every known breaker's state, for `/status` and metrics.
+    pub fn states(&self) -> Vec<(String, State)> {
+        let now = Instant::now();
+        let mut out: Vec<_> = self
+            .breakers
+            .lock()
+            .iter_mut()
+            .map(|(k, b)| (k.clone(), b.state(now)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
