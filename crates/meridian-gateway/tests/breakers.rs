@@ -4,69 +4,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use meridian_catalog::Catalog;
-use meridian_catalog::detect::Step;
-use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
 use meridian_router::breaker::BreakerConfig;
 use meridian_router::budget::BudgetConfig;
 use meridian_router::health::Health;
-use meridian_sim::{FaultSet, Fleet, FleetConfig, LatencyModel};
+use meridian_sim::FaultSet;
 use meridian_upstream::{BedrockClient, Call, Timeouts};
 
 #[tokio::test]
 async fn an_endpoint_in_outage_is_skipped_then_probed_again() {
-    let mut fc = FleetConfig::new(["us-east-1", "us-east-2", "us-west-1", "us-west-2"]);
-    fc.latency = LatencyModel {
-        ttft_ms: 2.0,
-        tokens_per_sec: 5000.0,
-        jitter: 0.0,
-        rtt_ms_per_1000km: 0.0,
-    };
-    let fleet = Fleet::start(Catalog::builtin().unwrap(), fc, None, None)
-        .await
-        .unwrap();
-    let m = fleet.manifest();
-    let loaded = meridian_config::parse(
-        "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n",
-        None,
-    )
-    .unwrap();
+    let fleet = common::us_fleet().await;
     let breaker = BreakerConfig {
         failures_to_open: 3,
         open_for: Duration::from_millis(300),
         ..BreakerConfig::default()
     };
-    let state = Arc::new(AppState {
-        config: loaded.config,
-        catalog: loaded.catalog,
-        region: "us-east-1".into(),
-        region_step: Step::Config,
-        upstream: BedrockClient::with_static_keys(
-            &m.credentials.access_key_id,
-            &m.credentials.secret_access_key,
-            m.endpoints(),
-            Timeouts::default(),
-        ),
-        upstream_info: UpstreamInfo {
-            mode: "simulated",
-            detail: "test".into(),
-        },
-        max_body: 1_000_000,
-        max_attempts: 3,
-        account_id: "000000000000".into(),
-        health: Health::new(breaker, BudgetConfig::default()),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(meridian_gateway::serve(
-        listener,
-        state,
-        ServeOptions::default(),
-        std::future::pending(),
-    ));
+    let gw = common::gateway(&fleet, Health::new(breaker, BudgetConfig::default())).await;
     let client = BedrockClient::with_static_keys(
         "AKID",
         "secret",

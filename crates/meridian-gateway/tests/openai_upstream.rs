@@ -4,60 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_catalog::Catalog;
-use meridian_catalog::detect::Step;
-use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
-use meridian_sim::{FaultSet, Fleet, FleetConfig, LatencyModel};
+use meridian_sim::{FaultSet, Fleet};
 use meridian_upstream::openai_compat::OpenAiClient;
-use meridian_upstream::{BedrockClient, Outcome, Timeouts};
+use meridian_upstream::{Outcome, Timeouts};
 use serde_json::json;
 
-const REGIONS: [&str; 4] = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"];
+mod common;
+
+use common::US as REGIONS;
+use meridian_router::health::Health;
 
 async fn setup() -> (Fleet, String) {
-    let mut fc = FleetConfig::new(REGIONS);
-    fc.latency = LatencyModel {
-        ttft_ms: 5.0,
-        tokens_per_sec: 5000.0,
-        jitter: 0.0,
-        rtt_ms_per_1000km: 1.0,
-    };
-    let fleet = Fleet::start(Catalog::builtin().unwrap(), fc, None, None)
-        .await
-        .unwrap();
-    let m = fleet.manifest();
-    let loaded = meridian_config::parse("region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n", None).unwrap();
-    let state = Arc::new(AppState {
-        config: loaded.config,
-        catalog: loaded.catalog,
-        region: "us-east-1".into(),
-        region_step: Step::Config,
-        upstream: BedrockClient::with_static_keys(
-            &m.credentials.access_key_id,
-            &m.credentials.secret_access_key,
-            m.endpoints(),
-            Timeouts::default(),
-        ),
-        upstream_info: UpstreamInfo {
-            mode: "simulated",
-            detail: "test".into(),
-        },
-        max_body: 1_000_000,
-        max_attempts: 3,
-        account_id: "000000000000".into(),
-        health: meridian_router::health::Health::default(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(meridian_gateway::serve(
-        listener,
-        state,
-        ServeOptions::default(),
-        std::future::pending(),
-    ));
+    let fleet = common::us_fleet().await;
+    let url = common::gateway(&fleet, Health::default()).await + "/v1";
     (fleet, url)
 }
 

@@ -1,0 +1,69 @@
+//! A gateway in front of a simulated US fleet, for the gateway's own tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // shared by several test files
+
+use std::sync::Arc;
+
+use meridian_catalog::Catalog;
+use meridian_catalog::detect::Step;
+use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_router::health::Health;
+use meridian_sim::{Fleet, FleetConfig, LatencyModel};
+use meridian_upstream::{BedrockClient, Timeouts};
+
+/// The four US regions of the `us.` profiles.
+pub const US: [&str; 4] = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"];
+
+/// A fast simulated US fleet.
+pub async fn us_fleet() -> Fleet {
+    let mut fc = FleetConfig::new(US);
+    fc.latency = LatencyModel {
+        ttft_ms: 2.0,
+        tokens_per_sec: 5000.0,
+        jitter: 0.0,
+        rtt_ms_per_1000km: 0.0,
+    };
+    Fleet::start(Catalog::builtin().unwrap(), fc, None, None)
+        .await
+        .unwrap()
+}
+
+/// A gateway in us-east-1, US-only, exposing `chat` = claude-sonnet-4-5,
+/// calling `fleet`; returns its base URL.
+pub async fn gateway(fleet: &Fleet, health: Health) -> String {
+    let m = fleet.manifest();
+    let loaded = meridian_config::parse(
+        "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n",
+        None,
+    )
+    .unwrap();
+    let state = Arc::new(AppState {
+        config: loaded.config,
+        catalog: loaded.catalog,
+        region: "us-east-1".into(),
+        region_step: Step::Config,
+        upstream: BedrockClient::with_static_keys(
+            &m.credentials.access_key_id,
+            &m.credentials.secret_access_key,
+            m.endpoints(),
+            Timeouts::default(),
+        ),
+        upstream_info: UpstreamInfo {
+            mode: "simulated",
+            detail: "test".into(),
+        },
+        max_body: 1_000_000,
+        max_attempts: 3,
+        account_id: "000000000000".into(),
+        health,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(meridian_gateway::serve(
+        listener,
+        state,
+        ServeOptions::default(),
+        std::future::pending(),
+    ));
+    url
+}
