@@ -6,74 +6,39 @@ use std::collections::BTreeSet;
 use axum::response::Response;
 use meridian_catalog::arn::{foundation_model_arn, inference_profile_arn};
 use meridian_catalog::{Lifecycle, TargetKind};
-use meridian_wire::control::{model_summary, page, profile_summary, query_param};
-use meridian_wire::{BedrockError, ErrorKind, Operation};
-use serde_json::{Value, json};
+use meridian_wire::Operation;
+use meridian_wire::control::{answer, model_summary, profile_summary};
+use serde_json::Value;
 
 use crate::respond;
 use crate::state::AppState;
 
 pub fn handle(state: &AppState, op: &Operation, query: &str, request_id: &str) -> Response {
-    let result = match op {
-        Operation::ListInferenceProfiles => {
-            let kind = query_param(query, "type");
-            let all: Vec<Value> = profiles(state)
-                .into_iter()
-                .filter(|p| kind.as_deref().is_none_or(|k| p["type"] == k))
-                .collect();
-            let max = query_param(query, "maxResults").and_then(|m| m.parse().ok());
-            let (items, next) = page(all, max, query_param(query, "nextToken").as_deref());
-            let mut v = json!({"inferenceProfileSummaries": items});
-            if let Some(n) = next {
-                v["nextToken"] = json!(n);
-            }
-            Ok(v)
-        }
-        Operation::GetInferenceProfile { id } => profiles(state)
-            .into_iter()
-            .find(|p| {
-                p["inferenceProfileId"] == id.as_str() || p["inferenceProfileArn"] == id.as_str()
-            })
-            .ok_or_else(|| {
-                BedrockError::new(
-                    ErrorKind::ResourceNotFound,
-                    format!("Inference profile {id} is not exposed by this Meridian."),
-                )
-            }),
-        Operation::ListFoundationModels => {
-            let provider = query_param(query, "byProvider");
-            let models: Vec<Value> = models(state)
-                .into_iter()
-                .filter(|m| {
-                    provider.as_deref().is_none_or(|p| {
-                        m["providerName"]
-                            .as_str()
-                            .is_some_and(|n| n.eq_ignore_ascii_case(p))
-                    })
-                })
-                .collect();
-            Ok(json!({"modelSummaries": models}))
-        }
-        Operation::GetFoundationModel { id } => {
-            let alias_id = state.catalog.model(id).map(|m| m.id.clone());
-            models(state)
-                .into_iter()
-                .find(|m| {
-                    m["modelId"] == id.as_str()
-                        || m["modelArn"] == id.as_str()
-                        || alias_id.as_deref().is_some_and(|a| m["modelId"] == a)
-                })
-                .map(|m| json!({"modelDetails": m}))
-                .ok_or_else(|| {
-                    BedrockError::new(
-                        ErrorKind::ResourceNotFound,
-                        format!("Foundation model {id} is not exposed by this Meridian."),
-                    )
-                })
-        }
-        _ => Err(BedrockError::new(ErrorKind::UnknownOperation, op.name())),
+    // Exposed aliases work as foundation-model identifiers too.
+    let aliased = match op {
+        Operation::GetFoundationModel { id } => state
+            .catalog
+            .model(id)
+            .map(|m| Operation::GetFoundationModel { id: m.id.clone() }),
+        _ => None,
     };
-    match result {
+    let missing = |what: &str, id: &str| {
+        let id = match op {
+            Operation::GetFoundationModel { id } => id.as_str(),
+            _ => id,
+        };
+        match what {
+            "profile" => format!("Inference profile {id} is not exposed by this Meridian."),
+            _ => format!("Foundation model {id} is not exposed by this Meridian."),
+        }
+    };
+    match answer(
+        aliased.as_ref().unwrap_or(op),
+        query,
+        profiles(state),
+        models(state),
+        missing,
+    ) {
         Ok(v) => respond::json(request_id, &v),
         Err(e) => respond::error(request_id, &e, 0),
     }

@@ -9,56 +9,52 @@ use serde_json::Value;
 use crate::region::{ACCOUNT, Ctx};
 
 impl Ctx {
-    pub(crate) fn profiles(&self, kind: Option<&str>) -> Vec<Value> {
+    pub(crate) fn profiles(&self) -> Vec<Value> {
         let catalog = &self.shared.catalog;
         let here = self.region.to_string();
         let mut out = Vec::new();
-        if kind.is_none_or(|k| k == "SYSTEM_DEFINED") {
-            for m in catalog.models() {
-                for route in m.routes.iter().filter_map(|id| catalog.route(id)) {
-                    if let Some(dests) = route.destinations(&here) {
-                        let id = format!("{}.{}", route.prefix, m.id);
-                        let arns: Vec<String> = dests
-                            .iter()
-                            .map(|d| foundation_model_arn(d, &m.id))
-                            .collect();
-                        let name = format!("{} {}", route.prefix.to_ascii_uppercase(), m.name);
-                        out.push(profile_summary(
-                            &id,
-                            &inference_profile_arn(&here, ACCOUNT, &id),
-                            &name,
-                            "SYSTEM_DEFINED",
-                            &arns,
-                            &route.note,
-                        ));
-                    }
+        for m in catalog.models() {
+            for route in m.routes.iter().filter_map(|id| catalog.route(id)) {
+                if let Some(dests) = route.destinations(&here) {
+                    let id = format!("{}.{}", route.prefix, m.id);
+                    let arns: Vec<String> = dests
+                        .iter()
+                        .map(|d| foundation_model_arn(d, &m.id))
+                        .collect();
+                    let name = format!("{} {}", route.prefix.to_ascii_uppercase(), m.name);
+                    out.push(profile_summary(
+                        &id,
+                        &inference_profile_arn(&here, ACCOUNT, &id),
+                        &name,
+                        "SYSTEM_DEFINED",
+                        &arns,
+                        &route.note,
+                    ));
                 }
             }
         }
-        if kind.is_none_or(|k| k == "APPLICATION") {
-            for p in self
-                .shared
-                .config
-                .read()
-                .app_profiles
+        for p in self
+            .shared
+            .config
+            .read()
+            .app_profiles
+            .iter()
+            .filter(|p| p.region == here)
+        {
+            let arns: Vec<String> = p
+                .destinations
                 .iter()
-                .filter(|p| p.region == here)
-            {
-                let arns: Vec<String> = p
-                    .destinations
-                    .iter()
-                    .map(|d| foundation_model_arn(d, &p.model_id))
-                    .collect();
-                let id = p.arn.rsplit('/').next().unwrap_or_default();
-                out.push(profile_summary(
-                    id,
-                    &p.arn,
-                    id,
-                    "APPLICATION",
-                    &arns,
-                    "application inference profile",
-                ));
-            }
+                .map(|d| foundation_model_arn(d, &p.model_id))
+                .collect();
+            let id = p.arn.rsplit('/').next().unwrap_or_default();
+            out.push(profile_summary(
+                id,
+                &p.arn,
+                id,
+                "APPLICATION",
+                &arns,
+                "application inference profile",
+            ));
         }
         out
     }

@@ -168,6 +168,20 @@ fn tool_use_id(rng: &mut Rng) -> String {
     format!("tooluse_{s}")
 }
 
+/// A text split into one streamed delta per word (one word, one token);
+/// the deltas concatenate back to the text.
+pub fn word_deltas(text: &str) -> impl Iterator<Item = String> + '_ {
+    let mut words = text.split(' ').peekable();
+    std::iter::from_fn(move || {
+        let w = words.next()?;
+        Some(if words.peek().is_some() {
+            format!("{w} ")
+        } else {
+            w.to_string()
+        })
+    })
+}
+
 /// The Converse response body.
 pub fn converse_response(r: &Reply, latency_ms: u64) -> Value {
     let content: Vec<Value> = r
@@ -200,13 +214,7 @@ pub fn converse_events(r: &Reply, latency_ms: u64) -> Vec<(&'static str, Value, 
         match b {
             Block::Text(t) => {
                 // Text blocks have no contentBlockStart; one delta per word.
-                let words: Vec<&str> = t.split(' ').collect();
-                for (j, w) in words.iter().enumerate() {
-                    let text = if j + 1 < words.len() {
-                        format!("{w} ")
-                    } else {
-                        (*w).to_string()
-                    };
+                for text in word_deltas(t) {
                     ev.push((
                         "contentBlockDelta",
                         json!({"contentBlockIndex": i, "delta": {"text": text}}),

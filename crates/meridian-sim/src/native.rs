@@ -171,13 +171,7 @@ pub fn stream_chunks(
                 match b {
                     Block::Text(t) => {
                         out.push((json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}), 0));
-                        let words: Vec<&str> = t.split(' ').collect();
-                        for (j, w) in words.iter().enumerate() {
-                            let text = if j + 1 < words.len() {
-                                format!("{w} ")
-                            } else {
-                                (*w).to_string()
-                            };
+                        for text in crate::generate::word_deltas(t) {
                             out.push((json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}}), 1));
                         }
                     }

@@ -11,7 +11,7 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use meridian_catalog::Catalog;
-use meridian_wire::control::{page, query_param};
+use meridian_wire::control::answer;
 use meridian_wire::sigv4::{self, Rules, Secret};
 use meridian_wire::{BedrockError, ErrorKind, Operation, converse};
 use parking_lot::{Mutex, RwLock};
@@ -260,64 +260,16 @@ impl Ctx {
         let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
         log.set(|r| r.operation = op.name().to_string());
         let query = parts.uri.query().unwrap_or("");
-        match &op {
-            Operation::ListInferenceProfiles => {
-                let (items, next) = page(
-                    self.profiles(query_param(query, "type").as_deref()),
-                    query_param(query, "maxResults").and_then(|m| m.parse().ok()),
-                    query_param(query, "nextToken").as_deref(),
-                );
-                let mut v = json!({"inferenceProfileSummaries": items});
-                if let Some(n) = next {
-                    v["nextToken"] = json!(n);
-                }
-                log.finish(self, "success");
-                return Ok(json_response(request_id, &v, &[]));
-            }
-            Operation::GetInferenceProfile { id } => {
-                let found = self.profiles(None).into_iter().find(|p| {
-                    p["inferenceProfileId"] == id.as_str()
-                        || p["inferenceProfileArn"] == id.as_str()
-                });
-                let p = found.ok_or_else(|| {
-                    BedrockError::new(
-                        ErrorKind::ResourceNotFound,
-                        format!("Inference profile {id} not found."),
-                    )
-                })?;
-                log.finish(self, "success");
-                return Ok(json_response(request_id, &p, &[]));
-            }
-            Operation::ListFoundationModels => {
-                let provider = query_param(query, "byProvider");
-                let models: Vec<Value> = self
-                    .models()
-                    .into_iter()
-                    .filter(|m| {
-                        provider.as_deref().is_none_or(|p| {
-                            m["providerName"]
-                                .as_str()
-                                .is_some_and(|n| n.eq_ignore_ascii_case(p))
-                        })
-                    })
-                    .collect();
-                log.finish(self, "success");
-                return Ok(json_response(
-                    request_id,
-                    &json!({"modelSummaries": models}),
-                    &[],
-                ));
-            }
-            Operation::GetFoundationModel { id } => {
-                let m = self
-                    .models()
-                    .into_iter()
-                    .find(|m| m["modelId"] == id.as_str() || m["modelArn"] == id.as_str());
-                let m = m.ok_or_else(|| BedrockError::new(ErrorKind::ResourceNotFound, format!("Could not resolve the foundation model from the provided model identifier: {id}")))?;
-                log.finish(self, "success");
-                return Ok(json_response(request_id, &json!({"modelDetails": m}), &[]));
-            }
-            _ => {}
+        if op.model_id().is_none() {
+            let missing = |what: &str, id: &str| match what {
+                "profile" => format!("Inference profile {id} not found."),
+                _ => format!(
+                    "Could not resolve the foundation model from the provided model identifier: {id}"
+                ),
+            };
+            let v = answer(&op, query, self.profiles(), self.models(), missing)?;
+            log.finish(self, "success");
+            return Ok(json_response(request_id, &v, &[]));
         }
         let model_id = op.model_id().unwrap_or_default().to_string();
         log.set(|r| r.model_id = model_id.clone());

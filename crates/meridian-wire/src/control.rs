@@ -77,3 +77,60 @@ pub fn query_param(raw_query: &str, name: &str) -> Option<String> {
         (k == name).then(|| crate::operation::decode_label(v).unwrap_or_else(|_| v.to_string()))
     })
 }
+
+/// Answers a control-plane read from the summaries a server describes itself
+/// with: type filter and paging for profiles, lookup by ID or ARN, provider
+/// filter for models. `missing(what, id)` words the not-found message.
+pub fn answer(
+    op: &crate::Operation,
+    query: &str,
+    profiles: Vec<Value>,
+    models: Vec<Value>,
+    missing: impl Fn(&str, &str) -> String,
+) -> Result<Value, crate::BedrockError> {
+    use crate::{BedrockError, ErrorKind, Operation};
+    let not_found =
+        |what: &str, id: &str| BedrockError::new(ErrorKind::ResourceNotFound, missing(what, id));
+    match op {
+        Operation::ListInferenceProfiles => {
+            let kind = query_param(query, "type");
+            let all: Vec<Value> = profiles
+                .into_iter()
+                .filter(|p| kind.as_deref().is_none_or(|k| p["type"] == k))
+                .collect();
+            let max = query_param(query, "maxResults").and_then(|m| m.parse().ok());
+            let (items, next) = page(all, max, query_param(query, "nextToken").as_deref());
+            let mut v = json!({"inferenceProfileSummaries": items});
+            if let Some(n) = next {
+                v["nextToken"] = json!(n);
+            }
+            Ok(v)
+        }
+        Operation::GetInferenceProfile { id } => profiles
+            .into_iter()
+            .find(|p| {
+                p["inferenceProfileId"] == id.as_str() || p["inferenceProfileArn"] == id.as_str()
+            })
+            .ok_or_else(|| not_found("profile", id)),
+        Operation::ListFoundationModels => {
+            let provider = query_param(query, "byProvider");
+            let models: Vec<Value> = models
+                .into_iter()
+                .filter(|m| {
+                    provider.as_deref().is_none_or(|p| {
+                        m["providerName"]
+                            .as_str()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(p))
+                    })
+                })
+                .collect();
+            Ok(json!({"modelSummaries": models}))
+        }
+        Operation::GetFoundationModel { id } => models
+            .into_iter()
+            .find(|m| m["modelId"] == id.as_str() || m["modelArn"] == id.as_str())
+            .map(|m| json!({"modelDetails": m}))
+            .ok_or_else(|| not_found("model", id)),
+        _ => Err(BedrockError::new(ErrorKind::UnknownOperation, op.name())),
+    }
+}

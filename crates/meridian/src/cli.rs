@@ -42,33 +42,7 @@ pub enum Command {
         sim_seed: u64,
     },
     /// Run a simulated Bedrock region fleet on 127.0.0.1.
-    Sim {
-        /// Regions to simulate (comma-separated).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "us-east-1,us-west-2,eu-west-1"
-        )]
-        regions: Vec<String>,
-        /// Seed for every random choice; the same seed and scenario repeat exactly.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Scenario file (JSON): latency, capacity and scheduled faults.
-        #[arg(long, value_name = "FILE")]
-        scenario: Option<PathBuf>,
-        /// Write the manifest (region → URL, control URL, credential) to this file.
-        #[arg(long, value_name = "FILE")]
-        manifest: Option<PathBuf>,
-        /// Port of the control API (default: any free port).
-        #[arg(long)]
-        control_port: Option<u16>,
-        /// Take the application inference profiles declared in this meridian.toml.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Print the manifest as JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Sim(SimArgs),
     /// List AWS regions, their geography and Bedrock availability.
     Regions {
         /// Only regions of this geography or zone (us, eu, apac, jp, au, ...).
@@ -140,4 +114,34 @@ pub enum ConfigCommand {
         #[command(flatten)]
         json: JsonArg,
     },
+}
+
+/// Flags of `meridian sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Regions to simulate (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "us-east-1,us-west-2,eu-west-1"
+    )]
+    pub regions: Vec<String>,
+    /// Seed for every random choice; the same seed and scenario repeat exactly.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Scenario file (JSON): latency, capacity and scheduled faults.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Write the manifest (region → URL, control URL, credential) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Port of the control API (default: any free port).
+    #[arg(long)]
+    pub control_port: Option<u16>,
+    /// Take the application inference profiles declared in this meridian.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the manifest as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

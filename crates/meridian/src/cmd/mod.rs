@@ -27,25 +27,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             sim_seed,
         } => serve::run(config.config.as_deref(), &listen, sim_seed).await,
-        Command::Sim {
-            regions,
-            seed,
-            scenario,
-            manifest,
-            control_port,
-            config,
-            json,
-        } => {
-            let opts = sim::Options {
-                seed,
-                scenario,
-                manifest,
-                control_port,
-                config,
-                json,
-            };
-            sim::run(regions, &opts).await
-        }
+        Command::Sim(args) => sim::run(&args).await,
         Command::Regions { geo, bedrock, json } => regions::run(geo.as_deref(), bedrock, json.json),
         Command::Resolve {
             model,

@@ -1,6 +1,5 @@
 //! `meridian sim`: a standalone simulated fleet.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,20 +7,10 @@ use meridian_catalog::Catalog;
 use meridian_sim::{Fleet, FleetConfig, Scenario};
 
 use super::{emit, emit_json, init_logging, shutdown_signal};
+use crate::cli::SimArgs;
 use crate::table::Table;
 
-/// Flags of `meridian sim`.
-#[derive(Debug)]
-pub struct Options {
-    pub seed: u64,
-    pub scenario: Option<PathBuf>,
-    pub manifest: Option<PathBuf>,
-    pub control_port: Option<u16>,
-    pub config: Option<PathBuf>,
-    pub json: bool,
-}
-
-pub async fn run(regions: Vec<String>, opts: &Options) -> anyhow::Result<ExitCode> {
+pub async fn run(opts: &SimArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let (seed, json) = (opts.seed, opts.json);
     let scenario = match &opts.scenario {
@@ -32,7 +21,7 @@ pub async fn run(regions: Vec<String>, opts: &Options) -> anyhow::Result<ExitCod
         }
         None => None,
     };
-    let mut config = FleetConfig::new(regions);
+    let mut config = FleetConfig::new(opts.regions.iter().cloned());
     config.seed = seed;
     let catalog = match &opts.config {
         Some(path) => {
