@@ -65,8 +65,7 @@ async fn runtime(
     // plan
     let narrow = residency_header(state, headers).map_err(|e| (e, 0))?;
     let resolution = state
-        .config
-        .resolve(&state.catalog, model_id, &state.region, narrow.as_ref())
+        .resolve(model_id, narrow.as_ref())
         .map_err(|e| (plan_error(e), 0))?;
     // validate what Meridian can check before spending an upstream call
     match op {

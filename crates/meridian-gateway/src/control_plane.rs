@@ -49,10 +49,7 @@ fn profiles(state: &AppState) -> Vec<Value> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for m in &state.config.models {
-        let Ok(res) = state
-            .config
-            .resolve(&state.catalog, &m.name, &state.region, None)
-        else {
+        let Ok(res) = state.resolve(&m.name, None) else {
             continue;
         };
         for t in res

@@ -54,8 +54,7 @@ async fn chat_inner(
     })?;
     let t = to_converse(&value)?;
     let resolution = state
-        .config
-        .resolve(&state.catalog, &t.model, &state.region, None)
+        .resolve(&t.model, None)
         .map_err(|e| OpenAiError::from(&bedrock::plan_error(e)))?;
     converse::validate_request(&t.converse).map_err(|e| OpenAiError::from(&e))?;
     let plan = Plan {

@@ -1,10 +1,18 @@
 //! What every request handler shares.
 
-use meridian_catalog::Catalog;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use meridian_catalog::detect::Step;
+use meridian_catalog::resolve::ResolveError;
+use meridian_catalog::{Catalog, Policy, Resolution};
 use meridian_config::Config;
+use meridian_router::health::Health;
 use meridian_upstream::BedrockClient;
 use serde::Serialize;
+
+/// Largest request body accepted by default, as Bedrock's InvokeModel.
+pub const MAX_BODY: usize = 25_000_000;
 
 /// Where upstream calls go, for operators.
 #[derive(Debug, Clone, Serialize)]
@@ -37,5 +45,60 @@ pub struct AppState {
     /// Account ID shown in control-plane ARNs.
     pub account_id: String,
     /// Breakers per target and the retry budget.
-    pub health: meridian_router::health::Health,
+    pub health: Health,
+    /// Exposed names resolved once at start-up: the request path reads this.
+    plans: HashMap<String, Result<Resolution, ResolveError>>,
+}
+
+impl AppState {
+    /// State with default limits, resolving every exposed model once.
+    pub fn new(
+        config: Config,
+        catalog: Catalog,
+        region: String,
+        region_step: Step,
+        upstream: BedrockClient,
+        upstream_info: UpstreamInfo,
+    ) -> AppState {
+        let plans = config
+            .models
+            .iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    config.resolve(&catalog, &m.name, &region, None),
+                )
+            })
+            .collect();
+        AppState {
+            config,
+            catalog,
+            region,
+            region_step,
+            upstream,
+            upstream_info,
+            max_body: MAX_BODY,
+            max_attempts: 3,
+            account_id: "000000000000".into(),
+            health: Health::default(),
+            plans,
+        }
+    }
+
+    /// The targets for what a client asked for: the start-up snapshot for an
+    /// exposed name, else a fresh resolution (raw IDs, ARNs, a narrowing header).
+    pub fn resolve(
+        &self,
+        requested: &str,
+        narrow: Option<&Policy>,
+    ) -> Result<Cow<'_, Resolution>, ResolveError> {
+        if narrow.is_none()
+            && let Some(plan) = self.plans.get(requested)
+        {
+            return plan.as_ref().map(Cow::Borrowed).map_err(Clone::clone);
+        }
+        self.config
+            .resolve(&self.catalog, requested, &self.region, narrow)
+            .map(Cow::Owned)
+    }
 }

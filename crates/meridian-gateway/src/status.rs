@@ -20,7 +20,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         .config
         .models
         .iter()
-        .map(|m| match state.config.resolve(&state.catalog, &m.name, &state.region, None) {
+        .map(|m| match state.resolve(&m.name, None) {
             Ok(res) => json!({
                 "name": m.name, "model": m.model, "residency": m.policy.to_string(),
                 "targets": res.targets.iter().map(|t| json!({

@@ -73,21 +73,23 @@ async fn gateway(upstream: &str) -> String {
     )
     .unwrap();
     let endpoints = BTreeMap::from([("us-east-1".to_string(), upstream.to_string())]);
-    let state = Arc::new(AppState {
-        config: loaded.config,
-        catalog: loaded.catalog,
-        region: "us-east-1".into(),
-        region_step: Step::Config,
-        upstream: BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default()),
-        upstream_info: UpstreamInfo {
-            mode: "aws",
-            detail: "test".into(),
-        },
-        max_body: 1_000_000,
-        max_attempts: 1,
-        account_id: "000000000000".into(),
-        health: meridian_router::health::Health::default(),
-    });
+    let upstream =
+        BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default());
+    let info = UpstreamInfo {
+        mode: "aws",
+        detail: "test".into(),
+    };
+    let mut state = AppState::new(
+        loaded.config,
+        loaded.catalog,
+        "us-east-1".into(),
+        Step::Config,
+        upstream,
+        info,
+    );
+    state.max_body = 1_000_000;
+    state.max_attempts = 1;
+    let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(meridian_gateway::serve(

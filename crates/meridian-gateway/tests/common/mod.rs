@@ -37,26 +37,27 @@ pub async fn gateway(fleet: &Fleet, health: Health) -> String {
         None,
     )
     .unwrap();
-    let state = Arc::new(AppState {
-        config: loaded.config,
-        catalog: loaded.catalog,
-        region: "us-east-1".into(),
-        region_step: Step::Config,
-        upstream: BedrockClient::with_static_keys(
-            &m.credentials.access_key_id,
-            &m.credentials.secret_access_key,
-            m.endpoints(),
-            Timeouts::default(),
-        ),
-        upstream_info: UpstreamInfo {
-            mode: "simulated",
-            detail: "test".into(),
-        },
-        max_body: 1_000_000,
-        max_attempts: 3,
-        account_id: "000000000000".into(),
-        health,
-    });
+    let upstream = BedrockClient::with_static_keys(
+        &m.credentials.access_key_id,
+        &m.credentials.secret_access_key,
+        m.endpoints(),
+        Timeouts::default(),
+    );
+    let info = UpstreamInfo {
+        mode: "simulated",
+        detail: "test".into(),
+    };
+    let mut state = AppState::new(
+        loaded.config,
+        loaded.catalog,
+        "us-east-1".into(),
+        Step::Config,
+        upstream,
+        info,
+    );
+    state.max_body = 1_000_000;
+    state.health = health;
+    let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(meridian_gateway::serve(

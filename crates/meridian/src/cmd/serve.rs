@@ -16,9 +16,6 @@ use meridian_upstream::{Auth, BedrockClient, Endpoints, Timeouts};
 
 use super::{init_logging, shutdown_signal, source_region};
 
-/// Largest request body, as Bedrock's InvokeModel.
-const MAX_BODY: usize = 25_000_000;
-
 pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::Result<ExitCode> {
     init_logging();
     let Loaded { config, catalog } = meridian_config::load(config)?;
@@ -109,18 +106,7 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         );
     }
     tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
-    let state = Arc::new(AppState {
-        config,
-        catalog,
-        region,
-        region_step: step,
-        upstream,
-        upstream_info: info,
-        max_body: MAX_BODY,
-        max_attempts: 3,
-        account_id: "000000000000".into(),
-        health: meridian_router::health::Health::default(),
-    });
+    let state = Arc::new(AppState::new(config, catalog, region, step, upstream, info));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
