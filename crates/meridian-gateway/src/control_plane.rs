@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 
 use axum::response::Response;
+use meridian_catalog::TargetKind;
 use meridian_catalog::arn::{foundation_model_arn, inference_profile_arn};
-use meridian_catalog::{Lifecycle, TargetKind};
 use meridian_wire::Operation;
-use meridian_wire::control::{answer, model_summary, profile_summary};
+use meridian_wire::control::{answer, app_profile_summary, catalog_model_summary, profile_summary};
 use serde_json::Value;
 
 use crate::respond;
@@ -87,18 +87,8 @@ fn profiles(state: &AppState) -> Vec<Value> {
         }
     }
     for p in &state.config.app_profiles {
-        let arns: Vec<String> = p
-            .destinations
-            .iter()
-            .map(|d| foundation_model_arn(d, &p.model_id))
-            .collect();
-        let id = p.arn.rsplit('/').next().unwrap_or_default();
-        out.push(profile_summary(
-            id,
-            &p.arn,
-            id,
-            "APPLICATION",
-            &arns,
+        out.push(app_profile_summary(
+            p,
             "application inference profile declared in meridian.toml",
         ));
     }
@@ -119,23 +109,6 @@ fn models(state: &AppState) -> Vec<Value> {
                 .or_else(|| state.catalog.model_by_id(&m.model))
         })
         .filter(|m| seen.insert(m.id.clone()))
-        .map(|m| {
-            let types: &[&str] = if m.on_demand.contains(&state.region) {
-                &["ON_DEMAND"]
-            } else {
-                &["INFERENCE_PROFILE"]
-            };
-            model_summary(
-                &foundation_model_arn(&state.region, &m.id),
-                &m.id,
-                &m.name,
-                &m.provider,
-                &m.input,
-                &m.output,
-                m.streaming,
-                types,
-                m.lifecycle == Lifecycle::Legacy,
-            )
-        })
+        .map(|m| catalog_model_summary(m, &state.region))
         .collect()
 }

@@ -3,7 +3,7 @@
 
 use meridian_catalog::arn::{foundation_model_arn, inference_profile_arn};
 use meridian_catalog::{Catalog, Model};
-use meridian_wire::control::{model_summary, profile_summary};
+use meridian_wire::control::{app_profile_summary, catalog_model_summary, profile_summary};
 use serde_json::Value;
 
 use crate::region::{ACCOUNT, Ctx};
@@ -41,20 +41,7 @@ impl Ctx {
             .iter()
             .filter(|p| p.region == here)
         {
-            let arns: Vec<String> = p
-                .destinations
-                .iter()
-                .map(|d| foundation_model_arn(d, &p.model_id))
-                .collect();
-            let id = p.arn.rsplit('/').next().unwrap_or_default();
-            out.push(profile_summary(
-                id,
-                &p.arn,
-                id,
-                "APPLICATION",
-                &arns,
-                "application inference profile",
-            ));
+            out.push(app_profile_summary(p, "application inference profile"));
         }
         out
     }
@@ -66,24 +53,7 @@ impl Ctx {
             .models()
             .iter()
             .filter(|m| offered_here(catalog, m, &here))
-            .map(|m| {
-                let types: Vec<&str> = if m.on_demand.contains(&here) {
-                    vec!["ON_DEMAND"]
-                } else {
-                    vec!["INFERENCE_PROFILE"]
-                };
-                model_summary(
-                    &foundation_model_arn(&here, &m.id),
-                    &m.id,
-                    &m.name,
-                    &m.provider,
-                    &m.input,
-                    &m.output,
-                    m.streaming,
-                    &types,
-                    m.lifecycle == meridian_catalog::Lifecycle::Legacy,
-                )
-            })
+            .map(|m| catalog_model_summary(m, &here))
             .collect()
     }
 }

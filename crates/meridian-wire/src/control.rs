@@ -134,3 +134,34 @@ pub fn answer(
         _ => Err(BedrockError::new(ErrorKind::UnknownOperation, op.name())),
     }
 }
+
+/// A catalog model's `FoundationModelSummary` as seen from `region`.
+pub fn catalog_model_summary(m: &meridian_catalog::Model, region: &str) -> Value {
+    let types: &[&str] = if m.on_demand.iter().any(|r| r == region) {
+        &["ON_DEMAND"]
+    } else {
+        &["INFERENCE_PROFILE"]
+    };
+    model_summary(
+        &meridian_catalog::arn::foundation_model_arn(region, &m.id),
+        &m.id,
+        &m.name,
+        &m.provider,
+        &m.input,
+        &m.output,
+        m.streaming,
+        types,
+        m.lifecycle == meridian_catalog::Lifecycle::Legacy,
+    )
+}
+
+/// An application inference profile's summary.
+pub fn app_profile_summary(p: &meridian_catalog::AppProfile, description: &str) -> Value {
+    let arns: Vec<String> = p
+        .destinations
+        .iter()
+        .map(|d| meridian_catalog::arn::foundation_model_arn(d, &p.model_id))
+        .collect();
+    let id = p.arn.rsplit('/').next().unwrap_or_default();
+    profile_summary(id, &p.arn, id, "APPLICATION", &arns, description)
+}
