@@ -98,6 +98,83 @@ pub struct ExposedModel {
     pub model: String,
     /// Residency for this model (the default policy already folded in).
     pub policy: Policy,
+    /// How candidates are ordered.
+    pub strategy: Strategy,
+    /// Other exposed models tried, in order, once this one's candidates are
+    /// spent; each under this model's policy as well as its own.
+    pub fallback: Vec<String>,
+    /// Keep requests with the same prompt prefix on the same candidate, so
+    /// per-region prompt caches stay warm.
+    pub prompt_cache_affinity: bool,
+    /// Hedge slow attempts (overrides `[routing] hedging`).
+    pub hedging: Option<bool>,
+}
+
+/// How a model's candidates are ordered.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Strategy {
+    /// Active-passive: the resolution's order (nearest first).
+    #[default]
+    Priority,
+    /// Active-active: spread by weight per called region (1 when unlisted).
+    Weighted(BTreeMap<String, u32>),
+    /// Lowest peak-EWMA latency, by power of two choices among healthy candidates.
+    Latency,
+    /// Nearest to the caller's region (`x-meridian-caller-region`, else
+    /// `[routing] caller_region`, else Meridian's region).
+    Geo,
+}
+
+impl Strategy {
+    /// Name as written in config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Priority => "priority",
+            Strategy::Weighted(_) => "weighted",
+            Strategy::Latency => "latency",
+            Strategy::Geo => "geo",
+        }
+    }
+}
+
+/// How several upstream accounts share a model's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccountMode {
+    /// The first account is active; the others are passive backups, in order.
+    #[default]
+    Tiered,
+    /// Every account's candidates compete under the model's strategy.
+    Pooled,
+}
+
+/// Routing settings shared by every model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    /// End-to-end deadline per request, covering every attempt and backoff.
+    pub deadline_ms: u64,
+    /// Most attempts per request, hedges included.
+    pub max_attempts: u32,
+    /// Extra attempts (retries and hedges) allowed fleet-wide, as a share of requests.
+    pub retry_budget: f64,
+    /// Whether slow attempts are hedged.
+    pub hedging: bool,
+    /// How accounts share traffic.
+    pub accounts: AccountMode,
+    /// Caller region for the `geo` strategy when the request does not say.
+    pub caller_region: Option<String>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            deadline_ms: 60_000,
+            max_attempts: 3,
+            retry_budget: 0.2,
+            hedging: true,
+            accounts: AccountMode::Tiered,
+            caller_region: None,
+        }
+    }
 }
 
 /// A validated configuration.
@@ -121,6 +198,8 @@ pub struct Config {
     pub upstream: Upstream,
     /// Inbound authentication.
     pub auth: InboundAuth,
+    /// Routing settings.
+    pub routing: Routing,
 }
 
 /// A config together with the catalog it was validated against.

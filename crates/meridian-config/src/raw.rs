@@ -25,6 +25,20 @@ pub(crate) struct RawConfig {
     pub upstream: RawUpstream,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub routing: RawRouting,
+}
+
+/// Routing defaults for every model.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouting {
+    pub deadline_ms: Option<Spanned<u64>>,
+    pub max_attempts: Option<Spanned<u32>>,
+    pub retry_budget: Option<Spanned<f64>>,
+    pub hedging: Option<bool>,
+    pub accounts: Option<Spanned<String>>,
+    pub caller_region: Option<Spanned<String>>,
 }
 
 /// Inbound authentication: who may call this Meridian.
@@ -73,6 +87,14 @@ pub(crate) enum RawResidency {
 pub(crate) struct RawModel {
     pub model: Spanned<String>,
     pub residency: Option<Spanned<RawResidency>>,
+    pub strategy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub weights: BTreeMap<Spanned<String>, u32>,
+    #[serde(default)]
+    pub fallback: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub prompt_cache_affinity: bool,
+    pub hedging: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

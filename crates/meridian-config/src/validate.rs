@@ -11,8 +11,8 @@ use toml::Spanned;
 use crate::error::{ConfigError, line_of};
 use crate::raw::{RawConfig, RawResidency, display};
 use crate::{
-    Account, Config, ExposedModel, InboundAuth, InboundCredential, Loaded, RegionSetting, Upstream,
-    UpstreamMode,
+    Account, AccountMode, Config, ExposedModel, InboundAuth, InboundCredential, Loaded,
+    RegionSetting, Routing, Strategy, Upstream, UpstreamMode,
 };
 
 /// Builds errors that point into one file.
@@ -174,6 +174,10 @@ pub(crate) fn validate(
                 name: m.alias.clone(),
                 model: m.alias.clone(),
                 policy: default_policy.clone(),
+                strategy: Strategy::Priority,
+                fallback: Vec::new(),
+                prompt_cache_affinity: false,
+                hedging: None,
             })
             .collect()
     } else {
@@ -195,10 +199,35 @@ pub(crate) fn validate(
                 name: name.get_ref().clone(),
                 model: m.model.get_ref().clone(),
                 policy,
+                strategy: strategy_of(&at, &catalog, &key, m)?,
+                fallback: m.fallback.iter().map(|f| f.get_ref().clone()).collect(),
+                prompt_cache_affinity: m.prompt_cache_affinity,
+                hedging: m.hedging,
             });
+        }
+        for (name, m) in &raw.models {
+            let key = format!("models.{}.fallback", name.get_ref());
+            for f in &m.fallback {
+                if f.get_ref() == name.get_ref() {
+                    return Err(at.at(f, key, "a model cannot fall back to itself"));
+                }
+                if !out.iter().any(|e| &e.name == f.get_ref()) {
+                    let names: Vec<&str> = out.iter().map(|e| e.name.as_str()).collect();
+                    return Err(at.at(
+                        f,
+                        key,
+                        format!(
+                            "'{}' is not an exposed model; fallbacks name other [models] entries: {}",
+                            f.get_ref(),
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
         }
         out
     };
+    let routing = validate_routing(&at, &catalog, &raw)?;
 
     let upstream = validate_upstream(&at, &catalog, &raw)?;
     let mut auth = InboundAuth::default();
@@ -237,9 +266,104 @@ pub(crate) fn validate(
             app_profiles,
             upstream,
             auth,
+            routing,
         },
         catalog,
     })
+}
+
+fn strategy_of(
+    at: &At<'_>,
+    catalog: &Catalog,
+    key: &str,
+    m: &crate::raw::RawModel,
+) -> Result<Strategy, ConfigError> {
+    let name = m.strategy.as_ref().map(|s| s.get_ref().as_str());
+    if !m.weights.is_empty() && !matches!(name, Some("weighted")) {
+        let span = m.weights.keys().next().map(Spanned::span);
+        return Err(at.err(
+            span,
+            format!("{key}.weights"),
+            "weights only apply with strategy = \"weighted\"",
+        ));
+    }
+    Ok(match name {
+        None | Some("priority") => Strategy::Priority,
+        Some("latency") => Strategy::Latency,
+        Some("geo") => Strategy::Geo,
+        Some("weighted") => {
+            let mut w = BTreeMap::new();
+            for (region, weight) in &m.weights {
+                check_region(at, catalog, region, &format!("{key}.weights"))?;
+                w.insert(region.get_ref().clone(), *weight);
+            }
+            Strategy::Weighted(w)
+        }
+        Some(other) => {
+            let span = m.strategy.as_ref().map(Spanned::span);
+            return Err(at.err(
+                span,
+                format!("{key}.strategy"),
+                format!("'{other}' is not a strategy; expected priority, weighted, latency or geo"),
+            ));
+        }
+    })
+}
+
+fn validate_routing(
+    at: &At<'_>,
+    catalog: &Catalog,
+    raw: &RawConfig,
+) -> Result<Routing, ConfigError> {
+    let r = &raw.routing;
+    let mut out = Routing::default();
+    if let Some(d) = &r.deadline_ms {
+        if !(100..=3_600_000).contains(d.get_ref()) {
+            return Err(at.at(
+                d,
+                "routing.deadline_ms",
+                "expected 100 to 3600000 milliseconds",
+            ));
+        }
+        out.deadline_ms = *d.get_ref();
+    }
+    if let Some(m) = &r.max_attempts {
+        if !(1..=10).contains(m.get_ref()) {
+            return Err(at.at(m, "routing.max_attempts", "expected 1 to 10 attempts"));
+        }
+        out.max_attempts = *m.get_ref();
+    }
+    if let Some(b) = &r.retry_budget {
+        if !(0.0..=1.0).contains(b.get_ref()) {
+            return Err(at.at(
+                b,
+                "routing.retry_budget",
+                "expected a share of requests from 0 to 1 (0.2 = 20 % extra attempts)",
+            ));
+        }
+        out.retry_budget = *b.get_ref();
+    }
+    if let Some(h) = r.hedging {
+        out.hedging = h;
+    }
+    if let Some(a) = &r.accounts {
+        out.accounts = match a.get_ref().as_str() {
+            "tiered" => AccountMode::Tiered,
+            "pooled" => AccountMode::Pooled,
+            other => {
+                return Err(at.at(
+                    a,
+                    "routing.accounts",
+                    format!("'{other}' is not an account mode; expected tiered or pooled"),
+                ));
+            }
+        };
+    }
+    if let Some(c) = &r.caller_region {
+        check_region(at, catalog, c, "routing.caller_region")?;
+        out.caller_region = Some(c.get_ref().clone());
+    }
+    Ok(out)
 }
 
 fn validate_upstream(

@@ -14,9 +14,9 @@ use meridian_catalog::Policy;
 use meridian_catalog::resolve::ResolveError;
 use meridian_wire::{BedrockError, ErrorKind, Operation, converse};
 
-use crate::execute::{self, Plan, Served};
+use crate::execute::{self, Served};
 use crate::state::AppState;
-use crate::{auth, control_plane, respond};
+use crate::{auth, control_plane, plan, respond};
 
 /// Handles every request that is not a Meridian endpoint.
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -46,7 +46,13 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         None => control_plane::handle(&state, &op, query, &request_id),
         Some(_) => match runtime(&state, &op, &parts.headers, body, &request_id).await {
             Ok(resp) => resp,
-            Err((e, attempts)) => respond::error(&request_id, &e, attempts),
+            Err((e, attempts, route)) => {
+                let mut resp = respond::error(&request_id, &e, attempts);
+                if let Some(v) = route.and_then(|r| HeaderValue::from_str(&r).ok()) {
+                    resp.headers_mut().insert(crate::ROUTE_HEADER, v);
+                }
+                resp
+            }
         },
     }
 }
@@ -57,48 +63,51 @@ async fn runtime(
     headers: &http::HeaderMap,
     body: Bytes,
     request_id: &str,
-) -> Result<Response, (BedrockError, usize)> {
+) -> Result<Response, (BedrockError, usize, Option<String>)> {
     let model_id = op.model_id().unwrap_or_default();
     // admit: pass-through (per-tenant rate limits and budgets come with tenants)
     // guard input: pass-through (guardrails)
     // cache: pass-through (response cache)
     // plan
-    let narrow = residency_header(state, headers).map_err(|e| (e, 0))?;
-    let resolution = state
-        .resolve(model_id, narrow.as_ref())
-        .map_err(|e| (plan_error(e), 0))?;
+    let narrow = residency_header(state, headers).map_err(|e| (e, 0, None))?;
     // validate what Meridian can check before spending an upstream call
-    match op {
-        Operation::Converse { .. } | Operation::ConverseStream { .. } => {
+    let json = match op {
+        Operation::Converse { .. }
+        | Operation::ConverseStream { .. }
+        | Operation::CountTokens { .. } => {
             let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
                 (
                     BedrockError::validation(format!("The request body is not valid JSON: {e}")),
                     0,
+                    None,
                 )
             })?;
-            converse::validate_request(&v).map_err(|e| (e, 0))?;
+            if !matches!(op, Operation::CountTokens { .. }) {
+                converse::validate_request(&v).map_err(|e| (e, 0, None))?;
+            }
+            Some(v)
         }
-        Operation::CountTokens { .. } => {
-            serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| {
-                (
-                    BedrockError::validation(format!("The request body is not valid JSON: {e}")),
-                    0,
-                )
-            })?;
-        }
-        _ => {}
-    }
-    let plan = Plan {
-        targets: &resolution.targets,
-        action: op.action().unwrap_or("converse"),
-        body,
-        headers: passthrough_request_headers(headers),
+        _ => serde_json::from_slice::<serde_json::Value>(&body).ok(),
     };
+    let plan = plan::build(
+        state,
+        plan::Ask {
+            requested: model_id,
+            narrow: narrow.as_ref(),
+            headers,
+            body,
+            json: json.as_ref(),
+            action: op.action().unwrap_or("converse"),
+            streaming: op.is_streaming(),
+            forward: passthrough_request_headers(headers),
+        },
+    )
+    .map_err(|e| (e, 0, None))?;
     // execute; then guard output, account and log (pass-through) before encode
-    if op.is_streaming() {
+    if plan.streaming {
         let (served, frames) = execute::streaming(state, &plan)
             .await
-            .map_err(|e| (e.failure.error, e.attempts))?;
+            .map_err(|e| (e.failure.error, e.attempts, Some(e.decision.summary())))?;
         Ok(encode(
             request_id,
             &served,
@@ -107,7 +116,7 @@ async fn runtime(
     } else {
         let (served, body) = execute::unary(state, &plan)
             .await
-            .map_err(|e| (e.failure.error, e.attempts))?;
+            .map_err(|e| (e.failure.error, e.attempts, Some(e.decision.summary())))?;
         Ok(encode(request_id, &served, axum::body::Body::from(body)))
     }
 }
@@ -117,13 +126,15 @@ pub(crate) fn encode(request_id: &str, served: &Served, body: axum::body::Body) 
         .headers
         .get("x-meridian-sim-inference-region")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or(&served.target.endpoint_region)
+        .unwrap_or(&served.candidate.target.endpoint_region)
         .to_string();
     let mut resp = Response::builder()
         .status(served.status)
         .header("x-amzn-requestid", request_id)
         .header(crate::REGION_HEADER, region)
         .header(crate::ATTEMPTS_HEADER, served.attempts.to_string())
+        .header(crate::ROUTE_HEADER, served.decision.summary())
+        .header(crate::ACCOUNT_HEADER, served.candidate.account.as_str())
         .body(body)
         .unwrap_or_default();
     if let Some(id) = served.headers.get("x-amzn-requestid") {

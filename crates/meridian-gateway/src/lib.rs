@@ -2,25 +2,30 @@
 //! control-plane reads LangChain needs) in front of Bedrock regions.
 //!
 //! One pipeline per request, a module per stage: decode → authenticate →
-//! plan (catalog + residency) → execute attempts → encode. Routing beyond
-//! "next allowed target on a retryable failure" belongs to meridian-router.
+//! plan (catalog + residency, candidates ordered by meridian-router) →
+//! execute attempts (retries, hedges, one deadline) → encode.
 
 mod auth;
 mod bedrock;
 mod control_plane;
 mod execute;
 mod openai;
+mod plan;
 mod respond;
 mod server;
 mod state;
 mod status;
 
 pub use server::{ServeOptions, router, serve};
-pub use state::{AppState, UpstreamInfo};
+pub use state::{AppState, UpstreamAccount, UpstreamInfo};
 
 /// Response header naming the region that served the request.
 pub const REGION_HEADER: &str = "x-meridian-region";
 /// Response header counting upstream attempts.
 pub const ATTEMPTS_HEADER: &str = "x-meridian-attempts";
+/// Response header: each attempt as `region:outcome`, comma-separated.
+pub const ROUTE_HEADER: &str = "x-meridian-route";
+/// Response header naming the upstream account that served the request.
+pub const ACCOUNT_HEADER: &str = "x-meridian-account";
 /// Request header that narrows the residency policy (comma-separated terms).
 pub const RESIDENCY_HEADER: &str = "x-meridian-residency";

@@ -12,9 +12,9 @@ use meridian_wire::openai::{OpenAiError, StreamTranslator, from_converse, to_con
 use meridian_wire::{BedrockError, converse};
 use serde_json::{Value, json};
 
-use crate::execute::{self, Frames, Plan};
+use crate::execute::{self, Frames};
 use crate::state::AppState;
-use crate::{auth, bedrock, respond};
+use crate::{auth, bedrock, plan, respond};
 
 fn error(request_id: &str, e: &OpenAiError) -> Response {
     Response::builder()
@@ -53,20 +53,25 @@ async fn chat_inner(
         OpenAiError::invalid("body", format!("the request body is not valid JSON: {e}"))
     })?;
     let t = to_converse(&value)?;
-    let resolution = state
-        .resolve(&t.model, None)
-        .map_err(|e| OpenAiError::from(&bedrock::plan_error(e)))?;
     converse::validate_request(&t.converse).map_err(|e| OpenAiError::from(&e))?;
-    let plan = Plan {
-        targets: &resolution.targets,
-        action: if t.stream {
-            "converse-stream"
-        } else {
-            "converse"
+    let plan = plan::build(
+        state,
+        plan::Ask {
+            requested: &t.model,
+            narrow: None,
+            headers: &parts.headers,
+            body: Bytes::from(t.converse.to_string()),
+            json: Some(&t.converse),
+            action: if t.stream {
+                "converse-stream"
+            } else {
+                "converse"
+            },
+            streaming: t.stream,
+            forward: Vec::new(),
         },
-        body: Bytes::from(t.converse.to_string()),
-        headers: Vec::new(),
-    };
+    )
+    .map_err(|e| OpenAiError::from(&e))?;
     let id = format!("chatcmpl-{}", request_id.replace('-', ""));
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -7,6 +7,10 @@ use meridian_catalog::detect::Step;
 use meridian_catalog::resolve::ResolveError;
 use meridian_catalog::{Catalog, Policy, Resolution};
 use meridian_config::Config;
+use std::collections::BTreeSet;
+
+use meridian_router::Router;
+use meridian_router::budget::BudgetConfig;
 use meridian_router::health::Health;
 use meridian_upstream::BedrockClient;
 use serde::Serialize;
@@ -23,6 +27,18 @@ pub struct UpstreamInfo {
     pub detail: String,
 }
 
+/// An upstream account: a name, a client with its credentials, and the
+/// regions it may be called in (empty: all).
+#[derive(Debug)]
+pub struct UpstreamAccount {
+    /// Name used in logs, metrics and candidate keys.
+    pub name: String,
+    /// Bedrock client signing with this account's credentials.
+    pub client: BedrockClient,
+    /// Regions this account may be called in; empty means every region.
+    pub regions: BTreeSet<String>,
+}
+
 /// Shared, read-only gateway state.
 #[derive(Debug)]
 pub struct AppState {
@@ -34,8 +50,8 @@ pub struct AppState {
     pub region: String,
     /// The step that decided the region.
     pub region_step: Step,
-    /// Bedrock client.
-    pub upstream: BedrockClient,
+    /// Upstream accounts, in config order (the first is the active one).
+    pub accounts: Vec<UpstreamAccount>,
     /// Upstream mode for operators.
     pub upstream_info: UpstreamInfo,
     /// Largest request body accepted.
@@ -44,20 +60,44 @@ pub struct AppState {
     pub max_attempts: usize,
     /// Account ID shown in control-plane ARNs.
     pub account_id: String,
-    /// Breakers per target and the retry budget.
-    pub health: Health,
+    /// Breakers, retry budget and per-candidate statistics.
+    pub router: Router,
     /// Exposed names resolved once at start-up: the request path reads this.
     plans: HashMap<String, Result<Resolution, ResolveError>>,
 }
 
 impl AppState {
-    /// State with default limits, resolving every exposed model once.
+    /// State with one upstream account called `default`.
     pub fn new(
         config: Config,
         catalog: Catalog,
         region: String,
         region_step: Step,
         upstream: BedrockClient,
+        upstream_info: UpstreamInfo,
+    ) -> AppState {
+        let account = UpstreamAccount {
+            name: "default".into(),
+            client: upstream,
+            regions: BTreeSet::new(),
+        };
+        AppState::with_accounts(
+            config,
+            catalog,
+            region,
+            region_step,
+            vec![account],
+            upstream_info,
+        )
+    }
+
+    /// State with default limits, resolving every exposed model once.
+    pub fn with_accounts(
+        config: Config,
+        catalog: Catalog,
+        region: String,
+        region_step: Step,
+        accounts: Vec<UpstreamAccount>,
         upstream_info: UpstreamInfo,
     ) -> AppState {
         let plans = config
@@ -70,19 +110,31 @@ impl AppState {
                 )
             })
             .collect();
+        let budget = BudgetConfig {
+            ratio: config.routing.retry_budget,
+            ..BudgetConfig::default()
+        };
         AppState {
+            max_attempts: config.routing.max_attempts as usize,
+            router: Router::new(Health::new(Default::default(), budget)),
             config,
             catalog,
             region,
             region_step,
-            upstream,
+            accounts,
             upstream_info,
             max_body: MAX_BODY,
-            max_attempts: 3,
             account_id: "000000000000".into(),
-            health: Health::default(),
             plans,
         }
+    }
+
+    /// The client of account `name`.
+    pub fn client(&self, name: &str) -> Option<&BedrockClient> {
+        self.accounts
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| &a.client)
     }
 
     /// The targets for what a client asked for: the start-up snapshot for an

@@ -39,6 +39,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "upstream": state.upstream_info,
         "inbound_auth": if state.config.auth.is_enforced() { "enforced" } else { "not enforced (no [auth] in config)" },
         "models": models,
-        "breakers": state.health.states().into_iter().map(|(k, st)| json!({"target": k, "state": format!("{st:?}").to_lowercase()})).collect::<Vec<_>>(),
+        "breakers": state.router.health.states().into_iter().map(|(k, st)| json!({"target": k, "state": format!("{st:?}").to_lowercase()})).collect::<Vec<_>>(),
+        "candidates": state.router.views(),
     }))
 }

@@ -77,7 +77,7 @@ async fn an_endpoint_in_outage_is_skipped_then_probed_again() {
         open[0]["target"]
             .as_str()
             .unwrap()
-            .starts_with("us-east-1|us.")
+            .starts_with("default|us-east-1|us.")
     );
 
     // The endpoint recovers; after the cool-down a probe goes there and succeeds.

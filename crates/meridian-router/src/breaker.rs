@@ -26,7 +26,7 @@ impl Default for BreakerConfig {
         BreakerConfig {
             failures_to_open: 5,
             open_for: Duration::from_secs(5),
-            max_open: Duration::from_secs(60),
+            max_open: Duration::from_secs(10),
             half_open_probes: 1,
             successes_to_close: 2,
         }
@@ -110,6 +110,14 @@ impl Breaker {
         }
     }
 
+    /// An attempt that ended without a verdict (cancelled, or the caller's
+    /// own error): gives back a half-open probe.
+    pub fn release(&mut self, now: Instant) {
+        if self.state(now) == State::HalfOpen {
+            self.probes = self.probes.saturating_sub(1);
+        }
+    }
+
     /// Records a retryable failure (callers' own errors are not the candidate's fault).
     pub fn on_failure(&mut self, now: Instant) {
         match self.state(now) {
@@ -181,6 +189,6 @@ mod tests {
             waits.push((Instant::now() - start).as_secs());
             b.on_failure(Instant::now());
         }
-        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(waits, [5, 10, 10, 10, 10, 10]);
     }
 }

@@ -16,6 +16,9 @@ pub enum Verdict {
     Healthy,
     /// It failed in a way that may be its fault (throttled, down, timed out).
     Unhealthy,
+    /// It had not answered when a hedge was sent: a latency outlier, counted
+    /// as a failure so a browned-out candidate is ejected like a failing one.
+    Slow,
     /// The request itself was bad; says nothing about the candidate.
     Neutral,
 }
@@ -72,9 +75,18 @@ impl Health {
             .or_insert_with(|| Breaker::new(self.cfg));
         match verdict {
             Verdict::Healthy => b.on_success(now),
-            Verdict::Unhealthy => b.on_failure(now),
-            Verdict::Neutral => {}
+            Verdict::Unhealthy | Verdict::Slow => b.on_failure(now),
+            Verdict::Neutral => b.release(now),
         }
+    }
+
+    /// One breaker's state, without taking a probe.
+    pub fn state(&self, key: &str) -> State {
+        let now = Instant::now();
+        self.breakers
+            .lock()
+            .get_mut(key)
+            .map_or(State::Closed, |b| b.state(now))
     }
 
     /// Every known breaker's state, for `/status` and metrics.

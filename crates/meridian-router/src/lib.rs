@@ -1,7 +1,7 @@
 //! Routing building blocks, deterministic on tokio's clock so every one is
 //! tested on a paused clock: circuit breakers, a fleet-wide retry budget,
 //! backoff with full jitter, peak-EWMA latency, and quota estimates learned
-//! from throttles. The planner and strategies that use them come next.
+//! from throttles; and the router that orders a request's candidates with them.
 
 pub mod backoff;
 pub mod breaker;
@@ -9,3 +9,6 @@ pub mod budget;
 pub mod ewma;
 pub mod health;
 pub mod quota;
+pub mod route;
+
+pub use route::{Candidate, Order, Router};

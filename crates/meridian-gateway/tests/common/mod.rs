@@ -56,7 +56,7 @@ pub async fn gateway(fleet: &Fleet, health: Health) -> String {
         info,
     );
     state.max_body = 1_000_000;
-    state.health = health;
+    state.router = meridian_router::Router::new(health);
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

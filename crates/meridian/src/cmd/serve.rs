@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use meridian_catalog::env::{EnvSource, ProcessEnv};
 use meridian_config::{Config, Loaded, UpstreamMode};
-use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_gateway::{AppState, ServeOptions, UpstreamAccount, UpstreamInfo};
 use meridian_sim::{Fleet, FleetConfig};
 use meridian_upstream::aws_chain::{AwsCredentials, Identity, shared};
 use meridian_upstream::{Auth, BedrockClient, Endpoints, Timeouts};
@@ -38,7 +38,7 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         (_, found) => found.is_err(),
     };
     let mut fleet = None;
-    let (upstream, info) = if simulate {
+    let (accounts, info) = if simulate {
         // Every region any exposed model may be called in, so failover works too.
         let mut regions = BTreeSet::from([region.clone()]);
         for m in &config.models {
@@ -78,8 +78,10 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             regions.join(", ")
         );
         fleet = Some(f);
+        // Every configured account calls the same fleet, so multi-account
+        // routing can be rehearsed without AWS.
         (
-            client,
+            accounts_with(&config, |_| Ok(client.clone()))?,
             UpstreamInfo {
                 mode: "simulated",
                 detail,
@@ -91,22 +93,42 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             overrides: config.upstream.endpoints.clone(),
             fips: false,
         };
-        let client = BedrockClient::new(auth, endpoints, Timeouts::default());
+        let mut sources = vec![source];
+        let mut clients = Vec::new();
+        for (i, a) in config.upstream.accounts.iter().enumerate() {
+            if i == 0 {
+                continue;
+            }
+            let (auth, source) = account_auth(Some(a), &region)
+                .await
+                .map_err(|e| anyhow::anyhow!("upstream account '{}': {e}", a.name))?;
+            sources.push(format!("{}: {source}", a.name));
+            clients.push(BedrockClient::new(
+                auth,
+                endpoints.clone(),
+                Timeouts::default(),
+            ));
+        }
+        let first = BedrockClient::new(auth, endpoints, Timeouts::default());
+        let accounts = accounts_with(&config, |i| {
+            Ok(if i == 0 {
+                first.clone()
+            } else {
+                clients[i - 1].clone()
+            })
+        })?;
         (
-            client,
+            accounts,
             UpstreamInfo {
                 mode: "aws",
-                detail: format!("Amazon Bedrock, credentials from {source}"),
+                detail: format!("Amazon Bedrock, credentials from {}", sources.join("; ")),
             },
         )
     };
-    if config.upstream.accounts.len() > 1 {
-        tracing::warn!(
-            "several upstream accounts are configured; until the router lands, only the first is used"
-        );
-    }
     tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
-    let state = Arc::new(AppState::new(config, catalog, region, step, upstream, info));
+    let state = Arc::new(AppState::with_accounts(
+        config, catalog, region, step, accounts, info,
+    ));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -119,6 +141,34 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
+/// The upstream accounts in config order (one `default` account when none
+/// is configured), with the client `client(i)` gives the i-th.
+fn accounts_with(
+    config: &Config,
+    client: impl Fn(usize) -> anyhow::Result<BedrockClient>,
+) -> anyhow::Result<Vec<UpstreamAccount>> {
+    if config.upstream.accounts.is_empty() {
+        return Ok(vec![UpstreamAccount {
+            name: "default".into(),
+            client: client(0)?,
+            regions: BTreeSet::new(),
+        }]);
+    }
+    config
+        .upstream
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Ok(UpstreamAccount {
+                name: a.name.clone(),
+                client: client(i)?,
+                regions: a.regions.iter().cloned().collect(),
+            })
+        })
+        .collect()
+}
+
 /// How to authenticate to AWS: a Bedrock API key, else the aws-config chain
 /// for the first configured account (or the default chain), probed once.
 pub(super) async fn aws_auth(config: &Config, region: &str) -> Result<(Auth, String), String> {
@@ -128,15 +178,19 @@ pub(super) async fn aws_auth(config: &Config, region: &str) -> Result<(Auth, Str
             "Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)".into(),
         ));
     }
-    let identity = config
-        .upstream
-        .accounts
-        .first()
-        .map_or_else(Identity::default, |a| Identity {
-            profile: a.profile.clone(),
-            role_arn: a.role_arn.clone(),
-            external_id: a.external_id.clone(),
-        });
+    account_auth(config.upstream.accounts.first(), region).await
+}
+
+/// The aws-config chain for one account (or the default chain), probed once.
+async fn account_auth(
+    account: Option<&meridian_config::Account>,
+    region: &str,
+) -> Result<(Auth, String), String> {
+    let identity = account.map_or_else(Identity::default, |a| Identity {
+        profile: a.profile.clone(),
+        role_arn: a.role_arn.clone(),
+        external_id: a.external_id.clone(),
+    });
     let creds = AwsCredentials::new(region, &identity)
         .await
         .ok_or("no credential provider is configured")?;

@@ -1,0 +1,375 @@
+//! Candidates and their order: what the gateway may call for one request,
+//! sorted by the model's strategy, with unhealthy candidates (open breaker,
+//! no quota room, cooling after a Retry-After) moved behind healthy ones.
+//!
+//! The router only ever sees candidates the residency policy allowed; it
+//! reorders them and never adds any.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use meridian_catalog::Target;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::breaker::State;
+use crate::ewma::PeakEwma;
+use crate::health::Health;
+use crate::quota::QuotaEstimate;
+
+/// One way to serve a request: an account calling a target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    /// Upstream account name.
+    pub account: String,
+    /// 0 for active candidates; passive backups have higher tiers.
+    pub tier: usize,
+    /// The exposed model this candidate serves (differs for fallbacks).
+    pub model: String,
+    /// Where and what is called.
+    pub target: Target,
+}
+
+impl Candidate {
+    /// Key for breakers and statistics.
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.account, self.target.endpoint_region, self.target.model_id
+        )
+    }
+}
+
+/// How candidates are ordered within a tier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Order {
+    /// As resolved (nearest first).
+    Priority,
+    /// Random, in proportion to the weight of the called region.
+    Weighted(BTreeMap<String, u32>),
+    /// Power of two choices on peak-EWMA latency × (in flight + 1).
+    Latency,
+    /// Nearest to the caller: distance in km per candidate, same order.
+    Geo(Vec<f64>),
+}
+
+/// Samples kept per candidate for hedge delays.
+const SAMPLES: usize = 256;
+/// Samples needed before a candidate is hedged.
+const MIN_SAMPLES: usize = 20;
+/// Hedge delays stay inside these bounds.
+const HEDGE_MIN: Duration = Duration::from_millis(10);
+const HEDGE_MAX: Duration = Duration::from_secs(10);
+
+/// A bounded ring of recent durations.
+#[derive(Debug, Default)]
+struct Ring {
+    ms: Vec<f64>,
+    next: usize,
+}
+
+impl Ring {
+    fn push(&mut self, d: Duration) {
+        let v = d.as_secs_f64() * 1000.0;
+        if self.ms.len() < SAMPLES {
+            self.ms.push(v);
+        } else {
+            self.ms[self.next] = v;
+        }
+        self.next = (self.next + 1) % SAMPLES;
+    }
+
+    fn percentile(&self, p: f64) -> Option<Duration> {
+        if self.ms.len() < MIN_SAMPLES {
+            return None;
+        }
+        let mut v = self.ms.clone();
+        v.sort_by(f64::total_cmp);
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        Some(Duration::from_secs_f64(v[i.min(v.len() - 1)] / 1000.0))
+    }
+}
+
+/// What the router knows of one candidate.
+#[derive(Debug)]
+struct Stats {
+    latency: PeakEwma,
+    first_byte: [Ring; 2],
+    quota: QuotaEstimate,
+    cooling_until: Option<Instant>,
+    in_flight: u32,
+}
+
+impl Stats {
+    fn new(now: Instant) -> Self {
+        Stats {
+            latency: PeakEwma::new(Duration::from_secs(10), Duration::ZERO, now),
+            first_byte: [Ring::default(), Ring::default()],
+            quota: QuotaEstimate::unknown(now),
+            cooling_until: None,
+            in_flight: 0,
+        }
+    }
+}
+
+/// A snapshot of one candidate for `/status` and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateView {
+    /// Candidate key.
+    pub key: String,
+    /// Breaker state.
+    pub breaker: &'static str,
+    /// Peak-EWMA time to first byte, ms.
+    pub latency_ms: f64,
+    /// Learned tokens-per-minute limit; `None` while no throttle was seen.
+    pub quota_tokens_per_min: Option<u64>,
+    /// Tokens reserved in the last minute.
+    pub tokens_last_min: u64,
+    /// Attempts in flight.
+    pub in_flight: u32,
+}
+
+/// Shared routing state: breakers, the retry budget and per-candidate stats.
+#[derive(Debug, Default)]
+pub struct Router {
+    /// Breakers and the retry budget.
+    pub health: Health,
+    stats: Mutex<HashMap<String, Stats>>,
+    seq: AtomicU64,
+}
+
+/// Releases an in-flight slot when an attempt ends, however it ends.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    router: &'a Router,
+    key: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.router.stats.lock().get_mut(&self.key) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl Router {
+    /// A router with these breakers and budget.
+    pub fn new(health: Health) -> Self {
+        Router {
+            health,
+            stats: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    fn with<R>(&self, key: &str, f: impl FnOnce(&mut Stats, Instant) -> R) -> R {
+        let now = Instant::now();
+        let mut map = self.stats.lock();
+        let s = map
+            .entry(key.to_string())
+            .or_insert_with(|| Stats::new(now));
+        f(s, now)
+    }
+
+    /// A uniform draw in [0, 1), different on every call.
+    pub fn draw(&self) -> f64 {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        (splitmix(n) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Whether a candidate can take `tokens` now: breaker not open, quota
+    /// room, not cooling down after a Retry-After.
+    pub fn is_available(&self, c: &Candidate, tokens: u64) -> bool {
+        let key = c.key();
+        if self.health.state(&key) == State::Open {
+            return false;
+        }
+        self.with(&key, |s, now| {
+            s.cooling_until.is_none_or(|t| now >= t) && s.quota.has_room(tokens, now)
+        })
+    }
+
+    /// Candidate indices in the order to try them. `affinity` (a hash of the
+    /// prompt prefix) puts one candidate first consistently, when it is available.
+    pub fn order(
+        &self,
+        cands: &[Candidate],
+        order: &Order,
+        tokens: u64,
+        affinity: Option<u64>,
+    ) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..cands.len()).collect();
+        // Strategy within each tier; tiers keep their order.
+        let mut keyed: Vec<(usize, f64, usize)> = idx
+            .iter()
+            .map(|&i| (cands[i].tier, self.rank(cands, i, order), i))
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        idx = keyed.into_iter().map(|k| k.2).collect();
+        if matches!(order, Order::Latency) {
+            idx = self.two_choices(cands, idx);
+        }
+        let available: Vec<bool> = (0..cands.len())
+            .map(|i| self.is_available(&cands[i], tokens))
+            .collect();
+        if let Some(h) = affinity {
+            let top = cands.first().map_or(0, |c| c.tier);
+            let sticky = idx
+                .iter()
+                .copied()
+                .filter(|&i| cands[i].tier == top && available[i])
+                .max_by_key(|&i| splitmix(h ^ fnv(&cands[i].key())));
+            if let Some(s) = sticky {
+                idx.retain(|&i| i != s);
+                idx.insert(0, s);
+            }
+        }
+        let (mut ok, rest): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|&i| available[i]);
+        ok.extend(rest);
+        ok
+    }
+
+    /// Sort key of candidate `i` within its tier.
+    fn rank(&self, cands: &[Candidate], i: usize, order: &Order) -> f64 {
+        match order {
+            Order::Priority | Order::Latency => i as f64,
+            Order::Geo(km) => km.get(i).copied().unwrap_or(f64::MAX),
+            Order::Weighted(w) => {
+                // Weighted sampling without replacement: the largest u^(1/w) first.
+                let weight = f64::from(
+                    w.get(&cands[i].target.endpoint_region)
+                        .copied()
+                        .unwrap_or(1),
+                );
+                if weight <= 0.0 {
+                    return f64::MAX;
+                }
+                -self.draw().max(f64::MIN_POSITIVE).powf(1.0 / weight)
+            }
+        }
+    }
+
+    /// Power of two choices, tier by tier: of two random remaining candidates
+    /// the one with the lower cost goes next.
+    fn two_choices(&self, cands: &[Candidate], idx: Vec<usize>) -> Vec<usize> {
+        let cost = |i: usize| {
+            self.with(&cands[i].key(), |s, _| {
+                s.latency.millis() * f64::from(s.in_flight + 1)
+            })
+        };
+        let mut out = Vec::with_capacity(idx.len());
+        let mut rest = idx;
+        while !rest.is_empty() {
+            let tier = cands[rest[0]].tier;
+            let same: Vec<usize> = (0..rest.len())
+                .filter(|&p| cands[rest[p]].tier == tier)
+                .collect();
+            let pick = if same.len() == 1 {
+                same[0]
+            } else {
+                let a = same[(self.draw() * same.len() as f64) as usize % same.len()];
+                let mut b = same[(self.draw() * same.len() as f64) as usize % same.len()];
+                if a == b {
+                    b = same[(same.iter().position(|&p| p == a).unwrap_or(0) + 1) % same.len()];
+                }
+                if cost(rest[b]) < cost(rest[a]) { b } else { a }
+            };
+            out.push(rest.remove(pick));
+        }
+        out
+    }
+
+    /// Marks an attempt as started: reserves its tokens and counts it in flight.
+    pub fn start(&self, c: &Candidate, tokens: u64) -> InFlight<'_> {
+        let key = c.key();
+        self.with(&key, |s, now| {
+            s.quota.reserve(tokens, now);
+            s.in_flight += 1;
+        });
+        InFlight { router: self, key }
+    }
+
+    /// Records how long an attempt took to its first byte (`streaming`: to
+    /// its first event).
+    pub fn observe(&self, c: &Candidate, streaming: bool, first_byte: Duration) {
+        self.with(&c.key(), |s, now| {
+            s.latency.observe(first_byte, now);
+            s.first_byte[usize::from(streaming)].push(first_byte);
+        });
+    }
+
+    /// A throttle: lowers the quota estimate and honours Retry-After.
+    pub fn throttled(&self, c: &Candidate, retry_after: Option<Duration>) {
+        self.with(&c.key(), |s, now| {
+            s.quota.on_throttle(now);
+            if let Some(d) = retry_after {
+                s.cooling_until = Some(now + d);
+            }
+        });
+    }
+
+    /// A slow attempt pushes the latency estimate up at once.
+    pub fn slow(&self, c: &Candidate, waited: Duration) {
+        self.with(&c.key(), |s, now| s.latency.observe(waited, now));
+    }
+
+    /// When to hedge an attempt on `c`: its p95 time to first byte, once
+    /// enough samples are known.
+    pub fn hedge_delay(&self, c: &Candidate, streaming: bool) -> Option<Duration> {
+        self.with(&c.key(), |s, _| {
+            s.first_byte[usize::from(streaming)]
+                .percentile(0.95)
+                .map(|d| d.clamp(HEDGE_MIN, HEDGE_MAX))
+        })
+    }
+
+    /// Every candidate seen so far.
+    pub fn views(&self) -> Vec<CandidateView> {
+        let keys: Vec<String> = self.stats.lock().keys().cloned().collect();
+        let mut out: Vec<CandidateView> = keys
+            .into_iter()
+            .map(|key| {
+                let breaker = match self.health.state(&key) {
+                    State::Closed => "closed",
+                    State::Open => "open",
+                    State::HalfOpen => "half-open",
+                };
+                self.with(&key, |s, now| {
+                    s.quota.has_room(0, now);
+                    CandidateView {
+                        key: key.clone(),
+                        breaker,
+                        latency_ms: s.latency.millis(),
+                        quota_tokens_per_min: s.quota.limit(),
+                        tokens_last_min: s.quota.used(),
+                        in_flight: s.in_flight,
+                    }
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// FNV-1a, for stable hashes of keys and prompt prefixes.
+pub fn fnv(s: &str) -> u64 {
+    fnv_bytes(s.as_bytes())
+}
+
+/// FNV-1a over bytes.
+pub fn fnv_bytes(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
