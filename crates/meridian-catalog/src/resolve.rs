@@ -203,7 +203,7 @@ pub fn short_list(items: &[String]) -> String {
 
 /// Allowed endpoints kept per offering beyond the first, nearest first, so
 /// an outage of one region's endpoint leaves somewhere else to call.
-pub const FAILOVER_ENDPOINTS: usize = 2;
+pub const FAILOVER_ENDPOINTS: usize = 8;
 
 /// Resolves model references against a catalog and declared application profiles.
 #[derive(Debug, Clone, Copy)]

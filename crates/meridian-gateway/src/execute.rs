@@ -98,11 +98,11 @@ pub struct Decision {
 
 impl Decision {
     /// A compact summary for the `x-meridian-route` header:
-    /// `region:outcome` per attempt, comma-separated.
+    /// `reason:region:outcome` per attempt, comma-separated.
     pub fn summary(&self) -> String {
         self.attempts
             .iter()
-            .map(|a| format!("{}:{}", a.region, a.outcome))
+            .map(|a| format!("{}:{}:{}", a.reason, a.region, a.outcome))
             .collect::<Vec<_>>()
             .join(",")
     }

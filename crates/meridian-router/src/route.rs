@@ -373,3 +373,206 @@ pub fn fnv_bytes(b: &[u8]) -> u64 {
         (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use meridian_catalog::TargetKind;
+
+    use super::*;
+
+    fn cand(region: &str, tier: usize) -> Candidate {
+        Candidate {
+            account: "a".into(),
+            tier,
+            model: "m".into(),
+            target: Target {
+                endpoint_region: region.into(),
+                model_id: format!("id-{region}"),
+                kind: TargetKind::OnDemand,
+                prefix: None,
+                base_model_id: None,
+                destinations: BTreeSet::from([region.to_string()]),
+                price: None,
+                confirmed: true,
+                distance_km: 0,
+            },
+        }
+    }
+
+    fn regions(cands: &[Candidate], order: &[usize]) -> Vec<String> {
+        order
+            .iter()
+            .map(|&i| cands[i].target.endpoint_region.clone())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn priority_keeps_resolution_order_and_puts_open_breakers_last() {
+        let r = Router::default();
+        let c = [cand("r1", 0), cand("r2", 0), cand("r3", 0)];
+        assert_eq!(
+            regions(&c, &r.order(&c, &Order::Priority, 10, None)),
+            ["r1", "r2", "r3"]
+        );
+        for _ in 0..5 {
+            r.health
+                .record(&c[0].key(), crate::health::Verdict::Unhealthy);
+        }
+        assert_eq!(
+            regions(&c, &r.order(&c, &Order::Priority, 10, None)),
+            ["r2", "r3", "r1"]
+        );
+        // After the cool-down the breaker is half-open: back in front for a probe.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            regions(&c, &r.order(&c, &Order::Priority, 10, None)),
+            ["r1", "r2", "r3"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_candidate_spills_before_it_is_throttled_again() {
+        let r = Router::default();
+        let c = [cand("r1", 0), cand("r2", 0)];
+        for _ in 0..10 {
+            drop(r.start(&c[0], 1_000));
+        }
+        r.throttled(&c[0], None);
+        // 10,000 tokens sent, limit now 9,000: the next 1,000 would not fit.
+        assert_eq!(
+            regions(&c, &r.order(&c, &Order::Priority, 1_000, None)),
+            ["r2", "r1"]
+        );
+        // A minute later the window has emptied.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(
+            regions(&c, &r.order(&c, &Order::Priority, 1_000, None)),
+            ["r1", "r2"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_cools_a_candidate_for_that_long() {
+        let r = Router::default();
+        let c = [cand("r1", 0), cand("r2", 0)];
+        r.throttled(&c[0], Some(Duration::from_secs(2)));
+        // The quota estimate learned nothing (no tokens were sent), but the
+        // candidate asked for 2 s of quiet.
+        assert!(!r.is_available(&c[0], 0));
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert!(!r.is_available(&c[0], 0));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(r.is_available(&c[0], 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn weighted_spreads_in_proportion() {
+        let r = Router::default();
+        let c = [cand("r1", 0), cand("r2", 0)];
+        let w = Order::Weighted(BTreeMap::from([
+            ("r1".to_string(), 3),
+            ("r2".to_string(), 1),
+        ]));
+        let first_r1 = (0..4000)
+            .filter(|_| r.order(&c, &w, 1, None)[0] == 0)
+            .count();
+        // Expected 3,000 of 4,000; binomial sd ≈ 27.
+        assert!((2850..=3150).contains(&first_r1), "{first_r1}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_prefers_the_faster_candidate_and_notices_a_slowdown() {
+        let r = Router::default();
+        let c = [cand("r1", 0), cand("r2", 0), cand("r3", 0)];
+        for _ in 0..20 {
+            r.observe(&c[0], false, Duration::from_millis(100));
+            r.observe(&c[1], false, Duration::from_millis(50));
+            r.observe(&c[2], false, Duration::from_millis(300));
+        }
+        let firsts = |r: &Router| {
+            let mut n = [0usize; 3];
+            for _ in 0..3000 {
+                n[r.order(&c, &Order::Latency, 1, None)[0]] += 1;
+            }
+            n
+        };
+        let n = firsts(&r);
+        // Power of two choices: the slowest is never first, the fastest wins
+        // every pair it is drawn in (2/3 of draws).
+        assert_eq!(n[2], 0, "{n:?}");
+        assert!(n[1] > 1800 && n[0] > 700, "{n:?}");
+        // r2 slows down: peak-EWMA jumps at once and r2 drops behind r1.
+        r.observe(&c[1], false, Duration::from_millis(2000));
+        let n = firsts(&r);
+        assert_eq!(n[1], 0, "{n:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn geo_orders_by_distance_inside_tiers() {
+        let r = Router::default();
+        let c = [cand("near-backup", 1), cand("far", 0), cand("near", 0)];
+        let order = r.order(&c, &Order::Geo(vec![10.0, 5000.0, 100.0]), 1, None);
+        assert_eq!(regions(&c, &order), ["near", "far", "near-backup"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prompt_affinity_is_sticky_and_spreads_prompts() {
+        let r = Router::default();
+        let c = [
+            cand("r1", 0),
+            cand("r2", 0),
+            cand("r3", 0),
+            cand("backup", 1),
+        ];
+        let first = |h: u64| r.order(&c, &Order::Priority, 1, Some(h))[0];
+        let mut seen = [0usize; 4];
+        for h in 0..300u64 {
+            let f = first(fnv(&h.to_string()));
+            assert_eq!(f, first(fnv(&h.to_string())), "same prefix, same candidate");
+            seen[f] += 1;
+        }
+        assert_eq!(seen[3], 0, "affinity never jumps a tier");
+        assert!(seen[..3].iter().all(|&n| n > 50), "{seen:?}");
+        // The sticky candidate's breaker opens: the prompt moves, not fails.
+        let h = fnv("0");
+        let sticky = first(h);
+        for _ in 0..5 {
+            r.health
+                .record(&c[sticky].key(), crate::health::Verdict::Unhealthy);
+        }
+        assert_ne!(first(h), sticky);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hedge_delay_is_the_p95_once_known() {
+        let r = Router::default();
+        let c = cand("r1", 0);
+        for ms in 1..=19 {
+            r.observe(&c, true, Duration::from_millis(ms * 10));
+        }
+        assert_eq!(r.hedge_delay(&c, true), None, "too few samples");
+        r.observe(&c, true, Duration::from_millis(200));
+        // 20 samples 10..=200 ms: the p95 is the 19th, 190 ms.
+        assert_eq!(r.hedge_delay(&c, true), Some(Duration::from_millis(190)));
+        assert_eq!(
+            r.hedge_delay(&c, false),
+            None,
+            "unary and streams are apart"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_attempts_are_counted_until_dropped() {
+        let r = Router::default();
+        let c = cand("r1", 0);
+        let g1 = r.start(&c, 5);
+        let g2 = r.start(&c, 5);
+        assert_eq!(r.views()[0].in_flight, 2);
+        drop(g1);
+        drop(g2);
+        assert_eq!(r.views()[0].in_flight, 0);
+        assert_eq!(r.views()[0].tokens_last_min, 10);
+    }
+}

@@ -1,27 +1,34 @@
 //! Per-region, per-model admission: concurrency and a tokens-per-minute
 //! window that reserves input + max_tokens up front, as Bedrock does.
 //!
-//! The window tracks tokens used, draining at the base quota rate; a throttle
-//! storm lowers the ceiling (quota × factor) without touching what was used,
-//! so capacity returns as soon as the storm ends.
+//! The window is the tokens admitted in the last 60 s (unused reservations
+//! are given back when a request ends). A throttle storm lowers the ceiling
+//! (quota × factor) without touching what was used, so a cut bites as soon
+//! as the last minute's use exceeds it and capacity returns as soon as the
+//! storm ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::CapacityModel;
 
-#[derive(Debug)]
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
 struct Window {
-    used: f64,
+    /// (admitted at, admission id, tokens still counted)
+    entries: VecDeque<(Instant, u64, u64)>,
+    used: u64,
     in_flight: u32,
-    drained: Instant,
 }
 
 /// Admission state of one region.
 #[derive(Debug, Default)]
 pub struct Capacity {
     windows: HashMap<String, Window>,
+    next_id: u64,
 }
 
 /// A successful admission; give it back with [`Capacity::release`].
@@ -29,18 +36,19 @@ pub struct Capacity {
 pub struct Admission {
     pub model: String,
     pub reserved: u64,
+    id: u64,
 }
 
 impl Capacity {
-    fn window(&mut self, model: &str, m: &CapacityModel, now: Instant) -> &mut Window {
-        let w = self.windows.entry(model.to_string()).or_insert(Window {
-            used: 0.0,
-            in_flight: 0,
-            drained: now,
-        });
-        let elapsed = now.saturating_duration_since(w.drained).as_secs_f64();
-        w.used = (w.used - m.tokens_per_minute as f64 * elapsed / 60.0).max(0.0);
-        w.drained = now;
+    fn window(&mut self, model: &str, now: Instant) -> &mut Window {
+        let w = self.windows.entry(model.to_string()).or_default();
+        while let Some(&(t, _, n)) = w.entries.front() {
+            if now.saturating_duration_since(t) < MINUTE {
+                break;
+            }
+            w.used -= n;
+            w.entries.pop_front();
+        }
         w
     }
 
@@ -51,8 +59,8 @@ impl Capacity {
             return 0.0;
         }
         let conc = f64::from(m.concurrency.max(1));
-        let w = self.window(model, m, now);
-        ((ceiling - w.used) / ceiling).min(1.0 - f64::from(w.in_flight) / conc)
+        let w = self.window(model, now);
+        ((ceiling - w.used as f64) / ceiling).min(1.0 - f64::from(w.in_flight) / conc)
     }
 
     /// Reserves `tokens` and a concurrency slot, or says no.
@@ -65,15 +73,19 @@ impl Capacity {
         now: Instant,
     ) -> Option<Admission> {
         let ceiling = m.tokens_per_minute as f64 * factor;
-        let w = self.window(model, m, now);
-        if w.in_flight >= m.concurrency || w.used + tokens as f64 > ceiling {
+        let id = self.next_id;
+        let w = self.window(model, now);
+        if w.in_flight >= m.concurrency || (w.used + tokens) as f64 > ceiling {
             return None;
         }
-        w.used += tokens as f64;
+        w.used += tokens;
         w.in_flight += 1;
+        w.entries.push_back((now, id, tokens));
+        self.next_id += 1;
         Some(Admission {
             model: model.to_string(),
             reserved: tokens,
+            id,
         })
     }
 
@@ -81,7 +93,12 @@ impl Capacity {
     pub fn release(&mut self, a: &Admission, used: u64) {
         if let Some(w) = self.windows.get_mut(&a.model) {
             w.in_flight = w.in_flight.saturating_sub(1);
-            w.used = (w.used - a.reserved.saturating_sub(used) as f64).max(0.0);
+            let unused = a.reserved.saturating_sub(used);
+            if let Some(e) = w.entries.iter_mut().rev().find(|e| e.1 == a.id) {
+                let back = unused.min(e.2);
+                e.2 -= back;
+                w.used -= back;
+            }
         }
     }
 }
@@ -110,8 +127,10 @@ mod tests {
         );
         // The storm ends: 1000 used, 5000 free at once.
         assert!(c.admit("m", 4900, &m, 1.0, now).is_some());
-        // The window drains at the base rate: 100 tokens a second.
-        tokio::time::advance(std::time::Duration::from_secs(10)).await;
-        assert!(c.admit("m", 1000, &m, 1.0, Instant::now()).is_some());
+        // 5900 used in the last minute: nothing more until it slides out.
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(c.admit("m", 200, &m, 1.0, Instant::now()).is_none());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(c.admit("m", 6000, &m, 1.0, Instant::now()).is_some());
     }
 }

@@ -9,6 +9,11 @@ pub struct FaultSet {
     /// Hard outage: the region's endpoint refuses connections and it processes
     /// nothing for profiles called elsewhere.
     pub outage: bool,
+    /// During an outage, how long responses already under way may finish
+    /// before open connections are reset (a load balancer's connection
+    /// draining). New connections are refused and new requests on open ones
+    /// get a 503 at once either way. Unset: reset at once.
+    pub outage_drain_ms: Option<u64>,
     /// Share of requests answered with a 5xx, 0 to 1.
     pub error_rate: f64,
     /// Status of those errors: 500 (InternalServer) or 503 (ServiceUnavailable).
@@ -31,6 +36,7 @@ impl Default for FaultSet {
     fn default() -> Self {
         FaultSet {
             outage: false,
+            outage_drain_ms: None,
             error_rate: 0.0,
             error_status: 503,
             latency_factor: 1.0,

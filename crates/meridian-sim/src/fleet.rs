@@ -188,7 +188,8 @@ pub(crate) fn set_faults(shared: &Shared, region: &str, faults: FaultSet) -> boo
 }
 
 /// Accepts connections until an outage, then closes the port (connections
-/// are refused and open ones reset) until the outage ends.
+/// are refused and open ones reset, after the outage's drain time if it has
+/// one) until the outage ends.
 async fn serve_region(listener: TcpListener, addr: SocketAddr, ctx: Ctx) {
     let router: Router = Router::new().fallback(handle).with_state(ctx.clone());
     let Some(state) = ctx.shared.regions.get(&*ctx.region) else {
@@ -200,8 +201,13 @@ async fn serve_region(listener: TcpListener, addr: SocketAddr, ctx: Ctx) {
     loop {
         // Checked on every turn, so an outage set before this task first ran is not missed.
         if *outage.borrow_and_update() {
-            conns.abort_all();
             listener = None;
+            let drain = ctx.shared.faults(&ctx.region).outage_drain_ms.unwrap_or(0);
+            if drain > 0 {
+                let all_done = async { while conns.join_next().await.is_some() {} };
+                let _ = tokio::time::timeout(Duration::from_millis(drain), all_done).await;
+            }
+            conns.abort_all();
             while *outage.borrow_and_update() {
                 if outage.changed().await.is_err() {
                     return;

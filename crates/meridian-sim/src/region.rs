@@ -256,6 +256,13 @@ impl Ctx {
         request_id: &str,
         log: &mut Log,
     ) -> Result<Response, BedrockError> {
+        if self.shared.faults(&self.region).outage {
+            // A request on a connection left open while the region drains.
+            return Err(BedrockError::new(
+                ErrorKind::ServiceUnavailable,
+                "Service unavailable. Please try again later.",
+            ));
+        }
         self.authenticate(parts, &body)?;
         let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
         log.set(|r| r.operation = op.name().to_string());

@@ -43,6 +43,9 @@ pub enum Command {
     },
     /// Run a simulated Bedrock region fleet on 127.0.0.1.
     Sim(SimArgs),
+    /// Rehearse a regional failure: the gateway and the simulated fleet run
+    /// in-process under open-loop load while the scenario's faults are applied.
+    Drill(crate::cmd::drill::DrillArgs),
     /// List AWS regions, their geography and Bedrock availability.
     Regions {
         /// Only regions of this geography or zone (us, eu, apac, jp, au, ...).

@@ -3,6 +3,7 @@
 mod config_check;
 mod detect;
 mod doctor;
+pub mod drill;
 mod iam_policy;
 mod regions;
 mod resolve;
@@ -28,6 +29,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             sim_seed,
         } => serve::run(config.config.as_deref(), &listen, sim_seed).await,
         Command::Sim(args) => sim::run(&args).await,
+        Command::Drill(args) => drill::run(&args).await,
         Command::Regions { geo, bedrock, json } => regions::run(geo.as_deref(), bedrock, json.json),
         Command::Resolve {
             model,
