@@ -51,6 +51,8 @@ pub struct Plan {
     pub tokens: u64,
     /// When the whole request must be done.
     pub deadline: Instant,
+    /// The deadline as configured or asked for, ms.
+    pub deadline_ms: u64,
     /// Whether a slow first attempt may be hedged.
     pub hedging: bool,
     /// Most attempts, hedges included.
@@ -199,6 +201,9 @@ struct Run<'a> {
     decision: Decision,
     /// (candidate index, attempt record index, started) of attempts in flight.
     in_flight: Vec<(usize, usize, Instant)>,
+    /// Regions whose endpoint could not be reached during this request:
+    /// other accounts' candidates there are passed over too.
+    unreachable: Vec<String>,
     last: Option<Failure>,
 }
 
@@ -215,6 +220,9 @@ impl Run<'_> {
         while self.next < cands.len() {
             let i = self.next;
             self.next += 1;
+            if self.unreachable.contains(&cands[i].target.endpoint_region) {
+                continue;
+            }
             if self.state.router.health.try_acquire(&cands[i].key()) {
                 return Some(i);
             }
@@ -262,6 +270,7 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
             gave_up: None,
         },
         in_flight: Vec::new(),
+        unreachable: Vec::new(),
         last: None,
     };
     let mut pending = FuturesUnordered::new();
@@ -347,6 +356,9 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
                             router.throttled(c, retry_after);
                         }
                         r.finish(rec, f.outcome.label());
+                        if matches!(f.outcome, Outcome::ConnectionRefused | Outcome::TimeoutBeforeFirstByte) {
+                            r.unreachable.push(c.target.endpoint_region.clone());
+                        }
                         let fatal = f.outcome.class() == OutcomeClass::Fatal;
                         r.last = Some(f);
                         if fatal {
@@ -374,7 +386,7 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
                 }
             }
             () = tokio::time::sleep_until(plan.deadline) => {
-                break format!("the {} ms deadline passed", plan.deadline.saturating_duration_since(r.started).as_millis());
+                break format!("the {} ms deadline passed", plan.deadline_ms);
             }
         }
     };
@@ -445,7 +457,7 @@ fn give_up_failure(plan: &Plan, last: Option<Failure>, why: &str) -> Failure {
                 error: BedrockError::new(
                     ErrorKind::ServiceUnavailable,
                     format!(
-                        "No capacity for '{}' inside residency policy '{}' (allowed regions: {}): {why}.{tried}",
+                        "No answer for '{}' from any candidate inside residency policy '{}' (allowed regions: {}): {why}.{tried}",
                         plan.requested, plan.policy, plan.policy_regions
                     ),
                 ),

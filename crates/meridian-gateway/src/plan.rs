@@ -136,6 +136,7 @@ pub fn build(state: &AppState, ask: Ask<'_>) -> Result<Plan, BedrockError> {
         streaming: ask.streaming,
         tokens,
         deadline: Instant::now() + Duration::from_millis(deadline_ms),
+        deadline_ms,
         hedging: exposed.and_then(|m| m.hedging).unwrap_or(routing.hedging),
         max_attempts: state.max_attempts,
     })

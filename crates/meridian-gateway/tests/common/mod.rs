@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use meridian_catalog::Catalog;
 use meridian_catalog::detect::Step;
-use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_gateway::{AppState, ServeOptions, UpstreamAccount, UpstreamInfo};
 use meridian_router::health::Health;
 use meridian_sim::{Fleet, FleetConfig, LatencyModel};
 use meridian_upstream::{BedrockClient, Timeouts};
@@ -31,28 +31,50 @@ pub async fn us_fleet() -> Fleet {
 /// A gateway in us-east-1, US-only, exposing `chat` = claude-sonnet-4-5,
 /// calling `fleet`; returns its base URL.
 pub async fn gateway(fleet: &Fleet, health: Health) -> String {
+    let toml = "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n";
+    gateway_with(fleet, toml, health).await.0
+}
+
+/// A gateway in us-east-1 with this config, one upstream account per
+/// `[[upstream.accounts]]` entry (or one `default` account), all calling
+/// `fleet`; returns its base URL and its state.
+pub async fn gateway_with(fleet: &Fleet, toml: &str, health: Health) -> (String, Arc<AppState>) {
     let m = fleet.manifest();
-    let loaded = meridian_config::parse(
-        "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n",
-        None,
-    )
-    .unwrap();
-    let upstream = BedrockClient::with_static_keys(
+    let loaded = meridian_config::parse(toml, None).unwrap();
+    let client = BedrockClient::with_static_keys(
         &m.credentials.access_key_id,
         &m.credentials.secret_access_key,
         m.endpoints(),
         Timeouts::default(),
     );
+    let mut accounts: Vec<UpstreamAccount> = loaded
+        .config
+        .upstream
+        .accounts
+        .iter()
+        .map(|a| UpstreamAccount {
+            name: a.name.clone(),
+            client: client.clone(),
+            regions: a.regions.iter().cloned().collect(),
+        })
+        .collect();
+    if accounts.is_empty() {
+        accounts.push(UpstreamAccount {
+            name: "default".into(),
+            client,
+            regions: Default::default(),
+        });
+    }
     let info = UpstreamInfo {
         mode: "simulated",
         detail: "test".into(),
     };
-    let mut state = AppState::new(
+    let mut state = AppState::with_accounts(
         loaded.config,
         loaded.catalog,
         "us-east-1".into(),
         Step::Config,
-        upstream,
+        accounts,
         info,
     );
     state.max_body = 1_000_000;
@@ -62,9 +84,9 @@ pub async fn gateway(fleet: &Fleet, health: Health) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(meridian_gateway::serve(
         listener,
-        state,
+        state.clone(),
         ServeOptions::default(),
         std::future::pending(),
     ));
-    url
+    (url, state)
 }

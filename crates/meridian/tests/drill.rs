@@ -1,0 +1,134 @@
+//! The drill's done-when criteria, run as a user would: `meridian drill
+//! SCENARIO --json` at its defaults (200 req/s for 60 s), numbers read from
+//! the report. The scenarios run one at a time so they do not compete for
+//! the machine's cores.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use assert_cmd::Command;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn drill(scenario: &str) -> (Value, bool) {
+    let _guard = ONE_AT_A_TIME.lock();
+    let out = Command::cargo_bin("meridian")
+        .unwrap()
+        .args(["drill", scenario, "--json"])
+        .env("MERIDIAN_LOG", "error")
+        .timeout(std::time::Duration::from_secs(180))
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{scenario}: no JSON report ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(report["scenario"], scenario);
+    assert_eq!(report["requests"], 12_000, "200 req/s for 60 s");
+    assert_eq!(
+        report["residency_violations"], 0,
+        "{scenario}: processed outside the policy per the fleet's records"
+    );
+    let processed: u64 = report["processed_by_region"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(processed >= 1000, "the fleet recorded the traffic");
+    (report.clone(), out.status.success())
+}
+
+fn served(r: &Value, region: &str) -> u64 {
+    r["served_by_region"][region].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn region_outage_is_invisible_to_clients() {
+    let (r, ok) = drill("region-outage");
+    assert_eq!(
+        r["client_failures"]["total"], 0,
+        "{:#}",
+        r["client_failures"]
+    );
+    let back = r["primary_back_after_recovery_s"].as_f64().unwrap();
+    assert!(back <= 15.0, "primary back after {back} s");
+    assert!(served(&r, "ca-central-1") > 2000, "the secondary took over");
+    assert!(
+        served(&r, "us-east-1") > 2000,
+        "the primary served before and after"
+    );
+    let opened = r["breaker_transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["candidate"].as_str().unwrap().contains("|us-east-1|") && t["to"] == "open");
+    assert!(opened, "the primary's breaker opened");
+    assert!(ok, "every check passed: {:#}", r["checks"]);
+}
+
+#[test]
+fn brownout_is_hedged_within_budget() {
+    let (r, ok) = drill("brownout");
+    let p99 = r["latency_ms"]["p99"].as_f64().unwrap();
+    let healthy = r["healthy_p99_ms"].as_f64().unwrap();
+    assert!(healthy > 0.0);
+    assert!(
+        p99 <= 1.5 * healthy,
+        "p99 {p99} ms vs healthy {healthy} ms: {r:#}"
+    );
+    assert!(r["hedges"].as_u64().unwrap() > 0, "hedges were sent");
+    assert!(r["extra_attempts"].as_u64().unwrap() <= r["retry_budget"].as_u64().unwrap());
+    assert!(ok, "every check passed: {:#}", r["checks"]);
+}
+
+#[test]
+fn throttle_storm_spills_before_clients_see_throttles() {
+    let (r, ok) = drill("throttle-storm");
+    let throttled = r["client_failures"]["by_type"]["ThrottlingException"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        throttled * 100 < 12_000,
+        "{throttled} throttles reached clients"
+    );
+    assert!(
+        served(&r, "ca-central-1") > 1000,
+        "traffic spilled to other capacity"
+    );
+    assert!(ok, "every check passed: {:#}", r["checks"]);
+}
+
+#[test]
+fn residency_squeeze_never_leaves_the_eu_and_says_why_it_stops() {
+    let (r, ok) = drill("residency-squeeze");
+    for region in r["processed_by_region"].as_object().unwrap().keys() {
+        assert!(region.starts_with("eu-"), "processed in {region}");
+    }
+    let example = r["client_failures"]["examples"]["ServiceUnavailableException"]
+        .as_str()
+        .unwrap();
+    assert!(example.contains("residency policy 'eu-only"), "{example}");
+    assert!(ok, "every check passed: {:#}", r["checks"]);
+}
+
+#[test]
+fn flapping_only_breaks_streams_already_under_way() {
+    let (r, ok) = drill("flapping");
+    // A reset cuts streams that already sent bytes; nothing else may fail.
+    for (kind, n) in r["client_failures"]["by_type"].as_object().unwrap() {
+        assert!(
+            kind.starts_with("stream:"),
+            "{n} failures of type {kind}: {:#}",
+            r["client_failures"]["examples"]
+        );
+    }
+    assert!(
+        r["breaker_transitions"].as_array().unwrap().len() >= 2,
+        "the breaker followed the flapping"
+    );
+    assert!(ok, "every check passed: {:#}", r["checks"]);
+}
