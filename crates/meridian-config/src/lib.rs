@@ -200,6 +200,56 @@ pub struct Config {
     pub auth: InboundAuth,
     /// Routing settings.
     pub routing: Routing,
+    /// Invocation logs.
+    pub logging: Logging,
+}
+
+/// Where invocation records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogSink {
+    /// JSON lines on stdout.
+    #[default]
+    Stdout,
+    /// JSON lines appended to `[logging] file`.
+    File,
+    /// Nowhere (S3 export, if configured, still runs).
+    None,
+}
+
+/// S3 export of invocation records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Log {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// Endpoint URL of an S3-compatible server (else AWS).
+    pub endpoint: Option<String>,
+    /// First guess of the bucket's region (HeadBucket finds the real one).
+    pub region: Option<String>,
+    /// Named AWS profile for S3 credentials (else the default chain).
+    pub profile: Option<String>,
+    /// Local spool directory.
+    pub spool_dir: PathBuf,
+    /// Most bytes the spool holds.
+    pub spool_max_bytes: u64,
+    /// Spool segments are sealed at this size.
+    pub segment_bytes: u64,
+    /// Segments are sealed and uploaded this often.
+    pub flush_interval_ms: u64,
+}
+
+/// Invocation-log settings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Logging {
+    /// Line sink.
+    pub sink: LogSink,
+    /// File for `sink = "file"`.
+    pub file: Option<PathBuf>,
+    /// Request and response bodies in records.
+    pub include_bodies: bool,
+    /// S3 export.
+    pub s3: Option<S3Log>,
 }
 
 /// A config together with the catalog it was validated against.

@@ -27,6 +27,35 @@ pub(crate) struct RawConfig {
     pub auth: RawAuth,
     #[serde(default)]
     pub routing: RawRouting,
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+/// Invocation logs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogging {
+    pub sink: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub include_bodies: bool,
+    pub s3: Option<RawS3>,
+}
+
+/// Invocation-log export to S3.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawS3 {
+    pub bucket: Spanned<String>,
+    #[serde(default)]
+    pub prefix: String,
+    pub endpoint: Option<Spanned<String>>,
+    pub region: Option<Spanned<String>>,
+    pub profile: Option<String>,
+    pub spool_dir: Option<String>,
+    pub spool_max_bytes: Option<Spanned<u64>>,
+    pub segment_bytes: Option<Spanned<u64>>,
+    pub flush_interval_ms: Option<Spanned<u64>>,
 }
 
 /// Routing defaults for every model.

@@ -11,8 +11,8 @@ use toml::Spanned;
 use crate::error::{ConfigError, line_of};
 use crate::raw::{RawConfig, RawResidency, display};
 use crate::{
-    Account, AccountMode, Config, ExposedModel, InboundAuth, InboundCredential, Loaded,
-    RegionSetting, Routing, Strategy, Upstream, UpstreamMode,
+    Account, AccountMode, Config, ExposedModel, InboundAuth, InboundCredential, Loaded, LogSink,
+    Logging, RegionSetting, Routing, S3Log, Strategy, Upstream, UpstreamMode,
 };
 
 /// Builds errors that point into one file.
@@ -228,6 +228,7 @@ pub(crate) fn validate(
         out
     };
     let routing = validate_routing(&at, &catalog, &raw)?;
+    let logging = validate_logging(&at, &catalog, &raw, dir)?;
 
     let upstream = validate_upstream(&at, &catalog, &raw)?;
     let mut auth = InboundAuth::default();
@@ -267,6 +268,7 @@ pub(crate) fn validate(
             upstream,
             auth,
             routing,
+            logging,
         },
         catalog,
     })
@@ -514,4 +516,90 @@ fn unknown_region(catalog: &Catalog, r: &str) -> String {
             codes.join(", ")
         )
     }
+}
+
+fn validate_logging(
+    at: &At<'_>,
+    catalog: &Catalog,
+    raw: &RawConfig,
+    dir: &Path,
+) -> Result<Logging, ConfigError> {
+    let l = &raw.logging;
+    let mut out = Logging {
+        include_bodies: l.include_bodies,
+        ..Logging::default()
+    };
+    if let Some(s) = &l.sink {
+        out.sink = match s.get_ref().as_str() {
+            "stdout" => LogSink::Stdout,
+            "file" => LogSink::File,
+            "none" => LogSink::None,
+            other => {
+                return Err(at.at(
+                    s,
+                    "logging.sink",
+                    format!("'{other}' is not a sink; expected stdout, file or none"),
+                ));
+            }
+        };
+    }
+    match (&l.file, out.sink) {
+        (Some(f), _) => out.file = Some(dir.join(f.get_ref())),
+        (None, LogSink::File) => {
+            return Err(at.err(
+                l.sink.as_ref().map(Spanned::span),
+                "logging.file",
+                "sink = \"file\" needs file = \"PATH\"",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(s3) = &l.s3 {
+        let bucket = s3.bucket.get_ref();
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid {
+            return Err(at.at(
+                &s3.bucket,
+                "logging.s3.bucket",
+                "a bucket name is 3 to 63 lowercase letters, digits, dots and hyphens",
+            ));
+        }
+        if let Some(r) = &s3.region {
+            check_region(at, catalog, r, "logging.s3.region")?;
+        }
+        if let Some(e) = &s3.endpoint {
+            let ok = e.get_ref().starts_with("http://") || e.get_ref().starts_with("https://");
+            if !ok {
+                return Err(at.at(
+                    e,
+                    "logging.s3.endpoint",
+                    "expected http://HOST[:PORT] or https://HOST[:PORT]",
+                ));
+            }
+        }
+        let positive = |v: &Option<Spanned<u64>>, key: &str, default: u64| match v {
+            Some(n) if *n.get_ref() == 0 => Err(at.at(n, key, "must be greater than 0")),
+            Some(n) => Ok(*n.get_ref()),
+            None => Ok(default),
+        };
+        out.s3 = Some(S3Log {
+            bucket: bucket.clone(),
+            prefix: s3.prefix.clone(),
+            endpoint: s3.endpoint.as_ref().map(|e| e.get_ref().clone()),
+            region: s3.region.as_ref().map(|r| r.get_ref().clone()),
+            profile: s3.profile.clone(),
+            spool_dir: dir.join(s3.spool_dir.as_deref().unwrap_or("meridian-spool")),
+            spool_max_bytes: positive(&s3.spool_max_bytes, "logging.s3.spool_max_bytes", 1 << 30)?,
+            segment_bytes: positive(&s3.segment_bytes, "logging.s3.segment_bytes", 8 << 20)?,
+            flush_interval_ms: positive(
+                &s3.flush_interval_ms,
+                "logging.s3.flush_interval_ms",
+                5000,
+            )?,
+        });
+    }
+    Ok(out)
 }

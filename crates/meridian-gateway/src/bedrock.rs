@@ -16,7 +16,7 @@ use meridian_wire::{BedrockError, ErrorKind, Operation, converse};
 
 use crate::execute::{self, Served};
 use crate::state::AppState;
-use crate::{auth, control_plane, plan, respond};
+use crate::{account, auth, control_plane, plan, respond};
 
 /// Handles every request that is not a Meridian endpoint.
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -58,32 +58,59 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
 }
 
 async fn runtime(
-    state: &AppState,
+    state: &Arc<AppState>,
     op: &Operation,
     headers: &http::HeaderMap,
     body: Bytes,
     request_id: &str,
 ) -> Result<Response, (BedrockError, usize, Option<String>)> {
+    let started = tokio::time::Instant::now();
     let model_id = op.model_id().unwrap_or_default();
+    let request_body = state.log.include_bodies.then(|| body.clone());
+    // Every early exit is accounted for and logged like a finished request.
+    let refuse =
+        |e: BedrockError, plan: Option<&execute::Plan>, ex: Option<&execute::Exhausted>| {
+            account::finish(
+                state,
+                &account::Finished {
+                    api: "bedrock",
+                    operation: op.name(),
+                    requested: model_id,
+                    request_id,
+                    plan,
+                    served: None,
+                    decision: ex.map(|x| &x.decision),
+                    status: e.kind.status(),
+                    error_code: Some(e.kind.name()),
+                    usage: account::Usage::default(),
+                    latency: started.elapsed(),
+                    ttft: None,
+                    request_body: request_body.as_ref(),
+                    response_body: None,
+                },
+            );
+            let attempts = ex.map_or(0, |x| x.attempts);
+            (e, attempts, ex.map(|x| x.decision.summary()))
+        };
     // admit: pass-through (per-tenant rate limits and budgets come with tenants)
     // guard input: pass-through (guardrails)
     // cache: pass-through (response cache)
     // plan
-    let narrow = residency_header(state, headers).map_err(|e| (e, 0, None))?;
+    let narrow = residency_header(state, headers).map_err(|e| refuse(e, None, None))?;
     // validate what Meridian can check before spending an upstream call
     let json = match op {
         Operation::Converse { .. }
         | Operation::ConverseStream { .. }
         | Operation::CountTokens { .. } => {
             let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-                (
+                refuse(
                     BedrockError::validation(format!("The request body is not valid JSON: {e}")),
-                    0,
+                    None,
                     None,
                 )
             })?;
             if !matches!(op, Operation::CountTokens { .. }) {
-                converse::validate_request(&v).map_err(|e| (e, 0, None))?;
+                converse::validate_request(&v).map_err(|e| refuse(e, None, None))?;
             }
             Some(v)
         }
@@ -100,25 +127,89 @@ async fn runtime(
             action: op.action().unwrap_or("converse"),
             streaming: op.is_streaming(),
             forward: passthrough_request_headers(headers),
+            started,
         },
     )
-    .map_err(|e| (e, 0, None))?;
-    // execute; then guard output, account and log (pass-through) before encode
+    .map_err(|e| refuse(e, None, None))?;
+    // execute; then guard output (pass-through), account and log, encode
     if plan.streaming {
-        let (served, frames) = execute::streaming(state, &plan)
-            .await
-            .map_err(|e| (e.failure.error, e.attempts, Some(e.decision.summary())))?;
+        let on_end = stream_end(state, "bedrock", op.name(), model_id, request_id, &plan);
+        let (served, frames) = match execute::streaming(state, &plan, on_end).await {
+            Ok(x) => x,
+            Err(ex) => {
+                let e = ex.failure.error.clone();
+                return Err(refuse(e, Some(&plan), Some(&ex)));
+            }
+        };
         Ok(encode(
             request_id,
             &served,
             execute::eventstream_body(frames),
         ))
     } else {
-        let (served, body) = execute::unary(state, &plan)
-            .await
-            .map_err(|e| (e.failure.error, e.attempts, Some(e.decision.summary())))?;
+        let (served, body) = match execute::unary(state, &plan).await {
+            Ok(x) => x,
+            Err(ex) => {
+                let e = ex.failure.error.clone();
+                return Err(refuse(e, Some(&plan), Some(&ex)));
+            }
+        };
+        account::finish(
+            state,
+            &account::Finished {
+                api: "bedrock",
+                operation: op.name(),
+                requested: model_id,
+                request_id,
+                plan: Some(&plan),
+                served: Some(&served),
+                decision: Some(&served.decision),
+                status: served.status.as_u16(),
+                error_code: None,
+                usage: account::unary_usage(&served.headers, &body),
+                latency: started.elapsed(),
+                ttft: None,
+                request_body: request_body.as_ref(),
+                response_body: Some(&body),
+            },
+        );
         Ok(encode(request_id, &served, axum::body::Body::from(body)))
     }
+}
+
+/// A hook that accounts for and logs a stream when it ends.
+pub(crate) fn stream_end(
+    state: &Arc<AppState>,
+    api: &'static str,
+    operation: &'static str,
+    requested: &str,
+    request_id: &str,
+    plan: &execute::Plan,
+) -> execute::OnEnd {
+    let state = state.clone();
+    let (requested, request_id) = (requested.to_string(), request_id.to_string());
+    let plan = plan.clone();
+    Box::new(move |end: execute::StreamEnd, served: &execute::Served| {
+        account::finish(
+            &state,
+            &account::Finished {
+                api,
+                operation,
+                requested: &requested,
+                request_id: &request_id,
+                plan: Some(&plan),
+                served: Some(served),
+                decision: Some(&served.decision),
+                status: 200,
+                error_code: end.error.as_deref(),
+                usage: end.usage,
+                latency: plan.started.elapsed(),
+                ttft: Some(end.ttft),
+                request_body: None,
+                response_body: None,
+            },
+        );
+    })
 }
 
 pub(crate) fn encode(request_id: &str, served: &Served, body: axum::body::Body) -> Response {

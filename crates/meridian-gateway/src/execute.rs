@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::state::AppState;
 
 /// One request's plan, ready to execute.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// What the client asked for.
     pub requested: String,
@@ -49,6 +49,8 @@ pub struct Plan {
     pub streaming: bool,
     /// Tokens reserved per attempt (input estimate + max tokens).
     pub tokens: u64,
+    /// When the request arrived.
+    pub started: Instant,
     /// When the whole request must be done.
     pub deadline: Instant,
     /// The deadline as configured or asked for, ms.
@@ -111,7 +113,7 @@ impl Decision {
 }
 
 /// A successful attempt's head.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Served {
     pub status: http::StatusCode,
     pub headers: http::HeaderMap,
@@ -482,18 +484,46 @@ pub async fn unary(state: &AppState, plan: &Plan) -> Result<(Served, Bytes), Exh
     }
 }
 
+/// How a stream ended, for accounting and the invocation log.
+#[derive(Debug, Default)]
+pub struct StreamEnd {
+    /// Usage read from the events.
+    pub usage: crate::account::Usage,
+    /// The error code, when the stream broke after its first event.
+    pub error: Option<String>,
+    /// From the request's start to its first event.
+    pub ttft: Duration,
+}
+
+/// Called once when a stream ends, before its last event (or its exception
+/// event) is sent, so the record exists before the client has the whole answer.
+pub type OnEnd = Box<dyn FnOnce(StreamEnd, &Served) + Send>;
+
 /// Streaming: answers once the first whole event is in, so a failure before
 /// it is retried (or raced) invisibly; afterwards events are forwarded as they
 /// arrive and a failure ends the stream with an exception event.
-pub async fn streaming(state: &AppState, plan: &Plan) -> Result<(Served, Frames), Exhausted> {
+pub async fn streaming(
+    state: &AppState,
+    plan: &Plan,
+    on_end: OnEnd,
+) -> Result<(Served, Frames), Exhausted> {
     let (served, answer) = run(state, plan).await?;
+    let ttft = plan.started.elapsed();
+    let copy = served.clone();
+    let on_end: Box<dyn FnOnce(StreamEnd) + Send> = Box::new(move |mut end: StreamEnd| {
+        end.ttft = ttft;
+        on_end(end, &copy);
+    });
     match answer.got {
         Got::Stream {
             first,
             upstream,
             splitter,
-        } => Ok((served, forward(first, *upstream, splitter))),
-        Got::Unary(body) => Ok((served, forward_whole(body))),
+        } => Ok((served, forward(first, *upstream, splitter, on_end))),
+        Got::Unary(body) => {
+            on_end(StreamEnd::default());
+            Ok((served, forward_whole(body)))
+        }
     }
 }
 
@@ -541,46 +571,81 @@ fn forward_whole(body: Bytes) -> Frames {
     rx
 }
 
-fn forward(first: Bytes, mut upstream: Upstream, mut splitter: FrameSplitter) -> Frames {
+fn forward(
+    first: Bytes,
+    mut upstream: Upstream,
+    mut splitter: FrameSplitter,
+    on_end: Box<dyn FnOnce(StreamEnd) + Send>,
+) -> Frames {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BedrockError>>(32);
     tokio::spawn(async move {
-        if tx.send(Ok(first)).await.is_err() {
-            return;
-        }
-        loop {
-            loop {
-                match splitter.next_frame() {
-                    Ok(Some(frame)) => {
-                        if tx.send(Ok(frame)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(bad_frames(e).error)).await;
-                        return;
-                    }
-                }
+        let mut usage = crate::account::StreamUsage::default();
+        let see = |frame: &Bytes, usage: &mut crate::account::StreamUsage| {
+            if let Ok(f) = meridian_wire::eventstream::decode_one(frame)
+                && let meridian_wire::eventstream::FrameKind::Event(kind) = &f.kind
+            {
+                usage.see(kind, &f.payload);
             }
-            match upstream.next_chunk().await {
-                Ok(Some(chunk)) => splitter.push(&chunk),
-                Ok(None) => {
-                    if splitter.pending() > 0 {
-                        let e = BedrockError::new(
+        };
+        see(&first, &mut usage);
+        // One frame is held back so the stream's end is accounted for (and
+        // logged) before the client receives its last event.
+        let mut held = first;
+        let end = |usage: crate::account::StreamUsage, error: Option<&BedrockError>| StreamEnd {
+            usage: usage.usage,
+            error: error.map(|e| e.kind.name().to_string()),
+            ttft: Duration::ZERO,
+        };
+        let failure = loop {
+            let next = match splitter.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => match upstream.next_chunk().await {
+                    Ok(Some(chunk)) => {
+                        splitter.push(&chunk);
+                        continue;
+                    }
+                    Ok(None) if splitter.pending() > 0 => {
+                        break Some(BedrockError::new(
                             ErrorKind::ModelStreamError,
                             "the upstream stream ended in the middle of an event",
-                        );
-                        let _ = tx.send(Err(e)).await;
+                        ));
                     }
-                    return;
-                }
-                Err(f) => {
-                    tracing::warn!(
-                        outcome = f.outcome.label(),
-                        "stream failed after the first byte"
-                    );
-                    let _ = tx.send(Err(f.error)).await;
-                    return;
+                    Ok(None) => break None,
+                    Err(f) => {
+                        tracing::warn!(
+                            outcome = f.outcome.label(),
+                            "stream failed after the first byte"
+                        );
+                        break Some(f.error);
+                    }
+                },
+                Err(e) => break Some(bad_frames(e).error),
+            };
+            see(&next, &mut usage);
+            if tx
+                .send(Ok(std::mem::replace(&mut held, next)))
+                .await
+                .is_err()
+            {
+                on_end(end(
+                    usage,
+                    Some(&BedrockError::new(
+                        ErrorKind::ModelStreamError,
+                        "client went away",
+                    )),
+                ));
+                return;
+            }
+        };
+        match failure {
+            None => {
+                on_end(end(usage, None));
+                let _ = tx.send(Ok(held)).await;
+            }
+            Some(e) => {
+                on_end(end(usage, Some(&e)));
+                if tx.send(Ok(held)).await.is_ok() {
+                    let _ = tx.send(Err(e)).await;
                 }
             }
         }

@@ -5,10 +5,13 @@
 //! plan (catalog + residency, candidates ordered by meridian-router) →
 //! execute attempts (retries, hedges, one deadline) → encode.
 
+mod account;
 mod auth;
 mod bedrock;
 mod control_plane;
 mod execute;
+pub mod invocation;
+pub mod metrics;
 mod openai;
 mod plan;
 mod respond;
@@ -16,8 +19,8 @@ mod server;
 mod state;
 mod status;
 
-pub use server::{ServeOptions, router, serve};
-pub use state::{AppState, UpstreamAccount, UpstreamInfo};
+pub use server::{ServeOptions, probe_endpoints, router, serve};
+pub use state::{AppState, ModelReadiness, UpstreamAccount, UpstreamInfo};
 
 /// Response header naming the region that served the request.
 pub const REGION_HEADER: &str = "x-meridian-region";

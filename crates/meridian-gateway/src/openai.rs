@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::execute::{self, Frames};
 use crate::state::AppState;
-use crate::{auth, bedrock, plan, respond};
+use crate::{account, auth, bedrock, plan, respond};
 
 fn error(request_id: &str, e: &OpenAiError) -> Response {
     Response::builder()
@@ -35,10 +35,11 @@ pub async fn chat(State(state): State<Arc<AppState>>, req: Request) -> Response 
 }
 
 async fn chat_inner(
-    state: &AppState,
+    state: &Arc<AppState>,
     req: Request,
     request_id: &str,
 ) -> Result<Response, OpenAiError> {
+    let started = tokio::time::Instant::now();
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, state.max_body)
         .await
@@ -69,16 +70,47 @@ async fn chat_inner(
             },
             streaming: t.stream,
             forward: Vec::new(),
+            started,
         },
     )
     .map_err(|e| OpenAiError::from(&e))?;
+    let operation = if t.stream {
+        "ConverseStream"
+    } else {
+        "Converse"
+    };
     let id = format!("chatcmpl-{}", request_id.replace('-', ""));
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let fail = |e: execute::Exhausted| OpenAiError::from(&e.failure.error);
+    let fail = |ex: execute::Exhausted| {
+        let e = &ex.failure.error;
+        account::finish(
+            state,
+            &account::Finished {
+                api: "openai",
+                operation,
+                requested: &t.model,
+                request_id,
+                plan: Some(&plan),
+                served: None,
+                decision: Some(&ex.decision),
+                status: e.kind.status(),
+                error_code: Some(e.kind.name()),
+                usage: account::Usage::default(),
+                latency: started.elapsed(),
+                ttft: None,
+                request_body: None,
+                response_body: None,
+            },
+        );
+        OpenAiError::from(e)
+    };
     let mut resp = if t.stream {
-        let (served, frames) = execute::streaming(state, &plan).await.map_err(fail)?;
+        let on_end = bedrock::stream_end(state, "openai", operation, &t.model, request_id, &plan);
+        let (served, frames) = execute::streaming(state, &plan, on_end)
+            .await
+            .map_err(fail)?;
         let translator = StreamTranslator::new(&id, &t.model, created, t.include_usage);
         let mut r = bedrock::encode(request_id, &served, sse_body(frames, translator));
         r.headers_mut().insert(
@@ -90,6 +122,25 @@ async fn chat_inner(
         r
     } else {
         let (served, body) = execute::unary(state, &plan).await.map_err(fail)?;
+        account::finish(
+            state,
+            &account::Finished {
+                api: "openai",
+                operation,
+                requested: &t.model,
+                request_id,
+                plan: Some(&plan),
+                served: Some(&served),
+                decision: Some(&served.decision),
+                status: 200,
+                error_code: None,
+                usage: account::unary_usage(&served.headers, &body),
+                latency: started.elapsed(),
+                ttft: None,
+                request_body: None,
+                response_body: None,
+            },
+        );
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
             OpenAiError::from(&BedrockError::new(
                 meridian_wire::ErrorKind::InternalServer,

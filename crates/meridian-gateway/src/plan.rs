@@ -49,6 +49,8 @@ pub struct Ask<'a> {
     pub streaming: bool,
     /// Headers forwarded upstream.
     pub forward: Vec<(HeaderName, HeaderValue)>,
+    /// When the request arrived.
+    pub started: Instant,
 }
 
 /// Builds a request's plan.
@@ -135,7 +137,8 @@ pub fn build(state: &AppState, ask: Ask<'_>) -> Result<Plan, BedrockError> {
         headers: ask.forward,
         streaming: ask.streaming,
         tokens,
-        deadline: Instant::now() + Duration::from_millis(deadline_ms),
+        started: ask.started,
+        deadline: ask.started + Duration::from_millis(deadline_ms),
         deadline_ms,
         hedging: exposed.and_then(|m| m.hedging).unwrap_or(routing.hedging),
         max_attempts: state.max_attempts,

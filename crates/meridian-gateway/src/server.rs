@@ -41,6 +41,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(status::health))
         .route("/status", get(status::status))
+        .route("/ready", get(status::ready))
+        .route("/metrics", get(status::metrics))
         .route("/v1/chat/completions", axum::routing::post(openai::chat))
         .route("/v1/models", get(openai::models))
         .route("/v1/{*rest}", axum::routing::any(openai::not_found))
@@ -90,4 +92,41 @@ pub async fn serve(
         () = tokio::time::sleep(opts.drain) => tracing::warn!("shutdown: in-flight requests did not finish in time"),
     }
     Ok(())
+}
+
+/// Probes every endpoint an exposed model may call, every `interval`: a TCP
+/// connection that cannot be made within a second marks the region's
+/// endpoint down for `/ready` (breakers cover failures seen by traffic).
+pub async fn probe_endpoints(state: Arc<AppState>, interval: Duration) {
+    loop {
+        for (region, url) in state.probe_targets() {
+            let up = match authority(&url) {
+                Some(addr) => matches!(
+                    tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio::net::TcpStream::connect(addr.as_str())
+                    )
+                    .await,
+                    Ok(Ok(_))
+                ),
+                None => true,
+            };
+            let before = state.probes.write().insert(region.clone(), up);
+            if before != Some(up) && before.is_some() {
+                tracing::warn!(%region, up, "endpoint reachability changed");
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// `host:port` of an http(s) URL.
+fn authority(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    if host.contains(':') && !host.ends_with(']') {
+        return Some(host.to_string());
+    }
+    let port = if scheme == "https" { 443 } else { 80 };
+    Some(format!("{host}:{port}"))
 }

@@ -27,6 +27,20 @@ pub struct UpstreamInfo {
     pub detail: String,
 }
 
+/// One exposed model's readiness.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReadiness {
+    /// Exposed name.
+    pub model: String,
+    /// Allowed candidates.
+    pub candidates: usize,
+    /// Of which healthy.
+    pub healthy: usize,
+    /// Why it has none, when it did not resolve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// An upstream account: a name, a client with its credentials, and the
 /// regions it may be called in (empty: all).
 #[derive(Debug)]
@@ -62,6 +76,12 @@ pub struct AppState {
     pub account_id: String,
     /// Breakers, retry budget and per-candidate statistics.
     pub router: Router,
+    /// Request metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// Invocation-log sinks.
+    pub log: crate::invocation::InvocationLog,
+    /// Endpoint reachability from the background prober, by region.
+    pub probes: parking_lot::RwLock<HashMap<String, bool>>,
     /// Exposed names resolved once at start-up: the request path reads this.
     plans: HashMap<String, Result<Resolution, ResolveError>>,
 }
@@ -125,8 +145,70 @@ impl AppState {
             upstream_info,
             max_body: MAX_BODY,
             account_id: "000000000000".into(),
+            metrics: crate::metrics::Metrics::default(),
+            log: crate::invocation::InvocationLog::disabled(),
+            probes: parking_lot::RwLock::new(HashMap::new()),
             plans,
         }
+    }
+
+    /// Per exposed model: how many of its allowed candidates are healthy
+    /// (endpoint reachable per the prober, breaker not open).
+    pub fn readiness(&self) -> Vec<ModelReadiness> {
+        let probes = self.probes.read();
+        self.config
+            .models
+            .iter()
+            .map(|m| {
+                let (candidates, healthy, error) = match self.plans.get(&m.name) {
+                    Some(Ok(res)) => {
+                        let mut total = 0;
+                        let mut ok = 0;
+                        for t in &res.targets {
+                            for a in &self.accounts {
+                                if !a.regions.is_empty() && !a.regions.contains(&t.endpoint_region)
+                                {
+                                    continue;
+                                }
+                                total += 1;
+                                let key =
+                                    format!("{}|{}|{}", a.name, t.endpoint_region, t.model_id);
+                                let reachable =
+                                    probes.get(&t.endpoint_region).copied().unwrap_or(true);
+                                let open = self.router.health.state(&key)
+                                    == meridian_router::breaker::State::Open;
+                                if reachable && !open {
+                                    ok += 1;
+                                }
+                            }
+                        }
+                        (total, ok, None)
+                    }
+                    Some(Err(e)) => (0, 0, Some(e.to_string())),
+                    None => (0, 0, Some("not resolved".into())),
+                };
+                ModelReadiness {
+                    model: m.name.clone(),
+                    candidates,
+                    healthy,
+                    error,
+                }
+            })
+            .collect()
+    }
+
+    /// Every (region, endpoint URL) an exposed model may call.
+    pub fn probe_targets(&self) -> Vec<(String, String)> {
+        let mut out = std::collections::BTreeMap::new();
+        for res in self.plans.values().flatten() {
+            for t in &res.targets {
+                for a in &self.accounts {
+                    out.entry(t.endpoint_region.clone())
+                        .or_insert_with(|| a.client.endpoints().url(&t.endpoint_region));
+                }
+            }
+        }
+        out.into_iter().collect()
     }
 
     /// The client of account `name`.

@@ -1,4 +1,4 @@
-//! `/health` and `/status`.
+//! `/health`, `/ready`, `/status` and `/metrics`.
 
 use std::sync::Arc;
 
@@ -39,7 +39,84 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "upstream": state.upstream_info,
         "inbound_auth": if state.config.auth.is_enforced() { "enforced" } else { "not enforced (no [auth] in config)" },
         "models": models,
+        "ready": state.readiness().iter().all(|r| r.healthy > 0),
+        "invocation_log": {
+            "sinks": state.log.sink_names(),
+            "include_bodies": state.log.include_bodies,
+            "s3": state.log.s3.as_ref().map(|s| s.status()),
+        },
         "breakers": state.router.health.states().into_iter().map(|(k, st)| json!({"target": k, "state": format!("{st:?}").to_lowercase()})).collect::<Vec<_>>(),
         "candidates": state.router.views(),
     }))
+}
+
+/// Readiness: every exposed model has at least one allowed candidate whose
+/// endpoint answers the prober and whose breaker is not open. 503 otherwise,
+/// naming the models that have none.
+pub async fn ready(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let models = state.readiness();
+    let ready = models.iter().all(|m| m.healthy > 0);
+    let body = Json(json!({"ready": ready, "models": models}));
+    let status = if ready {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    use crate::metrics::labels;
+    use axum::response::IntoResponse;
+    let mut gauges = Vec::new();
+    for v in state.router.views() {
+        let mut parts = v.key.splitn(3, '|');
+        let (account, region, model) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let l = labels([("region", region), ("account", account), ("model", model)]);
+        let state_num = match v.breaker {
+            "open" => 2.0,
+            "half-open" => 1.0,
+            _ => 0.0,
+        };
+        gauges.push(("meridian_breaker_state", l.clone(), state_num));
+        gauges.push((
+            "meridian_quota_used_tokens_per_minute",
+            l.clone(),
+            v.tokens_last_min as f64,
+        ));
+        if let Some(q) = v.quota_tokens_per_min {
+            gauges.push(("meridian_quota_estimate_tokens_per_minute", l, q as f64));
+        }
+    }
+    if let Some(s3) = &state.log.s3 {
+        let st = s3.status();
+        gauges.push((
+            "meridian_log_spool_bytes",
+            Vec::new(),
+            st.spool_bytes as f64,
+        ));
+        gauges.push((
+            "meridian_log_records_uploaded_total",
+            Vec::new(),
+            st.uploaded_records as f64,
+        ));
+        gauges.push((
+            "meridian_log_records_dropped_total",
+            Vec::new(),
+            st.dropped_records as f64,
+        ));
+    }
+    let ready = state.readiness().iter().all(|r| r.healthy > 0);
+    gauges.push(("meridian_ready", Vec::new(), if ready { 1.0 } else { 0.0 }));
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(&gauges),
+    )
+        .into_response()
 }

@@ -195,7 +195,7 @@ impl Response {
     }
 }
 
-pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A pooled HTTP/1.1 + HTTP/2 client over rustls (ring) with a connect timeout.
 pub(crate) fn https_client(timeouts: &Timeouts) -> HttpsClient {

@@ -7,6 +7,7 @@ pub mod aws_chain;
 pub mod bedrock;
 pub mod openai_compat;
 pub mod outcome;
+pub mod s3;
 pub mod sign;
 
 pub use bedrock::{

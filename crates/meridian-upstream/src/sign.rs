@@ -4,8 +4,8 @@ use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, SessionTokenMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PayloadChecksumKind, PercentEncodingMode, SessionTokenMode, SignableBody, SignableRequest,
+    SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
@@ -22,6 +22,8 @@ pub struct SignOptions {
     pub sign_body_header: bool,
     /// Sign the session token header (vs. adding it after signing).
     pub sign_session_token: bool,
+    /// Encode the path once, as S3 expects (other services: twice).
+    pub single_encode: bool,
 }
 
 impl Default for SignOptions {
@@ -30,6 +32,7 @@ impl Default for SignOptions {
             normalize: true,
             sign_body_header: false,
             sign_session_token: true,
+            single_encode: false,
         }
     }
 }
@@ -60,6 +63,9 @@ pub fn sign_request(
     } else {
         PayloadChecksumKind::NoHeader
     };
+    if opts.single_encode {
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+    }
     settings.session_token_mode = if opts.sign_session_token {
         SessionTokenMode::Include
     } else {

@@ -147,6 +147,7 @@ fn signer_matches_every_double_encoding_case() {
             normalize: case.ctx["normalize"].as_bool().unwrap(),
             sign_body_header: case.ctx["sign_body"].as_bool().unwrap_or(true),
             sign_session_token: !case.ctx["omit_session_token"].as_bool().unwrap_or(false),
+            single_encode: false,
         };
         let service = case.ctx["service"].as_str().unwrap();
         let region = case.ctx["region"].as_str().unwrap();

@@ -8,10 +8,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use meridian_catalog::env::{EnvSource, ProcessEnv};
-use meridian_config::{Config, Loaded, UpstreamMode};
+use meridian_config::{Config, Loaded, LogSink, UpstreamMode};
+use meridian_gateway::invocation::spool::Spool;
+use meridian_gateway::invocation::{InvocationLog, S3Export};
 use meridian_gateway::{AppState, ServeOptions, UpstreamAccount, UpstreamInfo};
 use meridian_sim::{Fleet, FleetConfig};
+use meridian_upstream::CredentialSource;
 use meridian_upstream::aws_chain::{AwsCredentials, Identity, shared};
+use meridian_upstream::s3::S3Client;
 use meridian_upstream::{Auth, BedrockClient, Endpoints, Timeouts};
 
 use super::{init_logging, shutdown_signal, source_region};
@@ -126,8 +130,16 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         )
     };
     tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
-    let state = Arc::new(AppState::with_accounts(
-        config, catalog, region, step, accounts, info,
+    let log = invocation_log(&config, &region).await?;
+    let mut state = AppState::with_accounts(config, catalog, region, step, accounts, info);
+    state.log = log;
+    let state = Arc::new(state);
+    if let Some(s3) = state.log.s3.clone() {
+        tokio::spawn(s3.run());
+    }
+    tokio::spawn(meridian_gateway::probe_endpoints(
+        state.clone(),
+        std::time::Duration::from_secs(2),
     ));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -139,6 +151,57 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The invocation-log sinks from `[logging]`; the S3 spool is opened (and
+/// what a previous run left in it sealed for upload) before serving starts.
+async fn invocation_log(config: &Config, region: &str) -> anyhow::Result<InvocationLog> {
+    let l = &config.logging;
+    let s3 = match &l.s3 {
+        None => None,
+        Some(s3) => {
+            let spool = Spool::open(&s3.spool_dir, s3.spool_max_bytes, s3.segment_bytes)
+                .with_context(|| format!("cannot open the spool {}", s3.spool_dir.display()))?;
+            let guess = s3.region.clone().unwrap_or_else(|| region.to_string());
+            let identity = Identity {
+                profile: s3.profile.clone(),
+                ..Identity::default()
+            };
+            let creds: Arc<dyn CredentialSource> =
+                match AwsCredentials::new(&guess, &identity).await {
+                    Some(c) => shared(c),
+                    None => Arc::new(NoCredentials),
+                };
+            let client = S3Client::new(creds, s3.endpoint.clone(), &s3.bucket, &guess);
+            Some(Arc::new(S3Export::new(
+                spool,
+                client,
+                &s3.prefix,
+                std::time::Duration::from_millis(s3.flush_interval_ms),
+            )))
+        }
+    };
+    InvocationLog::new(
+        l.sink == LogSink::Stdout,
+        if l.sink == LogSink::File {
+            l.file.as_deref()
+        } else {
+            None
+        },
+        l.include_bodies,
+        s3,
+    )
+    .context("cannot open the invocation-log file")
+}
+
+/// Stands in when no AWS credentials resolve for S3: every call says so.
+#[derive(Debug)]
+struct NoCredentials;
+
+impl CredentialSource for NoCredentials {
+    fn credentials(&self) -> meridian_upstream::bedrock::futures_lite::BoxedCredentials<'_> {
+        Box::pin(async { Err("no AWS credentials resolved for S3".to_string()) })
+    }
 }
 
 /// The upstream accounts in config order (one `default` account when none

@@ -1,0 +1,298 @@
+//! A local spool of invocation records: records are appended to an open
+//! segment file, one JSON line per `write` call (so a killed process leaves
+//! whole lines behind), segments are sealed by size or age, and a sealed
+//! segment is removed only after every record in it was confirmed uploaded.
+//!
+//! At start-up, segments a previous process left open are sealed (a torn
+//! last line, which only a power loss could leave, is cut off and counted).
+//! The spool is bounded: when sealed and open segments together reach
+//! `max_bytes`, new records are refused and counted as dropped, and an
+//! error is logged; the records already spooled are kept.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+const OPEN: &str = "open";
+const SEALED: &str = "ndjson";
+
+/// Why a record was not spooled.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The spool is at its size limit.
+    #[error("the invocation-log spool is full ({0} bytes); the record was dropped")]
+    Full(u64),
+    /// The disk said no.
+    #[error("cannot write the invocation-log spool: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug)]
+struct Open {
+    file: File,
+    path: PathBuf,
+    bytes: u64,
+    records: u64,
+    since: SystemTime,
+}
+
+/// The spool directory.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    boot: u128,
+    seq: AtomicU64,
+    open: Mutex<Option<Open>>,
+    /// Bytes in sealed segments.
+    sealed_bytes: AtomicU64,
+    dropped: AtomicU64,
+    recovered_torn: AtomicU64,
+}
+
+impl Spool {
+    /// Opens (creating) the spool in `dir`, sealing what a previous process
+    /// left open.
+    pub fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> io::Result<Spool> {
+        fs::create_dir_all(dir)?;
+        let boot = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let spool = Spool {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segment_bytes: segment_bytes.max(1),
+            boot,
+            seq: AtomicU64::new(0),
+            open: Mutex::new(None),
+            sealed_bytes: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            recovered_torn: AtomicU64::new(0),
+        };
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == OPEN) {
+                let torn = cut_torn_tail(&path)?;
+                spool.recovered_torn.fetch_add(torn, Ordering::Relaxed);
+                if fs::metadata(&path)?.len() == 0 {
+                    fs::remove_file(&path)?;
+                } else {
+                    fs::rename(&path, path.with_extension(SEALED))?;
+                }
+            }
+        }
+        let sealed: u64 = spool
+            .sealed()?
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        spool.sealed_bytes.store(sealed, Ordering::Relaxed);
+        Ok(spool)
+    }
+
+    /// Appends one record (a JSON line without its newline).
+    pub fn append(&self, line: &[u8]) -> Result<(), SpoolError> {
+        let len = line.len() as u64 + 1;
+        let mut open = self.open.lock();
+        let used = self.sealed_bytes.load(Ordering::Relaxed) + open.as_ref().map_or(0, |o| o.bytes);
+        if used + len > self.max_bytes {
+            if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::error!(
+                    max_bytes = self.max_bytes,
+                    "invocation-log spool is full: new records are dropped until uploads free space"
+                );
+            }
+            return Err(SpoolError::Full(self.max_bytes));
+        }
+        if open.is_none() {
+            *open = Some(self.new_segment()?);
+        }
+        let Some(o) = open.as_mut() else {
+            return Ok(());
+        };
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        // One write call per record: a killed process leaves whole lines.
+        o.file.write_all(&buf)?;
+        o.bytes += len;
+        o.records += 1;
+        if o.bytes >= self.segment_bytes {
+            self.seal_locked(&mut open)?;
+        }
+        Ok(())
+    }
+
+    fn new_segment(&self) -> io::Result<Open> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("{:032x}-{seq:08}.{OPEN}", self.boot));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Open {
+            file,
+            path,
+            bytes: 0,
+            records: 0,
+            since: SystemTime::now(),
+        })
+    }
+
+    fn seal_locked(&self, open: &mut Option<Open>) -> io::Result<()> {
+        if let Some(o) = open.take() {
+            o.file.sync_data()?;
+            fs::rename(&o.path, o.path.with_extension(SEALED))?;
+            self.sealed_bytes.fetch_add(o.bytes, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Seals the open segment if it holds records and is older than `age`.
+    pub fn seal_if_older(&self, age: Duration) -> io::Result<()> {
+        let mut open = self.open.lock();
+        let old = open
+            .as_ref()
+            .is_some_and(|o| o.records > 0 && o.since.elapsed().unwrap_or_default() >= age);
+        if old {
+            self.seal_locked(&mut open)?;
+        }
+        Ok(())
+    }
+
+    /// Sealed segments, oldest first.
+    pub fn sealed(&self) -> io::Result<Vec<PathBuf>> {
+        let mut out: Vec<PathBuf> = fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == SEALED))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes an uploaded segment.
+    pub fn remove(&self, path: &Path) -> io::Result<()> {
+        let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        fs::remove_file(path)?;
+        let _ = self
+            .sealed_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(len))
+            });
+        if self.sealed_bytes.load(Ordering::Relaxed) < self.max_bytes / 2 {
+            self.dropped_reset_notice();
+        }
+        Ok(())
+    }
+
+    fn dropped_reset_notice(&self) {
+        // Log again the next time the spool fills up.
+        let n = self.dropped.load(Ordering::Relaxed);
+        if n > 0 {
+            tracing::warn!(dropped = n, "invocation-log spool has room again");
+        }
+    }
+
+    /// Bytes held (sealed and open).
+    pub fn bytes(&self) -> u64 {
+        self.sealed_bytes.load(Ordering::Relaxed) + self.open.lock().as_ref().map_or(0, |o| o.bytes)
+    }
+
+    /// Records refused because the spool was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Torn lines cut off at start-up.
+    pub fn torn(&self) -> u64 {
+        self.recovered_torn.load(Ordering::Relaxed)
+    }
+}
+
+/// Cuts a file back to its last newline; returns 1 if something was cut.
+fn cut_torn_tail(path: &Path) -> io::Result<u64> {
+    let data = fs::read(path)?;
+    let keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if keep == data.len() {
+        return Ok(0);
+    }
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    Ok(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(spool: &Spool) -> Vec<String> {
+        spool
+            .sealed()
+            .unwrap()
+            .iter()
+            .flat_map(|p| {
+                fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn seals_by_size_recovers_open_segments_and_cuts_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Spool::open(dir.path(), 1 << 20, 64).unwrap();
+            for i in 0..10 {
+                s.append(format!("{{\"n\":{i}}}").as_bytes()).unwrap();
+            }
+            // Sealed every 64 bytes: some sealed, one open.
+            assert!(!s.sealed().unwrap().is_empty());
+            // The process dies here, leaving an open segment with a torn line.
+        }
+        let open: Vec<PathBuf> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == OPEN))
+            .collect();
+        assert_eq!(open.len(), 1);
+        let mut f = OpenOptions::new().append(true).open(&open[0]).unwrap();
+        f.write_all(b"{\"n\":to").unwrap();
+        let s = Spool::open(dir.path(), 1 << 20, 64).unwrap();
+        assert_eq!(s.torn(), 1);
+        let got = lines(&s);
+        let want: Vec<String> = (0..10).map(|i| format!("{{\"n\":{i}}}")).collect();
+        assert_eq!(got, want, "every whole record, once, in order");
+        for p in s.sealed().unwrap() {
+            s.remove(&p).unwrap();
+        }
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn a_full_spool_refuses_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), 30, 1000).unwrap();
+        s.append(b"0123456789").unwrap();
+        s.append(b"0123456789").unwrap();
+        assert!(matches!(s.append(b"0123456789"), Err(SpoolError::Full(30))));
+        assert_eq!(s.dropped(), 1);
+        s.seal_if_older(Duration::ZERO).unwrap();
+        assert_eq!(lines(&s).len(), 2, "what was accepted is kept");
+    }
+}

@@ -1,0 +1,234 @@
+//! Prometheus metrics, rendered in the text exposition format. Labels come
+//! from a closed set — `region`, `account`, `model`, `operation`, `outcome`,
+//! `reason` — whose values are catalog regions, configured accounts,
+//! exposed model names (or catalog aliases, else `other`), operation names
+//! and fixed outcome words; nothing per request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use parking_lot::Mutex;
+
+/// Latency buckets, seconds.
+const BUCKETS: [f64; 12] = [
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Every metric family Meridian exports: name, type, help.
+pub const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "meridian_requests_total",
+        "counter",
+        "Requests answered, by exposed model, operation and outcome (success or the error code).",
+    ),
+    (
+        "meridian_request_duration_seconds",
+        "histogram",
+        "Time from request to last byte.",
+    ),
+    (
+        "meridian_time_to_first_token_seconds",
+        "histogram",
+        "Time from request to the first streamed event.",
+    ),
+    (
+        "meridian_input_tokens_total",
+        "counter",
+        "Input tokens, by model and the region that served them.",
+    ),
+    (
+        "meridian_output_tokens_total",
+        "counter",
+        "Output tokens, by model and the region that served them.",
+    ),
+    (
+        "meridian_estimated_cost_usd_total",
+        "counter",
+        "Estimated cost from the catalog's on-demand prices.",
+    ),
+    (
+        "meridian_upstream_attempts_total",
+        "counter",
+        "Upstream attempts by called region, account, model, outcome and reason (first, retry, hedge, fallback).",
+    ),
+    (
+        "meridian_upstream_errors_total",
+        "counter",
+        "Failed upstream attempts by called region, account and outcome class.",
+    ),
+    (
+        "meridian_reroutes_total",
+        "counter",
+        "Requests served somewhere other than their first-choice region, by model and serving region.",
+    ),
+    (
+        "meridian_hedges_total",
+        "counter",
+        "Hedged requests, by model.",
+    ),
+    (
+        "meridian_breaker_state",
+        "gauge",
+        "Circuit breaker per candidate: 0 closed, 1 half-open, 2 open.",
+    ),
+    (
+        "meridian_quota_estimate_tokens_per_minute",
+        "gauge",
+        "Learned tokens-per-minute limit per candidate (only once a throttle was seen).",
+    ),
+    (
+        "meridian_quota_used_tokens_per_minute",
+        "gauge",
+        "Tokens reserved per candidate in the last minute.",
+    ),
+    (
+        "meridian_log_spool_bytes",
+        "gauge",
+        "Bytes in the invocation-log spool.",
+    ),
+    (
+        "meridian_log_records_uploaded_total",
+        "counter",
+        "Invocation records confirmed stored in S3.",
+    ),
+    (
+        "meridian_log_records_dropped_total",
+        "counter",
+        "Invocation records refused because the spool was full.",
+    ),
+    (
+        "meridian_ready",
+        "gauge",
+        "1 when every exposed model has a healthy allowed candidate.",
+    ),
+];
+
+/// Counters and histograms updated on the request path.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, Labels), f64>>,
+    histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
+}
+
+impl Metrics {
+    /// Adds `by` to a counter.
+    pub fn add(&self, name: &'static str, labels: Labels, by: f64) {
+        *self.counters.lock().entry((name, labels)).or_default() += by;
+    }
+
+    /// Adds one observation, in seconds, to a histogram.
+    pub fn observe(&self, name: &'static str, labels: Labels, secs: f64) {
+        let mut map = self.histograms.lock();
+        let h = map.entry((name, labels)).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The exposition text, with `gauges` (computed at scrape time) added.
+    pub fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
+        let counters = self.counters.lock().clone();
+        let histograms = self.histograms.lock().clone();
+        let mut out = String::new();
+        for (name, kind, help) in FAMILIES {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            match *kind {
+                "histogram" => {
+                    for ((_, labels), h) in histograms.iter().filter(|((n, _), _)| n == name) {
+                        for (i, b) in BUCKETS.iter().enumerate() {
+                            let mut l = labels.clone();
+                            l.push(("le", format!("{b}")));
+                            let _ =
+                                writeln!(out, "{name}_bucket{} {}", fmt_labels(&l), h.counts[i]);
+                        }
+                        let mut l = labels.clone();
+                        l.push(("le", "+Inf".into()));
+                        let _ = writeln!(out, "{name}_bucket{} {}", fmt_labels(&l), h.count);
+                        let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(labels), h.sum);
+                        let _ = writeln!(out, "{name}_count{} {}", fmt_labels(labels), h.count);
+                    }
+                }
+                _ => {
+                    for ((_, labels), v) in counters.iter().filter(|((n, _), _)| n == name) {
+                        let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels));
+                    }
+                    for (_, labels, v) in gauges.iter().filter(|(n, _, _)| n == name) {
+                        let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fmt_labels(labels: &[(&'static str, String)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// A label list.
+pub fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let m = Metrics::default();
+        m.add(
+            "meridian_requests_total",
+            labels([
+                ("model", "chat"),
+                ("operation", "Converse"),
+                ("outcome", "success"),
+            ]),
+            1.0,
+        );
+        m.observe(
+            "meridian_request_duration_seconds",
+            labels([("model", "chat"), ("operation", "Converse")]),
+            0.2,
+        );
+        let text = m.render(&[("meridian_ready", Vec::new(), 1.0)]);
+        assert!(text.contains(
+            "meridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"success\"} 1\n"
+        ));
+        assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.25\"} 1\n"));
+        assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.1\"} 0\n"));
+        assert!(text.contains(
+            "meridian_request_duration_seconds_count{model=\"chat\",operation=\"Converse\"} 1\n"
+        ));
+        assert!(text.contains("meridian_ready 1\n"));
+        assert!(text.contains("# TYPE meridian_breaker_state gauge\n"));
+    }
+}

@@ -1,0 +1,248 @@
+"""The operator's view against real processes: invocation records exported
+to a real S3-compatible server (moto's server, from PyPI) exactly once across
+an S3 restart and a SIGKILL of the gateway; /metrics checked by promtool;
+/ready following the simulated fleet; /status naming the detection step and
+the bucket's region."""
+import gzip
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+
+from conftest import NO_RETRY, Proc, clean_env, free_port, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "meridian-logs"
+S3_CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class Moto:
+    """moto's S3 server on a fixed port, restartable (it keeps nothing)."""
+
+    def __init__(self, d):
+        self.d, self.port, self.p = d, free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        log = open(self.d / "moto.log", "a")
+        self.p = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                  stdout=log, stderr=subprocess.STDOUT, env=clean_env(self.d, **S3_CREDS))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except Exception:
+                time.sleep(0.1)
+        else:
+            raise TimeoutError("moto did not start")
+        self.s3().create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+
+    def stop(self):
+        if self.p and self.p.poll() is None:
+            self.p.terminate()
+            self.p.wait(timeout=10)
+
+    def s3(self):
+        return boto3.client("s3", endpoint_url=self.url, region_name="eu-west-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def objects(self):
+        """Every object: key → its records (gunzipped NDJSON)."""
+        out, s3 = {}, self.s3()
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for o in page.get("Contents", []):
+                body = s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+                out[o["Key"]] = [json.loads(line) for line in gzip.decompress(body).decode().splitlines() if line]
+        return out
+
+
+def config(moto_url):
+    return f"""
+region = "us-east-1"
+default_residency = ["us"]
+
+[upstream]
+mode = "simulated"
+
+[models.chat]
+model = "claude-sonnet-4-5"
+
+[logging]
+sink = "file"
+file = "invocations.ndjson"
+
+[logging.s3]
+bucket = "{BUCKET}"
+prefix = "bedrock-logs"
+endpoint = "{moto_url}"
+spool_dir = "spool"
+flush_interval_ms = 300
+segment_bytes = 6000
+"""
+
+
+def start_gateway(d, port):
+    proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], clean_env(d, **S3_CREDS), d, d / "serve.log")
+    wait_http(f"http://127.0.0.1:{port}/health", proc)
+    return proc
+
+
+def get_json(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def send(url, n, tag, model="chat"):
+    """n requests, half streaming, one at a time; the request IDs clients got."""
+    c = boto3.client("bedrock-runtime", endpoint_url=url, region_name="us-east-1",
+                     aws_access_key_id="AKIDCLIENT", aws_secret_access_key="secret", config=NO_RETRY)
+    ids = []
+    for i in range(n):
+        msgs = [{"role": "user", "content": [{"text": f"{tag} {i}"}]}]
+        if i % 2:
+            r = c.converse_stream(modelId=model, messages=msgs, inferenceConfig={"maxTokens": 16})
+            events = list(r["stream"])
+            assert "messageStop" in events[-2] or "messageStop" in events[-1]
+        else:
+            r = c.converse(modelId=model, messages=msgs, inferenceConfig={"maxTokens": 16})
+            assert r["output"]["message"]["content"][0]["text"]
+        ids.append(r["ResponseMetadata"]["RequestId"])
+    return ids
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def ids_in(objects):
+    return [r["requestId"] for recs in objects.values() for r in recs]
+
+
+def test_every_record_reaches_s3_exactly_once_across_an_s3_restart_and_a_sigkill(tmp_path):
+    moto = Moto(tmp_path)
+    moto.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "meridian.toml").write_text(config(moto.url))
+    gw = start_gateway(tmp_path, port)
+    try:
+        # /status: the detection step, and the bucket's region from HeadBucket.
+        status = wait_for(lambda: (s := get_json(url + "/status")[1])["invocation_log"]["s3"]["bucket_region"] and s,
+                          15, "HeadBucket")
+        assert status["region_source"] == "meridian.toml"
+        assert status["invocation_log"]["s3"]["bucket_region"] == "eu-west-1"
+        assert status["invocation_log"]["s3"]["reachable"] is True
+
+        sent = send(url, 20, "before")
+        before = wait_for(lambda: (o := moto.objects()) and len(ids_in(o)) >= 20 and o, 20, "first uploads")
+
+        moto.stop()  # S3 goes away mid-run
+        sent += send(url, 20, "during")
+        wait_for(lambda: get_json(url + "/status")[1]["invocation_log"]["s3"]["reachable"] is False, 15,
+                 "the gateway noticing S3 is down")
+        moto.start()  # a new, empty server on the same port
+        sent += send(url, 10, "after")
+        wait_for(lambda: len(ids_in(moto.objects())) >= 30, 30, "uploads after S3 came back")
+
+        sent += send(url, 6, "unflushed")
+        gw.p.send_signal(signal.SIGKILL)  # records still in the spool
+        gw.p.wait(timeout=10)
+        gw = start_gateway(tmp_path, port)
+        sent += send(url, 6, "restarted")
+        everything = lambda: {**before, **moto.objects()}  # noqa: E731  one object per key, as S3 keeps it
+        wait_for(lambda: set(sent) <= set(ids_in(everything())), 30, "every record uploaded")
+        time.sleep(1)  # one more flush: nothing else may arrive
+
+        objects = everything()
+        got = ids_in(objects)
+        assert sorted(got) == sorted(sent), "each record exactly once, nothing else"
+        assert len(sent) == 62 and len(set(sent)) == 62
+        for key, recs in objects.items():
+            parts = key.split("/")
+            assert parts[0] == "bedrock-logs" and parts[1].startswith("dt=") and parts[2].startswith("hour=")
+            assert key.endswith(".ndjson.gz")
+            for r in recs:
+                assert parts[3] == f"region={r['inferenceRegion']}"
+                assert r["timestamp"].startswith(parts[1][3:]) and r["timestamp"][11:13] == parts[2][5:]
+        # Bedrock's log schema, plus Meridian's routing.
+        r = next(r for recs in objects.values() for r in recs if r["operation"] == "ConverseStream")
+        assert r["schemaType"] == "ModelInvocationLog" and r["schemaVersion"] == "1.0"
+        assert r["modelId"].startswith("us.anthropic.claude-sonnet-4-5")
+        assert r["input"]["inputTokenCount"] > 0 and r["output"]["outputTokenCount"] > 0
+        assert r["inferenceRegion"] in ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
+        assert r["meridian"]["decision"]["attempts"][0]["outcome"] == "success"
+        # The local file sink has every record too (the killed run's included).
+        lines = (tmp_path / "invocations.ndjson").read_text().splitlines()
+        assert sorted(json.loads(l)["requestId"] for l in lines) == sorted(sent)
+        assert not list((tmp_path / "spool").glob("*.ndjson")), "the spool is empty once all is uploaded"
+    finally:
+        gw.stop()
+        moto.stop()
+
+
+def test_metrics_pass_promtool_and_ready_follows_the_fleet(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "meridian.toml").write_text("""
+region = "us-east-1"
+default_residency = ["us-east-1", "us-west-2"]
+
+[upstream]
+mode = "simulated"
+
+[models.small]
+model = "claude-3-haiku"
+
+[logging]
+sink = "none"
+""")
+    assert shutil.which("promtool"), "promtool is needed (scripts/test installs Debian's prometheus package)"
+    gw = start_gateway(tmp_path, port)
+    try:
+        send(url, 4, "metrics", model="small")
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        assert 'meridian_requests_total{model="small",operation="Converse",outcome="success"} 2' in text
+        assert "meridian_time_to_first_token_seconds_bucket" in text
+        assert "meridian_output_tokens_total{" in text
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        rules = subprocess.run(["promtool", "check", "rules", str(ROOT / "deploy" / "prometheus" / "alerts.yml")],
+                               capture_output=True, text=True)
+        assert rules.returncode == 0, rules.stdout + rules.stderr
+        assert "SUCCESS" in rules.stdout
+
+        # /ready: every candidate of `small` down in the fleet → not ready; back → ready.
+        assert get_json(url + "/ready")[0] == 200
+        control = get_json(url + "/status")[1]["upstream"]["detail"].split("control API ")[1].strip()
+        for region in ("us-east-1", "us-west-2"):
+            req = urllib.request.Request(f"{control}/regions/{region}/faults", method="PUT",
+                                         data=b'{"outage": true}', headers={"content-type": "application/json"})
+            urllib.request.urlopen(req, timeout=5).read()
+        code, body = wait_for(lambda: (r := get_json(url + "/ready"))[0] == 503 and r, 15, "not ready")
+        assert body["ready"] is False and body["models"][0]["healthy"] == 0
+        for region in ("us-east-1", "us-west-2"):
+            req = urllib.request.Request(f"{control}/regions/{region}/faults", method="DELETE")
+            urllib.request.urlopen(req, timeout=5).read()
+        wait_for(lambda: get_json(url + "/ready")[0] == 200, 15, "ready again")
+    finally:
+        gw.stop()
