@@ -3,6 +3,7 @@ to a real S3-compatible server (moto's server, from PyPI) exactly once across
 an S3 restart and a SIGKILL of the gateway; /metrics checked by promtool;
 /ready following the simulated fleet; /status naming the detection step and
 the bucket's region."""
+import base64
 import gzip
 import json
 import shutil
@@ -246,3 +247,100 @@ sink = "none"
         wait_for(lambda: get_json(url + "/ready")[0] == 200, 15, "ready again")
     finally:
         gw.stop()
+
+
+def test_traces_reach_an_otlp_receiver_as_valid_otlp(tmp_path):
+    """Spans over OTLP/HTTP JSON, parsed by the OpenTelemetry protobuf
+    definitions (opentelemetry-proto from PyPI): unknown or misspelt fields fail."""
+    import http.server
+    import threading
+
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, self.headers["content-type"], body))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "meridian.toml").write_text(f"""
+region = "us-east-1"
+default_residency = ["us"]
+
+[upstream]
+mode = "simulated"
+
+[models.chat]
+model = "claude-sonnet-4-5"
+
+[logging]
+sink = "none"
+
+[tracing]
+otlp_endpoint = "http://127.0.0.1:{server.server_address[1]}"
+service_name = "meridian-e2e"
+""")
+    gw = start_gateway(tmp_path, port)
+    try:
+        parent_trace, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        c = boto3.client("bedrock-runtime", endpoint_url=url, region_name="us-east-1",
+                         aws_access_key_id="AKIDCLIENT", aws_secret_access_key="secret", config=NO_RETRY)
+        c.meta.events.register("before-sign.bedrock-runtime.Converse",
+                               lambda request, **_: request.headers.__setitem__(
+                                   "traceparent", f"00-{parent_trace}-{parent_span}-01"))
+        rid = c.converse(modelId="chat", messages=[{"role": "user", "content": [{"text": "trace me"}]}],
+                         inferenceConfig={"maxTokens": 8})["ResponseMetadata"]["RequestId"]
+        send(url, 2, "traced")
+
+        def spans():
+            out = []
+            for path, ctype, body in list(received):
+                assert path == "/v1/traces" and ctype == "application/json"
+                # OTLP/JSON writes trace and span IDs as hex, where the plain
+                # protobuf JSON mapping expects base64: convert, then parse strictly.
+                doc = json.loads(body)
+                for rs in doc["resourceSpans"]:
+                    for ss in rs["scopeSpans"]:
+                        for sp in ss["spans"]:
+                            for k in ("traceId", "spanId", "parentSpanId"):
+                                if k in sp:
+                                    assert len(sp[k]) == (32 if k == "traceId" else 16), sp[k]
+                                    sp[k] = base64.b64encode(bytes.fromhex(sp[k])).decode()
+                req = json_format.Parse(json.dumps(doc), ExportTraceServiceRequest())
+                for rs in req.resource_spans:
+                    attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
+                    assert attrs["service.name"] == "meridian-e2e"
+                    for ss in rs.scope_spans:
+                        out.extend(ss.spans)
+            return out
+
+        all_spans = wait_for(lambda: (s := spans()) and len(s) >= 6 and s, 15, "spans exported")
+        attr = lambda sp: {a.key: (a.value.string_value or a.value.int_value) for a in sp.attributes}  # noqa: E731
+        root = next(sp for sp in all_spans if attr(sp).get("meridian.request_id") == rid)
+        assert root.trace_id.hex() == parent_trace and root.parent_span_id.hex() == parent_span
+        assert root.kind == 2 and root.status.code == 1
+        a = attr(root)
+        assert a["meridian.model"] == "chat" and a["meridian.outcome"] == "success"
+        assert a["cloud.region"] in ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
+        assert a["meridian.account"] == "default" and a["http.response.status_code"] == 200
+        attempts = [sp for sp in all_spans if sp.parent_span_id == root.span_id]
+        assert len(attempts) == 1 and attempts[0].kind == 3
+        b = attr(attempts[0])
+        assert b["cloud.region"] == "us-east-1" and b["meridian.reason"] == "first" and b["meridian.outcome"] == "success"
+        assert root.start_time_unix_nano <= attempts[0].start_time_unix_nano <= attempts[0].end_time_unix_nano
+    finally:
+        gw.stop()
+        server.shutdown()

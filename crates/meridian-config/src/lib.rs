@@ -202,6 +202,17 @@ pub struct Config {
     pub routing: Routing,
     /// Invocation logs.
     pub logging: Logging,
+    /// OTLP traces.
+    pub tracing: Tracing,
+}
+
+/// OpenTelemetry trace export.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tracing {
+    /// OTLP/HTTP base URL (spans go to `{url}/v1/traces`); `None`: off.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    pub service_name: String,
 }
 
 /// Where invocation records go.

@@ -29,6 +29,16 @@ pub(crate) struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub logging: RawLogging,
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+/// OTLP traces.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTracing {
+    pub otlp_endpoint: Option<Spanned<String>>,
+    pub service_name: Option<String>,
 }
 
 /// Invocation logs.

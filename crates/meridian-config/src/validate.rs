@@ -12,7 +12,7 @@ use crate::error::{ConfigError, line_of};
 use crate::raw::{RawConfig, RawResidency, display};
 use crate::{
     Account, AccountMode, Config, ExposedModel, InboundAuth, InboundCredential, Loaded, LogSink,
-    Logging, RegionSetting, Routing, S3Log, Strategy, Upstream, UpstreamMode,
+    Logging, RegionSetting, Routing, S3Log, Strategy, Tracing, Upstream, UpstreamMode,
 };
 
 /// Builds errors that point into one file.
@@ -229,6 +229,26 @@ pub(crate) fn validate(
     };
     let routing = validate_routing(&at, &catalog, &raw)?;
     let logging = validate_logging(&at, &catalog, &raw, dir)?;
+    let tracing = Tracing {
+        otlp_endpoint: match &raw.tracing.otlp_endpoint {
+            Some(e)
+                if !(e.get_ref().starts_with("http://") || e.get_ref().starts_with("https://")) =>
+            {
+                return Err(at.at(
+                    e,
+                    "tracing.otlp_endpoint",
+                    "expected http://HOST:PORT (OTLP over HTTP, JSON)",
+                ));
+            }
+            Some(e) => Some(e.get_ref().clone()),
+            None => None,
+        },
+        service_name: raw
+            .tracing
+            .service_name
+            .clone()
+            .unwrap_or_else(|| "meridian".into()),
+    };
 
     let upstream = validate_upstream(&at, &catalog, &raw)?;
     let mut auth = InboundAuth::default();
@@ -269,6 +289,7 @@ pub(crate) fn validate(
             auth,
             routing,
             logging,
+            tracing,
         },
         catalog,
     })

@@ -37,6 +37,8 @@ pub struct Finished<'a> {
     pub ttft: Option<Duration>,
     pub request_body: Option<&'a Bytes>,
     pub response_body: Option<&'a Bytes>,
+    /// The request's W3C `traceparent`, if it had one.
+    pub traceparent: Option<&'a str>,
 }
 
 /// The `model` label: an exposed name, a catalog alias, else `other`.
@@ -150,6 +152,9 @@ pub fn finish(state: &AppState, f: &Finished<'_>) {
             }
         }
     }
+    if let Some(t) = &state.tracer {
+        trace(t, state, f, &model, outcome, region.as_deref());
+    }
     if !state.log.enabled() {
         return;
     }
@@ -258,5 +263,84 @@ impl StreamUsage {
             }
             _ => {}
         }
+    }
+}
+
+/// A SERVER span for the request and a CLIENT span per attempt.
+fn trace(
+    t: &crate::traces::Tracer,
+    state: &AppState,
+    f: &Finished<'_>,
+    model: &str,
+    outcome: &str,
+    region: Option<&str>,
+) {
+    use crate::traces::{Attr, Span, parse_traceparent};
+    let end = std::time::SystemTime::now();
+    let start = end.checked_sub(f.latency).unwrap_or(end);
+    let (trace_id, parent) = match f.traceparent.and_then(parse_traceparent) {
+        Some((trace, span)) => (trace, Some(span)),
+        None => (t.trace_id(), None),
+    };
+    let span_id = t.span_id();
+    let s = |v: &str| Attr::Str(v.to_string());
+    let mut attrs = vec![
+        ("meridian.model", s(model)),
+        ("meridian.operation", s(f.operation)),
+        ("meridian.outcome", s(outcome)),
+        ("meridian.api", s(f.api)),
+        ("meridian.request_id", s(f.request_id)),
+        ("meridian.region.source", s(&state.region)),
+        ("http.response.status_code", Attr::Int(i64::from(f.status))),
+        ("gen_ai.usage.input_tokens", Attr::Int(f.usage.input as i64)),
+        (
+            "gen_ai.usage.output_tokens",
+            Attr::Int(f.usage.output as i64),
+        ),
+    ];
+    if let Some(r) = region {
+        attrs.push(("cloud.region", s(r)));
+    }
+    if let Some(sv) = f.served {
+        attrs.push(("meridian.account", s(&sv.candidate.account)));
+    }
+    if let Some(p) = f.plan {
+        attrs.push(("meridian.policy", s(&p.policy)));
+    }
+    t.record(Span {
+        trace_id: trace_id.clone(),
+        span_id: span_id.clone(),
+        parent_span_id: parent,
+        name: format!("{} {}", f.operation, model),
+        kind: 2,
+        start,
+        end,
+        error: f.error_code.is_some(),
+        attributes: attrs,
+    });
+    for a in f
+        .decision
+        .map(|d| d.attempts.as_slice())
+        .unwrap_or_default()
+    {
+        let a_start = start + std::time::Duration::from_millis(a.start_ms);
+        t.record(Span {
+            trace_id: trace_id.clone(),
+            span_id: t.span_id(),
+            parent_span_id: Some(span_id.clone()),
+            name: format!("attempt {}", a.region),
+            kind: 3,
+            start: a_start,
+            end: a_start + std::time::Duration::from_millis(a.elapsed_ms),
+            error: !matches!(a.outcome, "success" | "cancelled"),
+            attributes: vec![
+                ("cloud.region", s(&a.region)),
+                ("meridian.account", s(&a.account)),
+                ("meridian.model", s(model)),
+                ("meridian.model_id", s(&a.model_id)),
+                ("meridian.reason", s(a.reason)),
+                ("meridian.outcome", s(a.outcome)),
+            ],
+        });
     }
 }

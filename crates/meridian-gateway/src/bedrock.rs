@@ -66,6 +66,7 @@ async fn runtime(
 ) -> Result<Response, (BedrockError, usize, Option<String>)> {
     let started = tokio::time::Instant::now();
     let model_id = op.model_id().unwrap_or_default();
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
     let request_body = state.log.include_bodies.then(|| body.clone());
     // Every early exit is accounted for and logged like a finished request.
     let refuse =
@@ -87,6 +88,7 @@ async fn runtime(
                     ttft: None,
                     request_body: request_body.as_ref(),
                     response_body: None,
+                    traceparent,
                 },
             );
             let attempts = ex.map_or(0, |x| x.attempts);
@@ -133,7 +135,15 @@ async fn runtime(
     .map_err(|e| refuse(e, None, None))?;
     // execute; then guard output (pass-through), account and log, encode
     if plan.streaming {
-        let on_end = stream_end(state, "bedrock", op.name(), model_id, request_id, &plan);
+        let on_end = stream_end(
+            state,
+            "bedrock",
+            op.name(),
+            model_id,
+            request_id,
+            &plan,
+            traceparent,
+        );
         let (served, frames) = match execute::streaming(state, &plan, on_end).await {
             Ok(x) => x,
             Err(ex) => {
@@ -171,6 +181,7 @@ async fn runtime(
                 ttft: None,
                 request_body: request_body.as_ref(),
                 response_body: Some(&body),
+                traceparent,
             },
         );
         Ok(encode(request_id, &served, axum::body::Body::from(body)))
@@ -185,8 +196,10 @@ pub(crate) fn stream_end(
     requested: &str,
     request_id: &str,
     plan: &execute::Plan,
+    traceparent: Option<&str>,
 ) -> execute::OnEnd {
     let state = state.clone();
+    let traceparent = traceparent.map(str::to_string);
     let (requested, request_id) = (requested.to_string(), request_id.to_string());
     let plan = plan.clone();
     Box::new(move |end: execute::StreamEnd, served: &execute::Served| {
@@ -207,6 +220,7 @@ pub(crate) fn stream_end(
                 ttft: Some(end.ttft),
                 request_body: None,
                 response_body: None,
+                traceparent: traceparent.as_deref(),
             },
         );
     })

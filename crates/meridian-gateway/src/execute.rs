@@ -588,9 +588,13 @@ fn forward(
             }
         };
         see(&first, &mut usage);
-        // One frame is held back so the stream's end is accounted for (and
+        // The first event goes out at once (time to first token); after it,
+        // one event is held back so the stream's end is accounted for (and
         // logged) before the client receives its last event.
-        let mut held = first;
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let mut held: Option<Bytes> = None;
         let end = |usage: crate::account::StreamUsage, error: Option<&BedrockError>| StreamEnd {
             usage: usage.usage,
             error: error.map(|e| e.kind.name().to_string()),
@@ -622,11 +626,10 @@ fn forward(
                 Err(e) => break Some(bad_frames(e).error),
             };
             see(&next, &mut usage);
-            if tx
-                .send(Ok(std::mem::replace(&mut held, next)))
-                .await
-                .is_err()
-            {
+            let Some(prev) = held.replace(next) else {
+                continue;
+            };
+            if tx.send(Ok(prev)).await.is_err() {
                 on_end(end(
                     usage,
                     Some(&BedrockError::new(
@@ -640,11 +643,17 @@ fn forward(
         match failure {
             None => {
                 on_end(end(usage, None));
-                let _ = tx.send(Ok(held)).await;
+                if let Some(last) = held {
+                    let _ = tx.send(Ok(last)).await;
+                }
             }
             Some(e) => {
                 on_end(end(usage, Some(&e)));
-                if tx.send(Ok(held)).await.is_ok() {
+                let sent = match held {
+                    Some(last) => tx.send(Ok(last)).await.is_ok(),
+                    None => true,
+                };
+                if sent {
                     let _ = tx.send(Err(e)).await;
                 }
             }

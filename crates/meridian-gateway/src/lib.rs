@@ -18,6 +18,7 @@ mod respond;
 mod server;
 mod state;
 mod status;
+pub mod traces;
 
 pub use server::{ServeOptions, probe_endpoints, router, serve};
 pub use state::{AppState, ModelReadiness, UpstreamAccount, UpstreamInfo};

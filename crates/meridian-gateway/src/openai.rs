@@ -79,6 +79,10 @@ async fn chat_inner(
     } else {
         "Converse"
     };
+    let traceparent = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
     let id = format!("chatcmpl-{}", request_id.replace('-', ""));
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -102,12 +106,21 @@ async fn chat_inner(
                 ttft: None,
                 request_body: None,
                 response_body: None,
+                traceparent,
             },
         );
         OpenAiError::from(e)
     };
     let mut resp = if t.stream {
-        let on_end = bedrock::stream_end(state, "openai", operation, &t.model, request_id, &plan);
+        let on_end = bedrock::stream_end(
+            state,
+            "openai",
+            operation,
+            &t.model,
+            request_id,
+            &plan,
+            traceparent,
+        );
         let (served, frames) = execute::streaming(state, &plan, on_end)
             .await
             .map_err(fail)?;
@@ -139,6 +152,7 @@ async fn chat_inner(
                 ttft: None,
                 request_body: None,
                 response_body: None,
+                traceparent,
             },
         );
         let v: Value = serde_json::from_slice(&body).map_err(|e| {

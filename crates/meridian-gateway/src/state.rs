@@ -80,6 +80,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Invocation-log sinks.
     pub log: crate::invocation::InvocationLog,
+    /// OTLP trace export, when configured.
+    pub tracer: Option<crate::traces::Tracer>,
     /// Endpoint reachability from the background prober, by region.
     pub probes: parking_lot::RwLock<HashMap<String, bool>>,
     /// Exposed names resolved once at start-up: the request path reads this.
@@ -147,6 +149,7 @@ impl AppState {
             account_id: "000000000000".into(),
             metrics: crate::metrics::Metrics::default(),
             log: crate::invocation::InvocationLog::disabled(),
+            tracer: None,
             probes: parking_lot::RwLock::new(HashMap::new()),
             plans,
         }

@@ -133,6 +133,10 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
     let log = invocation_log(&config, &region).await?;
     let mut state = AppState::with_accounts(config, catalog, region, step, accounts, info);
     state.log = log;
+    state.tracer =
+        state.config.tracing.otlp_endpoint.as_deref().map(|e| {
+            meridian_gateway::traces::Tracer::start(e, &state.config.tracing.service_name)
+        });
     let state = Arc::new(state);
     if let Some(s3) = state.log.s3.clone() {
         tokio::spawn(s3.run());
