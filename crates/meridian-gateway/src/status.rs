@@ -37,6 +37,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "region_source": state.region_step.label(),
         "partition": partition_of(&state.region),
         "upstream": state.upstream_info,
+        "state_backend": "in-process: breakers, retry budget, latency and quota estimates are kept per gateway process",
         "inbound_auth": if state.config.auth.is_enforced() { "enforced" } else { "not enforced (no [auth] in config)" },
         "models": models,
         "ready": state.readiness().iter().all(|r| r.healthy > 0),

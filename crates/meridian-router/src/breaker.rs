@@ -1,4 +1,5 @@
-//! A circuit breaker per candidate: closed → open after consecutive failures,
+//! A circuit breaker per candidate: closed → open after consecutive failures
+//! or when the share of failures among recent outcomes is too high,
 //! half-open after a cool-down that grows on each re-open, closed again after
 //! enough successful probes.
 
@@ -11,6 +12,10 @@ use tokio::time::Instant;
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
     pub failures_to_open: u32,
+    /// Share of failures among the last `window` outcomes that opens it.
+    pub error_rate_to_open: f64,
+    /// Outcomes the error rate is measured over (and needed before it counts).
+    pub window: usize,
     /// First cool-down; doubles on each re-open, up to `max_open`.
     pub open_for: Duration,
     /// Longest cool-down.
@@ -25,6 +30,8 @@ impl Default for BreakerConfig {
     fn default() -> Self {
         BreakerConfig {
             failures_to_open: 5,
+            error_rate_to_open: 0.5,
+            window: 20,
             open_for: Duration::from_secs(5),
             max_open: Duration::from_secs(10),
             half_open_probes: 1,
@@ -50,6 +57,7 @@ pub struct Breaker {
     cfg: BreakerConfig,
     state: State,
     failures: u32,
+    recent: std::collections::VecDeque<bool>,
     opened_at: Option<Instant>,
     open_for: Duration,
     probes: u32,
@@ -63,6 +71,7 @@ impl Breaker {
             cfg,
             state: State::Closed,
             failures: 0,
+            recent: std::collections::VecDeque::new(),
             opened_at: None,
             open_for: cfg.open_for,
             probes: 0,
@@ -106,7 +115,27 @@ impl Breaker {
                     self.open_for = self.cfg.open_for;
                 }
             }
-            _ => self.failures = 0,
+            _ => {
+                self.failures = 0;
+                self.remember(false, now);
+            }
+        }
+    }
+
+    /// Adds an outcome to the error-rate window; opens on too many failures.
+    fn remember(&mut self, failed: bool, now: Instant) {
+        if self.cfg.window == 0 {
+            return;
+        }
+        self.recent.push_back(failed);
+        while self.recent.len() > self.cfg.window {
+            self.recent.pop_front();
+        }
+        let failures = self.recent.iter().filter(|f| **f).count();
+        if self.recent.len() >= self.cfg.window
+            && failures as f64 >= self.cfg.error_rate_to_open * self.recent.len() as f64
+        {
+            self.open(now);
         }
     }
 
@@ -130,6 +159,8 @@ impl Breaker {
                 self.failures += 1;
                 if self.failures >= self.cfg.failures_to_open {
                     self.open(now);
+                } else {
+                    self.remember(true, now);
                 }
             }
             State::Open => {}
@@ -137,6 +168,7 @@ impl Breaker {
     }
 
     fn open(&mut self, now: Instant) {
+        self.recent.clear();
         self.state = State::Open;
         self.opened_at = Some(now);
         self.probes = 0;
@@ -147,6 +179,37 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_high_error_rate_opens_without_consecutive_failures() {
+        let mut b = Breaker::new(BreakerConfig::default());
+        // Two failures, then a success: never five in a row, 67 % failures.
+        for i in 0..20 {
+            if b.state(Instant::now()) == State::Open {
+                assert!(
+                    i >= 19,
+                    "opened after {i} outcomes, before the window filled"
+                );
+                break;
+            }
+            if i % 3 == 2 {
+                b.on_success(Instant::now());
+            } else {
+                b.on_failure(Instant::now());
+            }
+        }
+        assert_eq!(b.state(Instant::now()), State::Open);
+        // A healthy candidate with one failure in ten stays closed.
+        let mut b = Breaker::new(BreakerConfig::default());
+        for i in 0..200 {
+            if i % 10 == 0 {
+                b.on_failure(Instant::now());
+            } else {
+                b.on_success(Instant::now());
+            }
+        }
+        assert_eq!(b.state(Instant::now()), State::Closed);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn opens_probes_and_closes() {

@@ -98,6 +98,7 @@ struct Stats {
     latency: PeakEwma,
     first_byte: [Ring; 2],
     quota: QuotaEstimate,
+    requests: QuotaEstimate,
     cooling_until: Option<Instant>,
     in_flight: u32,
 }
@@ -108,6 +109,7 @@ impl Stats {
             latency: PeakEwma::new(Duration::from_secs(10), Duration::ZERO, now),
             first_byte: [Ring::default(), Ring::default()],
             quota: QuotaEstimate::unknown(now),
+            requests: QuotaEstimate::unknown(now),
             cooling_until: None,
             in_flight: 0,
         }
@@ -127,6 +129,10 @@ pub struct CandidateView {
     pub quota_tokens_per_min: Option<u64>,
     /// Tokens reserved in the last minute.
     pub tokens_last_min: u64,
+    /// Learned requests-per-minute limit; `None` while no throttle was seen.
+    pub quota_requests_per_min: Option<u64>,
+    /// Attempts sent in the last minute.
+    pub requests_last_min: u64,
     /// Attempts in flight.
     pub in_flight: u32,
 }
@@ -188,7 +194,9 @@ impl Router {
             return false;
         }
         self.with(&key, |s, now| {
-            s.cooling_until.is_none_or(|t| now >= t) && s.quota.has_room(tokens, now)
+            s.cooling_until.is_none_or(|t| now >= t)
+                && s.quota.has_room(tokens, now)
+                && s.requests.has_room(1, now)
         })
     }
 
@@ -287,6 +295,7 @@ impl Router {
         let key = c.key();
         self.with(&key, |s, now| {
             s.quota.reserve(tokens, now);
+            s.requests.reserve(1, now);
             s.in_flight += 1;
         });
         InFlight { router: self, key }
@@ -304,7 +313,9 @@ impl Router {
     /// A throttle: lowers the quota estimate and honours Retry-After.
     pub fn throttled(&self, c: &Candidate, retry_after: Option<Duration>) {
         self.with(&c.key(), |s, now| {
+            // A throttle does not say which quota it hit: both estimates drop.
             s.quota.on_throttle(now);
+            s.requests.on_throttle(now);
             if let Some(d) = retry_after {
                 s.cooling_until = Some(now + d);
             }
@@ -339,12 +350,15 @@ impl Router {
                 };
                 self.with(&key, |s, now| {
                     s.quota.has_room(0, now);
+                    s.requests.has_room(0, now);
                     CandidateView {
                         key: key.clone(),
                         breaker,
                         latency_ms: s.latency.millis(),
                         quota_tokens_per_min: s.quota.limit(),
                         tokens_last_min: s.quota.used(),
+                        quota_requests_per_min: s.requests.limit(),
+                        requests_last_min: s.requests.used(),
                         in_flight: s.in_flight,
                     }
                 })
@@ -450,6 +464,23 @@ mod tests {
         assert_eq!(
             regions(&c, &r.order(&c, &Order::Priority, 1_000, None)),
             ["r1", "r2"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_requests_per_minute_limit_is_learned_too() {
+        let r = Router::default();
+        let c = [cand("r1", 0), cand("r2", 0)];
+        // 30 tiny requests, then a throttle: tokens are far from any limit,
+        // so the request count is what was exceeded.
+        for _ in 0..30 {
+            drop(r.start(&c[0], 1));
+        }
+        r.throttled(&c[0], None);
+        assert_eq!(r.views()[0].quota_requests_per_min, Some(27));
+        assert_eq!(
+            regions(&c, &r.order(&c, &Order::Priority, 1, None)),
+            ["r2", "r1"]
         );
     }
 
