@@ -41,6 +41,74 @@ pub struct Finished<'a> {
     pub traceparent: Option<&'a str>,
 }
 
+/// What every record of one request shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub api: &'static str,
+    pub operation: &'a str,
+    pub requested: &'a str,
+    pub request_id: &'a str,
+    pub started: tokio::time::Instant,
+    pub traceparent: Option<&'a str>,
+    pub request_body: Option<&'a Bytes>,
+}
+
+impl<'a> Finished<'a> {
+    /// A request that ended without an answer.
+    pub fn failed(
+        r: Request<'a>,
+        plan: Option<&'a Plan>,
+        decision: Option<&'a Decision>,
+        e: &'a meridian_wire::BedrockError,
+    ) -> Finished<'a> {
+        Finished {
+            api: r.api,
+            operation: r.operation,
+            requested: r.requested,
+            request_id: r.request_id,
+            plan,
+            served: None,
+            decision,
+            status: e.kind.status(),
+            error_code: Some(e.kind.name()),
+            usage: Usage::default(),
+            latency: r.started.elapsed(),
+            ttft: None,
+            request_body: r.request_body,
+            response_body: None,
+            traceparent: r.traceparent,
+        }
+    }
+
+    /// A request an attempt answered; `error_code` when a stream broke after
+    /// its first event.
+    pub fn served(
+        r: Request<'a>,
+        plan: &'a Plan,
+        served: &'a Served,
+        usage: Usage,
+        error_code: Option<&'a str>,
+    ) -> Finished<'a> {
+        Finished {
+            api: r.api,
+            operation: r.operation,
+            requested: r.requested,
+            request_id: r.request_id,
+            plan: Some(plan),
+            served: Some(served),
+            decision: Some(&served.decision),
+            status: served.status.as_u16(),
+            error_code,
+            usage,
+            latency: r.started.elapsed(),
+            ttft: None,
+            request_body: r.request_body,
+            response_body: None,
+            traceparent: r.traceparent,
+        }
+    }
+}
+
 /// The `model` label: an exposed name, a catalog alias, else `other`.
 pub fn model_label(state: &AppState, requested: &str) -> String {
     if state.config.model(requested).is_some() {

@@ -68,29 +68,20 @@ async fn runtime(
     let model_id = op.model_id().unwrap_or_default();
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
     let request_body = state.log.include_bodies.then(|| body.clone());
+    let who = account::Request {
+        api: "bedrock",
+        operation: op.name(),
+        requested: model_id,
+        request_id,
+        started,
+        traceparent,
+        request_body: request_body.as_ref(),
+    };
     // Every early exit is accounted for and logged like a finished request.
     let refuse =
         |e: BedrockError, plan: Option<&execute::Plan>, ex: Option<&execute::Exhausted>| {
-            account::finish(
-                state,
-                &account::Finished {
-                    api: "bedrock",
-                    operation: op.name(),
-                    requested: model_id,
-                    request_id,
-                    plan,
-                    served: None,
-                    decision: ex.map(|x| &x.decision),
-                    status: e.kind.status(),
-                    error_code: Some(e.kind.name()),
-                    usage: account::Usage::default(),
-                    latency: started.elapsed(),
-                    ttft: None,
-                    request_body: request_body.as_ref(),
-                    response_body: None,
-                    traceparent,
-                },
-            );
+            let decision = ex.map(|x| &x.decision);
+            account::finish(state, &account::Finished::failed(who, plan, decision, &e));
             let attempts = ex.map_or(0, |x| x.attempts);
             (e, attempts, ex.map(|x| x.decision.summary()))
         };
@@ -164,26 +155,10 @@ async fn runtime(
                 return Err(refuse(e, Some(&plan), Some(&ex)));
             }
         };
-        account::finish(
-            state,
-            &account::Finished {
-                api: "bedrock",
-                operation: op.name(),
-                requested: model_id,
-                request_id,
-                plan: Some(&plan),
-                served: Some(&served),
-                decision: Some(&served.decision),
-                status: served.status.as_u16(),
-                error_code: None,
-                usage: account::unary_usage(&served.headers, &body),
-                latency: started.elapsed(),
-                ttft: None,
-                request_body: request_body.as_ref(),
-                response_body: Some(&body),
-                traceparent,
-            },
-        );
+        let usage = account::unary_usage(&served.headers, &body);
+        let mut done = account::Finished::served(who, &plan, &served, usage, None);
+        done.response_body = Some(&body);
+        account::finish(state, &done);
         Ok(encode(request_id, &served, axum::body::Body::from(body)))
     }
 }
@@ -203,26 +178,19 @@ pub(crate) fn stream_end(
     let (requested, request_id) = (requested.to_string(), request_id.to_string());
     let plan = plan.clone();
     Box::new(move |end: execute::StreamEnd, served: &execute::Served| {
-        account::finish(
-            &state,
-            &account::Finished {
-                api,
-                operation,
-                requested: &requested,
-                request_id: &request_id,
-                plan: Some(&plan),
-                served: Some(served),
-                decision: Some(&served.decision),
-                status: 200,
-                error_code: end.error.as_deref(),
-                usage: end.usage,
-                latency: plan.started.elapsed(),
-                ttft: Some(end.ttft),
-                request_body: None,
-                response_body: None,
-                traceparent: traceparent.as_deref(),
-            },
-        );
+        let who = account::Request {
+            api,
+            operation,
+            requested: &requested,
+            request_id: &request_id,
+            started: plan.started,
+            traceparent: traceparent.as_deref(),
+            request_body: None,
+        };
+        let mut done =
+            account::Finished::served(who, &plan, served, end.usage, end.error.as_deref());
+        done.ttft = Some(end.ttft);
+        account::finish(&state, &done);
     })
 }
 

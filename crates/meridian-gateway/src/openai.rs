@@ -87,27 +87,20 @@ async fn chat_inner(
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let who = account::Request {
+        api: "openai",
+        operation,
+        requested: &t.model,
+        request_id,
+        started,
+        traceparent,
+        request_body: None,
+    };
     let fail = |ex: execute::Exhausted| {
         let e = &ex.failure.error;
         account::finish(
             state,
-            &account::Finished {
-                api: "openai",
-                operation,
-                requested: &t.model,
-                request_id,
-                plan: Some(&plan),
-                served: None,
-                decision: Some(&ex.decision),
-                status: e.kind.status(),
-                error_code: Some(e.kind.name()),
-                usage: account::Usage::default(),
-                latency: started.elapsed(),
-                ttft: None,
-                request_body: None,
-                response_body: None,
-                traceparent,
-            },
+            &account::Finished::failed(who, Some(&plan), Some(&ex.decision), e),
         );
         OpenAiError::from(e)
     };
@@ -135,25 +128,10 @@ async fn chat_inner(
         r
     } else {
         let (served, body) = execute::unary(state, &plan).await.map_err(fail)?;
+        let usage = account::unary_usage(&served.headers, &body);
         account::finish(
             state,
-            &account::Finished {
-                api: "openai",
-                operation,
-                requested: &t.model,
-                request_id,
-                plan: Some(&plan),
-                served: Some(&served),
-                decision: Some(&served.decision),
-                status: 200,
-                error_code: None,
-                usage: account::unary_usage(&served.headers, &body),
-                latency: started.elapsed(),
-                ttft: None,
-                request_body: None,
-                response_body: None,
-                traceparent,
-            },
+            &account::Finished::served(who, &plan, &served, usage, None),
         );
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
             OpenAiError::from(&BedrockError::new(

@@ -123,3 +123,13 @@ pub async fn source_region(flag: Option<String>, config: &Config) -> (String, St
         }
     }
 }
+
+/// A Bedrock client signing with the simulated fleet's credential, calling its endpoints.
+pub(crate) fn fleet_client(m: &meridian_sim::Manifest) -> meridian_upstream::BedrockClient {
+    meridian_upstream::BedrockClient::with_static_keys(
+        &m.credentials.access_key_id,
+        &m.credentials.secret_access_key,
+        m.endpoints(),
+        meridian_upstream::Timeouts::default(),
+    )
+}

@@ -59,12 +59,7 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         fc.app_profiles = config.app_profiles.clone();
         let f = Fleet::start(catalog.clone(), fc, None, None).await?;
         let m = f.manifest();
-        let client = BedrockClient::with_static_keys(
-            &m.credentials.access_key_id,
-            &m.credentials.secret_access_key,
-            m.endpoints(),
-            Timeouts::default(),
-        );
+        let client = super::fleet_client(m);
         let why = match &found {
             Err(e) if config.upstream.mode == UpstreamMode::Simulated => e.clone(),
             Err(e) => format!("no AWS credentials resolved (AWS SDK said: {e})"),

@@ -18,7 +18,6 @@ use anyhow::Context;
 use meridian_catalog::detect::Step;
 use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
 use meridian_sim::{Fleet, FleetConfig};
-use meridian_upstream::{BedrockClient, Timeouts};
 use tokio::time::Instant;
 
 pub use scenario::Name;
@@ -83,12 +82,7 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<ExitCode> {
     fc.capacity = sc.capacity;
     let fleet = Fleet::start(catalog.clone(), fc, None, None).await?;
     let m = fleet.manifest();
-    let client = BedrockClient::with_static_keys(
-        &m.credentials.access_key_id,
-        &m.credentials.secret_access_key,
-        m.endpoints(),
-        Timeouts::default(),
-    );
+    let client = crate::cmd::fleet_client(m);
     let info = UpstreamInfo {
         mode: "simulated",
         detail: format!("drill '{}'", sc.name.as_str()),
