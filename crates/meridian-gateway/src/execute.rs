@@ -76,7 +76,8 @@ pub struct AttemptRecord {
     pub start_ms: u64,
     /// How long it ran, ms.
     pub elapsed_ms: u64,
-    /// `success`, an outcome label, `slow`, or `cancelled`.
+    /// `success`, an outcome label, `slow` (lost to a hedge started after
+    /// it), or `cancelled`.
     pub outcome: &'static str,
 }
 
@@ -245,8 +246,10 @@ impl Run<'_> {
         for (i, rec, _) in std::mem::take(&mut self.in_flight) {
             let key = self.plan.candidates[i].key();
             self.state.router.health.record(&key, Verdict::Neutral);
-            if self.decision.attempts[rec].outcome == "running" {
-                self.finish(rec, "cancelled");
+            match self.decision.attempts[rec].outcome {
+                "running" => self.finish(rec, "cancelled"),
+                "slow" => self.finish(rec, "slow"),
+                _ => {}
             }
         }
     }
@@ -339,6 +342,19 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
                     Ok(answer) => {
                         router.health.record(&c.key(), Verdict::Healthy);
                         router.observe(c, plan.streaming, took);
+                        // An attempt that started earlier and is still running
+                        // lost to this one: slow compared with another
+                        // candidate, not just slow (a pause of the whole
+                        // gateway slows both and convicts neither).
+                        let won_at = r.decision.attempts[rec].start_ms;
+                        for &(i, other, since) in &r.in_flight {
+                            if r.decision.attempts[other].start_ms < won_at {
+                                let lost = &plan.candidates[i];
+                                router.health.record(&lost.key(), Verdict::Slow);
+                                router.slow(lost, since.elapsed());
+                                r.decision.attempts[other].outcome = "slow";
+                            }
+                        }
                         r.finish(rec, "success");
                         r.decision.served_by = Some(rec);
                         r.cancel_rest();
@@ -371,19 +387,15 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
             }
             () = sleep_until_opt(hedge_at), if hedge_at.is_some() => {
                 hedge_at = None;
-                if let Some(&(slow, _, since)) = r.in_flight.first() {
-                    let c = &plan.candidates[slow];
-                    router.health.record(&c.key(), Verdict::Slow);
-                    router.slow(c, since.elapsed());
-                    if r.decision.attempts.len() < max
-                        && let Some(i) = r.pick()
-                    {
-                        if router.health.try_retry() {
-                            r.decision.hedged = true;
-                            launch(&mut r, &mut pending, i, "hedge");
-                        } else {
-                            router.health.record(&plan.candidates[i].key(), Verdict::Neutral);
-                        }
+                if !r.in_flight.is_empty()
+                    && r.decision.attempts.len() < max
+                    && let Some(i) = r.pick()
+                {
+                    if router.health.try_retry() {
+                        r.decision.hedged = true;
+                        launch(&mut r, &mut pending, i, "hedge");
+                    } else {
+                        router.health.record(&plan.candidates[i].key(), Verdict::Neutral);
                     }
                 }
             }
