@@ -67,8 +67,8 @@ class Moto:
         return out
 
 
-def config(moto_url):
-    return f"""
+# A simulated US gateway exposing one model as "chat"; tests append sections.
+US_CHAT = """
 region = "us-east-1"
 default_residency = ["us"]
 
@@ -77,7 +77,11 @@ mode = "simulated"
 
 [models.chat]
 model = "claude-sonnet-4-5"
+"""
 
+
+def config(moto_url):
+    return US_CHAT + f"""
 [logging]
 sink = "file"
 file = "invocations.ndjson"
@@ -276,16 +280,7 @@ def test_traces_reach_an_otlp_receiver_as_valid_otlp(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    (tmp_path / "meridian.toml").write_text(f"""
-region = "us-east-1"
-default_residency = ["us"]
-
-[upstream]
-mode = "simulated"
-
-[models.chat]
-model = "claude-sonnet-4-5"
-
+    (tmp_path / "meridian.toml").write_text(US_CHAT + f"""
 [logging]
 sink = "none"
 

@@ -499,30 +499,22 @@ pub fn html(r: &Report) -> String {
         );
     }
     let max_p99 = r.timeline.iter().map(|s| s.p99_ms).fold(1.0, f64::max);
-    let points: Vec<String> = r
-        .timeline
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            format!(
-                "{:.1},{:.1}",
-                x(i) + bar / 2.0,
-                h - pad - s.p99_ms / max_p99 * (h - 2.0 * pad)
-            )
-        })
-        .collect();
-    let hedges: Vec<String> = r
-        .timeline
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            format!(
-                "{:.1},{:.1}",
-                x(i) + bar / 2.0,
-                h - pad - s.hedges as f64 / max_req * (h - 2.0 * pad)
-            )
-        })
-        .collect();
+    // One polyline point per second, `value` scaled against `max`.
+    let line = |value: &dyn Fn(&Second) -> f64, max: f64| -> Vec<String> {
+        r.timeline
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(i) + bar / 2.0,
+                    h - pad - value(s) / max * (h - 2.0 * pad)
+                )
+            })
+            .collect()
+    };
+    let points = line(&|s| s.p99_ms, max_p99);
+    let hedges = line(&|s| s.hedges as f64, max_req);
     let fault = |t: f64| pad + t / r.duration_s.max(1.0) * (w - 2.0 * pad);
     let band = format!(
         r##"<rect x="{:.1}" y="{pad}" width="{:.1}" height="{:.1}" fill="#fdd" opacity="0.5"/>"##,
