@@ -13,6 +13,15 @@ use crate::Timeouts;
 use crate::bedrock::{CredentialSource, HttpsClient, https_client};
 use crate::sign::{SignOptions, sign_request};
 
+/// How S3 wants requests signed: the path as sent (encoded once, not
+/// normalized) and the payload hash in `x-amz-content-sha256`.
+const S3_SIGNING: SignOptions = SignOptions {
+    normalize: false,
+    sign_body_header: true,
+    sign_session_token: true,
+    single_encode: true,
+};
+
 /// An S3 (or S3-compatible) client for one bucket.
 #[derive(Debug, Clone)]
 pub struct S3Client {
@@ -83,14 +92,15 @@ impl S3Client {
             b = b.header("content-type", ct);
         }
         let mut req = b.body(body).map_err(|e| e.to_string())?;
-        let opts = SignOptions {
-            normalize: false,
-            sign_body_header: true,
-            sign_session_token: true,
-            single_encode: true,
-        };
-        sign_request(&mut req, &creds, region, "s3", SystemTime::now(), opts)
-            .map_err(|e| e.to_string())?;
+        sign_request(
+            &mut req,
+            &creds,
+            region,
+            "s3",
+            SystemTime::now(),
+            S3_SIGNING,
+        )
+        .map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(self.timeout, self.http.request(req.map(Full::new)))
             .await
             .map_err(|_| format!("S3 did not answer within {:?}", self.timeout))?
@@ -171,6 +181,79 @@ fn encode_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use aws_credential_types::Credentials;
+
+    /// Signs a request to the example bucket of AWS's S3 SigV4 documentation
+    /// ("Examples: Signature Calculations", 2013-05-24, us-east-1) the way
+    /// `S3Client` signs, and returns the signature.
+    fn documented_signature(
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> String {
+        let creds = Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "s3-docs",
+        );
+        let mut b = http::Request::builder().method(method).uri(format!(
+            "https://examplebucket.s3.amazonaws.com{path_and_query}"
+        ));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut req = b.body(Bytes::from_static(body.as_bytes())).unwrap();
+        let may_24 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        sign_request(&mut req, &creds, "us-east-1", "s3", may_24, S3_SIGNING).unwrap();
+        let auth = req.headers()["authorization"].to_str().unwrap();
+        auth.rsplit_once("Signature=").unwrap().1.to_string()
+    }
+
+    #[test]
+    fn signs_the_documented_get_object_example() {
+        let sig = documented_signature("GET", "/test.txt", &[("range", "bytes=0-9")], "");
+        assert_eq!(
+            sig,
+            "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
+    }
+
+    /// The key has a `$`: the canonical path must encode it once
+    /// (`%24`), as S3 does, where other services encode it twice.
+    #[test]
+    fn signs_the_documented_put_object_example_with_the_key_encoded_once() {
+        let path = format!("/{}", encode_key("test$file.text"));
+        assert_eq!(path, "/test%24file.text");
+        let sig = documented_signature(
+            "PUT",
+            &path,
+            &[
+                ("date", "Fri, 24 May 2013 00:00:00 GMT"),
+                ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+            ],
+            "Welcome to Amazon S3.",
+        );
+        assert_eq!(
+            sig,
+            "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
+        );
+    }
+
+    #[test]
+    fn signs_the_documented_bucket_examples_with_query_strings() {
+        assert_eq!(
+            documented_signature("GET", "/?lifecycle", &[], ""),
+            "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"
+        );
+        assert_eq!(
+            documented_signature("GET", "/?max-keys=2&prefix=J", &[], ""),
+            "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+        );
+    }
 
     #[test]
     fn keys_keep_slashes_and_escape_the_rest() {
