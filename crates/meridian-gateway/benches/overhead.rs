@@ -1,0 +1,237 @@
+//! What Meridian adds to a request: the same Converse call sent straight to
+//! an upstream that answers at once, and sent through the gateway in front of
+//! it (plan, routing, SigV4 signing, one more loopback hop, metrics and the
+//! invocation record). Reports latency percentiles one request at a time,
+//! throughput with 32 clients, and the process's resident memory.
+//! The three set-ups are measured in alternating rounds.
+//!
+//! `cargo bench -p meridian-gateway --bench overhead` (add `-- --quick` for a
+//! short run). Everything listens on 127.0.0.1 and stops by itself.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a bench binary
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use meridian_catalog::detect::Step;
+use meridian_gateway::invocation::InvocationLog;
+use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_upstream::{BedrockClient, Timeouts};
+use tokio::time::Instant;
+
+const ANSWER: &str = r#"{"output":{"message":{"role":"assistant","content":[{"text":"ok"}]}},"stopReason":"end_turn","usage":{"inputTokens":12,"outputTokens":1,"totalTokens":13},"metrics":{"latencyMs":1}}"#;
+const REQUEST: &str = r#"{"messages":[{"role":"user","content":[{"text":"How far is Paris from Frankfurt?"}]}],"inferenceConfig":{"maxTokens":64}}"#;
+const US: [&str; 4] = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"];
+
+/// An upstream that answers every request with a fixed Converse response.
+async fn instant_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(ANSWER.as_bytes())))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+/// A gateway in us-east-1 exposing `chat` (claude-sonnet-4-5, US-only),
+/// every US region served by `upstream`, writing invocation records to
+/// `log` when given.
+async fn gateway(upstream: &str, log: Option<&Path>) -> String {
+    let toml = "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n";
+    let loaded = meridian_config::parse(toml, None).unwrap();
+    let endpoints: BTreeMap<String, String> = US
+        .iter()
+        .map(|r| (r.to_string(), upstream.to_string()))
+        .collect();
+    let client = BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default());
+    let info = UpstreamInfo {
+        mode: "aws",
+        detail: "bench".into(),
+    };
+    let mut state = AppState::new(
+        loaded.config,
+        loaded.catalog,
+        "us-east-1".into(),
+        Step::Config,
+        client,
+        info,
+    );
+    state.log = InvocationLog::new(false, log, false, None).unwrap();
+    let state = Arc::new(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(meridian_gateway::serve(
+        listener,
+        state,
+        ServeOptions::default(),
+        std::future::pending(),
+    ));
+    url
+}
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+async fn converse(http: &Http, base: &str, model: &str) {
+    let req = hyper::Request::post(format!("{base}/model/{model}/converse"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
+        .unwrap();
+    let resp = http.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "a request failed");
+    resp.into_body().collect().await.unwrap();
+}
+
+/// Each measurement is split into this many alternating rounds.
+const ROUNDS: usize = 5;
+
+/// Latencies of `n` requests sent one after another, in µs.
+async fn sequential(http: &Http, base: &str, model: &str, n: usize) -> Vec<f64> {
+    for _ in 0..n / 10 {
+        converse(http, base, model).await; // warm the pool and the router
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        converse(http, base, model).await;
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    out
+}
+
+/// Requests per second with `clients` clients sending `n` requests in all.
+async fn throughput(http: &Http, base: &str, model: &str, clients: usize, n: usize) -> f64 {
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (http, base, model) = (http.clone(), base.to_string(), model.to_string());
+        tasks.spawn(async move {
+            for _ in 0..n / clients {
+                converse(&http, &base, &model).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    (n / clients * clients) as f64 / t.elapsed().as_secs_f64()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `VmRSS` and `VmHWM` of this process, KiB (0 where /proc is missing).
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (n, m) = if quick {
+        (1_000, 4_000)
+    } else {
+        (5_000, 40_000)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (rss0, _) = memory_kib();
+        let upstream = instant_upstream().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("invocations.ndjson");
+        let quiet = gateway(&upstream, None).await;
+        let logged = gateway(&upstream, Some(&log)).await;
+        let http: Http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build_http();
+        let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+        let targets = [
+            ("upstream directly", upstream.as_str(), model),
+            ("through Meridian, no log", quiet.as_str(), "chat"),
+            ("through Meridian, log to a file", logged.as_str(), "chat"),
+        ];
+        // Rounds alternate between the three so that neither warm-up nor a
+        // busy moment of the machine favours one of them.
+        let mut lat: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+        for _ in 0..ROUNDS {
+            for (i, (_, base, model)) in targets.iter().enumerate() {
+                lat[i].extend(sequential(&http, base, model, n / ROUNDS).await);
+            }
+        }
+        println!("Converse, one request at a time, {n} requests each (µs)");
+        println!("{:<34} {:>8} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99", "mean");
+        let mut p50 = Vec::new();
+        for ((name, _, _), l) in targets.iter().zip(&mut lat) {
+            l.sort_by(f64::total_cmp);
+            let mean = l.iter().sum::<f64>() / l.len() as f64;
+            println!(
+                "{name:<34} {:>8.0} {:>8.0} {:>8.0} {:>8.0}",
+                pct(l, 0.5),
+                pct(l, 0.9),
+                pct(l, 0.99),
+                mean
+            );
+            p50.push(pct(l, 0.5));
+        }
+        println!(
+            "added by Meridian at p50: {:.0} µs without the log, {:.0} µs with it",
+            p50[1] - p50[0],
+            p50[2] - p50[0]
+        );
+
+        println!("\nConverse, 32 clients, {m} requests");
+        let mut rps = [0.0; 3];
+        for _ in 0..ROUNDS {
+            for (i, (_, base, model)) in targets.iter().enumerate() {
+                rps[i] += throughput(&http, base, model, 32, m / ROUNDS).await / ROUNDS as f64;
+            }
+        }
+        for ((name, _, _), r) in targets.iter().zip(rps) {
+            println!("{name:<34} {r:>8.0} req/s");
+        }
+        let (rss, hwm) = memory_kib();
+        println!(
+            "\nresident memory: {} KiB at start, {rss} KiB now, peak {hwm} KiB (bench client, upstream and two gateways in one process)",
+            rss0
+        );
+        let lines = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+        assert!(lines >= n, "the logged gateway wrote {lines} records");
+    });
+}
