@@ -249,6 +249,9 @@ sink = "none"
             req = urllib.request.Request(f"{control}/regions/{region}/faults", method="DELETE")
             urllib.request.urlopen(req, timeout=5).read()
         wait_for(lambda: get_json(url + "/ready")[0] == 200, 15, "ready again")
+        # The log went to a file, not a terminal: plain text, no colour codes.
+        log = gw.output()
+        assert "endpoint reachability changed" in log and "\x1b[" not in log, log[-2000:]
     finally:
         gw.stop()
 

@@ -63,13 +63,15 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs to stderr; `MERIDIAN_LOG` sets the filter (default `info`).
+/// Logs to stderr; `MERIDIAN_LOG` sets the filter (default `info`). Colours
+/// only when stderr is a terminal, so log collectors get plain text.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
