@@ -15,6 +15,9 @@ use crate::{
     Logging, RegionSetting, Routing, S3Log, Strategy, Tracing, Upstream, UpstreamMode,
 };
 
+/// The smallest invocation-log segment worth sealing and uploading.
+const MIN_SEGMENT_BYTES: u64 = 4096;
+
 /// Builds errors that point into one file.
 struct At<'a> {
     text: &'a str,
@@ -195,11 +198,12 @@ pub(crate) fn validate(
                 Some(r) => default_policy.intersect(&policy_for(r, &format!("{key}.residency"))?),
                 None => default_policy.clone(),
             };
+            let strategy = strategy_of(&at, &catalog, &key, m, &policy)?;
             out.push(ExposedModel {
                 name: name.get_ref().clone(),
                 model: m.model.get_ref().clone(),
                 policy,
-                strategy: strategy_of(&at, &catalog, &key, m)?,
+                strategy,
                 fallback: m.fallback.iter().map(|f| f.get_ref().clone()).collect(),
                 prompt_cache_affinity: m.prompt_cache_affinity,
                 hedging: m.hedging,
@@ -300,6 +304,7 @@ fn strategy_of(
     catalog: &Catalog,
     key: &str,
     m: &crate::raw::RawModel,
+    policy: &Policy,
 ) -> Result<Strategy, ConfigError> {
     let name = m.strategy.as_ref().map(|s| s.get_ref().as_str());
     if !m.weights.is_empty() && !matches!(name, Some("weighted")) {
@@ -318,6 +323,17 @@ fn strategy_of(
             let mut w = BTreeMap::new();
             for (region, weight) in &m.weights {
                 check_region(at, catalog, region, &format!("{key}.weights"))?;
+                if !policy.allows(region.get_ref()) {
+                    return Err(at.at(
+                        region,
+                        format!("{key}.weights"),
+                        format!(
+                            "'{}' is outside this model's residency policy '{}', so it never serves; weight only allowed regions",
+                            region.get_ref(),
+                            policy.name
+                        ),
+                    ));
+                }
                 w.insert(region.get_ref().clone(), *weight);
             }
             Strategy::Weighted(w)
@@ -606,6 +622,24 @@ fn validate_logging(
             Some(n) => Ok(*n.get_ref()),
             None => Ok(default),
         };
+        let spool_max_bytes = positive(&s3.spool_max_bytes, "logging.s3.spool_max_bytes", 1 << 30)?;
+        let segment_bytes = positive(&s3.segment_bytes, "logging.s3.segment_bytes", 8 << 20)?;
+        if segment_bytes < MIN_SEGMENT_BYTES {
+            return Err(at.err(
+                s3.segment_bytes.as_ref().map(Spanned::span),
+                "logging.s3.segment_bytes",
+                format!("must be at least {MIN_SEGMENT_BYTES} bytes (a few records)"),
+            ));
+        }
+        if spool_max_bytes < segment_bytes {
+            return Err(at.err(
+                s3.spool_max_bytes.as_ref().map(Spanned::span),
+                "logging.s3.spool_max_bytes",
+                format!(
+                    "{spool_max_bytes} bytes cannot hold one segment of segment_bytes = {segment_bytes}; every record would be dropped"
+                ),
+            ));
+        }
         out.s3 = Some(S3Log {
             bucket: bucket.clone(),
             prefix: s3.prefix.clone(),
@@ -613,8 +647,8 @@ fn validate_logging(
             region: s3.region.as_ref().map(|r| r.get_ref().clone()),
             profile: s3.profile.clone(),
             spool_dir: dir.join(s3.spool_dir.as_deref().unwrap_or("meridian-spool")),
-            spool_max_bytes: positive(&s3.spool_max_bytes, "logging.s3.spool_max_bytes", 1 << 30)?,
-            segment_bytes: positive(&s3.segment_bytes, "logging.s3.segment_bytes", 8 << 20)?,
+            spool_max_bytes,
+            segment_bytes,
             flush_interval_ms: positive(
                 &s3.flush_interval_ms,
                 "logging.s3.flush_interval_ms",

@@ -128,6 +128,34 @@ fn errors_name_file_line_key_and_expectation() {
 }
 
 #[test]
+fn routing_and_log_settings_that_cannot_work_are_refused() {
+    let e = err(
+        "default_residency = [\"eu\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\nstrategy = \"weighted\"\nweights = { \"eu-west-1\" = 2, \"us-east-1\" = 1 }\n",
+    );
+    assert!(
+        e.starts_with("meridian.toml:5: models.chat.weights: 'us-east-1' is outside this model's residency policy"),
+        "{e}"
+    );
+    let ok = "default_residency = [\"eu\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\nstrategy = \"weighted\"\nweights = { \"eu-west-1\" = 2, \"eu-west-3\" = 1 }\n";
+    assert!(parse(ok, None).is_ok());
+
+    let e = err("[logging.s3]\nbucket = \"logs\"\nspool_max_bytes = 10\n");
+    assert!(
+        e.starts_with(
+            "meridian.toml:3: logging.s3.spool_max_bytes: 10 bytes cannot hold one segment"
+        ),
+        "{e}"
+    );
+    let e = err("[logging.s3]\nbucket = \"logs\"\nsegment_bytes = 100\n");
+    assert!(
+        e.starts_with("meridian.toml:3: logging.s3.segment_bytes: must be at least 4096"),
+        "{e}"
+    );
+    let ok = "[logging.s3]\nbucket = \"logs\"\nsegment_bytes = 6000\nspool_max_bytes = 6000\n";
+    assert!(parse(ok, None).is_ok());
+}
+
+#[test]
 fn catalog_override_file_is_applied_relative_to_the_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
