@@ -1,6 +1,6 @@
 //! Routing through the gateway against the simulated fleet: fallback chains
 //! inside the policy, accounts as passive backups, the geo strategy, the
-//! per-request deadline, and the route header.
+//! per-request deadline, hedging a stalled region, and the route header.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
@@ -205,5 +205,64 @@ async fn the_deadline_header_bounds_every_attempt() {
     assert!(
         a.header("x-amzn-errortype")
             .starts_with("ValidationException")
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_region_is_hedged_and_losing_to_hedges_opens_its_breaker() {
+    let fleet = common::us_fleet().await;
+    // On-demand in-region, so the region called is the region that stalls.
+    let (gw, state) = common::gateway_with(
+        &fleet,
+        "region = \"us-east-1\"\ndefault_residency = [\"us-east-1\", \"us-west-2\"]\n[models.chat]\nmodel = \"claude-3-haiku\"\n",
+        Health::default(),
+    )
+    .await;
+    // 25 quick answers from us-east-1 give it a p95 time to first byte.
+    for _ in 0..25 {
+        let a = converse(&gw, "chat", &[]).await;
+        assert_eq!(a.status, 200);
+        assert!(a.header("x-meridian-route").starts_with("first:us-east-1:"));
+    }
+    fleet.set_faults(
+        "us-east-1",
+        FaultSet {
+            stall_ms: Some(2_000),
+            ..FaultSet::default()
+        },
+    );
+    // Each request: us-east-1 stalls, a hedge on the next region answers and
+    // wins, and the stalled attempt is recorded as slow.
+    let mut hedged = 0;
+    for _ in 0..5 {
+        let a = converse(&gw, "chat", &[]).await;
+        assert_eq!(a.status, 200);
+        let route = a.header("x-meridian-route");
+        if route == "first:us-east-1:slow,hedge:us-west-2:success" {
+            assert_eq!(a.header("x-meridian-attempts"), "2");
+            assert_eq!(a.header("x-meridian-region"), "us-west-2");
+            hedged += 1;
+        }
+    }
+    assert_eq!(hedged, 5, "every request hedged while us-east-1 stalls");
+    // Five losses in a row open us-east-1's breaker: the next request goes
+    // straight to another region, without waiting for a hedge.
+    let key = state
+        .router
+        .views()
+        .into_iter()
+        .map(|v| v.key)
+        .find(|k| k.starts_with("default|us-east-1|"))
+        .unwrap();
+    assert_eq!(
+        state.router.health.state(&key),
+        meridian_router::breaker::State::Open
+    );
+    let a = converse(&gw, "chat", &[]).await;
+    assert_eq!(a.header("x-meridian-attempts"), "1");
+    assert!(
+        a.header("x-meridian-route") == "first:us-west-2:success",
+        "{}",
+        a.header("x-meridian-route")
     );
 }
