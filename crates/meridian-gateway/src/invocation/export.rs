@@ -21,6 +21,9 @@ use serde::Serialize;
 
 use super::spool::Spool;
 
+/// How often records in the open segment are fsynced.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
 /// What `/status` shows about the export.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct S3Status {
@@ -115,11 +118,24 @@ impl S3Export {
         }
     }
 
-    /// Uploads sealed segments forever, every `interval`.
+    /// Forever: fsyncs the open segment every second (or every `interval`
+    /// if shorter), and every `interval` seals it and uploads what is sealed.
     pub async fn run(self: Arc<Self>) {
         self.check_bucket().await;
+        let tick = self.interval.min(SYNC_EVERY);
+        let mut last_flush = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(self.interval).await;
+            tokio::time::sleep(tick).await;
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || me.spool.sync()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot fsync the invocation-log spool"),
+                Err(e) => tracing::error!(error = %e, "the spool fsync task failed"),
+            }
+            if last_flush.elapsed() < self.interval {
+                continue;
+            }
+            last_flush = tokio::time::Instant::now();
             if let Err(e) = self.spool.seal_if_older(self.interval) {
                 tracing::error!(error = %e, "cannot seal an invocation-log segment");
             }

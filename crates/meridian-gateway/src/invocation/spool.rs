@@ -3,6 +3,9 @@
 //! whole lines behind), segments are sealed by size or age, and a sealed
 //! segment is removed only after every record in it was confirmed uploaded.
 //!
+//! The open segment is fsynced about once a second (`sync`), and a segment
+//! is fsynced again when sealed.
+//!
 //! At start-up, segments a previous process left open are sealed (a torn
 //! last line, which only a power loss could leave, is cut off and counted).
 //! The spool is bounded: when sealed and open segments together reach
@@ -37,6 +40,8 @@ struct Open {
     path: PathBuf,
     bytes: u64,
     records: u64,
+    /// Records known to be on disk (fsynced).
+    synced: u64,
     since: SystemTime,
 }
 
@@ -138,6 +143,7 @@ impl Spool {
             path,
             bytes: 0,
             records: 0,
+            synced: 0,
             since: SystemTime::now(),
         })
     }
@@ -149,6 +155,30 @@ impl Spool {
             self.sealed_bytes.fetch_add(o.bytes, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Makes the open segment's records durable (fsync) and returns how many
+    /// records that newly covered. The fsync runs on a second handle, outside
+    /// the lock, so appends are not held up while the disk works.
+    pub fn sync(&self) -> io::Result<u64> {
+        let (file, path, records) = {
+            let open = self.open.lock();
+            match open.as_ref() {
+                Some(o) if o.records > o.synced => (o.file.try_clone()?, o.path.clone(), o.records),
+                _ => return Ok(0),
+            }
+        };
+        file.sync_data()?;
+        let mut open = self.open.lock();
+        match open.as_mut() {
+            Some(o) if o.path == path && o.synced < records => {
+                let newly = records - o.synced;
+                o.synced = records;
+                Ok(newly)
+            }
+            // Sealed meanwhile, which synced it too.
+            _ => Ok(0),
+        }
     }
 
     /// Seals the open segment if it holds records and is older than `age`.
@@ -282,6 +312,24 @@ mod tests {
             s.remove(&p).unwrap();
         }
         assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn sync_covers_each_record_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(s.sync().unwrap(), 0, "nothing open");
+        for i in 0..3 {
+            s.append(format!("{{\"n\":{i}}}").as_bytes()).unwrap();
+        }
+        assert_eq!(s.sync().unwrap(), 3);
+        assert_eq!(s.sync().unwrap(), 0, "already on disk");
+        s.append(b"{\"n\":3}").unwrap();
+        assert_eq!(s.sync().unwrap(), 1);
+        s.append(b"{\"n\":4}").unwrap();
+        s.seal_if_older(Duration::ZERO).unwrap();
+        assert_eq!(s.sync().unwrap(), 0, "sealing synced it");
+        assert_eq!(lines(&s).len(), 5);
     }
 
     #[test]
