@@ -241,15 +241,22 @@ impl Run<'_> {
         }
     }
 
-    /// Ends the request: cancels what is still in flight.
-    fn cancel_rest(&mut self) {
-        for (i, rec, _) in std::mem::take(&mut self.in_flight) {
-            let key = self.plan.candidates[i].key();
-            self.state.router.health.record(&key, Verdict::Neutral);
-            match self.decision.attempts[rec].outcome {
-                "running" => self.finish(rec, "cancelled"),
-                "slow" => self.finish(rec, "slow"),
-                _ => {}
+    /// Ends the request: cancels what is still in flight. With the start of
+    /// the attempt that answered, attempts started before it lost to it and
+    /// are convicted as slow: slow compared with another candidate, not just
+    /// slow (a pause of the whole gateway slows both and convicts neither).
+    fn cancel_rest(&mut self, winner_began: Option<u64>) {
+        let router = &self.state.router;
+        for (i, rec, since) in std::mem::take(&mut self.in_flight) {
+            let c = &self.plan.candidates[i];
+            let lost = winner_began.is_some_and(|w| self.decision.attempts[rec].start_ms < w);
+            if lost {
+                router.health.record(&c.key(), Verdict::Slow);
+                router.slow(c, since.elapsed());
+            }
+            router.health.record(&c.key(), Verdict::Neutral);
+            if self.decision.attempts[rec].outcome == "running" {
+                self.finish(rec, if lost { "slow" } else { "cancelled" });
             }
         }
     }
@@ -342,22 +349,9 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
                     Ok(answer) => {
                         router.health.record(&c.key(), Verdict::Healthy);
                         router.observe(c, plan.streaming, took);
-                        // An attempt that started earlier and is still running
-                        // lost to this one: slow compared with another
-                        // candidate, not just slow (a pause of the whole
-                        // gateway slows both and convicts neither).
-                        let won_at = r.decision.attempts[rec].start_ms;
-                        for &(i, other, since) in &r.in_flight {
-                            if r.decision.attempts[other].start_ms < won_at {
-                                let lost = &plan.candidates[i];
-                                router.health.record(&lost.key(), Verdict::Slow);
-                                router.slow(lost, since.elapsed());
-                                r.decision.attempts[other].outcome = "slow";
-                            }
-                        }
                         r.finish(rec, "success");
                         r.decision.served_by = Some(rec);
-                        r.cancel_rest();
+                        r.cancel_rest(Some(began));
                         let served = Served {
                             status: answer.status,
                             headers: answer.headers.clone(),
@@ -409,7 +403,7 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
         let c = &plan.candidates[i];
         router.slow(c, since.elapsed());
     }
-    r.cancel_rest();
+    r.cancel_rest(None);
     r.decision.gave_up = Some(gave_up.clone());
     let attempts = r.decision.attempts.len();
     let failure = give_up_failure(plan, r.last.take(), &gave_up);
