@@ -177,6 +177,28 @@ impl Default for Routing {
     }
 }
 
+/// How the HTTP server protects itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Server {
+    /// Requests handled at once; beyond it, ServiceUnavailableException (503).
+    pub max_concurrent_requests: usize,
+    /// A request body must arrive within this time.
+    pub body_read_timeout_ms: u64,
+    /// Invocation records queued for the stdout or file sink; when the
+    /// queue is full, records for those sinks are dropped and counted.
+    pub log_queue_records: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            max_concurrent_requests: 4096,
+            body_read_timeout_ms: 30_000,
+            log_queue_records: 16_384,
+        }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -204,6 +226,8 @@ pub struct Config {
     pub logging: Logging,
     /// OTLP traces.
     pub tracing: Tracing,
+    /// HTTP server limits.
+    pub server: Server,
 }
 
 /// OpenTelemetry trace export.

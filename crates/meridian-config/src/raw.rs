@@ -31,6 +31,17 @@ pub(crate) struct RawConfig {
     pub logging: RawLogging,
     #[serde(default)]
     pub tracing: RawTracing,
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+/// How the HTTP server protects itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub max_concurrent_requests: Option<Spanned<u64>>,
+    pub body_read_timeout_ms: Option<Spanned<u64>>,
+    pub log_queue_records: Option<Spanned<u64>>,
 }
 
 /// OTLP traces.

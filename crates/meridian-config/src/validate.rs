@@ -12,7 +12,7 @@ use crate::error::{ConfigError, line_of};
 use crate::raw::{RawConfig, RawResidency, display};
 use crate::{
     Account, AccountMode, Config, ExposedModel, InboundAuth, InboundCredential, Loaded, LogSink,
-    Logging, RegionSetting, Routing, S3Log, Strategy, Tracing, Upstream, UpstreamMode,
+    Logging, RegionSetting, Routing, S3Log, Server, Strategy, Tracing, Upstream, UpstreamMode,
 };
 
 /// The smallest invocation-log segment worth sealing and uploading.
@@ -255,6 +255,7 @@ pub(crate) fn validate(
     };
 
     let upstream = validate_upstream(&at, &catalog, &raw)?;
+    let server = validate_server(&at, &raw)?;
     let mut auth = InboundAuth::default();
     for (i, c) in raw.auth.credentials.iter().enumerate() {
         if c.access_key_id.get_ref().trim().is_empty() || c.secret_access_key.is_empty() {
@@ -294,6 +295,7 @@ pub(crate) fn validate(
             routing,
             logging,
             tracing,
+            server,
         },
         catalog,
     })
@@ -347,6 +349,41 @@ fn strategy_of(
             ));
         }
     })
+}
+
+fn validate_server(at: &At<'_>, raw: &RawConfig) -> Result<Server, ConfigError> {
+    let r = &raw.server;
+    let mut out = Server::default();
+    let within = |v: &Spanned<u64>, key: &str, lo: u64, hi: u64, unit: &str| {
+        if (lo..=hi).contains(v.get_ref()) {
+            Ok(*v.get_ref())
+        } else {
+            Err(at.at(v, key, format!("expected {lo} to {hi} {unit}")))
+        }
+    };
+    if let Some(v) = &r.max_concurrent_requests {
+        out.max_concurrent_requests = within(
+            v,
+            "server.max_concurrent_requests",
+            1,
+            1_000_000,
+            "requests",
+        )? as usize;
+    }
+    if let Some(v) = &r.body_read_timeout_ms {
+        out.body_read_timeout_ms = within(
+            v,
+            "server.body_read_timeout_ms",
+            100,
+            600_000,
+            "milliseconds",
+        )?;
+    }
+    if let Some(v) = &r.log_queue_records {
+        out.log_queue_records =
+            within(v, "server.log_queue_records", 1, 10_000_000, "records")? as usize;
+    }
+    Ok(out)
 }
 
 fn validate_routing(

@@ -4,29 +4,45 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use serde_json::Value;
+use meridian_router::Decision;
+use tokio::time::Instant;
 
-use crate::execute::{Decision, Plan, Served};
+use crate::execute::Served;
 use crate::invocation::{Record, Routing};
 use crate::metrics::labels;
+use crate::plan::Plan;
+use crate::respond::served_region;
 use crate::state::AppState;
+use crate::usage::Usage;
 
-/// Token counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input: u64,
-    pub output: u64,
+/// What is known of a request from the moment it arrives, whatever becomes
+/// of it: every record of it shares these.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    /// Front door: `bedrock`, `openai`.
+    pub api: &'static str,
+    /// Operation name.
+    pub operation: &'static str,
+    /// Model asked for (empty until known).
+    pub requested: String,
+    /// Meridian's request ID.
+    pub request_id: String,
+    /// When it arrived.
+    pub started: Instant,
+    /// The request's W3C `traceparent`, if it had one.
+    pub traceparent: Option<String>,
+    /// Model invocations get an invocation record; control-plane reads
+    /// are counted in metrics only.
+    pub invocation: bool,
+    /// The body sent upstream, when records include bodies.
+    pub request_body: Option<Bytes>,
 }
 
 /// Everything known about a finished request.
 #[derive(Debug)]
 pub struct Finished<'a> {
-    pub api: &'static str,
-    pub operation: &'a str,
-    pub requested: &'a str,
-    pub request_id: &'a str,
+    pub ledger: &'a Ledger,
     pub plan: Option<&'a Plan>,
     pub served: Option<&'a Served>,
     pub decision: Option<&'a Decision>,
@@ -35,76 +51,69 @@ pub struct Finished<'a> {
     pub usage: Usage,
     pub latency: Duration,
     pub ttft: Option<Duration>,
-    pub request_body: Option<&'a Bytes>,
     pub response_body: Option<&'a Bytes>,
-    /// The request's W3C `traceparent`, if it had one.
-    pub traceparent: Option<&'a str>,
-}
-
-/// What every record of one request shares.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    pub api: &'static str,
-    pub operation: &'a str,
-    pub requested: &'a str,
-    pub request_id: &'a str,
-    pub started: tokio::time::Instant,
-    pub traceparent: Option<&'a str>,
-    pub request_body: Option<&'a Bytes>,
 }
 
 impl<'a> Finished<'a> {
-    /// A request that ended without an answer.
+    /// A request that ended without an answer: `status` and `code` as the
+    /// client saw them.
     pub fn failed(
-        r: Request<'a>,
+        ledger: &'a Ledger,
         plan: Option<&'a Plan>,
         decision: Option<&'a Decision>,
-        e: &'a meridian_wire::BedrockError,
+        status: u16,
+        code: &'a str,
     ) -> Finished<'a> {
         Finished {
-            api: r.api,
-            operation: r.operation,
-            requested: r.requested,
-            request_id: r.request_id,
+            ledger,
             plan,
             served: None,
             decision,
-            status: e.kind.status(),
-            error_code: Some(e.kind.name()),
+            status,
+            error_code: Some(code),
             usage: Usage::default(),
-            latency: r.started.elapsed(),
+            latency: ledger.started.elapsed(),
             ttft: None,
-            request_body: r.request_body,
             response_body: None,
-            traceparent: r.traceparent,
         }
     }
 
     /// A request an attempt answered; `error_code` when a stream broke after
     /// its first event.
     pub fn served(
-        r: Request<'a>,
+        ledger: &'a Ledger,
         plan: &'a Plan,
         served: &'a Served,
         usage: Usage,
         error_code: Option<&'a str>,
     ) -> Finished<'a> {
         Finished {
-            api: r.api,
-            operation: r.operation,
-            requested: r.requested,
-            request_id: r.request_id,
+            ledger,
             plan: Some(plan),
             served: Some(served),
             decision: Some(&served.decision),
             status: served.status.as_u16(),
             error_code,
             usage,
-            latency: r.started.elapsed(),
+            latency: ledger.started.elapsed(),
             ttft: None,
-            request_body: r.request_body,
             response_body: None,
-            traceparent: r.traceparent,
+        }
+    }
+
+    /// A request Meridian answered itself (a control-plane read).
+    pub fn local(ledger: &'a Ledger) -> Finished<'a> {
+        Finished {
+            ledger,
+            plan: None,
+            served: None,
+            decision: None,
+            status: 200,
+            error_code: None,
+            usage: Usage::default(),
+            latency: ledger.started.elapsed(),
+            ttft: None,
+            response_body: None,
         }
     }
 }
@@ -121,34 +130,24 @@ pub fn model_label(state: &AppState, requested: &str) -> String {
         .map_or_else(|| "other".to_string(), |m| m.alias.clone())
 }
 
-/// Region that served a response: the simulated fleet says where it
-/// processed; real Bedrock does not, so the called region stands in.
-pub fn served_region(served: &Served) -> String {
-    served
-        .headers
-        .get("x-meridian-sim-inference-region")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(&served.candidate.target.endpoint_region)
-        .to_string()
-}
-
 /// Accounts for a finished request and writes its invocation record.
 pub fn finish(state: &AppState, f: &Finished<'_>) {
-    let model = model_label(state, f.requested);
+    let l = f.ledger;
+    let model = model_label(state, &l.requested);
     let outcome = f.error_code.unwrap_or("success");
     let m = &state.metrics;
     m.add(
         "meridian_requests_total",
         labels([
             ("model", &model),
-            ("operation", f.operation),
+            ("operation", l.operation),
             ("outcome", outcome),
         ]),
         1.0,
     );
     m.observe(
         "meridian_request_duration_seconds",
-        labels([("model", &model), ("operation", f.operation)]),
+        labels([("model", &model), ("operation", l.operation)]),
         f.latency.as_secs_f64(),
     );
     if let Some(t) = f.ttft {
@@ -158,7 +157,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) {
             t.as_secs_f64(),
         );
     }
-    let region = f.served.map(served_region);
+    let region = f.served.map(|s| served_region(s).to_string());
     let mut cost = None;
     if let (Some(s), Some(r)) = (f.served, &region) {
         m.add(
@@ -223,20 +222,20 @@ pub fn finish(state: &AppState, f: &Finished<'_>) {
     if let Some(t) = &state.tracer {
         trace(t, state, f, &model, outcome, region.as_deref());
     }
-    if !state.log.enabled() {
+    if !l.invocation || !state.log.enabled() {
         return;
     }
     let model_id = f
         .served
         .map(|s| s.candidate.target.model_id.clone())
-        .unwrap_or_else(|| f.requested.to_string());
+        .unwrap_or_else(|| l.requested.clone());
     let called = f
         .served
         .map(|s| s.candidate.target.endpoint_region.clone())
         .unwrap_or_else(|| state.region.clone());
     let routing = Routing {
-        requested_model: f.requested.to_string(),
-        api: f.api,
+        requested_model: l.requested.clone(),
+        api: l.api,
         account: f.served.map(|s| s.candidate.account.clone()),
         policy: f.plan.map(|p| p.policy.clone()).unwrap_or_default(),
         status: f.status,
@@ -248,8 +247,8 @@ pub fn finish(state: &AppState, f: &Finished<'_>) {
     let mut rec = Record::new(
         &state.account_id,
         &called,
-        f.request_id,
-        f.operation,
+        &l.request_id,
+        l.operation,
         &model_id,
         routing,
     );
@@ -258,80 +257,13 @@ pub fn finish(state: &AppState, f: &Finished<'_>) {
     rec.inference_region = region;
     rec.error_code = f.error_code.map(str::to_string);
     if state.log.include_bodies {
-        rec.input.input_body_json = f.request_body.and_then(|b| serde_json::from_slice(b).ok());
+        rec.input.input_body_json = l
+            .request_body
+            .as_ref()
+            .and_then(|b| serde_json::from_slice(b).ok());
         rec.output.output_body_json = f.response_body.and_then(|b| serde_json::from_slice(b).ok());
     }
     state.log.write(&rec);
-}
-
-/// Usage of a whole (non-streaming) answer: Converse's `usage`, Bedrock's
-/// token-count headers, or an Anthropic body's `usage`.
-pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
-    let header = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-    };
-    if let (Some(input), Some(output)) = (
-        header("x-amzn-bedrock-input-token-count"),
-        header("x-amzn-bedrock-output-token-count"),
-    ) {
-        return Usage { input, output };
-    }
-    let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    usage_of(&v).unwrap_or_default()
-}
-
-fn usage_of(v: &Value) -> Option<Usage> {
-    let u = v.get("usage")?;
-    let get = |a: &str, b: &str| u.get(a).or_else(|| u.get(b)).and_then(Value::as_u64);
-    Some(Usage {
-        input: get("inputTokens", "input_tokens")?,
-        output: get("outputTokens", "output_tokens").unwrap_or(0),
-    })
-}
-
-/// Reads usage out of streamed events as they pass: Converse's `metadata`
-/// event, or the `amazon-bedrock-invocationMetrics` InvokeModel puts in its
-/// last chunk.
-#[derive(Debug, Default)]
-pub struct StreamUsage {
-    pub usage: Usage,
-}
-
-impl StreamUsage {
-    /// Looks at one event frame's payload.
-    pub fn see(&mut self, event_type: &str, payload: &[u8]) {
-        let Ok(v) = serde_json::from_slice::<Value>(payload) else {
-            return;
-        };
-        match event_type {
-            "metadata" => {
-                if let Some(u) = usage_of(&v) {
-                    self.usage = u;
-                }
-            }
-            "chunk" => {
-                let inner = v
-                    .get("bytes")
-                    .and_then(Value::as_str)
-                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-                if let Some(m) = inner
-                    .as_ref()
-                    .and_then(|i| i.get("amazon-bedrock-invocationMetrics"))
-                {
-                    let get = |k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0);
-                    self.usage = Usage {
-                        input: get("inputTokenCount"),
-                        output: get("outputTokenCount"),
-                    };
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 /// A SERVER span for the request and a CLIENT span per attempt.
@@ -346,7 +278,8 @@ fn trace(
     use crate::traces::{Attr, Span, parse_traceparent};
     let end = std::time::SystemTime::now();
     let start = end.checked_sub(f.latency).unwrap_or(end);
-    let (trace_id, parent) = match f.traceparent.and_then(parse_traceparent) {
+    let l = f.ledger;
+    let (trace_id, parent) = match l.traceparent.as_deref().and_then(parse_traceparent) {
         Some((trace, span)) => (trace, Some(span)),
         None => (t.trace_id(), None),
     };
@@ -354,10 +287,10 @@ fn trace(
     let s = |v: &str| Attr::Str(v.to_string());
     let mut attrs = vec![
         ("meridian.model", s(model)),
-        ("meridian.operation", s(f.operation)),
+        ("meridian.operation", s(l.operation)),
         ("meridian.outcome", s(outcome)),
-        ("meridian.api", s(f.api)),
-        ("meridian.request_id", s(f.request_id)),
+        ("meridian.api", s(l.api)),
+        ("meridian.request_id", s(&l.request_id)),
         ("meridian.region.source", s(&state.region)),
         ("http.response.status_code", Attr::Int(i64::from(f.status))),
         ("gen_ai.usage.input_tokens", Attr::Int(f.usage.input as i64)),
@@ -379,7 +312,7 @@ fn trace(
         trace_id: trace_id.clone(),
         span_id: span_id.clone(),
         parent_span_id: parent,
-        name: format!("{} {}", f.operation, model),
+        name: format!("{} {}", l.operation, model),
         kind: 2,
         start,
         end,
@@ -411,4 +344,20 @@ fn trace(
             ],
         });
     }
+}
+
+/// The account and log stages of a stream, run when it ends. `hold` (an
+/// admission permit) is released then too.
+pub fn at_stream_end(
+    state: std::sync::Arc<AppState>,
+    ledger: Ledger,
+    plan: Plan,
+    hold: impl Send + 'static,
+) -> crate::execute::OnEnd {
+    Box::new(move |end: crate::execute::StreamEnd, served: &Served| {
+        let mut done = Finished::served(&ledger, &plan, served, end.usage, end.error.as_deref());
+        done.ttft = Some(end.ttft);
+        finish(&state, &done);
+        drop(hold);
+    })
 }

@@ -1,257 +1,116 @@
-//! The Bedrock Runtime front door, one stage after another as in DESIGN.md:
-//! decode → authenticate → admit → guard input → cache → plan → execute →
-//! guard output → account → log → encode. Stages marked "pass-through" below
-//! do nothing yet; they are where tenants' rate limits and budgets, guardrails,
-//! the response cache, cost accounting and invocation logs will go.
+//! The Bedrock front door: Runtime operations (byte for byte) and the
+//! control-plane reads LangChain makes on the runtime host. An adapter only:
+//! the stages are the pipeline's.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
+use http::request::Parts;
 use http::{HeaderName, HeaderValue};
-use meridian_catalog::Policy;
-use meridian_catalog::resolve::ResolveError;
-use meridian_wire::{BedrockError, ErrorKind, Operation, converse};
+use meridian_wire::{BedrockError, Operation, converse};
+use serde_json::Value;
 
-use crate::execute::{self, Served};
+use crate::canonical::{Call, Head};
+use crate::control_plane;
+use crate::execute::{self, Frames, Served};
+use crate::pipeline::{self, Decoded, FrontDoor};
+use crate::respond;
 use crate::state::AppState;
-use crate::{account, auth, control_plane, plan, respond};
 
-/// Handles every request that is not a Meridian endpoint.
+/// The Bedrock Runtime and control-plane wire format.
+#[derive(Debug)]
+pub struct Bedrock;
+
+/// Handles every request that is not one of Meridian's own endpoints.
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let request_id = respond::request_id();
-    let (parts, body) = req.into_parts();
-    // decode
-    let op = match Operation::from_request(parts.method.as_str(), parts.uri.path()) {
-        Ok(op) => op,
-        Err(e) => return respond::error(&request_id, &e, 0),
-    };
-    let body = match axum::body::to_bytes(body, state.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = BedrockError::validation(format!(
-                "The request body is larger than the {} bytes this endpoint accepts.",
-                state.max_body
-            ));
-            return respond::error(&request_id, &e, 0);
+    pipeline::handle::<Bedrock>(state, req).await
+}
+
+impl FrontDoor for Bedrock {
+    const API: &'static str = "bedrock";
+    type Ctx = ();
+    type Error = BedrockError;
+
+    fn head(parts: &Parts) -> Head {
+        match Operation::from_request(parts.method.as_str(), parts.uri.path()) {
+            Ok(op) => Head {
+                operation: op.name(),
+                requested: op.model_id().unwrap_or_default().to_string(),
+                invocation: op.model_id().is_some(),
+            },
+            Err(_) => Head {
+                operation: "Unknown",
+                requested: String::new(),
+                invocation: false,
+            },
         }
-    };
-    // authenticate
-    if let Err(e) = auth::authenticate(&state, &parts, &body) {
-        return respond::error(&request_id, &e, 0);
     }
-    let query = parts.uri.query().unwrap_or("");
-    match op.model_id() {
-        None => control_plane::handle(&state, &op, query, &request_id),
-        Some(_) => match runtime(&state, &op, &parts.headers, body, &request_id).await {
-            Ok(resp) => resp,
-            Err((e, attempts, route)) => {
-                let mut resp = respond::error(&request_id, &e, attempts);
-                if let Some(v) = route.and_then(|r| HeaderValue::from_str(&r).ok()) {
-                    resp.headers_mut().insert(crate::ROUTE_HEADER, v);
+
+    fn decode(
+        state: &AppState,
+        parts: &Parts,
+        body: Bytes,
+        _request_id: &str,
+    ) -> Result<Decoded<()>, BedrockError> {
+        let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
+        let Some(model) = op.model_id() else {
+            let query = parts.uri.query().unwrap_or("");
+            return control_plane::answer(state, &op, query).map(Decoded::Local);
+        };
+        // Check what Meridian can before spending an upstream call.
+        let json = match op {
+            Operation::Converse { .. }
+            | Operation::ConverseStream { .. }
+            | Operation::CountTokens { .. } => {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                    BedrockError::validation(format!("The request body is not valid JSON: {e}"))
+                })?;
+                if !matches!(op, Operation::CountTokens { .. }) {
+                    converse::validate_request(&v)?;
                 }
-                resp
+                Some(v)
             }
-        },
-    }
-}
-
-async fn runtime(
-    state: &Arc<AppState>,
-    op: &Operation,
-    headers: &http::HeaderMap,
-    body: Bytes,
-    request_id: &str,
-) -> Result<Response, (BedrockError, usize, Option<String>)> {
-    let started = tokio::time::Instant::now();
-    let model_id = op.model_id().unwrap_or_default();
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    let request_body = state.log.include_bodies.then(|| body.clone());
-    let who = account::Request {
-        api: "bedrock",
-        operation: op.name(),
-        requested: model_id,
-        request_id,
-        started,
-        traceparent,
-        request_body: request_body.as_ref(),
-    };
-    // Every early exit is accounted for and logged like a finished request.
-    let refuse =
-        |e: BedrockError, plan: Option<&execute::Plan>, ex: Option<&execute::Exhausted>| {
-            let decision = ex.map(|x| &x.decision);
-            account::finish(state, &account::Finished::failed(who, plan, decision, &e));
-            let attempts = ex.map_or(0, |x| x.attempts);
-            (e, attempts, ex.map(|x| x.decision.summary()))
+            _ => serde_json::from_slice::<Value>(&body).ok(),
         };
-    // admit: pass-through (per-tenant rate limits and budgets come with tenants)
-    // guard input: pass-through (guardrails)
-    // cache: pass-through (response cache)
-    // plan
-    let narrow = residency_header(state, headers).map_err(|e| refuse(e, None, None))?;
-    // validate what Meridian can check before spending an upstream call
-    let json = match op {
-        Operation::Converse { .. }
-        | Operation::ConverseStream { .. }
-        | Operation::CountTokens { .. } => {
-            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-                refuse(
-                    BedrockError::validation(format!("The request body is not valid JSON: {e}")),
-                    None,
-                    None,
-                )
-            })?;
-            if !matches!(op, Operation::CountTokens { .. }) {
-                converse::validate_request(&v).map_err(|e| refuse(e, None, None))?;
-            }
-            Some(v)
-        }
-        _ => serde_json::from_slice::<serde_json::Value>(&body).ok(),
-    };
-    let plan = plan::build(
-        state,
-        plan::Ask {
-            requested: model_id,
-            narrow: narrow.as_ref(),
-            headers,
-            body,
-            json: json.as_ref(),
+        let call = Call {
+            operation: op.name(),
             action: op.action().unwrap_or("converse"),
+            requested: model.to_string(),
+            body,
+            json,
             streaming: op.is_streaming(),
-            forward: passthrough_request_headers(headers),
-            started,
-        },
-    )
-    .map_err(|e| refuse(e, None, None))?;
-    // execute; then guard output (pass-through), account and log, encode
-    if plan.streaming {
-        let on_end = stream_end(
-            state,
-            "bedrock",
-            op.name(),
-            model_id,
-            request_id,
-            &plan,
-            traceparent,
-        );
-        let (served, frames) = match execute::streaming(state, &plan, on_end).await {
-            Ok(x) => x,
-            Err(ex) => {
-                let e = ex.failure.error.clone();
-                return Err(refuse(e, Some(&plan), Some(&ex)));
-            }
+            forward: passthrough_request_headers(&parts.headers),
         };
-        Ok(encode(
-            request_id,
-            &served,
-            execute::eventstream_body(frames),
-        ))
-    } else {
-        let (served, body) = match execute::unary(state, &plan).await {
-            Ok(x) => x,
-            Err(ex) => {
-                let e = ex.failure.error.clone();
-                return Err(refuse(e, Some(&plan), Some(&ex)));
-            }
-        };
-        let usage = account::unary_usage(&served.headers, &body);
-        let mut done = account::Finished::served(who, &plan, &served, usage, None);
-        done.response_body = Some(&body);
-        account::finish(state, &done);
-        Ok(encode(request_id, &served, axum::body::Body::from(body)))
+        Ok(Decoded::Invoke(call, ()))
     }
-}
 
-/// A hook that accounts for and logs a stream when it ends.
-pub(crate) fn stream_end(
-    state: &Arc<AppState>,
-    api: &'static str,
-    operation: &'static str,
-    requested: &str,
-    request_id: &str,
-    plan: &execute::Plan,
-    traceparent: Option<&str>,
-) -> execute::OnEnd {
-    let state = state.clone();
-    let traceparent = traceparent.map(str::to_string);
-    let (requested, request_id) = (requested.to_string(), request_id.to_string());
-    let plan = plan.clone();
-    Box::new(move |end: execute::StreamEnd, served: &execute::Served| {
-        let who = account::Request {
-            api,
-            operation,
-            requested: &requested,
-            request_id: &request_id,
-            started: plan.started,
-            traceparent: traceparent.as_deref(),
-            request_body: None,
-        };
-        let mut done =
-            account::Finished::served(who, &plan, served, end.usage, end.error.as_deref());
-        done.ttft = Some(end.ttft);
-        account::finish(&state, &done);
-    })
-}
-
-pub(crate) fn encode(request_id: &str, served: &Served, body: axum::body::Body) -> Response {
-    let region = served
-        .headers
-        .get("x-meridian-sim-inference-region")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(&served.candidate.target.endpoint_region)
-        .to_string();
-    let mut resp = Response::builder()
-        .status(served.status)
-        .header("x-amzn-requestid", request_id)
-        .header(crate::REGION_HEADER, region)
-        .header(crate::ATTEMPTS_HEADER, served.attempts.to_string())
-        .header(crate::ROUTE_HEADER, served.decision.summary())
-        .header(crate::ACCOUNT_HEADER, served.candidate.account.as_str())
-        .body(body)
-        .unwrap_or_default();
-    if let Some(id) = served.headers.get("x-amzn-requestid") {
-        resp.headers_mut()
-            .insert("x-meridian-upstream-request-id", id.clone());
+    fn unary(_: (), served: &Served, body: Bytes) -> Result<Response, BedrockError> {
+        Ok(Response::builder()
+            .status(served.status)
+            .body(Body::from(body))
+            .unwrap_or_default())
     }
-    execute::passthrough_response_headers(served, &mut resp);
-    resp
-}
 
-fn residency_header(
-    state: &AppState,
-    headers: &http::HeaderMap,
-) -> Result<Option<Policy>, BedrockError> {
-    let Some(v) = headers.get(crate::RESIDENCY_HEADER) else {
-        return Ok(None);
-    };
-    let v = v
-        .to_str()
-        .map_err(|_| BedrockError::validation("x-meridian-residency must be ASCII"))?;
-    let terms: Vec<&str> = v
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
-    if terms.is_empty() {
-        return Ok(None);
+    fn stream(_: (), served: &Served, frames: Frames) -> Response {
+        Response::builder()
+            .status(served.status)
+            .body(execute::eventstream_body(frames))
+            .unwrap_or_default()
     }
-    Policy::from_terms(crate::RESIDENCY_HEADER, &state.catalog, &terms, &[])
-        .map(Some)
-        .map_err(|e| BedrockError::validation(format!("x-meridian-residency: {e}")))
-}
 
-pub(crate) fn plan_error(e: ResolveError) -> BedrockError {
-    match e {
-        ResolveError::UnknownModel { .. } | ResolveError::UnknownAppProfile { .. } => {
-            BedrockError::new(ErrorKind::ResourceNotFound, e.to_string())
-        }
-        ResolveError::UnknownRegion { .. } => {
-            BedrockError::new(ErrorKind::InternalServer, e.to_string())
-        }
-        ResolveError::NotOffered { .. } | ResolveError::NoTarget { .. } => {
-            BedrockError::validation(e.to_string())
-        }
+    fn from_bedrock(e: &BedrockError) -> BedrockError {
+        e.clone()
+    }
+
+    fn code(e: &BedrockError) -> (u16, &'static str) {
+        (e.kind.status(), e.kind.name())
+    }
+
+    fn error(_request_id: &str, e: &BedrockError) -> Response {
+        respond::error(e)
     }
 }
 

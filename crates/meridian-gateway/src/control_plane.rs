@@ -6,14 +6,15 @@ use std::collections::BTreeSet;
 use axum::response::Response;
 use meridian_catalog::TargetKind;
 use meridian_catalog::arn::{foundation_model_arn, inference_profile_arn};
-use meridian_wire::Operation;
-use meridian_wire::control::{answer, app_profile_summary, catalog_model_summary, profile_summary};
+use meridian_wire::control::{self, app_profile_summary, catalog_model_summary, profile_summary};
+use meridian_wire::{BedrockError, Operation};
 use serde_json::Value;
 
 use crate::respond;
 use crate::state::AppState;
 
-pub fn handle(state: &AppState, op: &Operation, query: &str, request_id: &str) -> Response {
+/// Answers a control-plane read, or the Bedrock error for it.
+pub fn answer(state: &AppState, op: &Operation, query: &str) -> Result<Response, BedrockError> {
     // Exposed aliases work as foundation-model identifiers too.
     let aliased = match op {
         Operation::GetFoundationModel { id } => state
@@ -32,16 +33,14 @@ pub fn handle(state: &AppState, op: &Operation, query: &str, request_id: &str) -
             _ => format!("Foundation model {id} is not exposed by this Meridian."),
         }
     };
-    match answer(
+    control::answer(
         aliased.as_ref().unwrap_or(op),
         query,
         profiles(state),
         models(state),
         missing,
-    ) {
-        Ok(v) => respond::json(request_id, &v),
-        Err(e) => respond::error(request_id, &e, 0),
-    }
+    )
+    .map(|v| respond::json(&v))
 }
 
 /// System profiles the exposed models resolve to, then declared application profiles.

@@ -1,24 +1,27 @@
 //! The gateway: an axum server speaking the Bedrock Runtime API (and the
 //! control-plane reads LangChain needs) in front of Bedrock regions.
 //!
-//! One pipeline per request, a module per stage: decode → authenticate →
-//! plan (catalog + residency, candidates ordered by meridian-router) →
-//! execute attempts (retries, hedges, one deadline) → encode.
+//! One pipeline for every front door (`pipeline.rs`), a module per stage;
+//! front doors (`bedrock.rs`, `openai.rs`) are adapters that decode into the
+//! canonical request (`canonical.rs`) and encode answers back.
 
 mod account;
 mod auth;
 mod bedrock;
+mod canonical;
 mod control_plane;
 mod execute;
 pub mod invocation;
 pub mod metrics;
 mod openai;
+mod pipeline;
 mod plan;
 mod respond;
 mod server;
 mod state;
 mod status;
 pub mod traces;
+mod usage;
 
 pub use server::{ServeOptions, probe_endpoints, router, serve};
 pub use state::{AppState, ModelReadiness, UpstreamAccount, UpstreamInfo};
@@ -31,5 +34,4 @@ pub const ATTEMPTS_HEADER: &str = "x-meridian-attempts";
 pub const ROUTE_HEADER: &str = "x-meridian-route";
 /// Response header naming the upstream account that served the request.
 pub const ACCOUNT_HEADER: &str = "x-meridian-account";
-/// Request header that narrows the residency policy (comma-separated terms).
-pub const RESIDENCY_HEADER: &str = "x-meridian-residency";
+pub use plan::RESIDENCY_HEADER;

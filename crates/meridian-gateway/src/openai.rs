@@ -1,4 +1,5 @@
-//! The OpenAI chat API on `/v1`, translated to and from Converse.
+//! The OpenAI chat API on `/v1`, translated to and from Converse. An
+//! adapter only: the stages are the pipeline's.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,151 +8,167 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
+use http::HeaderValue;
+use http::request::Parts;
 use meridian_wire::eventstream::{FrameKind, decode_one};
 use meridian_wire::openai::{OpenAiError, StreamTranslator, from_converse, to_converse};
 use meridian_wire::{BedrockError, converse};
 use serde_json::{Value, json};
 
-use crate::execute::{self, Frames};
+use crate::canonical::{Call, Head};
+use crate::execute::{Frames, Served};
+use crate::pipeline::{self, Decoded, FrontDoor};
+use crate::respond;
 use crate::state::AppState;
-use crate::{account, auth, bedrock, plan, respond};
 
-fn error(request_id: &str, e: &OpenAiError) -> Response {
-    Response::builder()
-        .status(e.status)
-        .header("content-type", "application/json")
-        .header("x-request-id", request_id)
-        .body(Body::from(e.body().to_string()))
-        .unwrap_or_default()
+/// OpenAI's chat-completions wire format.
+#[derive(Debug)]
+pub struct OpenAi;
+
+/// What encoding an answer needs from the request.
+#[derive(Debug)]
+pub struct Chat {
+    request_id: String,
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
 }
 
-/// `POST /v1/chat/completions`.
-pub async fn chat(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let request_id = respond::request_id();
-    match chat_inner(&state, req, &request_id).await {
-        Ok(r) => r,
-        Err(e) => error(&request_id, &e),
+/// Everything under `/v1`.
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    pipeline::handle::<OpenAi>(state, req).await
+}
+
+impl FrontDoor for OpenAi {
+    const API: &'static str = "openai";
+    type Ctx = Chat;
+    type Error = OpenAiError;
+
+    fn head(parts: &Parts) -> Head {
+        // The model and whether it streams are in the body.
+        match (parts.method.as_str(), parts.uri.path()) {
+            ("POST", "/v1/chat/completions") => Head {
+                operation: "Converse",
+                requested: String::new(),
+                invocation: true,
+            },
+            ("GET", "/v1/models") => Head {
+                operation: "ListModels",
+                requested: String::new(),
+                invocation: false,
+            },
+            _ => Head {
+                operation: "Unknown",
+                requested: String::new(),
+                invocation: false,
+            },
+        }
     }
-}
 
-async fn chat_inner(
-    state: &Arc<AppState>,
-    req: Request,
-    request_id: &str,
-) -> Result<Response, OpenAiError> {
-    let started = tokio::time::Instant::now();
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, state.max_body)
-        .await
-        .map_err(|_| {
-            OpenAiError::invalid(
-                "body",
-                format!("the request body is larger than {} bytes", state.max_body),
-            )
+    fn decode(
+        state: &AppState,
+        parts: &Parts,
+        body: Bytes,
+        request_id: &str,
+    ) -> Result<Decoded<Chat>, OpenAiError> {
+        match (parts.method.as_str(), parts.uri.path()) {
+            ("POST", "/v1/chat/completions") => {}
+            ("GET", "/v1/models") => return Ok(Decoded::Local(models(state))),
+            (method, path) => {
+                return Err(OpenAiError {
+                    status: 404,
+                    kind: "invalid_request_error",
+                    message: format!("no route {method} {path}"),
+                    param: None,
+                    code: Some("unknown_url"),
+                });
+            }
+        }
+        let value: Value = serde_json::from_slice(&body).map_err(|e| {
+            OpenAiError::invalid("body", format!("the request body is not valid JSON: {e}"))
         })?;
-    auth::authenticate(state, &parts, &body).map_err(|e| OpenAiError::from(&e))?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        OpenAiError::invalid("body", format!("the request body is not valid JSON: {e}"))
-    })?;
-    let t = to_converse(&value)?;
-    converse::validate_request(&t.converse).map_err(|e| OpenAiError::from(&e))?;
-    let plan = plan::build(
-        state,
-        plan::Ask {
-            requested: &t.model,
-            narrow: None,
-            headers: &parts.headers,
-            body: Bytes::from(t.converse.to_string()),
-            json: Some(&t.converse),
+        let t = to_converse(&value)?;
+        converse::validate_request(&t.converse).map_err(|e| OpenAiError::from(&e))?;
+        let ctx = Chat {
+            request_id: request_id.to_string(),
+            id: format!("chatcmpl-{}", request_id.replace('-', "")),
+            model: t.model.clone(),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            include_usage: t.include_usage,
+        };
+        let call = Call {
+            operation: if t.stream {
+                "ConverseStream"
+            } else {
+                "Converse"
+            },
             action: if t.stream {
                 "converse-stream"
             } else {
                 "converse"
             },
+            requested: t.model,
+            body: Bytes::from(t.converse.to_string()),
+            json: Some(t.converse),
             streaming: t.stream,
             forward: Vec::new(),
-            started,
-        },
-    )
-    .map_err(|e| OpenAiError::from(&e))?;
-    let operation = if t.stream {
-        "ConverseStream"
-    } else {
-        "Converse"
-    };
-    let traceparent = parts
-        .headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
-    let id = format!("chatcmpl-{}", request_id.replace('-', ""));
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let who = account::Request {
-        api: "openai",
-        operation,
-        requested: &t.model,
-        request_id,
-        started,
-        traceparent,
-        request_body: None,
-    };
-    let fail = |ex: execute::Exhausted| {
-        let e = &ex.failure.error;
-        account::finish(
-            state,
-            &account::Finished::failed(who, Some(&plan), Some(&ex.decision), e),
-        );
-        OpenAiError::from(e)
-    };
-    let mut resp = if t.stream {
-        let on_end = bedrock::stream_end(
-            state,
-            "openai",
-            operation,
-            &t.model,
-            request_id,
-            &plan,
-            traceparent,
-        );
-        let (served, frames) = execute::streaming(state, &plan, on_end)
-            .await
-            .map_err(fail)?;
-        let translator = StreamTranslator::new(&id, &t.model, created, t.include_usage);
-        let mut r = bedrock::encode(request_id, &served, sse_body(frames, translator));
-        r.headers_mut().insert(
-            "content-type",
-            http::HeaderValue::from_static("text/event-stream"),
-        );
-        r.headers_mut()
-            .insert("cache-control", http::HeaderValue::from_static("no-cache"));
-        r
-    } else {
-        let (served, body) = execute::unary(state, &plan).await.map_err(fail)?;
-        let usage = account::unary_usage(&served.headers, &body);
-        account::finish(
-            state,
-            &account::Finished::served(who, &plan, &served, usage, None),
-        );
+        };
+        Ok(Decoded::Invoke(call, ctx))
+    }
+
+    fn unary(c: Chat, served: &Served, body: Bytes) -> Result<Response, OpenAiError> {
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
             OpenAiError::from(&BedrockError::new(
                 meridian_wire::ErrorKind::InternalServer,
                 format!("upstream answered invalid JSON: {e}"),
             ))
         })?;
-        let out = from_converse(&v, &id, &t.model, created);
-        let mut r = bedrock::encode(request_id, &served, Body::from(out.to_string()));
-        r.headers_mut().insert(
-            "content-type",
-            http::HeaderValue::from_static("application/json"),
-        );
-        r
-    };
-    resp.headers_mut().insert(
-        "x-request-id",
-        http::HeaderValue::from_str(request_id).unwrap_or(http::HeaderValue::from_static("-")),
-    );
-    Ok(resp)
+        let out = from_converse(&v, &c.id, &c.model, c.created);
+        Ok(Response::builder()
+            .status(served.status)
+            .header("content-type", "application/json")
+            .header("x-request-id", c.request_id)
+            .body(Body::from(out.to_string()))
+            .unwrap_or_default())
+    }
+
+    fn stream(c: Chat, served: &Served, frames: Frames) -> Response {
+        let translator = StreamTranslator::new(&c.id, &c.model, c.created, c.include_usage);
+        Response::builder()
+            .status(served.status)
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .header("x-request-id", c.request_id)
+            .body(sse_body(frames, translator))
+            .unwrap_or_default()
+    }
+
+    fn from_bedrock(e: &BedrockError) -> OpenAiError {
+        OpenAiError::from(e)
+    }
+
+    fn code(e: &OpenAiError) -> (u16, &'static str) {
+        (e.status, e.code.unwrap_or(e.kind))
+    }
+
+    fn error(request_id: &str, e: &OpenAiError) -> Response {
+        error(request_id, e)
+    }
+}
+
+fn error(request_id: &str, e: &OpenAiError) -> Response {
+    let mut r = Response::builder()
+        .status(e.status)
+        .header("content-type", "application/json")
+        .body(Body::from(e.body().to_string()))
+        .unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        r.headers_mut().insert("x-request-id", v);
+    }
+    r
 }
 
 fn sse(v: &Value) -> Bytes {
@@ -208,8 +225,8 @@ fn sse_body(mut frames: Frames, mut t: StreamTranslator) -> Body {
     Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-/// `GET /v1/models`.
-pub async fn models(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /v1/models`: the exposed models.
+fn models(state: &AppState) -> Response {
     let data: Vec<Value> = state
         .config
         .models
@@ -222,22 +239,5 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
             json!({"id": m.name, "object": "model", "created": 0, "owned_by": owner})
         })
         .collect();
-    let body = json!({"object": "list", "data": data});
-    Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap_or_default()
-}
-
-/// Anything else under `/v1`.
-pub async fn not_found(req: Request) -> Response {
-    let e = OpenAiError {
-        status: 404,
-        kind: "invalid_request_error",
-        message: format!("no route {} {}", req.method(), req.uri().path()),
-        param: None,
-        code: Some("unknown_url"),
-    };
-    error(&respond::request_id(), &e)
+    respond::json(&json!({"object": "list", "data": data}))
 }

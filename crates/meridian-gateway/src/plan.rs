@@ -9,16 +9,54 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use meridian_catalog::Policy;
+use meridian_catalog::resolve::ResolveError;
 use meridian_config::{AccountMode, Strategy};
 use meridian_router::route::fnv_bytes;
 use meridian_router::{Candidate, Order};
-use meridian_wire::{BedrockError, converse};
+use meridian_wire::{BedrockError, ErrorKind, converse};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::bedrock::plan_error;
-use crate::execute::Plan;
+use crate::canonical::Call;
 use crate::state::AppState;
+
+/// Request header that narrows the residency policy (comma-separated terms).
+pub const RESIDENCY_HEADER: &str = "x-meridian-residency";
+
+/// One request's plan, ready to execute.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What the client asked for.
+    pub requested: String,
+    /// The residency policy that produced the candidates, by name.
+    pub policy: String,
+    /// Regions that policy allows, for error messages ("anywhere" when unrestricted).
+    pub policy_regions: String,
+    /// Candidates in the order to try them.
+    pub candidates: Vec<Candidate>,
+    /// Strategy name, for the decision record.
+    pub strategy: &'static str,
+    /// Bedrock action (`converse`, `invoke-with-response-stream`, …).
+    pub action: &'static str,
+    /// Request body sent to every attempt unchanged.
+    pub body: Bytes,
+    /// Request headers forwarded upstream.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether the answer is an event stream.
+    pub streaming: bool,
+    /// Tokens reserved per attempt (input estimate + max tokens).
+    pub tokens: u64,
+    /// When the request arrived.
+    pub started: Instant,
+    /// When the whole request must be done.
+    pub deadline: Instant,
+    /// The deadline as configured or asked for, ms.
+    pub deadline_ms: u64,
+    /// Whether a slow first attempt may be hedged.
+    pub hedging: bool,
+    /// Most attempts, hedges included.
+    pub max_attempts: usize,
+}
 
 /// Request header: the caller's region, for the `geo` strategy.
 pub const CALLER_REGION_HEADER: &str = "x-meridian-caller-region";
@@ -30,50 +68,28 @@ const DEFAULT_MAX_TOKENS: u64 = 1024;
 /// Bytes of the prompt hashed for prompt-cache affinity.
 const AFFINITY_PREFIX: usize = 2048;
 
-/// What the plan stage needs from a request.
-#[derive(Debug)]
-pub struct Ask<'a> {
-    /// Model name, ID or ARN as the client sent it.
-    pub requested: &'a str,
-    /// A narrowing policy from `x-meridian-residency`.
-    pub narrow: Option<&'a Policy>,
-    /// Request headers.
-    pub headers: &'a HeaderMap,
-    /// Body sent upstream.
-    pub body: Bytes,
-    /// The body as JSON, when it is.
-    pub json: Option<&'a Value>,
-    /// Bedrock action.
-    pub action: &'static str,
-    /// Whether the answer streams.
-    pub streaming: bool,
-    /// Headers forwarded upstream.
-    pub forward: Vec<(HeaderName, HeaderValue)>,
-    /// When the request arrived.
-    pub started: Instant,
-}
-
-/// Builds a request's plan.
-pub fn build(state: &AppState, ask: Ask<'_>) -> Result<Plan, BedrockError> {
+/// Builds a request's plan from what the caller asked for and its headers:
+/// `x-meridian-residency` (narrows the policy), `x-meridian-deadline-ms`
+/// (shortens the deadline) and `x-meridian-caller-region` (for `geo`).
+pub fn build(
+    state: &AppState,
+    call: &Call,
+    headers: &HeaderMap,
+    started: Instant,
+) -> Result<Plan, BedrockError> {
+    let narrow = residency_header(state, headers)?;
+    let requested = call.requested.as_str();
     let resolution = state
-        .resolve(ask.requested, ask.narrow)
+        .resolve(requested, narrow.as_ref())
         .map_err(plan_error)?;
-    let exposed = state.config.model(ask.requested);
+    let exposed = state.config.model(requested);
     let routing = &state.config.routing;
-    let mut models = vec![(ask.requested.to_string(), resolution.targets.clone())];
-    for f in exposed.map(|m| m.fallback.as_slice()).unwrap_or_default() {
-        // Under the requested model's policy as well as the fallback's own.
-        match state
-            .config
-            .resolve(&state.catalog, f, &state.region, Some(&resolution.policy))
-        {
-            Ok(r) => models.push((f.clone(), r.targets)),
-            Err(e) => tracing::debug!(fallback = %f, error = %e, "fallback has no target"),
-        }
-    }
+    let fallbacks = state.fallbacks(requested, narrow.as_ref(), &resolution.policy);
+    let models = std::iter::once((requested, resolution.targets.as_slice()))
+        .chain(fallbacks.iter().map(|(m, t)| (m.as_str(), t.as_slice())));
     let accounts = state.accounts.len().max(1);
     let mut candidates = Vec::new();
-    for (m, (model, targets)) in models.into_iter().enumerate() {
+    for (m, (model, targets)) in models.enumerate() {
         for t in targets {
             for (a, acct) in state.accounts.iter().enumerate() {
                 if !acct.regions.is_empty() && !acct.regions.contains(&t.endpoint_region) {
@@ -86,7 +102,7 @@ pub fn build(state: &AppState, ask: Ask<'_>) -> Result<Plan, BedrockError> {
                 candidates.push(Candidate {
                     account: acct.name.clone(),
                     tier: m * accounts + tier,
-                    model: model.clone(),
+                    model: model.to_string(),
                     target: t.clone(),
                 });
             }
@@ -97,16 +113,21 @@ pub fn build(state: &AppState, ask: Ask<'_>) -> Result<Plan, BedrockError> {
         Strategy::Priority => Order::Priority,
         Strategy::Latency => Order::Latency,
         Strategy::Weighted(w) => Order::Weighted(w.clone()),
-        Strategy::Geo => Order::Geo(distances(state, ask.headers, &candidates)?),
+        Strategy::Geo => Order::Geo(distances(state, headers, &candidates)?),
     };
-    let tokens = tokens(ask.json, &ask.body);
+    let tokens = tokens(call.json.as_ref(), &call.body);
     let affinity = exposed
         .filter(|m| m.prompt_cache_affinity)
-        .and(ask.json)
+        .and(call.json.as_ref())
         .map(prompt_hash);
     let sorted = state.router.order(&candidates, &order, tokens, affinity);
-    let candidates: Vec<Candidate> = sorted.into_iter().map(|i| candidates[i].clone()).collect();
-    let deadline_ms = deadline_ms(ask.headers, routing.deadline_ms)?;
+    // Move each candidate into its place instead of cloning it.
+    let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+    let candidates: Vec<Candidate> = sorted
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect();
+    let deadline_ms = deadline_ms(headers, routing.deadline_ms)?;
     let policy = &resolution.policy;
     let policy_regions = match &policy.allow {
         None if policy.exclude.is_empty() => "anywhere".to_string(),
@@ -127,22 +148,59 @@ pub fn build(state: &AppState, ask: Ask<'_>) -> Result<Plan, BedrockError> {
             .join(", "),
     };
     Ok(Plan {
-        requested: ask.requested.to_string(),
+        requested: requested.to_string(),
         policy: policy.name.clone(),
         policy_regions,
         candidates,
         strategy: strategy.name(),
-        action: ask.action,
-        body: ask.body,
-        headers: ask.forward,
-        streaming: ask.streaming,
+        action: call.action,
+        body: call.body.clone(),
+        headers: call.forward.clone(),
+        streaming: call.streaming,
         tokens,
-        started: ask.started,
-        deadline: ask.started + Duration::from_millis(deadline_ms),
+        started,
+        deadline: started + Duration::from_millis(deadline_ms),
         deadline_ms,
         hedging: exposed.and_then(|m| m.hedging).unwrap_or(routing.hedging),
         max_attempts: state.max_attempts,
     })
+}
+
+/// The policy in `x-meridian-residency`, if the request has one: it can
+/// only narrow the model's policy, never widen it.
+fn residency_header(state: &AppState, headers: &HeaderMap) -> Result<Option<Policy>, BedrockError> {
+    let Some(v) = headers.get(RESIDENCY_HEADER) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| BedrockError::validation("x-meridian-residency must be ASCII"))?;
+    let terms: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if terms.is_empty() {
+        return Ok(None);
+    }
+    Policy::from_terms(RESIDENCY_HEADER, &state.catalog, &terms, &[])
+        .map(Some)
+        .map_err(|e| BedrockError::validation(format!("x-meridian-residency: {e}")))
+}
+
+/// The Bedrock error for a model that does not resolve.
+pub fn plan_error(e: ResolveError) -> BedrockError {
+    match e {
+        ResolveError::UnknownModel { .. } | ResolveError::UnknownAppProfile { .. } => {
+            BedrockError::new(ErrorKind::ResourceNotFound, e.to_string())
+        }
+        ResolveError::UnknownRegion { .. } => {
+            BedrockError::new(ErrorKind::InternalServer, e.to_string())
+        }
+        ResolveError::NotOffered { .. } | ResolveError::NoTarget { .. } => {
+            BedrockError::validation(e.to_string())
+        }
+    }
 }
 
 /// Distance from the caller's region to each candidate's called region.

@@ -1,34 +1,92 @@
-//! Building responses in Bedrock's shape.
+//! Building responses: request IDs, Bedrock-shaped errors, and the headers
+//! every answer carries whatever its front door.
 
 use axum::body::Body;
 use axum::response::Response;
+use http::HeaderValue;
 use meridian_wire::BedrockError;
+
+use crate::execute::Served;
 
 /// A fresh request ID (UUID v4, as Bedrock's).
 pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// An error exactly as Bedrock sends it: status, `x-amzn-ErrorType`,
-/// `x-amzn-RequestId` and `{"message": …}`.
-pub fn error(request_id: &str, e: &BedrockError, attempts: usize) -> Response {
-    let mut b = Response::builder()
+/// An error exactly as Bedrock sends it: status, `x-amzn-ErrorType` and
+/// `{"message": …}`.
+pub fn error(e: &BedrockError) -> Response {
+    Response::builder()
         .status(e.kind.status())
         .header("content-type", "application/json")
-        .header("x-amzn-requestid", request_id)
-        .header("x-amzn-errortype", e.error_type_header());
-    if attempts > 0 {
-        b = b.header(crate::ATTEMPTS_HEADER, attempts.to_string());
-    }
-    b.body(Body::from(e.body())).unwrap_or_default()
+        .header("x-amzn-errortype", e.error_type_header())
+        .body(Body::from(e.body()))
+        .unwrap_or_default()
 }
 
 /// A JSON 200.
-pub fn json(request_id: &str, value: &serde_json::Value) -> Response {
+pub fn json(value: &serde_json::Value) -> Response {
     Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .header("x-amzn-requestid", request_id)
         .body(Body::from(value.to_string()))
         .unwrap_or_default()
+}
+
+/// The region that served a response: the simulated fleet says where it
+/// processed; real Bedrock does not, so the called region stands in.
+pub fn served_region(served: &Served) -> &str {
+    served
+        .headers
+        .get("x-meridian-sim-inference-region")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&served.candidate.target.endpoint_region)
+}
+
+/// Headers of every response: its request ID and, when attempts were made,
+/// how many and their route.
+pub fn common_headers(
+    resp: &mut Response,
+    request_id: &str,
+    attempts: usize,
+    route: Option<String>,
+) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if attempts > 0 {
+        h.insert(crate::ATTEMPTS_HEADER, HeaderValue::from(attempts));
+    }
+    if let Some(v) = route.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        h.insert(crate::ROUTE_HEADER, v);
+    }
+}
+
+/// Headers of an answered request: where it was served, by which account,
+/// the upstream's request ID, and the upstream's `content-type` and
+/// `x-amzn-bedrock-*` headers unless the front door set its own.
+pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
+    common_headers(
+        resp,
+        request_id,
+        served.attempts,
+        Some(served.decision.summary()),
+    );
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(served_region(served)) {
+        h.insert(crate::REGION_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&served.candidate.account) {
+        h.insert(crate::ACCOUNT_HEADER, v);
+    }
+    if let Some(id) = served.headers.get("x-amzn-requestid") {
+        h.insert("x-meridian-upstream-request-id", id.clone());
+    }
+    for (k, v) in &served.headers {
+        let name = k.as_str();
+        if (name == "content-type" && !h.contains_key(k)) || name.starts_with("x-amzn-bedrock-") {
+            h.insert(k.clone(), v.clone());
+        }
+    }
 }

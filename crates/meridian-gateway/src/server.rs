@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 use crate::state::AppState;
 use crate::{bedrock, openai, status};
 
+/// How long accepting pauses after an accept error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// How the server runs.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -43,9 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/status", get(status::status))
         .route("/ready", get(status::ready))
         .route("/metrics", get(status::metrics))
-        .route("/v1/chat/completions", axum::routing::post(openai::chat))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/{*rest}", axum::routing::any(openai::not_found))
+        .route("/v1/{*rest}", axum::routing::any(openai::handle))
         .fallback(bedrock::handle)
         .with_state(state)
 }
@@ -71,7 +72,13 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
                     Ok(s) => s,
-                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                    Err(e) => {
+                        // Out of descriptors (EMFILE) or memory: back off
+                        // instead of spinning on accept.
+                        tracing::warn!(error = %e, "accept failed; pausing accepts for 100 ms");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
                 };
                 let _ = stream.set_nodelay(true);
                 let svc = TowerToHyperService::new(app.clone());

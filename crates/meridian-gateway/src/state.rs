@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use meridian_catalog::detect::Step;
 use meridian_catalog::resolve::ResolveError;
-use meridian_catalog::{Catalog, Policy, Resolution};
+use meridian_catalog::{Catalog, Policy, Resolution, Target};
 use meridian_config::Config;
 use std::collections::BTreeSet;
 
@@ -84,9 +84,17 @@ pub struct AppState {
     pub tracer: Option<crate::traces::Tracer>,
     /// Endpoint reachability from the background prober, by region.
     pub probes: parking_lot::RwLock<HashMap<String, bool>>,
+    /// Requests handled at once; beyond it, ServiceUnavailableException.
+    pub admission: std::sync::Arc<tokio::sync::Semaphore>,
     /// Exposed names resolved once at start-up: the request path reads this.
     plans: HashMap<String, Result<Resolution, ResolveError>>,
+    /// Each exposed model's fallbacks with their targets, resolved at
+    /// start-up under the model's policy as well as their own.
+    fallbacks: HashMap<String, Fallbacks>,
 }
+
+/// Fallback models in order, each with its targets.
+pub type Fallbacks = Vec<(String, Vec<Target>)>;
 
 impl AppState {
     /// State with one upstream account called `default`.
@@ -122,7 +130,7 @@ impl AppState {
         accounts: Vec<UpstreamAccount>,
         upstream_info: UpstreamInfo,
     ) -> AppState {
-        let plans = config
+        let plans: HashMap<String, Result<Resolution, ResolveError>> = config
             .models
             .iter()
             .map(|m| {
@@ -132,10 +140,22 @@ impl AppState {
                 )
             })
             .collect();
+        let fallbacks = config
+            .models
+            .iter()
+            .filter_map(|m| {
+                let policy = &plans.get(&m.name)?.as_ref().ok()?.policy;
+                Some((
+                    m.name.clone(),
+                    resolve_fallbacks(&config, &catalog, &region, &m.fallback, policy),
+                ))
+            })
+            .collect();
         let budget = BudgetConfig {
             ratio: config.routing.retry_budget,
             ..BudgetConfig::default()
         };
+        let max_concurrent = config.server.max_concurrent_requests;
         AppState {
             max_attempts: config.routing.max_attempts as usize,
             router: Router::new(Health::new(Default::default(), budget)),
@@ -151,7 +171,9 @@ impl AppState {
             log: crate::invocation::InvocationLog::disabled(),
             tracer: None,
             probes: parking_lot::RwLock::new(HashMap::new()),
+            admission: std::sync::Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
             plans,
+            fallbacks,
         }
     }
 
@@ -238,4 +260,47 @@ impl AppState {
             .resolve(&self.catalog, requested, &self.region, narrow)
             .map(Cow::Owned)
     }
+
+    /// The fallbacks of `requested` with their targets: the start-up
+    /// snapshot, or resolved afresh under `policy` when a request header
+    /// narrowed it.
+    pub fn fallbacks(
+        &self,
+        requested: &str,
+        narrow: Option<&Policy>,
+        policy: &Policy,
+    ) -> Cow<'_, Fallbacks> {
+        let Some(m) = self.config.model(requested) else {
+            return Cow::Owned(Vec::new());
+        };
+        match (narrow, self.fallbacks.get(requested)) {
+            (None, Some(f)) => Cow::Borrowed(f),
+            _ => Cow::Owned(resolve_fallbacks(
+                &self.config,
+                &self.catalog,
+                &self.region,
+                &m.fallback,
+                policy,
+            )),
+        }
+    }
+}
+
+fn resolve_fallbacks(
+    config: &Config,
+    catalog: &Catalog,
+    region: &str,
+    names: &[String],
+    policy: &Policy,
+) -> Fallbacks {
+    names
+        .iter()
+        .filter_map(|f| match config.resolve(catalog, f, region, Some(policy)) {
+            Ok(r) => Some((f.clone(), r.targets)),
+            Err(e) => {
+                tracing::debug!(fallback = %f, error = %e, "fallback has no target");
+                None
+            }
+        })
+        .collect()
 }

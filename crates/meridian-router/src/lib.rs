@@ -3,6 +3,7 @@
 //! backoff with full jitter, peak-EWMA latency, and quota estimates learned
 //! from throttles; and the router that orders a request's candidates with them.
 
+pub mod attempt;
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
@@ -11,4 +12,5 @@ pub mod health;
 pub mod quota;
 pub mod route;
 
+pub use attempt::{Action, AttemptRecord, Attempts, Decision, Failed, Limits};
 pub use route::{Candidate, Order, Router};

@@ -55,6 +55,8 @@ pub enum Order {
     Geo(Vec<f64>),
 }
 
+/// Longest a Retry-After hint keeps a candidate behind the others.
+const MAX_COOLING: Duration = Duration::from_secs(3600);
 /// Samples kept per candidate for hedge delays.
 const SAMPLES: usize = 256;
 /// Samples needed before a candidate is hedged.
@@ -316,8 +318,9 @@ impl Router {
             // A throttle does not say which quota it hit: both estimates drop.
             s.quota.on_throttle(now);
             s.requests.on_throttle(now);
+            // A hint too large to add to the clock means "much later": cap it.
             if let Some(d) = retry_after {
-                s.cooling_until = Some(now + d);
+                s.cooling_until = now.checked_add(d.min(MAX_COOLING));
             }
         });
     }

@@ -160,14 +160,27 @@ pub fn parse_auth_header(value: &str) -> Result<AuthHeader<'_>, BedrockError> {
     })
 }
 
-/// Verifies a SigV4-signed request.
-pub fn verify(
-    req: &Request<'_>,
+/// A request whose `Authorization` header names a known key, with a fresh
+/// date and the headers that must be signed: what can be checked before the
+/// body is read. [`Prechecked::verify`] then binds the signature to the body.
+#[derive(Debug)]
+pub struct Prechecked<'h> {
+    auth: AuthHeader<'h>,
+    /// `YYYYMMDDTHHMMSSZ`, from `X-Amz-Date` or converted from `Date`.
+    amz_date: String,
+    secret: Secret,
+}
+
+/// Checks everything but the signature: algorithm, scope, service, date and
+/// clock skew, `host` and the date among the signed headers, the access key
+/// (and session token) known. Cheap, and it needs no body, so an unknown
+/// caller is refused before its upload is read.
+pub fn precheck<'h>(
+    headers: &'h HeaderMap,
     rules: &Rules<'_>,
     lookup: impl Fn(&str) -> Option<Secret>,
-) -> Result<Verified, BedrockError> {
-    let auth = req
-        .headers
+) -> Result<Prechecked<'h>, BedrockError> {
+    let auth = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
@@ -177,16 +190,30 @@ pub fn verify(
             )
         })?;
     let auth = parse_auth_header(auth)?;
-    let amz_date = header_str(req.headers, "x-amz-date").ok_or_else(|| {
-        incomplete(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header",
-        )
-    })?;
+    let (amz_date, date_header) = match header_str(headers, "x-amz-date") {
+        Some(d) => (d.to_string(), "x-amz-date"),
+        None => match header_str(headers, "date").and_then(imf_fixdate_to_amz) {
+            Some(d) => (d, "date"),
+            None => {
+                return Err(incomplete(
+                    "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header",
+                ));
+            }
+        },
+    };
     if amz_date.len() != 16 || !amz_date.starts_with(auth.date) {
         return Err(incomplete(format!(
             "X-Amz-Date '{amz_date}' does not match the credential scope date {}",
             auth.date
         )));
+    }
+    for required in ["host", date_header] {
+        if !auth.signed_headers.split(';').any(|h| h == required) {
+            return Err(BedrockError::new(
+                ErrorKind::InvalidSignature,
+                format!("'{required}' must be among the signed headers"),
+            ));
+        }
     }
     if auth.service != rules.service {
         return Err(BedrockError::new(
@@ -198,7 +225,7 @@ pub fn verify(
         ));
     }
     if let Some(now) = rules.now {
-        check_skew(amz_date, now)?;
+        check_skew(&amz_date, now)?;
     }
     let secret = lookup(auth.access_key_id).ok_or_else(|| {
         BedrockError::new(
@@ -206,41 +233,112 @@ pub fn verify(
             "The security token included in the request is invalid.",
         )
     })?;
-    if let Some(token) = &secret.session_token
-        && header_str(req.headers, "x-amz-security-token") != Some(token.as_str())
-    {
-        return Err(BedrockError::new(
-            ErrorKind::UnrecognizedClient,
-            "The security token included in the request is invalid.",
-        ));
+    if let Some(token) = &secret.session_token {
+        let sent = header_str(headers, "x-amz-security-token").unwrap_or_default();
+        if !bool::from(sent.as_bytes().ct_eq(token.as_bytes())) {
+            return Err(BedrockError::new(
+                ErrorKind::UnrecognizedClient,
+                "The security token included in the request is invalid.",
+            ));
+        }
     }
-    let canonical = canonical_request(req, auth.signed_headers, rules)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let key = signing_key(
-        &secret.secret_access_key,
-        auth.date,
-        auth.region,
-        auth.service,
-    );
-    let expected = hex::encode(hmac(&key, to_sign.as_bytes()));
-    if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
-        Ok(Verified {
-            access_key_id: auth.access_key_id.to_string(),
-            region: auth.region.to_string(),
-        })
-    } else {
-        Err(BedrockError::new(
-            ErrorKind::InvalidSignature,
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
-        ))
+    Ok(Prechecked {
+        auth,
+        amz_date,
+        secret,
+    })
+}
+
+impl Prechecked<'_> {
+    /// The access key that signed.
+    pub fn access_key_id(&self) -> &str {
+        self.auth.access_key_id
     }
+
+    /// Recomputes the signature over the request as received, its body
+    /// included: the payload hash is computed here, never taken from the
+    /// request. An `x-amz-content-sha256` header must equal it, and unsigned
+    /// or chunk-signed (`STREAMING-*`) payloads are refused.
+    pub fn verify(self, req: &Request<'_>, rules: &Rules<'_>) -> Result<Verified, BedrockError> {
+        let body_hash = hex::encode(Sha256::digest(req.body));
+        if let Some(sent) = header_str(req.headers, "x-amz-content-sha256") {
+            if sent == "UNSIGNED-PAYLOAD" || sent.starts_with("STREAMING-") {
+                return Err(BedrockError::new(
+                    ErrorKind::InvalidSignature,
+                    format!(
+                        "x-amz-content-sha256 '{sent}' is not accepted: the payload must be signed"
+                    ),
+                ));
+            }
+            if !sent.eq_ignore_ascii_case(&body_hash) {
+                return Err(BedrockError::new(
+                    ErrorKind::InvalidSignature,
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                ));
+            }
+        }
+        let auth = &self.auth;
+        let canonical = canonical_request_with_hash(req, auth.signed_headers, rules, &body_hash)?;
+        let scope = format!(
+            "{}/{}/{}/aws4_request",
+            auth.date, auth.region, auth.service
+        );
+        let to_sign = format!(
+            "{ALGORITHM}\n{}\n{scope}\n{}",
+            self.amz_date,
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
+        let key = signing_key(
+            &self.secret.secret_access_key,
+            auth.date,
+            auth.region,
+            auth.service,
+        );
+        let expected = hex::encode(hmac(&key, to_sign.as_bytes()));
+        if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
+            Ok(Verified {
+                access_key_id: auth.access_key_id.to_string(),
+                region: auth.region.to_string(),
+            })
+        } else {
+            Err(BedrockError::new(
+                ErrorKind::InvalidSignature,
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+            ))
+        }
+    }
+}
+
+/// Verifies a SigV4-signed request: [`precheck`], then the signature over
+/// the body.
+pub fn verify(
+    req: &Request<'_>,
+    rules: &Rules<'_>,
+    lookup: impl Fn(&str) -> Option<Secret>,
+) -> Result<Verified, BedrockError> {
+    precheck(req.headers, rules, lookup)?.verify(req, rules)
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → `19941106T084937Z`.
+fn imf_fixdate_to_amz(s: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (_, rest) = s.trim().split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| m == month)? + 1;
+    let (day, year): (u32, u32) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<u32> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    Some(format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{sec:02}Z"))
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -289,11 +387,22 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
 }
 
-/// The canonical request for `req` with the given signed headers.
+/// The canonical request for `req` with the given signed headers, hashing
+/// the body as received.
 pub fn canonical_request(
     req: &Request<'_>,
     signed_headers: &str,
     rules: &Rules<'_>,
+) -> Result<String, BedrockError> {
+    let hash = hex::encode(Sha256::digest(req.body));
+    canonical_request_with_hash(req, signed_headers, rules, &hash)
+}
+
+fn canonical_request_with_hash(
+    req: &Request<'_>,
+    signed_headers: &str,
+    rules: &Rules<'_>,
+    payload_hash: &str,
 ) -> Result<String, BedrockError> {
     let mut out = String::with_capacity(256);
     out.push_str(req.method);
@@ -331,10 +440,7 @@ pub fn canonical_request(
     out.push('\n');
     out.push_str(&names.join(";"));
     out.push('\n');
-    match header_str(req.headers, "x-amz-content-sha256") {
-        Some(hash) => out.push_str(hash),
-        None => out.push_str(&hex::encode(Sha256::digest(req.body))),
-    }
+    out.push_str(payload_hash);
     Ok(out)
 }
 
@@ -471,6 +577,15 @@ mod tests {
             1_440_938_160
         );
         assert!(parse_amz_date("2015-08-30T12:36:00Z").is_none());
+    }
+
+    #[test]
+    fn converts_imf_fixdates() {
+        assert_eq!(
+            imf_fixdate_to_amz("Sun, 06 Nov 1994 08:49:37 GMT").as_deref(),
+            Some("19941106T084937Z")
+        );
+        assert_eq!(imf_fixdate_to_amz("06 Nov 1994 08:49:37"), None);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::execute::Decision;
 pub use export::{S3Export, S3Status};
+use meridian_router::Decision;
 
 /// Input side of a record.
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,41 @@
+//! The one request every front door decodes into, whatever its wire format:
+//! the operation, the model asked for, the body to send upstream (Converse
+//! shape or a model's native body), whether it streams, and the headers to
+//! forward. The pipeline's stages only ever see this.
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use serde_json::Value;
+
+/// A model invocation, decoded.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Bedrock operation name (`Converse`, `InvokeModelWithResponseStream`, …),
+    /// in records and metrics.
+    pub operation: &'static str,
+    /// Bedrock action in the upstream path (`converse`, `invoke`, …).
+    pub action: &'static str,
+    /// Model name, ID or ARN as the client sent it.
+    pub requested: String,
+    /// Body sent upstream, unchanged by every attempt.
+    pub body: Bytes,
+    /// The body as JSON, when it is.
+    pub json: Option<Value>,
+    /// Whether the answer is an event stream.
+    pub streaming: bool,
+    /// Request headers forwarded upstream.
+    pub forward: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// What a front door can say about a request from its head alone, so a
+/// request refused before its body is read is still accounted for.
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    /// Operation name, as far as the head tells.
+    pub operation: &'static str,
+    /// Model asked for, when the path names it.
+    pub requested: String,
+    /// Whether it is a model invocation (which gets an invocation record);
+    /// control-plane reads are counted in metrics only.
+    pub invocation: bool,
+}
