@@ -103,7 +103,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "meridian_log_records_dropped_total",
         "counter",
-        "Invocation records refused because the spool was full.",
+        "Invocation records dropped: reason spool_full (the S3 spool was full) or queue_full (the stdout/file writer fell behind).",
     ),
     (
         "meridian_ready",

@@ -43,6 +43,9 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "ready": state.readiness().iter().all(|r| r.healthy > 0),
         "invocation_log": {
             "sinks": state.log.sink_names(),
+            "queued": state.log.queued(),
+            "dropped_queue_full": state.log.dropped(),
+            "when_stdout_or_file_fall_behind": "records for stdout and the file are dropped and counted (meridian_log_records_dropped_total{reason=\"queue_full\"}); requests never wait for them; the S3 spool keeps every record",
             "include_bodies": state.log.include_bodies,
             "s3": state.log.s3.as_ref().map(|s| s.status()),
         },
@@ -109,8 +112,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Resp
         ));
         gauges.push((
             "meridian_log_records_dropped_total",
-            Vec::new(),
+            labels([("reason", "spool_full")]),
             st.dropped_records as f64,
+        ));
+    }
+    if !state.log.sink_names().is_empty() {
+        gauges.push((
+            "meridian_log_records_dropped_total",
+            labels([("reason", "queue_full")]),
+            state.log.dropped() as f64,
         ));
     }
     let ready = state.readiness().iter().all(|r| r.healthy > 0);

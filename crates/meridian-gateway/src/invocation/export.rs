@@ -119,33 +119,51 @@ impl S3Export {
     }
 
     /// Forever: fsyncs the open segment every second (or every `interval`
-    /// if shorter), and every `interval` seals it and uploads what is sealed.
+    /// if shorter) and seals full segments; every `interval` seals the open
+    /// one too and uploads what is sealed. File work runs on blocking
+    /// threads, never on the runtime's workers.
     pub async fn run(self: Arc<Self>) {
         self.check_bucket().await;
         let tick = self.interval.min(SYNC_EVERY);
         let mut last_flush = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(tick).await;
-            let me = self.clone();
-            match tokio::task::spawn_blocking(move || me.spool.sync()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot fsync the invocation-log spool"),
-                Err(e) => tracing::error!(error = %e, "the spool fsync task failed"),
+            let flush = last_flush.elapsed() >= self.interval;
+            let age = self.interval;
+            let res = self
+                .blocking(move |spool| {
+                    spool.sync()?;
+                    if flush {
+                        spool.seal_if_older(age)
+                    } else {
+                        spool.seal_retired()
+                    }
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "cannot fsync or seal the invocation-log spool");
             }
-            if last_flush.elapsed() < self.interval {
-                continue;
+            if flush {
+                last_flush = tokio::time::Instant::now();
+                self.flush().await;
             }
-            last_flush = tokio::time::Instant::now();
-            if let Err(e) = self.spool.seal_if_older(self.interval) {
-                tracing::error!(error = %e, "cannot seal an invocation-log segment");
-            }
-            self.flush().await;
         }
     }
 
+    /// Runs `f` on the spool on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Spool) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me.spool))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
     /// Uploads every sealed segment; stops at the first failure (retried next time).
-    pub async fn flush(&self) {
-        let segments = match self.spool.sealed() {
+    pub async fn flush(self: &Arc<Self>) {
+        let segments = match self.blocking(Spool::sealed).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list the invocation-log spool");
@@ -158,7 +176,8 @@ impl S3Export {
         for seg in segments {
             match self.upload(&seg).await {
                 Ok((objects, records)) => {
-                    if let Err(e) = self.spool.remove(&seg) {
+                    let path = seg.clone();
+                    if let Err(e) = self.blocking(move |s| s.remove(&path)).await {
                         tracing::error!(error = %e, "cannot remove an uploaded segment");
                         return;
                     }
@@ -179,36 +198,49 @@ impl S3Export {
         }
     }
 
-    async fn upload(&self, seg: &Path) -> Result<(u64, u64), String> {
-        let text = std::fs::read_to_string(seg).map_err(|e| e.to_string())?;
-        let stem = seg
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("segment")
-            .to_string();
-        let mut groups: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            groups.entry(partition(line)).or_default().push(line);
-        }
+    async fn upload(self: &Arc<Self>, seg: &Path) -> Result<(u64, u64), String> {
+        let path = seg.to_path_buf();
+        let prefix = self.prefix.clone();
+        // Reading and compressing a segment is file and CPU work: off the runtime.
+        let objects = tokio::task::spawn_blocking(move || objects(&path, &prefix))
+            .await
+            .map_err(|e| e.to_string())??;
         let mut records = 0;
-        for ((date, hour, region), lines) in &groups {
-            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-            for l in lines {
-                gz.write_all(l.as_bytes()).map_err(|e| e.to_string())?;
-                gz.write_all(b"\n").map_err(|e| e.to_string())?;
-            }
-            let body = gz.finish().map_err(|e| e.to_string())?;
-            let key = format!(
-                "{}dt={date}/hour={hour}/region={region}/{stem}.ndjson.gz",
-                self.prefix
-            );
+        for (key, body, n) in &objects {
             self.client
-                .put_object(&key, Bytes::from(body), "application/x-ndjson")
+                .put_object(key, body.clone(), "application/x-ndjson")
                 .await?;
-            records += lines.len() as u64;
+            records += n;
         }
-        Ok((groups.len() as u64, records))
+        Ok((objects.len() as u64, records))
     }
+}
+
+/// A segment's objects: key, gzipped NDJSON body, and record count, one per
+/// (date, hour, region) group of its records.
+fn objects(seg: &Path, prefix: &str) -> Result<Vec<(String, Bytes, u64)>, String> {
+    let text = std::fs::read_to_string(seg).map_err(|e| e.to_string())?;
+    let stem = seg
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("segment")
+        .to_string();
+    let mut groups: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        groups.entry(partition(line)).or_default().push(line);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for ((date, hour, region), lines) in &groups {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        for l in lines {
+            gz.write_all(l.as_bytes()).map_err(|e| e.to_string())?;
+            gz.write_all(b"\n").map_err(|e| e.to_string())?;
+        }
+        let body = gz.finish().map_err(|e| e.to_string())?;
+        let key = format!("{prefix}dt={date}/hour={hour}/region={region}/{stem}.ndjson.gz");
+        out.push((key, Bytes::from(body), lines.len() as u64));
+    }
+    Ok(out)
 }
 
 /// (date, hour, region) of a record line: its timestamp and the region

@@ -5,12 +5,13 @@
 pub mod export;
 pub mod spool;
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -125,19 +126,90 @@ impl Record {
     }
 }
 
-/// Where records go.
+/// Records queued for the stdout and file sinks by default.
+pub const QUEUE_RECORDS: usize = 16_384;
+/// Drops are warned about at most this often.
+const WARN_EVERY_SECS: u64 = 10;
+
+/// The stdout and file sinks: one thread writes what the request path
+/// queues. When the queue is full — the reader of stdout stopped, the disk
+/// is slow — records for these sinks are dropped and counted; a request
+/// never waits for them.
 #[derive(Debug)]
-pub enum Sink {
-    /// One JSON line per record on stdout.
-    Stdout,
-    /// One JSON line per record appended to a file.
-    File(Mutex<File>),
+struct Lines {
+    tx: SyncSender<Vec<u8>>,
+    queued: Arc<AtomicU64>,
+    dropped: AtomicU64,
+    last_warn: AtomicU64,
+}
+
+impl Lines {
+    fn start(mut sinks: Vec<Box<dyn Write + Send>>, capacity: usize) -> io::Result<Lines> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(capacity.max(1));
+        let queued = Arc::new(AtomicU64::new(0));
+        let left = queued.clone();
+        std::thread::Builder::new()
+            .name("meridian-invocation-log".into())
+            .spawn(move || {
+                while let Ok(line) = rx.recv() {
+                    let mut batch = vec![line];
+                    // Take what else is queued, then flush once.
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                        if batch.len() >= 256 {
+                            break;
+                        }
+                    }
+                    for sink in &mut sinks {
+                        let res = batch
+                            .iter()
+                            .try_for_each(|l| sink.write_all(l))
+                            .and_then(|()| sink.flush());
+                        if let Err(e) = res {
+                            tracing::error!(error = %e, "cannot write an invocation record");
+                        }
+                    }
+                    left.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                }
+            })?;
+        Ok(Lines {
+            tx,
+            queued,
+            dropped: AtomicU64::new(0),
+            last_warn: AtomicU64::new(0),
+        })
+    }
+
+    fn send(&self, line: Vec<u8>) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send(line).is_ok() {
+            return;
+        }
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_warn.load(Ordering::Relaxed);
+        if now >= last + WARN_EVERY_SECS
+            && self
+                .last_warn
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                dropped_total = dropped,
+                "invocation-log sink is not keeping up (is stdout read?): records for stdout/file are dropped; the S3 spool, if configured, still has them"
+            );
+        }
+    }
 }
 
 /// The configured sinks.
 #[derive(Debug)]
 pub struct InvocationLog {
-    sinks: Vec<Sink>,
+    lines: Option<Lines>,
+    names: Vec<&'static str>,
     /// Request and response bodies in records.
     pub include_bodies: bool,
     /// S3 export, if configured.
@@ -148,29 +220,43 @@ impl InvocationLog {
     /// No sinks: records are dropped (used by tests and drills).
     pub fn disabled() -> InvocationLog {
         InvocationLog {
-            sinks: Vec::new(),
+            lines: None,
+            names: Vec::new(),
             include_bodies: false,
             s3: None,
         }
     }
 
-    /// Sinks from config.
+    /// Sinks from config; stdout and file records queue up to `queue` deep.
     pub fn new(
         stdout: bool,
         file: Option<&std::path::Path>,
         include_bodies: bool,
         s3: Option<Arc<S3Export>>,
-    ) -> std::io::Result<InvocationLog> {
-        let mut sinks = Vec::new();
+        queue: usize,
+    ) -> io::Result<InvocationLog> {
+        let mut sinks: Vec<Box<dyn Write + Send>> = Vec::new();
+        let mut names = Vec::new();
         if stdout {
-            sinks.push(Sink::Stdout);
+            sinks.push(Box::new(io::BufWriter::new(io::stdout())));
+            names.push("stdout");
         }
         if let Some(p) = file {
             let f = OpenOptions::new().create(true).append(true).open(p)?;
-            sinks.push(Sink::File(Mutex::new(f)));
+            sinks.push(Box::new(io::BufWriter::new(f)));
+            names.push("file");
+        }
+        let lines = if sinks.is_empty() {
+            None
+        } else {
+            Some(Lines::start(sinks, queue)?)
+        };
+        if s3.is_some() {
+            names.push("s3");
         }
         Ok(InvocationLog {
-            sinks,
+            lines,
+            names,
             include_bodies,
             s3,
         })
@@ -178,56 +264,57 @@ impl InvocationLog {
 
     /// Whether any sink is configured.
     pub fn enabled(&self) -> bool {
-        !self.sinks.is_empty() || self.s3.is_some()
+        self.lines.is_some() || self.s3.is_some()
     }
 
     /// Names of the sinks, for `/status`.
     pub fn sink_names(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .sinks
-            .iter()
-            .map(|s| match s {
-                Sink::Stdout => "stdout".to_string(),
-                Sink::File(_) => "file".to_string(),
-            })
-            .collect();
-        if self.s3.is_some() {
-            out.push("s3".into());
-        }
-        out
+        self.names.iter().map(|n| n.to_string()).collect()
     }
 
-    /// Writes a record to every sink. The S3 spool write happens before this
-    /// returns, so a record is durable once the client has its answer.
+    /// Records the stdout/file sinks dropped because their queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.lines
+            .as_ref()
+            .map_or(0, |l| l.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Records waiting for the stdout/file writer.
+    pub fn queued(&self) -> u64 {
+        self.lines
+            .as_ref()
+            .map_or(0, |l| l.queued.load(Ordering::Relaxed))
+    }
+
+    /// Waits (at shutdown) up to `limit` for queued records to be written.
+    pub async fn drain(&self, limit: std::time::Duration) {
+        let until = tokio::time::Instant::now() + limit;
+        while self.queued() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Writes a record to every sink without waiting for any: stdout and
+    /// file records are queued for their thread; the S3 spool gets the line
+    /// appended (one write to the page cache, no fsync) before this returns,
+    /// so it holds every record whose client has an answer.
     pub fn write(&self, record: &Record) {
         if !self.enabled() {
             return;
         }
-        let line = match serde_json::to_vec(record) {
+        let mut line = match serde_json::to_vec(record) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialize an invocation record");
                 return;
             }
         };
-        for sink in &self.sinks {
-            let res = match sink {
-                Sink::Stdout => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&line).and_then(|()| out.write_all(b"\n"))
-                }
-                Sink::File(f) => {
-                    let mut buf = line.clone();
-                    buf.push(b'\n');
-                    f.lock().write_all(&buf)
-                }
-            };
-            if let Err(e) = res {
-                tracing::error!(error = %e, "cannot write an invocation record");
-            }
-        }
         if let Some(s3) = &self.s3 {
             s3.spool(&line);
+        }
+        if let Some(lines) = &self.lines {
+            line.push(b'\n');
+            lines.send(line);
         }
     }
 }

@@ -3,8 +3,10 @@
 //! whole lines behind), segments are sealed by size or age, and a sealed
 //! segment is removed only after every record in it was confirmed uploaded.
 //!
-//! The open segment is fsynced about once a second (`sync`), and a segment
-//! is fsynced again when sealed.
+//! The request path only appends (one write to the page cache): a segment
+//! that reaches its size is retired, and fsync and rename — sealing — happen
+//! on a blocking thread (`seal_retired`, `seal_if_older`), as does the
+//! fsync of the open segment about once a second (`sync`).
 //!
 //! At start-up, segments a previous process left open are sealed (a torn
 //! last line, which only a power loss could leave, is cut off and counted).
@@ -54,7 +56,9 @@ pub struct Spool {
     boot: u128,
     seq: AtomicU64,
     open: Mutex<Option<Open>>,
-    /// Bytes in sealed segments.
+    /// Full segments waiting to be sealed off the request path.
+    retired: Mutex<Vec<Open>>,
+    /// Bytes in sealed and retired segments.
     sealed_bytes: AtomicU64,
     dropped: AtomicU64,
     recovered_torn: AtomicU64,
@@ -75,6 +79,7 @@ impl Spool {
             boot,
             seq: AtomicU64::new(0),
             open: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
             sealed_bytes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             recovered_torn: AtomicU64::new(0),
@@ -128,8 +133,22 @@ impl Spool {
         o.file.write_all(&buf)?;
         o.bytes += len;
         o.records += 1;
-        if o.bytes >= self.segment_bytes {
-            self.seal_locked(&mut open)?;
+        if o.bytes >= self.segment_bytes
+            && let Some(full) = open.take()
+        {
+            self.sealed_bytes.fetch_add(full.bytes, Ordering::Relaxed);
+            self.retired.lock().push(full);
+        }
+        Ok(())
+    }
+
+    /// Seals the segments that filled up (fsync, rename). Blocking: call it
+    /// off the async runtime.
+    pub fn seal_retired(&self) -> io::Result<()> {
+        let retired = std::mem::take(&mut *self.retired.lock());
+        for o in retired {
+            o.file.sync_data()?;
+            fs::rename(&o.path, o.path.with_extension(SEALED))?;
         }
         Ok(())
     }
@@ -146,15 +165,6 @@ impl Spool {
             synced: 0,
             since: SystemTime::now(),
         })
-    }
-
-    fn seal_locked(&self, open: &mut Option<Open>) -> io::Result<()> {
-        if let Some(o) = open.take() {
-            o.file.sync_data()?;
-            fs::rename(&o.path, o.path.with_extension(SEALED))?;
-            self.sealed_bytes.fetch_add(o.bytes, Ordering::Relaxed);
-        }
-        Ok(())
     }
 
     /// Makes the open segment's records durable (fsync) and returns how many
@@ -181,16 +191,22 @@ impl Spool {
         }
     }
 
-    /// Seals the open segment if it holds records and is older than `age`.
+    /// Seals the open segment if it holds records and is older than `age`,
+    /// and every retired one. Blocking: call it off the async runtime. The
+    /// open segment is taken out under the lock and sealed outside it.
     pub fn seal_if_older(&self, age: Duration) -> io::Result<()> {
-        let mut open = self.open.lock();
-        let old = open
-            .as_ref()
-            .is_some_and(|o| o.records > 0 && o.since.elapsed().unwrap_or_default() >= age);
-        if old {
-            self.seal_locked(&mut open)?;
+        let old = {
+            let mut open = self.open.lock();
+            let old = open
+                .as_ref()
+                .is_some_and(|o| o.records > 0 && o.since.elapsed().unwrap_or_default() >= age);
+            if old { open.take() } else { None }
+        };
+        if let Some(o) = old {
+            self.sealed_bytes.fetch_add(o.bytes, Ordering::Relaxed);
+            self.retired.lock().push(o);
         }
-        Ok(())
+        self.seal_retired()
     }
 
     /// Sealed segments, oldest first.
@@ -291,6 +307,7 @@ mod tests {
             for i in 0..10 {
                 s.append(format!("{{\"n\":{i}}}").as_bytes()).unwrap();
             }
+            s.seal_retired().unwrap();
             // Sealed every 64 bytes: some sealed, one open.
             assert!(!s.sealed().unwrap().is_empty());
             // The process dies here, leaving an open segment with a torn line.

@@ -144,7 +144,15 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "meridian is listening");
-    meridian_gateway::serve(listener, state, ServeOptions::default(), shutdown_signal()).await?;
+    meridian_gateway::serve(
+        listener,
+        state.clone(),
+        ServeOptions::default(),
+        shutdown_signal(),
+    )
+    .await?;
+    // Records still queued for stdout or the file get a moment to be written.
+    state.log.drain(std::time::Duration::from_secs(2)).await;
     if let Some(f) = fleet {
         f.shutdown().await;
     }
@@ -189,6 +197,7 @@ async fn invocation_log(config: &Config, region: &str) -> anyhow::Result<Invocat
         },
         l.include_bodies,
         s3,
+        config.server.log_queue_records,
     )
     .context("cannot open the invocation-log file")
 }
