@@ -16,7 +16,12 @@ pub const US: [&str; 4] = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"];
 
 /// A fast simulated US fleet.
 pub async fn us_fleet() -> Fleet {
-    let mut fc = FleetConfig::new(US);
+    fleet(&US).await
+}
+
+/// A fast simulated fleet of these regions.
+pub async fn fleet(regions: &[&str]) -> Fleet {
+    let mut fc = FleetConfig::new(regions.iter().copied());
     fc.latency = LatencyModel {
         ttft_ms: 2.0,
         tokens_per_sec: 5000.0,
@@ -39,6 +44,16 @@ pub async fn gateway(fleet: &Fleet, health: Health) -> String {
 /// `[[upstream.accounts]]` entry (or one `default` account), all calling
 /// `fleet`; returns its base URL and its state.
 pub async fn gateway_with(fleet: &Fleet, toml: &str, health: Health) -> (String, Arc<AppState>) {
+    gateway_custom(fleet, toml, health, |_| {}).await
+}
+
+/// As [`gateway_with`], with `adjust` applied to the state before it serves.
+pub async fn gateway_custom(
+    fleet: &Fleet,
+    toml: &str,
+    health: Health,
+    adjust: impl FnOnce(&mut AppState),
+) -> (String, Arc<AppState>) {
     let m = fleet.manifest();
     let loaded = meridian_config::parse(toml, None).unwrap();
     let client = BedrockClient::with_static_keys(
@@ -79,6 +94,7 @@ pub async fn gateway_with(fleet: &Fleet, toml: &str, health: Health) -> (String,
     );
     state.max_body = 1_000_000;
     state.router = meridian_router::Router::new(health);
+    adjust(&mut state);
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -89,4 +105,9 @@ pub async fn gateway_with(fleet: &Fleet, toml: &str, health: Health) -> (String,
         std::future::pending(),
     ));
     (url, state)
+}
+
+/// Keeps a test's fleet alive as long as its gateway.
+pub struct Gateway {
+    pub fleet: Fleet,
 }

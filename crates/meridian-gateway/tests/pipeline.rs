@@ -1,0 +1,320 @@
+//! Every front door through every pipeline stage that applies to it, as a
+//! table: front doors are rows, stages are checks. A front door that skips
+//! a stage fails its row.
+//!
+//! Stages checked: identity enforced (no key → refused; a key → served),
+//! request IDs returned (served and refused), an early rejection counted in
+//! `/metrics` and written to the invocation log, the residency header
+//! narrowing (the fleet's own record shows EU processing), and the deadline
+//! header shortening the deadline. Control-plane reads have no plan or
+//! execute stage and get no invocation record (Bedrock logs invocations only).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use meridian_gateway::invocation::InvocationLog;
+use meridian_router::health::Health;
+use meridian_sim::{FaultSet, Fleet};
+
+const KEY: &str = "mk-pipeline-table-0001";
+
+const CONFIG: &str = r#"
+region = "us-east-1"
+
+[models.chat]
+model = "claude-sonnet-4-5"
+
+[auth]
+api_keys = ["mk-pipeline-table-0001"]
+"#;
+
+const REGIONS: [&str; 8] = [
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+];
+
+const CONVERSE: &str = r#"{"messages":[{"role":"user","content":[{"text":"table"}]}],"inferenceConfig":{"maxTokens":8}}"#;
+const ANTHROPIC: &str = r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,"messages":[{"role":"user","content":"table"}]}"#;
+const CHAT: &str =
+    r#"{"model":"chat","max_tokens":8,"messages":[{"role":"user","content":"table"}]}"#;
+const CHAT_STREAM: &str = r#"{"model":"chat","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table"}]}"#;
+
+/// One front door, and what it is expected to say.
+struct Door {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    body: &'static str,
+    /// The `operation` label of an early rejection.
+    operation: &'static str,
+    /// The `outcome` label of a refused identity.
+    refused_as: &'static str,
+    /// Model invocations: plan and execute apply, records are written.
+    invocation: bool,
+}
+
+const DOORS: [Door; 7] = [
+    Door {
+        name: "bedrock converse",
+        method: "POST",
+        path: "/model/chat/converse",
+        body: CONVERSE,
+        operation: "Converse",
+        refused_as: "MissingAuthenticationTokenException",
+        invocation: true,
+    },
+    Door {
+        name: "bedrock converse-stream",
+        method: "POST",
+        path: "/model/chat/converse-stream",
+        body: CONVERSE,
+        operation: "ConverseStream",
+        refused_as: "MissingAuthenticationTokenException",
+        invocation: true,
+    },
+    Door {
+        name: "bedrock invoke",
+        method: "POST",
+        path: "/model/chat/invoke",
+        body: ANTHROPIC,
+        operation: "InvokeModel",
+        refused_as: "MissingAuthenticationTokenException",
+        invocation: true,
+    },
+    Door {
+        name: "openai chat",
+        method: "POST",
+        path: "/v1/chat/completions",
+        body: CHAT,
+        operation: "Converse",
+        refused_as: "invalid_api_key",
+        invocation: true,
+    },
+    Door {
+        name: "openai chat stream",
+        method: "POST",
+        path: "/v1/chat/completions",
+        body: CHAT_STREAM,
+        operation: "Converse",
+        refused_as: "invalid_api_key",
+        invocation: true,
+    },
+    Door {
+        name: "control plane",
+        method: "GET",
+        path: "/foundation-models",
+        body: "",
+        operation: "ListFoundationModels",
+        refused_as: "MissingAuthenticationTokenException",
+        invocation: false,
+    },
+    Door {
+        name: "openai models",
+        method: "GET",
+        path: "/v1/models",
+        body: "",
+        operation: "ListModels",
+        refused_as: "invalid_api_key",
+        invocation: false,
+    },
+];
+
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+async fn send(base: &str, door: &Door, headers: &[(&str, &str)]) -> Answer {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder()
+        .method(door.method)
+        .uri(format!("{base}{}", door.path))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(door.body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// `meridian_requests_total` summed over series with this operation and outcome.
+async fn requests_total(base: &str, operation: &str, outcome: &str) -> f64 {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let resp = client
+        .get(format!("{base}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let op = format!("operation=\"{operation}\"");
+    let out = format!("outcome=\"{outcome}\"");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("meridian_requests_total{") && l.contains(&op) && l.contains(&out)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits for the invocation record of `request_id` (the writer is a thread).
+async fn record(log: &Path, request_id: &str) -> Option<serde_json::Value> {
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(request_id)) {
+            return Some(serde_json::from_str(line).unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+async fn start(fleet: &Fleet, log: &Path) -> String {
+    let log = log.to_path_buf();
+    common::gateway_custom(fleet, CONFIG, Health::default(), move |s| {
+        s.log = InvocationLog::new(false, Some(&log), false, None, 1024).unwrap();
+    })
+    .await
+    .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_front_door_passes_every_stage() {
+    let fleet = common::fleet(&REGIONS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("invocations.ndjson");
+    let gw = start(&fleet, &log).await;
+    let bearer = format!("Bearer {KEY}");
+    let authed = [("authorization", bearer.as_str())];
+
+    for door in &DOORS {
+        let name = door.name;
+
+        // identify: without a key, refused; with it, served. Request IDs both times.
+        let before = requests_total(&gw, door.operation, door.refused_as).await;
+        let refused = send(&gw, door, &[]).await;
+        assert!(
+            matches!(refused.status, 401 | 403),
+            "{name}: no key must be refused, got {} {}",
+            refused.status,
+            refused.body
+        );
+        let refused_id = refused.header("x-amzn-requestid").to_string();
+        assert!(
+            !refused_id.is_empty(),
+            "{name}: refusal without a request ID"
+        );
+        // account: the early rejection is counted...
+        let after = requests_total(&gw, door.operation, door.refused_as).await;
+        assert_eq!(
+            after - before,
+            1.0,
+            "{name}: refusal not counted in /metrics"
+        );
+        // ...and logged (model invocations only).
+        let rec = record(&log, &refused_id).await;
+        if door.invocation {
+            let rec = rec.unwrap_or_else(|| panic!("{name}: refusal not in the invocation log"));
+            assert_eq!(rec["errorCode"], door.refused_as, "{name}");
+            assert_eq!(rec["meridian"]["status"], refused.status, "{name}");
+        } else {
+            assert!(
+                rec.is_none(),
+                "{name}: control-plane reads are not invocations"
+            );
+        }
+
+        let ok = send(&gw, door, &authed).await;
+        assert_eq!(ok.status, 200, "{name}: {}", ok.body);
+        let ok_id = ok.header("x-amzn-requestid").to_string();
+        assert!(!ok_id.is_empty(), "{name}: answer without a request ID");
+        if !door.invocation {
+            continue;
+        }
+        assert!(
+            ok.header("x-meridian-region").starts_with("us-"),
+            "{name}: no policy, nearest first: {}",
+            ok.header("x-meridian-region")
+        );
+        let rec = record(&log, &ok_id)
+            .await
+            .unwrap_or_else(|| panic!("{name}: answer not in the invocation log"));
+        assert_eq!(
+            rec["meridian"]["api"],
+            if door.path.starts_with("/v1") {
+                "openai"
+            } else {
+                "bedrock"
+            }
+        );
+
+        // plan: the residency header narrows; the fleet records where it processed.
+        let seen = fleet.records().len();
+        let eu = send(&gw, door, &[authed[0], ("x-meridian-residency", "eu")]).await;
+        assert_eq!(eu.status, 200, "{name}: {}", eu.body);
+        assert!(
+            eu.header("x-meridian-region").starts_with("eu-"),
+            "{name}: x-meridian-residency ignored: served in {}",
+            eu.header("x-meridian-region")
+        );
+        let new: Vec<_> = fleet.records().into_iter().skip(seen).collect();
+        assert!(!new.is_empty(), "{name}: the fleet saw nothing");
+        for r in &new {
+            let at = r.inference_region.as_deref().unwrap_or(&r.endpoint_region);
+            assert!(
+                at.starts_with("eu-"),
+                "{name}: processed in {at} under an EU-only header"
+            );
+        }
+
+        // plan: the deadline header shortens the deadline.
+        let stall = FaultSet {
+            stall_ms: Some(5_000),
+            ..FaultSet::default()
+        };
+        for r in REGIONS {
+            assert!(fleet.set_faults(r, stall.clone()));
+        }
+        let late = send(&gw, door, &[authed[0], ("x-meridian-deadline-ms", "300")]).await;
+        for r in REGIONS {
+            fleet.set_faults(r, FaultSet::default());
+        }
+        assert_eq!(late.status, 503, "{name}: {}", late.body);
+        assert!(
+            late.body.contains("300 ms deadline"),
+            "{name}: {}",
+            late.body
+        );
+        assert!(!late.header("x-amzn-requestid").is_empty(), "{name}");
+    }
+}
