@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::faults::FaultSet;
-use crate::fleet::{Manifest, set_faults};
+use crate::manifest::Manifest;
 use crate::region::Shared;
 
 #[derive(Clone)]
@@ -81,7 +81,7 @@ async fn put_faults(
     if let Err(e) = faults.validate() {
         return (StatusCode::BAD_REQUEST, Json(json!({"message": e})));
     }
-    if set_faults(&c.shared, &region, faults.clone()) {
+    if c.shared.set_faults(&region, faults.clone()) {
         (StatusCode::OK, Json(json!(faults)))
     } else {
         (
@@ -105,7 +105,7 @@ async fn get_faults(
 }
 
 async fn clear_faults(State(c): State<Control>, Path(region): Path<String>) -> StatusCode {
-    if set_faults(&c.shared, &region, FaultSet::default()) {
+    if c.shared.set_faults(&region, FaultSet::default()) {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::NOT_FOUND

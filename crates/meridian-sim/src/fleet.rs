@@ -10,45 +10,15 @@ use axum::Router;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use meridian_catalog::Catalog;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::config::{FleetConfig, SimCredential};
+use crate::config::FleetConfig;
 use crate::faults::FaultSet;
+use crate::manifest::{Manifest, ManifestRegion};
 use crate::record::Record;
 use crate::region::{Ctx, Shared, handle};
 use crate::scenario::Scenario;
-
-/// Where each simulated region listens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestRegion {
-    /// Bedrock endpoint URL, e.g. `http://127.0.0.1:40123`.
-    pub url: String,
-    /// Fault control URL for this region.
-    pub control_url: String,
-}
-
-/// The fleet's address book, written as JSON for other processes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Control API base URL.
-    pub control_url: String,
-    /// Credential that signs requests the fleet accepts.
-    pub credentials: SimCredential,
-    /// Region code → URLs.
-    pub regions: BTreeMap<String, ManifestRegion>,
-}
-
-impl Manifest {
-    /// Region → endpoint URL, for a client's endpoint overrides.
-    pub fn endpoints(&self) -> BTreeMap<String, String> {
-        self.regions
-            .iter()
-            .map(|(k, v)| (k.clone(), v.url.clone()))
-            .collect()
-    }
-}
 
 /// A running fleet. Dropping it stops every listener.
 #[derive(Debug)]
@@ -143,7 +113,7 @@ impl Fleet {
                 steps.sort_by_key(|st| st.at_ms);
                 for step in steps {
                     tokio::time::sleep_until(start + Duration::from_millis(step.at_ms)).await;
-                    set_faults(&shared, &step.region, step.faults);
+                    shared.set_faults(&step.region, step.faults);
                 }
             });
         }
@@ -161,7 +131,7 @@ impl Fleet {
 
     /// Replaces a region's faults.
     pub fn set_faults(&self, region: &str, faults: FaultSet) -> bool {
-        set_faults(&self.shared, region, faults)
+        self.shared.set_faults(region, faults)
     }
 
     /// Every request the fleet has seen, in arrival order of completion.
@@ -173,18 +143,6 @@ impl Fleet {
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
     }
-}
-
-/// Applies faults; returns false for an unknown region.
-pub(crate) fn set_faults(shared: &Shared, region: &str, faults: FaultSet) -> bool {
-    let Some(state) = shared.regions.get(region) else {
-        return false;
-    };
-    let outage = faults.outage;
-    *state.faults.write() = faults;
-    state.outage.send_replace(outage);
-    tracing::info!(region, outage, "simulated faults changed");
-    true
 }
 
 /// Accepts connections until an outage, then closes the port (connections

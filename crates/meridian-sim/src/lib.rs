@@ -15,6 +15,7 @@ mod describe;
 mod faults;
 mod fleet;
 mod generate;
+mod manifest;
 mod native;
 mod placement;
 mod record;
@@ -25,7 +26,8 @@ mod stream;
 
 pub use config::{CapacityModel, FleetConfig, LatencyModel, SimCredential};
 pub use faults::FaultSet;
-pub use fleet::{Fleet, Manifest, ManifestRegion};
+pub use fleet::Fleet;
+pub use manifest::{Manifest, ManifestRegion};
 pub use record::Record;
 pub use scenario::{Scenario, ScenarioStep};
 

@@ -152,6 +152,18 @@ impl Log {
 }
 
 impl Shared {
+    /// Applies faults; returns false for an unknown region.
+    pub fn set_faults(&self, region: &str, faults: FaultSet) -> bool {
+        let Some(state) = self.regions.get(region) else {
+            return false;
+        };
+        let outage = faults.outage;
+        *state.faults.write() = faults;
+        state.outage.send_replace(outage);
+        tracing::info!(region, outage, "simulated faults changed");
+        true
+    }
+
     pub fn push_record(&self, mut r: Record) {
         r.seq = self.seq.fetch_add(1, Ordering::SeqCst);
         self.records.lock().push(r);

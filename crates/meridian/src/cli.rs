@@ -45,7 +45,7 @@ pub enum Command {
     Sim(SimArgs),
     /// Rehearse a regional failure: the gateway and the simulated fleet run
     /// in-process under open-loop load while the scenario's faults are applied.
-    Drill(crate::cmd::drill::DrillArgs),
+    Drill(DrillArgs),
     /// List AWS regions, their geography and Bedrock availability.
     Regions {
         /// Only regions of this geography or zone (us, eu, apac, jp, au, ...).
@@ -147,4 +147,59 @@ pub struct SimArgs {
     /// Print the manifest as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `meridian drill`.
+#[derive(Debug, clap::Args)]
+pub struct DrillArgs {
+    /// The scenario to rehearse.
+    #[arg(value_enum)]
+    pub scenario: DrillScenario,
+    /// Requests per second, open loop (half Converse, half ConverseStream).
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Seconds of load; the fault schedule scales with it.
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// Tokens each request may generate.
+    #[arg(long, default_value_t = 48)]
+    pub max_tokens: u32,
+    /// Seed of the simulated fleet.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write an HTML report with the timeline as charts.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// The scenarios `meridian drill` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillScenario {
+    /// The primary region is hard down for 30 s: connections refused, new
+    /// requests on open connections refused, responses under way drained for 2 s.
+    RegionOutage,
+    /// The primary region adds 2 s before the first token for 30 s.
+    Brownout,
+    /// The primary region's quota is cut to 20 % for 30 s.
+    ThrottleStorm,
+    /// The primary region goes down and up every 3 s for 30 s.
+    Flapping,
+    /// EU-only traffic while every EU region fails, one every 5 s.
+    ResidencySqueeze,
+}
+
+impl DrillScenario {
+    /// Name as typed on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillScenario::RegionOutage => "region-outage",
+            DrillScenario::Brownout => "brownout",
+            DrillScenario::ThrottleStorm => "throttle-storm",
+            DrillScenario::Flapping => "flapping",
+            DrillScenario::ResidencySqueeze => "residency-squeeze",
+        }
+    }
 }

@@ -9,7 +9,6 @@ mod scenario;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,33 +19,7 @@ use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
 use meridian_sim::{Fleet, FleetConfig};
 use tokio::time::Instant;
 
-pub use scenario::Name;
-
-/// Flags of `meridian drill`.
-#[derive(Debug, clap::Args)]
-pub struct DrillArgs {
-    /// The scenario to rehearse.
-    #[arg(value_enum)]
-    pub scenario: Name,
-    /// Requests per second, open loop (half Converse, half ConverseStream).
-    #[arg(long, default_value_t = 200.0)]
-    pub rate: f64,
-    /// Seconds of load; the fault schedule scales with it.
-    #[arg(long, default_value_t = 60.0)]
-    pub duration: f64,
-    /// Tokens each request may generate.
-    #[arg(long, default_value_t = 48)]
-    pub max_tokens: u32,
-    /// Seed of the simulated fleet.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Also write an HTML report with the timeline as charts.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-}
+pub use crate::cli::DrillArgs;
 
 /// Runs a drill; exits 1 when a check fails.
 pub async fn run(args: &DrillArgs) -> anyhow::Result<ExitCode> {

@@ -7,34 +7,7 @@
 
 use meridian_sim::{CapacityModel, FaultSet};
 
-/// The scenarios `meridian drill` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Name {
-    /// The primary region is hard down for 30 s: connections refused, new
-    /// requests on open connections refused, responses under way drained for 2 s.
-    RegionOutage,
-    /// The primary region adds 2 s before the first token for 30 s.
-    Brownout,
-    /// The primary region's quota is cut to 20 % for 30 s.
-    ThrottleStorm,
-    /// The primary region goes down and up every 3 s for 30 s.
-    Flapping,
-    /// EU-only traffic while every EU region fails, one every 5 s.
-    ResidencySqueeze,
-}
-
-impl Name {
-    /// Name as typed on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Name::RegionOutage => "region-outage",
-            Name::Brownout => "brownout",
-            Name::ThrottleStorm => "throttle-storm",
-            Name::Flapping => "flapping",
-            Name::ResidencySqueeze => "residency-squeeze",
-        }
-    }
-}
+pub use crate::cli::DrillScenario as Name;
 
 /// One scheduled fault change.
 #[derive(Debug, Clone)]
