@@ -45,9 +45,12 @@ def clean_env(home, **extra):
 
 
 class Proc:
-    def __init__(self, args, env, cwd, log):
+    def __init__(self, args, env, cwd, log, stdout=None):
+        """`stdout`: where the process's stdout goes (default: the log file with stderr)."""
         self.log = log
-        self.p = subprocess.Popen([BIN, *args], env=env, cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        out = open(log, "w")
+        self.p = subprocess.Popen([BIN, *args], env=env, cwd=cwd, stdout=out if stdout is None else stdout,
+                                  stderr=out)
 
     def stop(self):
         if self.p.poll() is None:
@@ -138,10 +141,7 @@ def zero_config_gateway(tmp_path_factory):
 def gateway(sim, tmp_path_factory):
     """`meridian serve` calling the standalone fleet as if it were AWS: real
     SigV4 with the fleet's credential, endpoint overrides per region."""
-    d = tmp_path_factory.mktemp("gw")
-    endpoints = ", ".join(f'{r} = "{v["url"]}"' for r, v in sim["regions"].items())
-    (d / "meridian.toml").write_text(f"""
-region = "us-east-1"
+    yield from fleet_gateway(sim, tmp_path_factory.mktemp("gw"), """
 default_residency = ["us"]
 
 [models.chat]
@@ -149,7 +149,16 @@ model = "claude-sonnet-4-5"
 
 [models.haiku]
 model = "claude-3-haiku"
-{APP_PROFILES}
+""" + APP_PROFILES)
+
+
+def fleet_gateway(sim, d, models):
+    """Runs `meridian serve` in us-east-1 with `models` (TOML) calling the
+    standalone fleet through a named AWS profile; yields its URL and process."""
+    endpoints = ", ".join(f'{r} = "{v["url"]}"' for r, v in sim["regions"].items())
+    (d / "meridian.toml").write_text(f"""
+region = "us-east-1"
+{models}
 [upstream]
 mode = "aws"
 endpoints = {{ {endpoints} }}
