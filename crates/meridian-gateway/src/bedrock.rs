@@ -41,11 +41,7 @@ impl FrontDoor for Bedrock {
                 requested: op.model_id().unwrap_or_default().to_string(),
                 invocation: op.model_id().is_some(),
             },
-            Err(_) => Head {
-                operation: "Unknown",
-                requested: String::new(),
-                invocation: false,
-            },
+            Err(_) => Head::unknown(),
         }
     }
 

@@ -39,3 +39,14 @@ pub struct Head {
     /// control-plane reads are counted in metrics only.
     pub invocation: bool,
 }
+
+impl Head {
+    /// A request the head does not identify (an unknown path).
+    pub fn unknown() -> Head {
+        Head {
+            operation: "Unknown",
+            requested: String::new(),
+            invocation: false,
+        }
+    }
+}

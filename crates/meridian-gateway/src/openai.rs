@@ -58,11 +58,7 @@ impl FrontDoor for OpenAi {
                 requested: String::new(),
                 invocation: false,
             },
-            _ => Head {
-                operation: "Unknown",
-                requested: String::new(),
-                invocation: false,
-            },
+            _ => Head::unknown(),
         }
     }
 

@@ -42,27 +42,9 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 fn amz_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    // 2026-11-22T07:05:09.123Z → 20261122T070509Z
+    let iso = meridian_gateway::invocation::rfc3339(SystemTime::now());
+    format!("{}Z", iso[..19].replace(['-', ':'], ""))
 }
 
 /// Headers for a request signed over `signed` (lowercase names, in the
@@ -186,6 +168,16 @@ async fn raw(
     })
 }
 
+/// Asserts a Bedrock-shaped refusal.
+fn refused(r: &Raw, status: u16, error_type: &str) {
+    assert_eq!(
+        (r.status, self::error_type(r)),
+        (status, error_type),
+        "{}",
+        r.body
+    );
+}
+
 fn error_type(r: &Raw) -> &str {
     r.head
         .lines()
@@ -224,12 +216,7 @@ async fn a_signature_covers_its_body() {
     let r = raw(&addr, &ok, SWAPPED.len(), SWAPPED.as_bytes(), WAIT)
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (403, "InvalidSignatureException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 403, "InvalidSignatureException");
 
     // The same, claiming the original body's hash in an unsigned header.
     let mut claimed = ok.clone();
@@ -240,12 +227,7 @@ async fn a_signature_covers_its_body() {
     let r = raw(&addr, &claimed, SWAPPED.len(), SWAPPED.as_bytes(), WAIT)
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (403, "InvalidSignatureException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 403, "InvalidSignatureException");
 
     // A hash header that is right is fine, signed or not.
     let mut right = ok.clone();
@@ -271,12 +253,7 @@ async fn unsigned_payloads_and_signatures_without_host_are_refused() {
     let r = raw(&addr, &unsigned, BODY.len(), BODY.as_bytes(), WAIT)
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (403, "InvalidSignatureException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 403, "InvalidSignatureException");
     assert!(r.body.contains("UNSIGNED-PAYLOAD"), "{}", r.body);
 
     let streaming = signed_headers(
@@ -291,24 +268,14 @@ async fn unsigned_payloads_and_signatures_without_host_are_refused() {
     let r = raw(&addr, &streaming, BODY.len(), BODY.as_bytes(), WAIT)
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (403, "InvalidSignatureException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 403, "InvalidSignatureException");
 
     // A valid signature that does not cover `host`.
     let hostless = signed_headers(&addr, BODY, Vec::new(), &["x-amz-date", "content-type"]);
     let r = raw(&addr, &hostless, BODY.len(), BODY.as_bytes(), WAIT)
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (403, "InvalidSignatureException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 403, "InvalidSignatureException");
     assert!(r.body.contains("'host'"), "{}", r.body);
 }
 
@@ -328,23 +295,13 @@ async fn unknown_callers_are_refused_before_their_body_is_read() {
     let r = raw(&addr, &unknown, length, &first, WAIT)
         .await
         .expect("no answer: the gateway waited for the body");
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (403, "UnrecognizedClientException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 403, "UnrecognizedClientException");
 
     let none = vec![("host".to_string(), addr.clone())];
     let r = raw(&addr, &none, length, &first, WAIT)
         .await
         .expect("no answer");
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (403, "MissingAuthenticationTokenException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 403, "MissingAuthenticationTokenException");
 
     let wrong_key = vec![(
         "authorization".to_string(),
@@ -353,12 +310,7 @@ async fn unknown_callers_are_refused_before_their_body_is_read() {
     let r = raw(&addr, &wrong_key, length, &first, WAIT)
         .await
         .expect("no answer");
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (403, "AccessDeniedException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 403, "AccessDeniedException");
 
     // A known caller's 25 MB upload cut short is read (and times out), not refused early.
     let known = vec![("authorization".to_string(), format!("Bearer {API_KEY}"))];
@@ -377,12 +329,7 @@ async fn a_body_that_never_arrives_times_out() {
     let r = raw(&addr, &known, BODY.len(), &BODY.as_bytes()[..10], WAIT)
         .await
         .expect("no answer");
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (400, "ValidationException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 400, "ValidationException");
     assert!(
         r.body.contains("did not arrive within 300 ms"),
         "{}",
@@ -425,12 +372,7 @@ async fn requests_beyond_the_concurrency_cap_get_a_503() {
     let r = raw(&addr, &known, BODY.len(), BODY.as_bytes(), WAIT)
         .await
         .unwrap();
-    assert_eq!(
-        (r.status, error_type(&r)),
-        (503, "ServiceUnavailableException"),
-        "{}",
-        r.body
-    );
+    refused(&r, 503, "ServiceUnavailableException");
     assert!(r.body.contains("1 concurrent requests"), "{}", r.body);
     assert_eq!(slow.await.unwrap().unwrap().status, 200);
 }

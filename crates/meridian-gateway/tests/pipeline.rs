@@ -16,10 +16,6 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use meridian_gateway::invocation::InvocationLog;
 use meridian_router::health::Health;
 use meridian_sim::{FaultSet, Fleet};
@@ -146,37 +142,19 @@ impl Answer {
 }
 
 async fn send(base: &str, door: &Door, headers: &[(&str, &str)]) -> Answer {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = http::Request::builder()
-        .method(door.method)
-        .uri(format!("{base}{}", door.path))
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(door.body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let url = format!("{base}{}", door.path);
+    let r = common::send(door.method, &url, door.body, headers).await;
     Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
+        status: r.status,
+        body: String::from_utf8_lossy(&r.body).into_owned(),
+        headers: r.headers,
     }
 }
 
 /// `meridian_requests_total` summed over series with this operation and outcome.
 async fn requests_total(base: &str, operation: &str, outcome: &str) -> f64 {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let resp = client
-        .get(format!("{base}/metrics").parse().unwrap())
-        .await
-        .unwrap();
-    let text = resp.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&text).into_owned();
+    let r = common::send("GET", &format!("{base}/metrics"), "", &[]).await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
     let op = format!("operation=\"{operation}\"");
     let out = format!("outcome=\"{outcome}\"");
     text.lines()

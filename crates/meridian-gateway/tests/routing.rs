@@ -6,10 +6,6 @@
 
 mod common;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use meridian_router::health::{Health, Verdict};
 use meridian_sim::FaultSet;
 use serde_json::Value;
@@ -30,24 +26,13 @@ impl Answer {
 }
 
 async fn converse(base: &str, model: &str, headers: &[(&str, &str)]) -> Answer {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = http::Request::post(format!("{base}/model/{model}/converse"))
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
     let body = r#"{"messages":[{"role":"user","content":[{"text":"route me"}]}],"inferenceConfig":{"maxTokens":8}}"#;
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let url = format!("{base}/model/{model}/converse");
+    let r = common::send("POST", &url, body, headers).await;
     Answer {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        status: r.status,
+        body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+        headers: r.headers,
     }
 }
 

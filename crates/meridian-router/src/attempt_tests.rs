@@ -1,9 +1,7 @@
 //! The attempt state machine on tokio's paused clock.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use meridian_catalog::{Target, TargetKind};
 use tokio::time::{Instant, advance};
 
 use super::*;
@@ -12,21 +10,13 @@ use crate::budget::BudgetConfig;
 use crate::health::Health;
 
 fn cand(region: &str, model: &str) -> Candidate {
-    Candidate {
-        account: "a".into(),
-        tier: 0,
-        model: model.into(),
-        target: Target {
-            endpoint_region: region.into(),
-            model_id: format!("{model}-{region}"),
-            kind: TargetKind::OnDemand,
-            prefix: None,
-            base_model_id: None,
-            destinations: BTreeSet::from([region.to_string()]),
-            price: None,
-            confirmed: true,
-            distance_km: 0,
-        },
+    crate::route::test_candidate(region, model)
+}
+
+/// `n` first-byte samples of `ms` for `c`: its hedge delay becomes `ms`.
+fn warm(router: &Router, c: &Candidate, ms: u64) {
+    for _ in 0..20 {
+        router.observe(c, false, Duration::from_millis(ms));
     }
 }
 
@@ -239,9 +229,7 @@ async fn one_hedge_at_the_candidates_p95_and_the_loser_is_slow() {
     let router = Router::default();
     let cands = three();
     // 20 samples of 100 ms: p95 is 100 ms.
-    for _ in 0..20 {
-        router.observe(&cands[0], false, Duration::from_millis(100));
-    }
+    warm(&router, &cands[0], 100);
     let t0 = Instant::now();
     let mut a = Attempts::new(
         &router,
@@ -278,9 +266,7 @@ async fn one_hedge_at_the_candidates_p95_and_the_loser_is_slow() {
 async fn five_slow_verdicts_open_the_breaker() {
     let router = Router::default();
     let cands = three();
-    for _ in 0..20 {
-        router.observe(&cands[0], false, Duration::from_millis(50));
-    }
+    warm(&router, &cands[0], 50);
     for _ in 0..5 {
         let t0 = Instant::now();
         let mut a = Attempts::new(
@@ -305,9 +291,7 @@ async fn five_slow_verdicts_open_the_breaker() {
 async fn an_attempt_that_wins_first_cancels_the_later_hedge_without_blame() {
     let router = Router::default();
     let cands = three();
-    for _ in 0..20 {
-        router.observe(&cands[0], false, Duration::from_millis(10));
-    }
+    warm(&router, &cands[0], 10);
     let t0 = Instant::now();
     let mut a = Attempts::new(
         &router,

@@ -391,30 +391,35 @@ pub fn fnv_bytes(b: &[u8]) -> u64 {
     })
 }
 
+/// An on-demand candidate of account `a` in `region` serving `model`, for tests.
+#[cfg(test)]
+pub(crate) fn test_candidate(region: &str, model: &str) -> Candidate {
+    Candidate {
+        account: "a".into(),
+        tier: 0,
+        model: model.into(),
+        target: Target {
+            endpoint_region: region.into(),
+            model_id: format!("{model}-{region}"),
+            kind: meridian_catalog::TargetKind::OnDemand,
+            prefix: None,
+            base_model_id: None,
+            destinations: std::collections::BTreeSet::from([region.to_string()]),
+            price: None,
+            confirmed: true,
+            distance_km: 0,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
-    use meridian_catalog::TargetKind;
-
     use super::*;
 
     fn cand(region: &str, tier: usize) -> Candidate {
         Candidate {
-            account: "a".into(),
             tier,
-            model: "m".into(),
-            target: Target {
-                endpoint_region: region.into(),
-                model_id: format!("id-{region}"),
-                kind: TargetKind::OnDemand,
-                prefix: None,
-                base_model_id: None,
-                destinations: BTreeSet::from([region.to_string()]),
-                price: None,
-                confirmed: true,
-                distance_km: 0,
-            },
+            ..test_candidate(region, "m")
         }
     }
 

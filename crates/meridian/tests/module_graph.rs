@@ -127,6 +127,8 @@ fn cycles(g: &Graph) -> Vec<Vec<String>> {
     out
 }
 
+// Reading the one variable that points the check elsewhere; nothing sets it.
+#[allow(clippy::disallowed_methods)]
 fn crates() -> Vec<PathBuf> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let root = std::env::var_os("MODULE_GRAPH_ROOT").map_or(here.to_path_buf(), PathBuf::from);
