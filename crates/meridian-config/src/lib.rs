@@ -5,6 +5,7 @@
 
 mod error;
 mod raw;
+mod tenants;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,10 @@ use meridian_catalog::resolve::{ResolveError, closest};
 use meridian_catalog::{AppProfile, Catalog, Policy, Resolution, Resolver};
 
 pub use error::ConfigError;
+pub use tenants::{
+    Backend, HASH_PREFIX, KeyHash, Limits, OnUnavailable, StateSettings, Tenant, Tls,
+    parse_key_hash,
+};
 
 /// Where the config came from when no path is given.
 pub const DEFAULT_FILE: &str = "meridian.toml";
@@ -228,6 +233,16 @@ pub struct Config {
     pub tracing: Tracing,
     /// HTTP server limits.
     pub server: Server,
+    /// Tenants; empty: one implicit tenant, as before tenants existed.
+    pub tenants: Vec<Tenant>,
+    /// Where limits, budgets and runtime keys live.
+    pub state: StateSettings,
+    /// Hash of the admin API key; `None`: `/admin` is off.
+    pub admin_key: Option<KeyHash>,
+    /// Inbound TLS; `None`: plain HTTP.
+    pub tls: Option<Tls>,
+    /// Label request metrics with the tenant (names come from the config only).
+    pub tenant_metric_label: bool,
 }
 
 /// OpenTelemetry trace export.

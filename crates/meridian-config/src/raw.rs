@@ -33,6 +33,57 @@ pub(crate) struct RawConfig {
     pub tracing: RawTracing,
     #[serde(default)]
     pub server: RawServer,
+    #[serde(default)]
+    pub tenants: BTreeMap<Spanned<String>, RawTenant>,
+    #[serde(default)]
+    pub state: RawState,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// One tenant: who it is, what it may call, how much.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    #[serde(default)]
+    pub api_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub credentials: Vec<RawCredential>,
+    pub models: Option<Spanned<Vec<String>>>,
+    pub residency: Option<Spanned<RawResidency>>,
+    pub requests_per_minute: Option<Spanned<u64>>,
+    pub tokens_per_minute: Option<Spanned<u64>>,
+    pub max_concurrent: Option<Spanned<u64>>,
+    pub budget_usd_per_day: Option<Spanned<f64>>,
+    pub budget_usd_per_month: Option<Spanned<f64>>,
+}
+
+/// Where limits, budgets and runtime keys live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    pub backend: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub on_unavailable: Option<Spanned<String>>,
+    pub replicas: Option<Spanned<u32>>,
+    pub timeout_ms: Option<Spanned<u64>>,
+}
+
+/// The admin API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub key_hash: Option<Spanned<String>>,
+}
+
+/// Metric options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    #[serde(default)]
+    pub tenant_label: bool,
 }
 
 /// How the HTTP server protects itself.
@@ -42,6 +93,8 @@ pub(crate) struct RawServer {
     pub max_concurrent_requests: Option<Spanned<u64>>,
     pub body_read_timeout_ms: Option<Spanned<u64>>,
     pub log_queue_records: Option<Spanned<u64>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
 }
 
 /// OTLP traces.

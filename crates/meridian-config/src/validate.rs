@@ -10,22 +10,23 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, line_of};
 use crate::raw::{RawConfig, RawResidency, display};
+use crate::tenants;
 use crate::{
-    Account, AccountMode, Config, ExposedModel, InboundAuth, InboundCredential, Loaded, LogSink,
-    Logging, RegionSetting, Routing, S3Log, Server, Strategy, Tracing, Upstream, UpstreamMode,
+    Account, AccountMode, Config, ExposedModel, InboundAuth, Loaded, LogSink, Logging,
+    RegionSetting, Routing, S3Log, Server, Strategy, Tracing, Upstream, UpstreamMode,
 };
 
 /// The smallest invocation-log segment worth sealing and uploading.
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
 /// Builds errors that point into one file.
-struct At<'a> {
+pub(crate) struct At<'a> {
     text: &'a str,
     file: String,
 }
 
 impl At<'_> {
-    fn err(
+    pub(crate) fn err(
         &self,
         span: Option<std::ops::Range<usize>>,
         key: impl Into<String>,
@@ -39,7 +40,7 @@ impl At<'_> {
         }
     }
 
-    fn at<V>(
+    pub(crate) fn at<V>(
         &self,
         spanned: &Spanned<V>,
         key: impl Into<String>,
@@ -256,20 +257,15 @@ pub(crate) fn validate(
 
     let upstream = validate_upstream(&at, &catalog, &raw)?;
     let server = validate_server(&at, &raw)?;
-    let mut auth = InboundAuth::default();
-    for (i, c) in raw.auth.credentials.iter().enumerate() {
-        if c.access_key_id.get_ref().trim().is_empty() || c.secret_access_key.is_empty() {
-            return Err(at.at(
-                &c.access_key_id,
-                format!("auth.credentials[{i}]"),
-                "access_key_id and secret_access_key must not be empty",
-            ));
-        }
-        auth.credentials.push(InboundCredential {
-            access_key_id: c.access_key_id.get_ref().clone(),
-            secret_access_key: c.secret_access_key.clone(),
-        });
-    }
+    let names: BTreeSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    let tenants = tenants::validate_tenants(&at, &raw, &names, &policy_for)?;
+    let state = tenants::validate_state(&at, &raw)?;
+    let admin_key = tenants::validate_admin(&at, &raw)?;
+    let tls = tenants::validate_tls(&at, &raw, dir)?;
+    let mut auth = InboundAuth {
+        credentials: tenants::credentials(&at, &raw.auth.credentials, "auth.credentials")?,
+        ..InboundAuth::default()
+    };
     for (i, k) in raw.auth.api_keys.iter().enumerate() {
         if k.get_ref().len() < 16 {
             return Err(at.at(
@@ -296,6 +292,11 @@ pub(crate) fn validate(
             logging,
             tracing,
             server,
+            tenants,
+            state,
+            admin_key,
+            tls,
+            tenant_metric_label: raw.metrics.tenant_label,
         },
         catalog,
     })

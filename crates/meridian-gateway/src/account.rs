@@ -37,6 +37,8 @@ pub struct Ledger {
     pub invocation: bool,
     /// The body sent upstream, when records include bodies.
     pub request_body: Option<Bytes>,
+    /// The caller's tenant, once identified (when tenants are enforced).
+    pub tenant: Option<String>,
 }
 
 /// Everything known about a finished request.
@@ -130,21 +132,25 @@ pub fn model_label(state: &AppState, requested: &str) -> String {
         .map_or_else(|| "other".to_string(), |m| m.alias.clone())
 }
 
-/// Accounts for a finished request and writes its invocation record.
-pub fn finish(state: &AppState, f: &Finished<'_>) {
+/// Accounts for a finished request and writes its invocation record;
+/// returns its estimated cost.
+pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     let l = f.ledger;
     let model = model_label(state, &l.requested);
     let outcome = f.error_code.unwrap_or("success");
     let m = &state.metrics;
-    m.add(
-        "meridian_requests_total",
-        labels([
-            ("model", &model),
-            ("operation", l.operation),
-            ("outcome", outcome),
-        ]),
-        1.0,
-    );
+    let mut request_labels = labels([
+        ("model", &model),
+        ("operation", l.operation),
+        ("outcome", outcome),
+    ]);
+    if state.config.tenant_metric_label
+        && let Some(t) = &l.tenant
+    {
+        // Tenant names come from the config only: a closed set.
+        request_labels.push(("tenant", t.clone()));
+    }
+    m.add("meridian_requests_total", request_labels, 1.0);
     m.observe(
         "meridian_request_duration_seconds",
         labels([("model", &model), ("operation", l.operation)]),
@@ -223,7 +229,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) {
         trace(t, state, f, &model, outcome, region.as_deref());
     }
     if !l.invocation || !state.log.enabled() {
-        return;
+        return cost;
     }
     let model_id = f
         .served
@@ -243,6 +249,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) {
         time_to_first_token_ms: f.ttft.map(|t| t.as_millis() as u64),
         estimated_cost_usd: cost,
         decision: f.decision.cloned(),
+        tenant: l.tenant.clone(),
     };
     let mut rec = Record::new(
         &state.account_id,
@@ -264,6 +271,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) {
         rec.output.output_body_json = f.response_body.and_then(|b| serde_json::from_slice(b).ok());
     }
     state.log.write(&rec);
+    cost
 }
 
 /// A SERVER span for the request and a CLIENT span per attempt.
@@ -308,6 +316,9 @@ fn trace(
     if let Some(p) = f.plan {
         attrs.push(("meridian.policy", s(&p.policy)));
     }
+    if let Some(tenant) = &l.tenant {
+        attrs.push(("meridian.tenant", s(tenant)));
+    }
     t.record(Span {
         trace_id: trace_id.clone(),
         span_id: span_id.clone(),
@@ -346,18 +357,25 @@ fn trace(
     }
 }
 
-/// The account and log stages of a stream, run when it ends. `hold` (an
-/// admission permit) is released then too.
+/// The account, log and settle stages of a stream, run when it ends.
+/// `hold` (an admission permit) is released then too.
 pub fn at_stream_end(
     state: std::sync::Arc<AppState>,
     ledger: Ledger,
     plan: Plan,
+    claim: crate::limits::Claim,
     hold: impl Send + 'static,
 ) -> crate::execute::OnEnd {
     Box::new(move |end: crate::execute::StreamEnd, served: &Served| {
         let mut done = Finished::served(&ledger, &plan, served, end.usage, end.error.as_deref());
         done.ttft = Some(end.ttft);
-        finish(&state, &done);
+        let cost = finish(&state, &done);
+        claim.settle(crate::limits::Usage {
+            requests: 1,
+            input_tokens: end.usage.input,
+            output_tokens: end.usage.output,
+            cost_usd: cost.unwrap_or(0.0),
+        });
         drop(hold);
     })
 }

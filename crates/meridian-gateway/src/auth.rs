@@ -1,70 +1,74 @@
 //! The identify and authenticate stages. Identify runs on the request head
-//! alone: a missing or unknown credential, or a wrong API key, is refused
-//! before the body is read. Authenticate binds a SigV4 signature to the body
-//! that came with it. API keys are compared in constant time.
+//! alone and finds the caller's tenant: a missing or unknown credential, or
+//! a wrong API key, is refused before the body is read. Authenticate binds
+//! a SigV4 signature to the body that came with it. API keys are known only
+//! by their SHA-256 hashes, compared in constant time.
 //!
-//! With no `[auth]` configured, requests are accepted unverified.
+//! With no `[tenants]` and no `[auth]`, requests are accepted unverified as
+//! the implicit tenant.
 
+use std::sync::Arc;
+
+use meridian_config::Tenant;
 use meridian_wire::sigv4::{self, Prechecked, Rules, Secret};
 use meridian_wire::{BedrockError, ErrorKind};
-use subtle::ConstantTimeEq;
 
 use crate::state::AppState;
-
-/// Who the caller is, as far as Meridian knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// Nothing is enforced.
-    Anonymous,
-    /// A verified SigV4 access key.
-    AccessKey(String),
-    /// A configured API key (index, never the key).
-    ApiKey(usize),
-}
 
 /// A caller identified from the head, whose signature (if any) is still to
 /// be checked against the body.
 #[derive(Debug)]
 pub enum Identified<'h> {
     /// Known already: anonymous, or an API key.
-    Done(Caller),
+    Done(Arc<Tenant>),
     /// A SigV4 request from a known key.
-    Signed(Prechecked<'h>),
+    Signed(Arc<Tenant>, Prechecked<'h>),
+}
+
+fn bad_key() -> BedrockError {
+    BedrockError::new(
+        ErrorKind::AccessDenied,
+        "The API key is not valid for this Meridian.",
+    )
 }
 
 /// The identify stage: everything that can be checked without the body.
-pub fn identify<'h>(
+pub async fn identify<'h>(
     state: &AppState,
     headers: &'h http::HeaderMap,
 ) -> Result<Identified<'h>, BedrockError> {
-    let auth = &state.config.auth;
-    if !auth.is_enforced() {
-        return Ok(Identified::Done(Caller::Anonymous));
+    let tenants = &state.tenants;
+    if !tenants.enforced() {
+        return Ok(Identified::Done(tenants.anonymous()));
     }
     let header = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if let Some(token) = header.strip_prefix("Bearer ") {
-        return api_key(&auth.api_keys, token.trim())
-            .map(|i| Identified::Done(Caller::ApiKey(i)))
-            .ok_or_else(|| {
-                BedrockError::new(
-                    ErrorKind::AccessDenied,
-                    "The API key is not valid for this Meridian.",
-                )
-            });
+        let h = crate::keys::hash(token.trim());
+        if let Some(t) = tenants.by_key(&h) {
+            return Ok(Identified::Done(t));
+        }
+        let issued = state.limiter.find_key(&h).await;
+        return issued
+            .and_then(|name| tenants.named(&name))
+            .map(Identified::Done)
+            .ok_or_else(bad_key);
     }
+    let mut tenant = None;
     let lookup = |key: &str| {
-        auth.credentials
-            .iter()
-            .find(|c| c.access_key_id == key)
-            .map(|c| Secret {
-                secret_access_key: c.secret_access_key.clone(),
+        tenants.by_access_key(key).map(|(t, secret)| {
+            tenant = Some(t);
+            Secret {
+                secret_access_key: secret.to_string(),
                 session_token: None,
-            })
+            }
+        })
     };
-    sigv4::precheck(headers, &Rules::bedrock(), lookup).map(Identified::Signed)
+    let pre = sigv4::precheck(headers, &Rules::bedrock(), lookup)?;
+    let tenant = tenant.ok_or_else(bad_key)?;
+    Ok(Identified::Signed(tenant, pre))
 }
 
 /// The authenticate stage: a signature must cover this very body.
@@ -72,43 +76,12 @@ pub fn authenticate(
     identified: Identified<'_>,
     parts: &http::request::Parts,
     body: &[u8],
-) -> Result<Caller, BedrockError> {
+) -> Result<Arc<Tenant>, BedrockError> {
     match identified {
-        Identified::Done(c) => Ok(c),
-        Identified::Signed(pre) => {
+        Identified::Done(t) => Ok(t),
+        Identified::Signed(t, pre) => {
             let req = sigv4::Request::from_parts(parts, body);
-            pre.verify(&req, &Rules::bedrock())
-                .map(|v| Caller::AccessKey(v.access_key_id))
+            pre.verify(&req, &Rules::bedrock()).map(|_| t)
         }
-    }
-}
-
-/// The index of the configured key equal to `token`. Every key is compared,
-/// each in constant time, so the time taken says nothing about which key
-/// or how much of it matched.
-fn api_key(keys: &[String], token: &str) -> Option<usize> {
-    let mut found = None;
-    for (i, k) in keys.iter().enumerate() {
-        if bool::from(k.as_bytes().ct_eq(token.as_bytes())) {
-            found = Some(i);
-        }
-    }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_keys_match_whole_keys_only() {
-        let keys = vec![
-            "mk-0123456789abcdef".to_string(),
-            "mk-fedcba9876543210".to_string(),
-        ];
-        assert_eq!(api_key(&keys, "mk-fedcba9876543210"), Some(1));
-        assert_eq!(api_key(&keys, "mk-0123456789abcde"), None);
-        assert_eq!(api_key(&keys, "mk-0123456789abcdef0"), None);
-        assert_eq!(api_key(&keys, ""), None);
     }
 }

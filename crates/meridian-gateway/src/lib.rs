@@ -12,6 +12,8 @@ mod canonical;
 mod control_plane;
 mod execute;
 pub mod invocation;
+pub mod keys;
+pub mod limits;
 pub mod metrics;
 mod openai;
 mod pipeline;
@@ -20,6 +22,7 @@ mod respond;
 mod server;
 mod state;
 mod status;
+mod tenancy;
 pub mod traces;
 mod usage;
 

@@ -106,6 +106,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Invocation records dropped: reason spool_full (the S3 spool was full) or queue_full (the stdout/file writer fell behind).",
     ),
     (
+        "meridian_state_backend_up",
+        "gauge",
+        "1 when the shared state backend (Redis) answers, 0 while on_unavailable applies.",
+    ),
+    (
+        "meridian_admitted_by_local_limits_total",
+        "counter",
+        "Requests admitted under this replica's local limits because the shared backend was unreachable.",
+    ),
+    (
         "meridian_ready",
         "gauge",
         "1 when every exposed model has a healthy allowed candidate.",

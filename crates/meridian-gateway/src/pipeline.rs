@@ -3,11 +3,12 @@
 //! answers, streams and errors back — and [`handle`] runs every stage, in
 //! this order, for every front door:
 //!
-//! admit (server-wide cap) → identify (head only) → read body (bounded size
-//! and time) → authenticate (the signature covers this body) → decode →
-//! admit (tenant limits: pass-through) → guard input (pass-through) → cache
-//! (pass-through) → plan → execute → guard output (pass-through) → account
-//! and log → encode.
+//! admit (server-wide cap) → identify (head only: the tenant) → read body
+//! (bounded size and time) → authenticate (the signature covers this body)
+//! → decode → admit (the tenant's models, limits and budgets) → guard input
+//! (pass-through) → cache (pass-through) → plan (residency: model ∩ tenant ∩
+//! header) → execute → guard output (pass-through) → account, log and
+//! settle → encode.
 //!
 //! A request refused at any stage is accounted for and logged like one that
 //! was served. A front door cannot skip a stage, because it has no code path
@@ -20,6 +21,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
+use http::HeaderValue;
 use http::request::Parts;
 use meridian_router::Decision;
 use meridian_wire::{BedrockError, ErrorKind};
@@ -28,6 +30,7 @@ use tokio::time::Instant;
 use crate::account::{self, Finished, Ledger};
 use crate::canonical::{Call, Head};
 use crate::execute::{self, Frames, Served};
+use crate::limits::{self, Claim};
 use crate::plan::{self, Plan};
 use crate::state::AppState;
 use crate::usage::unary_usage;
@@ -80,6 +83,7 @@ struct Refusal<'a, E> {
     plan: Option<&'a Plan>,
     decision: Option<&'a Decision>,
     attempts: usize,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl<E> Refusal<'_, E> {
@@ -89,6 +93,15 @@ impl<E> Refusal<'_, E> {
             plan: None,
             decision: None,
             attempts: 0,
+            headers: Vec::new(),
+        }
+    }
+}
+
+fn add_headers(resp: &mut Response, headers: &[(&'static str, String)]) {
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            resp.headers_mut().insert(*k, v);
         }
     }
 }
@@ -107,6 +120,7 @@ fn refuse<F: FrontDoor>(state: &AppState, ledger: &Ledger, r: Refusal<'_, F::Err
         r.attempts,
         r.decision.map(Decision::summary),
     );
+    add_headers(&mut resp, &r.headers);
     resp
 }
 
@@ -128,6 +142,7 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
             .map(str::to_string),
         invocation: head.invocation,
         request_body: None,
+        tenant: None,
     };
     let early = |ledger: &Ledger, e: BedrockError| {
         refuse::<F>(&state, ledger, Refusal::early(F::from_bedrock(&e)))
@@ -145,7 +160,7 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         return early(&ledger, e);
     };
     // identify: from the head alone, before any of the body is read
-    let identified = match auth::identify(&state, &parts.headers) {
+    let identified = match auth::identify(&state, &parts.headers).await {
         Ok(i) => i,
         Err(e) => return early(&ledger, e),
     };
@@ -155,8 +170,12 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         Err(e) => return early(&ledger, e),
     };
     // authenticate: the signature must cover this body
-    if let Err(e) = auth::authenticate(identified, &parts, &body) {
-        return early(&ledger, e);
+    let tenant = match auth::authenticate(identified, &parts, &body) {
+        Ok(t) => t,
+        Err(e) => return early(&ledger, e),
+    };
+    if state.tenants.enforced() {
+        ledger.tenant = Some(tenant.name.clone());
     }
     // decode
     let (call, ctx) = match F::decode(&state, &parts, body, &ledger.request_id) {
@@ -174,17 +193,57 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
     if state.log.include_bodies {
         ledger.request_body = Some(call.body.clone());
     }
-    // admit: per-tenant limits and budgets (pass-through until tenants exist)
+    // admit: the tenant's model list, then its limits and budgets
+    if !tenant.may_call(&call.requested) {
+        let e = BedrockError::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "Tenant '{}' may not call '{}'; it may call: {}.",
+                tenant.name,
+                call.requested,
+                tenant
+                    .models
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        return early(&ledger, e);
+    }
+    let ask = limits::Ask {
+        tenant: tenant.clone(),
+        request_id: ledger.request_id.clone(),
+        tokens: plan::reserve_tokens(&call),
+        lease_ms: state.config.routing.deadline_ms + LEASE_SLACK_MS,
+    };
+    let claim = match state.limiter.admit(ask).await {
+        Ok(t) => Claim::new(state.limiter.clone(), t),
+        Err(refused) => {
+            let mut r = Refusal::early(F::from_bedrock(&refused.error(&tenant.name)));
+            r.headers = refused.headers();
+            return refuse::<F>(&state, &ledger, r);
+        }
+    };
+    let rate = claim.ticket().map(limits::rate_headers).unwrap_or_default();
     // guard input: pass-through until guardrails exist
     // cache: pass-through until the response cache exists
-    // plan: catalog, residency (narrowed by the request's header), deadline
-    let plan = match plan::build(&state, &call, &parts.headers, started) {
+    // plan: catalog, residency (model ∩ tenant ∩ request header), deadline
+    let plan = match plan::build(
+        &state,
+        &call,
+        &parts.headers,
+        tenant.residency.as_ref(),
+        started,
+    ) {
         Ok(p) => p,
         Err(e) => return early(&ledger, e),
     };
-    // execute; then guard output (pass-through), account and log, encode
-    if plan.streaming {
-        let on_end = account::at_stream_end(state.clone(), ledger.clone(), plan.clone(), permit);
+    // execute; then guard output (pass-through), account, log and settle, encode
+    let mut resp = if plan.streaming {
+        let on_end =
+            account::at_stream_end(state.clone(), ledger.clone(), plan.clone(), claim, permit);
         match execute::streaming(&state, &plan, on_end).await {
             Ok((served, frames)) => {
                 let mut resp = F::stream(ctx, &served, frames);
@@ -199,7 +258,13 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
                 let usage = unary_usage(&served.headers, &body);
                 let mut done = Finished::served(&ledger, &plan, &served, usage, None);
                 done.response_body = Some(&body);
-                account::finish(&state, &done);
+                let cost = account::finish(&state, &done);
+                claim.settle(limits::Usage {
+                    requests: 1,
+                    input_tokens: usage.input,
+                    output_tokens: usage.output,
+                    cost_usd: cost.unwrap_or(0.0),
+                });
                 let mut resp = match F::unary(ctx, &served, body) {
                     Ok(r) => r,
                     Err(e) => F::error(&ledger.request_id, &e),
@@ -208,10 +273,17 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
                 drop(permit);
                 resp
             }
+            // The claim is settled with nothing when it drops.
             Err(ex) => exhausted::<F>(&state, &ledger, &plan, &ex),
         }
-    }
+    };
+    add_headers(&mut resp, &rate);
+    resp
 }
+
+/// An in-flight lease outlives the longest deadline by this much before a
+/// request that was never settled (a crashed replica) stops counting.
+const LEASE_SLACK_MS: u64 = 60_000;
 
 fn exhausted<F: FrontDoor>(
     state: &AppState,
@@ -224,6 +296,7 @@ fn exhausted<F: FrontDoor>(
         plan: Some(plan),
         decision: Some(&ex.decision),
         attempts: ex.attempts,
+        headers: Vec::new(),
     };
     refuse::<F>(state, ledger, r)
 }

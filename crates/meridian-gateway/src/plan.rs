@@ -75,9 +75,15 @@ pub fn build(
     state: &AppState,
     call: &Call,
     headers: &HeaderMap,
+    tenant_policy: Option<&Policy>,
     started: Instant,
 ) -> Result<Plan, BedrockError> {
-    let narrow = residency_header(state, headers)?;
+    // The model's policy, narrowed by the tenant's, narrowed by the header's.
+    let narrow = match (tenant_policy, residency_header(state, headers)?) {
+        (None, h) => h,
+        (Some(t), None) => Some(t.clone()),
+        (Some(t), Some(h)) => Some(t.intersect(&h)),
+    };
     let requested = call.requested.as_str();
     let resolution = state
         .resolve(requested, narrow.as_ref())
@@ -115,7 +121,7 @@ pub fn build(
         Strategy::Weighted(w) => Order::Weighted(w.clone()),
         Strategy::Geo => Order::Geo(distances(state, headers, &candidates)?),
     };
-    let tokens = tokens(call.json.as_ref(), &call.body);
+    let tokens = reserve_tokens(call);
     let affinity = exposed
         .filter(|m| m.prompt_cache_affinity)
         .and(call.json.as_ref())
@@ -256,7 +262,12 @@ fn deadline_ms(headers: &HeaderMap, configured: u64) -> Result<u64, BedrockError
     Ok(ms.min(configured))
 }
 
-/// Tokens Bedrock reserves for a request: input estimate plus the most it may generate.
+/// Tokens Bedrock reserves for a request: input estimate plus the most it
+/// may generate. Admission reserves the same.
+pub fn reserve_tokens(call: &Call) -> u64 {
+    tokens(call.json.as_ref(), &call.body)
+}
+
 fn tokens(json: Option<&Value>, body: &Bytes) -> u64 {
     let Some(v) = json else {
         return (body.len() as u64).div_ceil(4) + DEFAULT_MAX_TOKENS;

@@ -86,6 +86,10 @@ pub struct AppState {
     pub probes: parking_lot::RwLock<HashMap<String, bool>>,
     /// Requests handled at once; beyond it, ServiceUnavailableException.
     pub admission: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Tenants, indexed for identification.
+    pub tenants: crate::tenancy::Tenants,
+    /// Tenant limits, budgets, usage and issued keys (memory or Redis).
+    pub limiter: std::sync::Arc<crate::limits::Limiter>,
     /// Exposed names resolved once at start-up: the request path reads this.
     plans: HashMap<String, Result<Resolution, ResolveError>>,
     /// Each exposed model's fallbacks with their targets, resolved at
@@ -156,6 +160,8 @@ impl AppState {
             ..BudgetConfig::default()
         };
         let max_concurrent = config.server.max_concurrent_requests;
+        let tenants = crate::tenancy::Tenants::new(&config);
+        let limiter = std::sync::Arc::new(crate::limits::Limiter::new(&config.state));
         AppState {
             max_attempts: config.routing.max_attempts as usize,
             router: Router::new(Health::new(Default::default(), budget)),
@@ -172,6 +178,8 @@ impl AppState {
             tracer: None,
             probes: parking_lot::RwLock::new(HashMap::new()),
             admission: std::sync::Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            tenants,
+            limiter,
             plans,
             fallbacks,
         }

@@ -37,7 +37,21 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "region_source": state.region_step.label(),
         "partition": partition_of(&state.region),
         "upstream": state.upstream_info,
-        "state_backend": "in-process: breakers, retry budget, latency and quota estimates are kept per gateway process",
+        "state_backend": state_backend(&state),
+        "tenants": state.tenants.all().iter().map(|t| json!({
+            "name": t.name,
+            "api_keys": t.api_keys.len(),
+            "sigv4_keys": t.credentials.iter().map(|c| c.access_key_id.clone()).collect::<Vec<_>>(),
+            "models": t.models,
+            "residency": t.residency.as_ref().map(ToString::to_string),
+            "limits": {
+                "requests_per_minute": t.limits.requests_per_minute,
+                "tokens_per_minute": t.limits.tokens_per_minute,
+                "max_concurrent": t.limits.max_concurrent,
+                "budget_usd_per_day": t.limits.budget_usd_per_day,
+                "budget_usd_per_month": t.limits.budget_usd_per_month,
+            },
+        })).collect::<Vec<_>>(),
         "inbound_auth": if state.config.auth.is_enforced() { "enforced" } else { "not enforced (no [auth] in config)" },
         "models": models,
         "ready": state.readiness().iter().all(|r| r.healthy > 0),
@@ -52,6 +66,22 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "breakers": state.router.health.states().into_iter().map(|(k, st)| json!({"target": k, "state": format!("{st:?}").to_lowercase()})).collect::<Vec<_>>(),
         "candidates": state.router.views(),
     }))
+}
+
+fn state_backend(state: &AppState) -> Value {
+    let s = &state.config.state;
+    let (kind, up) = match state.limiter.shared() {
+        Some(shared) => ("redis", Some(shared.is_up())),
+        None => ("memory", None),
+    };
+    json!({
+        "backend": kind,
+        "reachable": up,
+        "on_unavailable": format!("{:?}", s.on_unavailable),
+        "replicas": s.replicas,
+        "admitted_by_local_limits": state.limiter.degraded.load(std::sync::atomic::Ordering::Relaxed),
+        "routing_state": "breakers, retry budget, latency and quota estimates are kept per gateway process",
+    })
 }
 
 /// Readiness: every exposed model has at least one allowed candidate whose
@@ -125,6 +155,21 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Resp
     }
     let ready = state.readiness().iter().all(|r| r.healthy > 0);
     gauges.push(("meridian_ready", Vec::new(), if ready { 1.0 } else { 0.0 }));
+    if let Some(shared) = state.limiter.shared() {
+        gauges.push((
+            "meridian_state_backend_up",
+            Vec::new(),
+            if shared.is_up() { 1.0 } else { 0.0 },
+        ));
+    }
+    gauges.push((
+        "meridian_admitted_by_local_limits_total",
+        Vec::new(),
+        state
+            .limiter
+            .degraded
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    ));
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(&gauges),

@@ -178,7 +178,7 @@ pub struct Prechecked<'h> {
 pub fn precheck<'h>(
     headers: &'h HeaderMap,
     rules: &Rules<'_>,
-    lookup: impl Fn(&str) -> Option<Secret>,
+    lookup: impl FnOnce(&str) -> Option<Secret>,
 ) -> Result<Prechecked<'h>, BedrockError> {
     let auth = headers
         .get(http::header::AUTHORIZATION)
@@ -314,7 +314,7 @@ impl Prechecked<'_> {
 pub fn verify(
     req: &Request<'_>,
     rules: &Rules<'_>,
-    lookup: impl Fn(&str) -> Option<Secret>,
+    lookup: impl FnOnce(&str) -> Option<Secret>,
 ) -> Result<Verified, BedrockError> {
     precheck(req.headers, rules, lookup)?.verify(req, rules)
 }

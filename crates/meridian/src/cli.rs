@@ -106,6 +106,25 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Make API keys for tenants (only their hashes go into the config).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random key once, and the config line with its hash.
+    Create {
+        /// The tenant the key is for (`[tenants.NAME]`), or `admin` for `[admin] key_hash`.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Print the hash of a key read from standard input.
+    Hash,
 }
 
 #[derive(Debug, Subcommand)]

@@ -64,6 +64,9 @@ pub struct Routing {
     /// How the request was routed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
+    /// The caller's tenant, when tenants are configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// One invocation record.

@@ -64,8 +64,12 @@ impl From<&BedrockError> for OpenAiError {
             | ErrorKind::MissingAuthenticationToken => {
                 (401, "authentication_error", Some("invalid_api_key"))
             }
-            ErrorKind::Throttling | ErrorKind::ModelNotReady | ErrorKind::ServiceQuotaExceeded => {
+            ErrorKind::Throttling | ErrorKind::ModelNotReady => {
                 (429, "rate_limit_error", Some("rate_limit_exceeded"))
+            }
+            // A spent quota or budget: retrying will not help until it resets.
+            ErrorKind::ServiceQuotaExceeded => {
+                (429, "insufficient_quota", Some("insufficient_quota"))
             }
             ErrorKind::ModelTimeout => (408, "timeout", None),
             ErrorKind::ServiceUnavailable => (503, "server_error", None),

@@ -5,6 +5,7 @@ mod detect;
 mod doctor;
 pub mod drill;
 mod iam_policy;
+mod keys;
 mod regions;
 mod resolve;
 mod serve;
@@ -18,7 +19,7 @@ use meridian_catalog::detect::{DetectOptions, Step, detect};
 use meridian_catalog::env::ProcessEnv;
 use meridian_config::{Config, RegionSetting};
 
-use crate::cli::{Command, ConfigCommand};
+use crate::cli::{Command, ConfigCommand, KeysCommand};
 
 /// Runs one command to completion.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -60,6 +61,12 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { file, json },
         } => config_check::run(&file, json.json),
+        Command::Keys {
+            command: KeysCommand::Create { tenant, json },
+        } => keys::create(&tenant, json.json),
+        Command::Keys {
+            command: KeysCommand::Hash,
+        } => keys::hash(),
     }
 }
 

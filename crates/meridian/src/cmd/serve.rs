@@ -133,6 +133,15 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             meridian_gateway::traces::Tracer::start(e, &state.config.tracing.service_name)
         });
     let state = Arc::new(state);
+    if let Some(shared) = state.limiter.shared() {
+        if shared.connect(std::time::Duration::from_secs(2)).await {
+            tracing::info!("connected to the Redis state backend");
+        } else {
+            tracing::warn!(
+                "the Redis state backend does not answer yet; [state] on_unavailable applies until it does"
+            );
+        }
+    }
     if let Some(s3) = state.log.s3.clone() {
         tokio::spawn(s3.run());
     }

@@ -1,0 +1,134 @@
+//! API keys issued at run time through `/admin`: kept in the state backend
+//! by hash (Redis, so every replica sees them; or this process), never as
+//! keys. Lookups are cached for at most [`CACHE_FOR`], so a key revoked on
+//! one replica is refused by every replica within that time.
+
+use std::time::{Duration, SystemTime};
+
+use meridian_config::KeyHash;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::Limiter;
+use crate::invocation::rfc3339;
+use crate::keys;
+
+/// How long a lookup's answer is reused.
+pub const CACHE_FOR: Duration = Duration::from_millis(500);
+
+/// What is kept of an issued key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Public id.
+    pub id: String,
+    /// Tenant it identifies.
+    pub tenant: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// When it was issued.
+    pub created: String,
+}
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The shared backend did not answer.
+    #[error("the state backend is unreachable; try again")]
+    Unavailable,
+}
+
+impl Limiter {
+    /// Issues a key for `tenant`: returns the key (shown once) and its record.
+    pub async fn issue_key(&self, tenant: &str) -> Result<(String, KeyRecord), KeyError> {
+        let key = keys::generate();
+        let h = keys::hash(&key);
+        let record = KeyRecord {
+            id: keys::id(&h),
+            tenant: tenant.to_string(),
+            prefix: keys::prefix(&key),
+            created: rfc3339(SystemTime::now()),
+        };
+        match self.shared() {
+            Some(s) => {
+                let json = serde_json::to_string(&record).unwrap_or_default();
+                if !s.put_key(&hex::encode(h), &json).await {
+                    return Err(KeyError::Unavailable);
+                }
+            }
+            None => {
+                self.runtime_keys.write().insert(h, record.clone());
+            }
+        }
+        Ok((key, record))
+    }
+
+    /// The tenant of an issued key, if it is live.
+    pub async fn find_key(&self, h: &KeyHash) -> Option<String> {
+        let Some(s) = self.shared() else {
+            return self.runtime_keys.read().get(h).map(|r| r.tenant.clone());
+        };
+        if let Some((tenant, at)) = self.key_cache.lock().get(h)
+            && at.elapsed() < CACHE_FOR
+        {
+            return tenant.clone();
+        }
+        let tenant = match s.get_key(&hex::encode(h)).await {
+            Some(Some(json)) => serde_json::from_str::<KeyRecord>(&json)
+                .ok()
+                .map(|r| r.tenant),
+            Some(None) => None,
+            // Unreachable: not cached, so the next request asks again.
+            None => return None,
+        };
+        let mut cache = self.key_cache.lock();
+        if cache.len() > 10_000 {
+            cache.retain(|_, (_, at)| at.elapsed() < CACHE_FOR);
+        }
+        cache.insert(*h, (tenant.clone(), Instant::now()));
+        tenant
+    }
+
+    /// Every issued key's record.
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, KeyError> {
+        let mut out: Vec<KeyRecord> = match self.shared() {
+            Some(s) => s
+                .list_keys()
+                .await
+                .ok_or(KeyError::Unavailable)?
+                .into_iter()
+                .filter_map(|(_, json)| serde_json::from_str(&json).ok())
+                .collect(),
+            None => self.runtime_keys.read().values().cloned().collect(),
+        };
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Revokes the issued key with this id; false when there is none.
+    pub async fn revoke_key(&self, id: &str) -> Result<bool, KeyError> {
+        match self.shared() {
+            Some(s) => {
+                let all = s.list_keys().await.ok_or(KeyError::Unavailable)?;
+                let Some((h, _)) = all.into_iter().find(|(h, _)| {
+                    hex::decode(h)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .is_some_and(|b| keys::id(&b) == id)
+                }) else {
+                    return Ok(false);
+                };
+                if !s.delete_key(&h).await {
+                    return Err(KeyError::Unavailable);
+                }
+                self.key_cache.lock().clear();
+                Ok(true)
+            }
+            None => {
+                let mut map = self.runtime_keys.write();
+                let before = map.len();
+                map.retain(|_, r| r.id != id);
+                Ok(map.len() < before)
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+-- Settles an admitted request: gives back reserved tokens it did not use,
+-- ends its in-flight lease and adds its usage to the day's and the month's.
+-- KEYS[1] tokens TAT  KEYS[2] in-flight ZSET  KEYS[3] today's usage  KEYS[4] this month's
+-- ARGV: 1 tokens interval ms (0: no limit)  2 tokens to give back  3 request id
+--       4 cost USD  5 requests  6 input tokens  7 output tokens
+--       8 day keys' ttl s  9 month keys' ttl s
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval, refund = tonumber(ARGV[1]), tonumber(ARGV[2])
+if interval > 0 and refund > 0 then
+  local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+  if tat > now then
+    local new = math.max(tat - refund * interval, now)
+    redis.call('SET', KEYS[1], tostring(new), 'PX', math.ceil(new - now) + 1000)
+  end
+end
+redis.call('ZREM', KEYS[2], ARGV[3])
+for i, key in ipairs({KEYS[3], KEYS[4]}) do
+  redis.call('HINCRBYFLOAT', key, 'cost_usd', ARGV[4])
+  redis.call('HINCRBY', key, 'requests', ARGV[5])
+  redis.call('HINCRBY', key, 'input_tokens', ARGV[6])
+  redis.call('HINCRBY', key, 'output_tokens', ARGV[7])
+  redis.call('EXPIRE', key, tonumber(ARGV[7 + i]))
+end
+return 1
