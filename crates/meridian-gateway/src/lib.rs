@@ -6,6 +6,7 @@
 //! canonical request (`canonical.rs`) and encode answers back.
 
 mod account;
+mod admin;
 mod auth;
 mod bedrock;
 mod canonical;

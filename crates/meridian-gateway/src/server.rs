@@ -13,7 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
-use crate::{bedrock, openai, status};
+use crate::{admin, bedrock, openai, status};
 
 /// How long accepting pauses after an accept error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -47,6 +47,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(status::ready))
         .route("/metrics", get(status::metrics))
         .route("/v1/{*rest}", axum::routing::any(openai::handle))
+        .route(
+            "/admin/keys",
+            axum::routing::post(admin::issue).get(admin::list),
+        )
+        .route("/admin/keys/{id}", axum::routing::delete(admin::revoke))
+        .route("/admin/usage", get(admin::usage))
         .fallback(bedrock::handle)
         .with_state(state)
 }

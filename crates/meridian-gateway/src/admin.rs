@@ -1,0 +1,160 @@
+//! `/admin`: issue, list and revoke tenants' API keys and read their usage.
+//! Off unless `[admin] key_hash` is set; every call needs that key as a
+//! bearer token. Keys issued here live in the state backend (Redis: every
+//! replica sees them); a key is shown once, when it is issued.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::keys;
+use crate::limits::runtime_keys::KeyError;
+use crate::state::AppState;
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    answer(status, json!({ "message": text }))
+}
+
+/// `None` when the caller holds the admin key; else the refusal.
+fn check(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(want) = &state.config.admin_key else {
+        return Some(message(
+            StatusCode::NOT_FOUND,
+            "the admin API is off: set [admin] key_hash (meridian keys create --tenant admin)",
+        ));
+    };
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    if bool::from(keys::hash(token).ct_eq(want)) {
+        None
+    } else {
+        Some(message(
+            StatusCode::UNAUTHORIZED,
+            "the admin key is missing or wrong",
+        ))
+    }
+}
+
+fn unavailable(e: &KeyError) -> Response {
+    message(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+}
+
+/// What `POST /admin/keys` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    tenant: String,
+}
+
+/// `POST /admin/keys {"tenant": NAME}`: a new key for a configured tenant.
+pub async fn issue(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Option<Json<NewKey>>,
+) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let Some(Json(req)) = body else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON body {\"tenant\": NAME}",
+        );
+    };
+    if state.tenants.named(&req.tenant).is_none() || !state.tenants.enforced() {
+        return message(
+            StatusCode::BAD_REQUEST,
+            &format!("no tenant '{}' in the config", req.tenant),
+        );
+    }
+    match state.limiter.issue_key(&req.tenant).await {
+        Ok((key, rec)) => answer(
+            StatusCode::CREATED,
+            json!({"id": rec.id, "key": key, "prefix": rec.prefix, "tenant": rec.tenant, "created": rec.created}),
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// `GET /admin/keys`: every key by id and prefix, configured and issued.
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let mut out: Vec<Value> = Vec::new();
+    for t in state.tenants.all() {
+        for h in &t.api_keys {
+            out.push(json!({"id": keys::id(h), "tenant": t.name, "source": "config"}));
+        }
+    }
+    match state.limiter.list_keys().await {
+        Ok(issued) => {
+            for r in issued {
+                out.push(json!({"id": r.id, "prefix": r.prefix, "tenant": r.tenant, "created": r.created, "source": "admin"}));
+            }
+            answer(StatusCode::OK, json!({ "keys": out }))
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// `DELETE /admin/keys/{id}`: revokes an issued key.
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    match state.limiter.revoke_key(&id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => message(
+            StatusCode::NOT_FOUND,
+            &format!("no issued key '{id}' (keys in the config are removed by editing it)"),
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// `GET /admin/usage`: each tenant's usage today and this month, and its limits.
+pub async fn usage(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let rows = state.limiter.usage(state.tenants.all()).await;
+    let tenants: Vec<Value> = rows
+        .into_iter()
+        .zip(state.tenants.all())
+        .map(|((name, day, month), t)| {
+            let l = &t.limits;
+            json!({
+                "name": name,
+                "day": day,
+                "month": month,
+                "limits": {
+                    "requests_per_minute": l.requests_per_minute,
+                    "tokens_per_minute": l.tokens_per_minute,
+                    "max_concurrent": l.max_concurrent,
+                    "budget_usd_per_day": l.budget_usd_per_day,
+                    "budget_usd_per_month": l.budget_usd_per_month,
+                },
+            })
+        })
+        .collect();
+    answer(StatusCode::OK, json!({ "tenants": tenants }))
+}

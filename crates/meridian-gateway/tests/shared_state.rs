@@ -1,0 +1,213 @@
+//! Tenant limits and issued keys shared by replicas through a real
+//! `redis-server` (started here on a free port), and what replicas do when
+//! it goes away and comes back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use meridian_gateway::keys;
+use meridian_router::health::Health;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+const CONVERSE: &str = r#"{"messages":[{"role":"user","content":[{"text":"shared"}]}],"inferenceConfig":{"maxTokens":8}}"#;
+const ADMIN_KEY: &str = "mk-admin-shared-state-test-0001";
+const TENANT_KEY: &str = "mk-tenant-shared-state-test-0001";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` on `port`, persisting nothing; killed when dropped.
+async fn redis(port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server is needed (scripts/test installs it)");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("redis-server did not start on {port}");
+}
+
+fn config(port: u16, on_unavailable: &str) -> String {
+    format!(
+        r#"
+region = "us-east-1"
+default_residency = ["us"]
+
+[models.chat]
+model = "claude-sonnet-4-5"
+
+[tenants.team]
+api_keys = ["{}"]
+requests_per_minute = 60
+
+[tenants.other]
+api_keys = ["{}"]
+
+[state]
+backend = "redis"
+url = "redis://127.0.0.1:{port}"
+on_unavailable = "{on_unavailable}"
+replicas = 2
+
+[admin]
+key_hash = "{}"
+"#,
+        keys::hash_text(&keys::hash(TENANT_KEY)),
+        keys::hash_text(&keys::hash("mk-other-tenant-key-000000001")),
+        keys::hash_text(&keys::hash(ADMIN_KEY)),
+    )
+}
+
+async fn converse(gw: &str, key: &str) -> common::Reply {
+    let auth = format!("Bearer {key}");
+    common::send(
+        "POST",
+        &format!("{gw}/model/chat/converse"),
+        CONVERSE,
+        &[("authorization", &auth)],
+    )
+    .await
+}
+
+async fn admin(method: &str, url: &str, body: &'static str) -> (u16, Value) {
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let r = common::send(method, url, body, &[("authorization", &auth)]).await;
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_limits_and_keys_through_redis() {
+    let port = free_port();
+    let _redis = redis(port).await;
+    let fleet = common::us_fleet().await;
+    let (a, _) = common::gateway_with(&fleet, &config(port, "fail_open"), Health::default()).await;
+    let (b, _) = common::gateway_with(&fleet, &config(port, "fail_open"), Health::default()).await;
+
+    // 60 per minute with one second's burst: two, wherever they land.
+    assert_eq!(converse(&a, TENANT_KEY).await.status, 200);
+    assert_eq!(converse(&b, TENANT_KEY).await.status, 200);
+    let third = converse(&a, TENANT_KEY).await;
+    assert_eq!(third.status, 429, "the limit is shared");
+    assert_eq!(converse(&b, TENANT_KEY).await.status, 429);
+
+    // A key issued on one replica works on the other; revoked on the other,
+    // it is refused on the first within a second.
+    let (status, issued) = admin("POST", &format!("{a}/admin/keys"), r#"{"tenant":"other"}"#).await;
+    assert_eq!(status, 201, "{issued}");
+    let key = issued["key"].as_str().unwrap().to_string();
+    assert_eq!(converse(&b, &key).await.status, 200);
+    assert_eq!(converse(&a, &key).await.status, 200);
+    let (_, listed) = admin("GET", &format!("{b}/admin/keys"), "").await;
+    let text = listed.to_string();
+    assert!(
+        text.contains(issued["id"].as_str().unwrap()) && !text.contains(&key),
+        "{text}"
+    );
+    let id = issued["id"].as_str().unwrap();
+    let (status, _) = admin("DELETE", &format!("{b}/admin/keys/{id}"), "").await;
+    assert_eq!(status, 204);
+    let revoked = Instant::now();
+    loop {
+        let s = converse(&a, &key).await.status;
+        if s == 403 {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "still accepted after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Usage is shared too.
+    let (_, usage) = admin("GET", &format!("{b}/admin/usage"), "").await;
+    let team = usage["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "team")
+        .unwrap();
+    assert_eq!(team["day"]["requests"], 2, "{usage}");
+    assert!(team["day"]["cost_usd"].as_f64().unwrap() > 0.0, "{usage}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_replicas_fail_open_or_closed_and_recover() {
+    let port = free_port();
+    let redis_proc = redis(port).await;
+    let fleet = common::us_fleet().await;
+    let (open, open_state) =
+        common::gateway_with(&fleet, &config(port, "fail_open"), Health::default()).await;
+    let (closed, _) =
+        common::gateway_with(&fleet, &config(port, "fail_closed"), Health::default()).await;
+    assert_eq!(converse(&open, TENANT_KEY).await.status, 200);
+
+    drop(redis_proc); // killed
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Open: served under local limits (60 ÷ 2 replicas per minute).
+    let r = converse(&open, TENANT_KEY).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Closed: refused, in Bedrock's shape, quickly.
+    let started = Instant::now();
+    let r = converse(&closed, TENANT_KEY).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("fail_closed"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(!open_state.limiter.shared().unwrap().is_up());
+    assert!(
+        open_state
+            .limiter
+            .degraded
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+
+    // Redis comes back on the same port: shared limits resume within 5 s.
+    let _again = redis(port).await;
+    let back = Instant::now();
+    loop {
+        if open_state.limiter.shared().unwrap().is_up()
+            && converse(&closed, TENANT_KEY).await.status != 503
+        {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "still degraded after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
