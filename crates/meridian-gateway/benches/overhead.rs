@@ -84,7 +84,7 @@ async fn gateway(upstream: &str, log: Option<&Path>) -> String {
         client,
         info,
     );
-    state.log = InvocationLog::new(false, log, false, None, 16_384).unwrap();
+    state.log = std::sync::Arc::new(InvocationLog::new(false, log, false, None, 16_384).unwrap());
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use crate::keys;
 use crate::limits::runtime_keys::KeyError;
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 fn answer(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
@@ -62,10 +62,11 @@ pub struct NewKey {
 
 /// `POST /admin/keys {"tenant": NAME}`: a new key for a configured tenant.
 pub async fn issue(
-    State(state): State<Arc<AppState>>,
+    State(live): State<Arc<Live>>,
     headers: HeaderMap,
     body: Option<Json<NewKey>>,
 ) -> Response {
+    let state = live.get();
     if let Some(r) = check(&state, &headers) {
         return r;
     }
@@ -91,7 +92,8 @@ pub async fn issue(
 }
 
 /// `GET /admin/keys`: every key by id and prefix, configured and issued.
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn list(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    let state = live.get();
     if let Some(r) = check(&state, &headers) {
         return r;
     }
@@ -114,10 +116,11 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 
 /// `DELETE /admin/keys/{id}`: revokes an issued key.
 pub async fn revoke(
-    State(state): State<Arc<AppState>>,
+    State(live): State<Arc<Live>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    let state = live.get();
     if let Some(r) = check(&state, &headers) {
         return r;
     }
@@ -132,7 +135,8 @@ pub async fn revoke(
 }
 
 /// `GET /admin/usage`: each tenant's usage today and this month, and its limits.
-pub async fn usage(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn usage(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    let state = live.get();
     if let Some(r) = check(&state, &headers) {
         return r;
     }

@@ -18,14 +18,15 @@ use crate::control_plane;
 use crate::execute::{self, Frames, Served};
 use crate::pipeline::{self, Decoded, FrontDoor};
 use crate::respond;
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 /// The Bedrock Runtime and control-plane wire format.
 #[derive(Debug)]
 pub struct Bedrock;
 
 /// Handles every request that is not one of Meridian's own endpoints.
-pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub async fn handle(State(live): State<Arc<Live>>, req: Request) -> Response {
+    let state = live.get();
     pipeline::handle::<Bedrock>(state, req).await
 }
 

@@ -19,16 +19,18 @@ pub mod metrics;
 mod openai;
 mod pipeline;
 mod plan;
+pub mod reload;
 mod respond;
 mod server;
 mod state;
 mod status;
 mod tenancy;
+pub mod tls;
 pub mod traces;
 mod usage;
 
-pub use server::{ServeOptions, probe_endpoints, router, serve};
-pub use state::{AppState, ModelReadiness, UpstreamAccount, UpstreamInfo};
+pub use server::{ServeOptions, probe_endpoints, router, serve, serve_with};
+pub use state::{AppState, Live, ModelReadiness, UpstreamAccount, UpstreamInfo};
 
 /// Response header naming the region that served the request.
 pub const REGION_HEADER: &str = "x-meridian-region";

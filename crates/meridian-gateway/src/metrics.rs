@@ -116,6 +116,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Requests admitted under this replica's local limits because the shared backend was unreachable.",
     ),
     (
+        "meridian_config_reloads_total",
+        "counter",
+        "Config reloads, by outcome (success, refused).",
+    ),
+    (
         "meridian_ready",
         "gauge",
         "1 when every exposed model has a healthy allowed candidate.",

@@ -19,7 +19,7 @@ use crate::canonical::{Call, Head};
 use crate::execute::{Frames, Served};
 use crate::pipeline::{self, Decoded, FrontDoor};
 use crate::respond;
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 /// OpenAI's chat-completions wire format.
 #[derive(Debug)]
@@ -36,7 +36,8 @@ pub struct Chat {
 }
 
 /// Everything under `/v1`.
-pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub async fn handle(State(live): State<Arc<Live>>, req: Request) -> Response {
+    let state = live.get();
     pipeline::handle::<OpenAi>(state, req).await
 }
 

@@ -12,7 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 use crate::{admin, bedrock, openai, status};
 
 /// How long accepting pauses after an accept error.
@@ -40,7 +40,7 @@ impl Default for ServeOptions {
 }
 
 /// The router: Meridian's own endpoints, then the Bedrock API for everything else.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<Live>) -> Router {
     Router::new()
         .route("/health", get(status::health))
         .route("/status", get(status::status))
@@ -57,11 +57,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves plain HTTP until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, Live::new(state), opts, None, shutdown).await
+}
+
+/// A client must finish its TLS handshake within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP, or HTTPS with `tls`, until `shutdown` resolves, then drains
+/// in-flight requests.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<Live>,
+    opts: ServeOptions,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let app = router(state);
@@ -88,13 +103,36 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let svc = TowerToHyperService::new(app.clone());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(tls) => {
+                        let acceptor = tls.acceptor();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -110,8 +148,9 @@ pub async fn serve(
 /// Probes every endpoint an exposed model may call, every `interval`: a TCP
 /// connection that cannot be made within a second marks the region's
 /// endpoint down for `/ready` (breakers cover failures seen by traffic).
-pub async fn probe_endpoints(state: Arc<AppState>, interval: Duration) {
+pub async fn probe_endpoints(live: Arc<Live>, interval: Duration) {
     loop {
+        let state = live.get();
         for (region, url) in state.probe_targets() {
             let up = match authority(&url) {
                 Some(addr) => matches!(

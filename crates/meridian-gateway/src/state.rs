@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use meridian_catalog::detect::Step;
 use meridian_catalog::resolve::ResolveError;
@@ -65,7 +66,7 @@ pub struct AppState {
     /// The step that decided the region.
     pub region_step: Step,
     /// Upstream accounts, in config order (the first is the active one).
-    pub accounts: Vec<UpstreamAccount>,
+    pub accounts: Arc<Vec<UpstreamAccount>>,
     /// Upstream mode for operators.
     pub upstream_info: UpstreamInfo,
     /// Largest request body accepted.
@@ -75,15 +76,15 @@ pub struct AppState {
     /// Account ID shown in control-plane ARNs.
     pub account_id: String,
     /// Breakers, retry budget and per-candidate statistics.
-    pub router: Router,
+    pub router: Arc<Router>,
     /// Request metrics.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Invocation-log sinks.
-    pub log: crate::invocation::InvocationLog,
+    pub log: Arc<crate::invocation::InvocationLog>,
     /// OTLP trace export, when configured.
-    pub tracer: Option<crate::traces::Tracer>,
+    pub tracer: Option<Arc<crate::traces::Tracer>>,
     /// Endpoint reachability from the background prober, by region.
-    pub probes: parking_lot::RwLock<HashMap<String, bool>>,
+    pub probes: Arc<parking_lot::RwLock<HashMap<String, bool>>>,
     /// Requests handled at once; beyond it, ServiceUnavailableException.
     pub admission: std::sync::Arc<tokio::sync::Semaphore>,
     /// Tenants, indexed for identification.
@@ -95,6 +96,35 @@ pub struct AppState {
     /// Each exposed model's fallbacks with their targets, resolved at
     /// start-up under the model's policy as well as their own.
     fallbacks: HashMap<String, Fallbacks>,
+}
+
+/// The gateway state requests start with; a config reload swaps in a new
+/// one, and requests already running finish with the one they started with.
+#[derive(Debug)]
+pub struct Live {
+    current: parking_lot::RwLock<Arc<AppState>>,
+    /// What config reloads did.
+    pub reloads: parking_lot::RwLock<crate::reload::ReloadStatus>,
+}
+
+impl Live {
+    /// Serving `state`.
+    pub fn new(state: Arc<AppState>) -> Arc<Live> {
+        Arc::new(Live {
+            current: parking_lot::RwLock::new(state),
+            reloads: Default::default(),
+        })
+    }
+
+    /// The state for a new request.
+    pub fn get(&self) -> Arc<AppState> {
+        self.current.read().clone()
+    }
+
+    /// Serves `state` from now on.
+    pub fn swap(&self, state: Arc<AppState>) {
+        *self.current.write() = state;
+    }
 }
 
 /// Fallback models in order, each with its targets.
@@ -164,19 +194,19 @@ impl AppState {
         let limiter = std::sync::Arc::new(crate::limits::Limiter::new(&config.state));
         AppState {
             max_attempts: config.routing.max_attempts as usize,
-            router: Router::new(Health::new(Default::default(), budget)),
+            router: Arc::new(Router::new(Health::new(Default::default(), budget))),
             config,
             catalog,
             region,
             region_step,
-            accounts,
+            accounts: Arc::new(accounts),
             upstream_info,
             max_body: MAX_BODY,
             account_id: "000000000000".into(),
-            metrics: crate::metrics::Metrics::default(),
-            log: crate::invocation::InvocationLog::disabled(),
+            metrics: Arc::default(),
+            log: Arc::new(crate::invocation::InvocationLog::disabled()),
             tracer: None,
-            probes: parking_lot::RwLock::new(HashMap::new()),
+            probes: Arc::default(),
             admission: std::sync::Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
             tenants,
             limiter,
@@ -198,7 +228,7 @@ impl AppState {
                         let mut total = 0;
                         let mut ok = 0;
                         for t in &res.targets {
-                            for a in &self.accounts {
+                            for a in self.accounts.iter() {
                                 if !a.regions.is_empty() && !a.regions.contains(&t.endpoint_region)
                                 {
                                     continue;
@@ -235,7 +265,7 @@ impl AppState {
         let mut out = std::collections::BTreeMap::new();
         for res in self.plans.values().flatten() {
             for t in &res.targets {
-                for a in &self.accounts {
+                for a in self.accounts.iter() {
                     out.entry(t.endpoint_region.clone())
                         .or_insert_with(|| a.client.endpoints().url(&t.endpoint_region));
                 }
@@ -267,6 +297,62 @@ impl AppState {
         self.config
             .resolve(&self.catalog, requested, &self.region, narrow)
             .map(Cow::Owned)
+    }
+
+    /// This gateway with a new config: tenants, keys, limits, models and
+    /// routing come from it; what lives across configs is shared — breakers
+    /// and estimates, metrics, invocation logs, traces, endpoint probes,
+    /// upstream accounts, the state backend and the request cap. Returns the
+    /// sections that changed but only take effect after a restart.
+    pub fn reloaded(&self, config: Config, catalog: Catalog) -> (AppState, Vec<&'static str>) {
+        let old = &self.config;
+        let mut restart = Vec::new();
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        if differs(&old.region, &config.region) {
+            restart.push("region");
+        }
+        if differs(&old.upstream, &config.upstream) {
+            restart.push("upstream");
+        }
+        if differs(&old.logging, &config.logging) {
+            restart.push("logging");
+        }
+        if differs(&old.tracing, &config.tracing) {
+            restart.push("tracing");
+        }
+        if differs(&old.state, &config.state) {
+            restart.push("state");
+        }
+        if differs(&old.server, &config.server) || differs(&old.tls, &config.tls) {
+            restart.push("server");
+        }
+        if old.routing.retry_budget != config.routing.retry_budget {
+            restart.push("routing.retry_budget");
+        }
+        let mut next = AppState::with_accounts(
+            config,
+            catalog,
+            self.region.clone(),
+            self.region_step,
+            Vec::new(),
+            self.upstream_info.clone(),
+        );
+        next.accounts = self.accounts.clone();
+        next.router = self.router.clone();
+        next.metrics = self.metrics.clone();
+        next.log = self.log.clone();
+        next.tracer = self.tracer.clone();
+        next.probes = self.probes.clone();
+        next.limiter = self.limiter.clone();
+        next.admission = self.admission.clone();
+        next.max_body = self.max_body;
+        next.account_id.clone_from(&self.account_id);
+        // Keep the settings that did not take effect, so /status tells the truth.
+        next.config.state = self.config.state.clone();
+        next.config.server = self.config.server;
+        next.config.tls = self.config.tls.clone();
+        (next, restart)
     }
 
     /// The fallbacks of `requested` with their targets: the start-up

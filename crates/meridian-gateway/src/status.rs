@@ -7,7 +7,7 @@ use axum::extract::State;
 use meridian_catalog::arn::partition_of;
 use serde_json::{Value, json};
 
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 /// Liveness: the process answers.
 pub async fn health() -> Json<Value> {
@@ -15,7 +15,9 @@ pub async fn health() -> Json<Value> {
 }
 
 /// What this Meridian is and where it sends requests.
-pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn status(State(live): State<Arc<Live>>) -> Json<Value> {
+    let state = live.get();
+    let reloads = live.reloads.read().clone();
     let models: Vec<Value> = state
         .config
         .models
@@ -38,6 +40,11 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "partition": partition_of(&state.region),
         "upstream": state.upstream_info,
         "state_backend": state_backend(&state),
+        "config": {
+            "file": state.config.file.as_ref().map(|f| f.display().to_string()),
+            "reloads": reloads,
+        },
+        "tls": state.config.tls.is_some(),
         "tenants": state.tenants.all().iter().map(|t| json!({
             "name": t.name,
             "api_keys": t.api_keys.len(),
@@ -87,7 +94,8 @@ fn state_backend(state: &AppState) -> Value {
 /// Readiness: every exposed model has at least one allowed candidate whose
 /// endpoint answers the prober and whose breaker is not open. 503 otherwise,
 /// naming the models that have none.
-pub async fn ready(State(state): State<Arc<AppState>>) -> axum::response::Response {
+pub async fn ready(State(live): State<Arc<Live>>) -> axum::response::Response {
+    let state = live.get();
     use axum::response::IntoResponse;
     let models = state.readiness();
     let ready = models.iter().all(|m| m.healthy > 0);
@@ -101,7 +109,8 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> axum::response::Respon
 }
 
 /// Prometheus text exposition.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Response {
+pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response {
+    let state = live.get();
     use crate::metrics::labels;
     use axum::response::IntoResponse;
     let mut gauges = Vec::new();

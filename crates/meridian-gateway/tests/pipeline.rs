@@ -180,7 +180,8 @@ async fn record(log: &Path, request_id: &str) -> Option<serde_json::Value> {
 async fn start(fleet: &Fleet, log: &Path) -> String {
     let log = log.to_path_buf();
     common::gateway_custom(fleet, CONFIG, Health::default(), move |s| {
-        s.log = InvocationLog::new(false, Some(&log), false, None, 1024).unwrap();
+        s.log =
+            std::sync::Arc::new(InvocationLog::new(false, Some(&log), false, None, 1024).unwrap());
     })
     .await
     .0
@@ -294,5 +295,54 @@ async fn every_front_door_passes_every_stage() {
             late.body
         );
         assert!(!late.header("x-amzn-requestid").is_empty(), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_residency_holds_on_every_front_door() {
+    let fleet = common::fleet(&REGIONS).await;
+    let eu_key = "mk-eu-tenant-table-0000000001";
+    let us_key = "mk-us-tenant-table-0000000001";
+    let hash = |k: &str| meridian_gateway::keys::hash_text(&meridian_gateway::keys::hash(k));
+    let toml = format!(
+        "region = \"us-east-1\"\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n\
+         [tenants.eu]\napi_keys = [\"{}\"]\nresidency = [\"eu\"]\n\
+         [tenants.anywhere]\napi_keys = [\"{}\"]\n",
+        hash(eu_key),
+        hash(us_key)
+    );
+    let (gw, _) = common::gateway_with(&fleet, &toml, Health::default()).await;
+    for door in DOORS.iter().filter(|d| d.invocation) {
+        let name = door.name;
+        // The other tenant, unrestricted, is served nearest: the check can tell.
+        let us = send(&gw, door, &[("authorization", &format!("Bearer {us_key}"))]).await;
+        assert!(us.header("x-meridian-region").starts_with("us-"), "{name}");
+        let seen = fleet.records().len();
+        let eu = send(&gw, door, &[("authorization", &format!("Bearer {eu_key}"))]).await;
+        assert_eq!(eu.status, 200, "{name}: {}", eu.body);
+        let new: Vec<_> = fleet.records().into_iter().skip(seen).collect();
+        assert!(!new.is_empty(), "{name}");
+        for r in &new {
+            let at = r.inference_region.as_deref().unwrap_or(&r.endpoint_region);
+            assert!(
+                at.starts_with("eu-"),
+                "{name}: an EU tenant's request processed in {at}"
+            );
+        }
+        // A header cannot widen it.
+        let wide = send(
+            &gw,
+            door,
+            &[
+                ("authorization", &format!("Bearer {eu_key}")),
+                ("x-meridian-residency", "us"),
+            ],
+        )
+        .await;
+        assert_ne!(
+            wide.status, 200,
+            "{name}: header widened a tenant's residency: {}",
+            wide.body
+        );
     }
 }

@@ -93,7 +93,7 @@ pub async fn gateway_custom(
         info,
     );
     state.max_body = 1_000_000;
-    state.router = meridian_router::Router::new(health);
+    state.router = Arc::new(meridian_router::Router::new(health));
     adjust(&mut state);
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

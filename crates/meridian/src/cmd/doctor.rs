@@ -99,8 +99,53 @@ pub async fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> 
     })
 }
 
+/// The Redis state backend answers; the TLS pair loads.
+async fn check_shared(config: &meridian_config::Config, report: &mut Report) {
+    if let meridian_config::Backend::Redis { url } = &config.state.backend {
+        let shared = meridian_gateway::limits::Shared::new(
+            url,
+            std::time::Duration::from_millis(config.state.timeout_ms),
+        );
+        if shared.connect(std::time::Duration::from_secs(2)).await {
+            report.add(
+                Level::Ok,
+                "state",
+                format!("Redis at {} answers", redact(url)),
+                None,
+            );
+        } else {
+            report.add(
+                Level::Error,
+                "state",
+                format!("Redis at {} does not answer within 2 s", redact(url)),
+                Some("start it, or check [state] url; until it answers, [state] on_unavailable applies"),
+            );
+        }
+    }
+    if let Some(t) = &config.tls {
+        match meridian_gateway::tls::server_config(&t.cert, &t.key) {
+            Ok(_) => report.add(Level::Ok, "tls", format!("{} and its key load", t.cert.display()), None),
+            Err(e) => report.add(
+                Level::Error,
+                "tls",
+                e,
+                Some("point [server] tls_cert and tls_key at a PEM certificate chain and its private key"),
+            ),
+        }
+    }
+}
+
+/// A URL without its password.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://…@{}", &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
 async fn check_loaded(loaded: &Loaded, report: &mut Report) {
     let (config, catalog) = (&loaded.config, &loaded.catalog);
+    check_shared(config, report).await;
     let (region, step) = source_region(None, config).await;
     match catalog.region(&region) {
         None => report.add(

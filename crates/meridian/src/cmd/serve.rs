@@ -11,7 +11,8 @@ use meridian_catalog::env::{EnvSource, ProcessEnv};
 use meridian_config::{Config, Loaded, LogSink, UpstreamMode};
 use meridian_gateway::invocation::spool::Spool;
 use meridian_gateway::invocation::{InvocationLog, S3Export};
-use meridian_gateway::{AppState, ServeOptions, UpstreamAccount, UpstreamInfo};
+use meridian_gateway::tls::Tls;
+use meridian_gateway::{AppState, Live, ServeOptions, UpstreamAccount, UpstreamInfo};
 use meridian_sim::{Fleet, FleetConfig};
 use meridian_upstream::CredentialSource;
 use meridian_upstream::aws_chain::{AwsCredentials, Identity, shared};
@@ -127,11 +128,13 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
     tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
     let log = invocation_log(&config, &region).await?;
     let mut state = AppState::with_accounts(config, catalog, region, step, accounts, info);
-    state.log = log;
-    state.tracer =
-        state.config.tracing.otlp_endpoint.as_deref().map(|e| {
-            meridian_gateway::traces::Tracer::start(e, &state.config.tracing.service_name)
-        });
+    state.log = Arc::new(log);
+    state.tracer = state.config.tracing.otlp_endpoint.as_deref().map(|e| {
+        Arc::new(meridian_gateway::traces::Tracer::start(
+            e,
+            &state.config.tracing.service_name,
+        ))
+    });
     let state = Arc::new(state);
     if let Some(shared) = state.limiter.shared() {
         if shared.connect(std::time::Duration::from_secs(2)).await {
@@ -145,18 +148,32 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
     if let Some(s3) = state.log.s3.clone() {
         tokio::spawn(s3.run());
     }
+    let live = Live::new(state.clone());
     tokio::spawn(meridian_gateway::probe_endpoints(
-        state.clone(),
+        live.clone(),
         std::time::Duration::from_secs(2),
     ));
+    if let Some(file) = state.config.file.clone() {
+        tokio::spawn(meridian_gateway::reload::watch(live.clone(), file));
+    }
+    let tls = match &state.config.tls {
+        Some(t) => {
+            let tls = Arc::new(Tls::load(&t.cert, &t.key).map_err(anyhow::Error::msg)?);
+            tokio::spawn(tls.clone().watch());
+            Some(tls)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "meridian is listening");
-    meridian_gateway::serve(
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %listener.local_addr()?, scheme, "meridian is listening");
+    meridian_gateway::serve_with(
         listener,
-        state.clone(),
+        live,
         ServeOptions::default(),
+        tls,
         shutdown_signal(),
     )
     .await?;
