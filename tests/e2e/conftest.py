@@ -155,6 +155,16 @@ model = "claude-3-haiku"
 def fleet_gateway(sim, d, models):
     """Runs `meridian serve` in us-east-1 with `models` (TOML) calling the
     standalone fleet through a named AWS profile; yields its URL and process."""
+    gw = start_fleet_gateway(sim, d, models)
+    try:
+        yield gw
+    finally:
+        gw["proc"].stop()
+
+
+def start_fleet_gateway(sim, d, models, scheme="http", wait=True):
+    """Starts `meridian serve` as `fleet_gateway` does; the caller stops
+    `result["proc"]`. `models` is any TOML to add (models, tenants, state, …)."""
     endpoints = ", ".join(f'{r} = "{v["url"]}"' for r, v in sim["regions"].items())
     (d / "meridian.toml").write_text(f"""
 region = "us-east-1"
@@ -175,11 +185,61 @@ profile = "fleet"
     port = free_port()
     env = clean_env(d, AWS_SHARED_CREDENTIALS_FILE=str(d / "credentials"), AWS_CONFIG_FILE=str(d / "config"))
     proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], env, d, d / "serve.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc)
-        yield {"url": f"http://127.0.0.1:{port}", "proc": proc}
-    finally:
-        proc.stop()
+    url = f"{scheme}://127.0.0.1:{port}"
+    if wait:
+        try:
+            if scheme == "http":
+                wait_http(f"{url}/health", proc)
+            else:
+                wait_port(port, proc)
+        except Exception:
+            proc.stop()
+            raise
+    return {"url": url, "proc": proc, "dir": d, "port": port}
+
+
+def wait_port(port, proc, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.p.poll() is not None:
+            raise RuntimeError(f"process exited early:\n{proc.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"port {port} did not open within {timeout}s:\n{proc.output()}")
+
+
+class Redis:
+    """A `redis-server` on a free port, persisting nothing."""
+
+    def __init__(self, d, port=None):
+        self.port = port or free_port()
+        self.dir = d
+        self.start()
+
+    def start(self):
+        self.p = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(timeout=5)
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
 
 
 def gw_client(gw, service="bedrock-runtime", config=NO_RETRY):

@@ -86,6 +86,12 @@ pub fn refund(rate: Rate, tat: Ms, now: Ms, units: u64) -> Ms {
     (tat - units as f64 * rate.interval).max(now)
 }
 
+/// Charges `units` used beyond the reservation, without a check: the
+/// request already ran; the requests after it wait for the debt.
+pub fn charge(rate: Rate, tat: Ms, now: Ms, units: u64) -> Ms {
+    tat.max(now) + units as f64 * rate.interval
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

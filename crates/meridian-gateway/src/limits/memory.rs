@@ -121,15 +121,13 @@ impl Memory {
         let st = map.entry(t.tenant.name.clone()).or_default();
         st.in_flight.remove(&t.request_id);
         let used_tokens = used.input_tokens + used.output_tokens;
-        if let Some(per_minute) = t.tokens.map(|w| w.limit)
-            && t.reserved > used_tokens
-        {
-            st.tokens_tat = gcra::refund(
-                Rate::per_minute(per_minute),
-                st.tokens_tat,
-                now,
-                t.reserved - used_tokens,
-            );
+        if let Some(per_minute) = t.tokens.map(|w| w.limit) {
+            let rate = Rate::per_minute(per_minute);
+            st.tokens_tat = if t.reserved >= used_tokens {
+                gcra::refund(rate, st.tokens_tat, now, t.reserved - used_tokens)
+            } else {
+                gcra::charge(rate, st.tokens_tat, now, used_tokens - t.reserved)
+            };
         }
         for period in [Period::Day, Period::Month] {
             let u = current(st, period, wall);

@@ -254,8 +254,9 @@ impl Shared {
             for k in &keys {
                 inv.key(k);
             }
+            let give_back = ticket.reserved as i64 - used_tokens as i64;
             inv.arg(tk_int)
-                .arg(ticket.reserved.saturating_sub(used_tokens))
+                .arg(give_back)
                 .arg(&ticket.request_id)
                 .arg(used.cost_usd)
                 .arg(used.requests)
