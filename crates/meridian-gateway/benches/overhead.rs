@@ -1,9 +1,11 @@
 //! What Meridian adds to a request: the same Converse call sent straight to
 //! an upstream that answers at once, and sent through the gateway in front of
 //! it (plan, routing, SigV4 signing, one more loopback hop, metrics and the
-//! invocation record). Reports latency percentiles one request at a time,
-//! throughput with 32 clients, and the process's resident memory.
-//! The three set-ups are measured in alternating rounds.
+//! invocation record), and with a tenant's limits admitted in this process
+//! or in a `redis-server` (started on a free port when one is installed).
+//! Reports latency percentiles one request at a time, throughput with 32
+//! clients, and the process's resident memory. The set-ups are measured in
+//! alternating rounds.
 //!
 //! `cargo bench -p meridian-gateway --bench overhead` (add `-- --quick` for a
 //! short run). Everything listens on 127.0.0.1 and stops by itself.
@@ -64,9 +66,11 @@ async fn instant_upstream() -> String {
 /// A gateway in us-east-1 exposing `chat` (claude-sonnet-4-5, US-only),
 /// every US region served by `upstream`, writing invocation records to
 /// `log` when given.
-async fn gateway(upstream: &str, log: Option<&Path>) -> String {
-    let toml = "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n";
-    let loaded = meridian_config::parse(toml, None).unwrap();
+async fn gateway(upstream: &str, log: Option<&Path>, extra: &str) -> String {
+    let toml = format!(
+        "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n{extra}"
+    );
+    let loaded = meridian_config::parse(&toml, None).unwrap();
     let endpoints: BTreeMap<String, String> = US
         .iter()
         .map(|r| (r.to_string(), upstream.to_string()))
@@ -86,6 +90,12 @@ async fn gateway(upstream: &str, log: Option<&Path>) -> String {
     );
     state.log = std::sync::Arc::new(InvocationLog::new(false, log, false, None, 16_384).unwrap());
     let state = Arc::new(state);
+    if let Some(shared) = state.limiter.shared() {
+        assert!(
+            shared.connect(Duration::from_secs(2)).await,
+            "redis-server does not answer"
+        );
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(meridian_gateway::serve(
@@ -99,9 +109,58 @@ async fn gateway(upstream: &str, log: Option<&Path>) -> String {
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 
+/// A tenant whose limits are checked on every request but never reached.
+const TENANT_KEY: &str = "mk-bench-tenant-key-000000000000001";
+
+fn tenant(backend: &str) -> String {
+    format!(
+        "[tenants.bench]\napi_keys = [\"{}\"]\nrequests_per_minute = 100000000\ntokens_per_minute = 100000000000\n{backend}",
+        meridian_gateway::keys::hash_text(&meridian_gateway::keys::hash(TENANT_KEY))
+    )
+}
+
+/// A `redis-server` on a free port, if one is installed.
+fn redis() -> Option<(std::process::Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((child, port));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 async fn converse(http: &Http, base: &str, model: &str) {
+    let authed = !model.contains('.');
     let req = hyper::Request::post(format!("{base}/model/{model}/converse"))
         .header("content-type", "application/json")
+        .header(
+            "authorization",
+            if authed {
+                format!("Bearer {TENANT_KEY}")
+            } else {
+                String::new()
+            },
+        )
         .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
         .unwrap();
     let resp = http.request(req).await.unwrap();
@@ -175,18 +234,38 @@ fn main() {
         let upstream = instant_upstream().await;
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("invocations.ndjson");
-        let quiet = gateway(&upstream, None).await;
-        let logged = gateway(&upstream, Some(&log)).await;
+        let quiet = gateway(&upstream, None, "").await;
+        let logged = gateway(&upstream, Some(&log), "").await;
+        let limited = gateway(&upstream, None, &tenant("")).await;
+        let redis = redis();
+        let shared = match &redis {
+            Some((_, port)) => Some(
+                gateway(
+                    &upstream,
+                    None,
+                    &tenant(&format!("[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n")),
+                )
+                .await,
+            ),
+            None => {
+                println!("(redis-server is not installed: the Redis row is left out)");
+                None
+            }
+        };
         let http: Http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build_http();
         let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 
-        let targets = [
+        let mut targets = vec![
             ("upstream directly", upstream.as_str(), model),
             ("through Meridian, no log", quiet.as_str(), "chat"),
             ("through Meridian, log to a file", logged.as_str(), "chat"),
+            ("  + tenant limits, memory", limited.as_str(), "chat"),
         ];
+        if let Some(s) = &shared {
+            targets.push(("  + tenant limits, Redis", s.as_str(), "chat"));
+        }
         // Rounds alternate between the three so that neither warm-up nor a
         // busy moment of the machine favours one of them.
         let mut lat: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
@@ -198,6 +277,7 @@ fn main() {
         println!("Converse, one request at a time, {n} requests each (µs)");
         println!("{:<34} {:>8} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99", "mean");
         let mut p50 = Vec::new();
+        let mut p99 = Vec::new();
         for ((name, _, _), l) in targets.iter().zip(&mut lat) {
             l.sort_by(f64::total_cmp);
             let mean = l.iter().sum::<f64>() / l.len() as f64;
@@ -209,15 +289,28 @@ fn main() {
                 mean
             );
             p50.push(pct(l, 0.5));
+            p99.push(pct(l, 0.99));
         }
         println!(
             "added by Meridian at p50: {:.0} µs without the log, {:.0} µs with it",
             p50[1] - p50[0],
             p50[2] - p50[0]
         );
+        println!(
+            "added by tenant admission (vs no log): memory p50 {:+.0} µs, p99 {:+.0} µs",
+            p50[3] - p50[1],
+            p99[3] - p99[1]
+        );
+        if shared.is_some() {
+            println!(
+                "added by tenant admission (vs no log): Redis p50 {:+.0} µs, p99 {:+.0} µs",
+                p50[4] - p50[1],
+                p99[4] - p99[1]
+            );
+        }
 
         println!("\nConverse, 32 clients, {m} requests");
-        let mut rps = [0.0; 3];
+        let mut rps = vec![0.0; targets.len()];
         for _ in 0..ROUNDS {
             for (i, (_, base, model)) in targets.iter().enumerate() {
                 rps[i] += throughput(&http, base, model, 32, m / ROUNDS).await / ROUNDS as f64;
@@ -233,5 +326,8 @@ fn main() {
         );
         let lines = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
         assert!(lines >= n, "the logged gateway wrote {lines} records");
+        if let Some((mut child, _)) = redis {
+            let _ = child.kill();
+        }
     });
 }

@@ -211,3 +211,35 @@ async fn without_redis_replicas_fail_open_or_closed_and_recover() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_one_replica_opens_opens_on_the_others() {
+    use meridian_router::breaker::State;
+    use meridian_router::health::Verdict;
+    let port = free_port();
+    let _redis = redis(port).await;
+    let fleet = common::us_fleet().await;
+    let (_, a) = common::gateway_with(&fleet, &config(port, "fail_open"), Health::default()).await;
+    let (_, b) = common::gateway_with(&fleet, &config(port, "fail_open"), Health::default()).await;
+    for s in [&a, &b] {
+        tokio::spawn(meridian_gateway::limits::share_breakers(
+            meridian_gateway::Live::new(s.clone()),
+        ));
+    }
+    let key = "default|us-east-1|us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    for _ in 0..5 {
+        a.router.health.record(key, Verdict::Unhealthy);
+    }
+    assert_eq!(a.router.health.state(key), State::Open);
+    let t0 = Instant::now();
+    while b.router.health.state(key) != State::Open {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "replica b never heard"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only for as long as it is open on a: then b probes on its own.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_ne!(b.router.health.state(key), State::Open);
+}

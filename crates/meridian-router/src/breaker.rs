@@ -167,6 +167,21 @@ impl Breaker {
         }
     }
 
+    /// Another replica saw this candidate fail and opened its breaker for
+    /// `for_`: a closed breaker opens for that long too (at most `max_open`),
+    /// so this replica skips the candidate without failing on it first.
+    pub fn hint_open(&mut self, now: Instant, for_: Duration) {
+        if self.state(now) == State::Closed && !for_.is_zero() {
+            self.open_for = for_.min(self.cfg.max_open);
+            self.open(now);
+        }
+    }
+
+    /// How long an open breaker stays open from when it opened.
+    pub fn open_for(&self) -> Duration {
+        self.open_for
+    }
+
     fn open(&mut self, now: Instant) {
         self.recent.clear();
         self.state = State::Open;

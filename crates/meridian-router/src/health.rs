@@ -29,6 +29,9 @@ pub struct Health {
     cfg: BreakerConfig,
     breakers: Mutex<HashMap<String, Breaker>>,
     budget: Mutex<RetryBudget>,
+    /// Breakers this process opened since the last [`Health::opened`] call,
+    /// with how long each stays open: what replicas tell each other.
+    opened: Mutex<Vec<(String, std::time::Duration)>>,
 }
 
 impl Default for Health {
@@ -44,6 +47,7 @@ impl Health {
             cfg: breaker,
             breakers: Mutex::new(HashMap::new()),
             budget: Mutex::new(RetryBudget::new(budget)),
+            opened: Mutex::new(Vec::new()),
         }
     }
 
@@ -73,11 +77,33 @@ impl Health {
         let b = map
             .entry(key.to_string())
             .or_insert_with(|| Breaker::new(self.cfg));
+        let before = b.state(now);
         match verdict {
             Verdict::Healthy => b.on_success(now),
             Verdict::Unhealthy | Verdict::Slow => b.on_failure(now),
             Verdict::Neutral => b.release(now),
         }
+        if before != State::Open && b.state(now) == State::Open {
+            let for_ = b.open_for();
+            drop(map);
+            self.opened.lock().push((key.to_string(), for_));
+        }
+    }
+
+    /// Breakers opened here since the last call, with how long they stay open.
+    pub fn opened(&self) -> Vec<(String, std::time::Duration)> {
+        std::mem::take(&mut *self.opened.lock())
+    }
+
+    /// Opens `key`'s breaker for `for_` if it is closed: another replica
+    /// just saw the candidate fail.
+    pub fn hint_open(&self, key: &str, for_: std::time::Duration) {
+        let now = Instant::now();
+        self.breakers
+            .lock()
+            .entry(key.to_string())
+            .or_insert_with(|| Breaker::new(self.cfg))
+            .hint_open(now, for_);
     }
 
     /// One breaker's state, without taking a probe.
@@ -100,5 +126,30 @@ impl Health {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn opened_breakers_are_reported_once_and_hints_open_closed_ones() {
+        let h = Health::default();
+        for _ in 0..5 {
+            h.record("a|us-east-1|m", Verdict::Unhealthy);
+        }
+        assert_eq!(
+            h.opened(),
+            vec![("a|us-east-1|m".to_string(), Duration::from_secs(5))]
+        );
+        assert!(h.opened().is_empty(), "reported once");
+        h.hint_open("a|us-west-2|m", Duration::from_secs(3));
+        assert_eq!(h.state("a|us-west-2|m"), State::Open);
+        assert!(h.opened().is_empty(), "a hint is not reported back");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(h.state("a|us-west-2|m"), State::HalfOpen);
     }
 }
