@@ -321,7 +321,7 @@ fn main() {
         }
         let (rss, hwm) = memory_kib();
         println!(
-            "\nresident memory: {} KiB at start, {rss} KiB now, peak {hwm} KiB (bench client, upstream and two gateways in one process)",
+            "\nresident memory: {} KiB at start, {rss} KiB now, peak {hwm} KiB (bench client, upstream and every gateway above in one process)",
             rss0
         );
         let lines = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
