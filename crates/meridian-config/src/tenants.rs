@@ -8,9 +8,8 @@ use meridian_catalog::Policy;
 use toml::Spanned;
 
 use crate::InboundCredential;
-use crate::error::ConfigError;
+use crate::error::{At, ConfigError};
 use crate::raw::{RawConfig, RawCredential};
-use crate::validate::At;
 
 /// The SHA-256 of an API key: the only form a key is stored in.
 pub type KeyHash = [u8; 32];

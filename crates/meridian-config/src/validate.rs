@@ -8,7 +8,7 @@ use meridian_catalog::resolve::closest;
 use meridian_catalog::{AppProfile, Catalog, Policy};
 use toml::Spanned;
 
-use crate::error::{ConfigError, line_of};
+use crate::error::{At, ConfigError};
 use crate::raw::{RawConfig, RawResidency, display};
 use crate::tenants;
 use crate::{
@@ -18,37 +18,6 @@ use crate::{
 
 /// The smallest invocation-log segment worth sealing and uploading.
 const MIN_SEGMENT_BYTES: u64 = 4096;
-
-/// Builds errors that point into one file.
-pub(crate) struct At<'a> {
-    text: &'a str,
-    file: String,
-}
-
-impl At<'_> {
-    pub(crate) fn err(
-        &self,
-        span: Option<std::ops::Range<usize>>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError {
-            file: self.file.clone(),
-            line: span.map(|s| line_of(self.text, s.start)),
-            key: Some(key.into()),
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn at<V>(
-        &self,
-        spanned: &Spanned<V>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        self.err(Some(spanned.span()), key, message)
-    }
-}
 
 pub(crate) fn validate(
     raw: RawConfig,

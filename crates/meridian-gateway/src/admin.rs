@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq;
 
 use crate::keys;
 use crate::limits::runtime_keys::KeyError;
-use crate::state::{AppState, Live};
+use crate::live::Live;
+use crate::state::AppState;
 
 fn answer(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()

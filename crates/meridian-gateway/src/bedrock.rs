@@ -16,9 +16,10 @@ use serde_json::Value;
 use crate::canonical::{Call, Head};
 use crate::control_plane;
 use crate::execute::{self, Frames, Served};
+use crate::live::Live;
 use crate::pipeline::{self, Decoded, FrontDoor};
 use crate::respond;
-use crate::state::{AppState, Live};
+use crate::state::AppState;
 
 /// The Bedrock Runtime and control-plane wire format.
 #[derive(Debug)]

@@ -9,12 +9,14 @@ mod account;
 mod admin;
 mod auth;
 mod bedrock;
+pub mod breaker_share;
 mod canonical;
 mod control_plane;
 mod execute;
 pub mod invocation;
 pub mod keys;
 pub mod limits;
+mod live;
 pub mod metrics;
 mod openai;
 mod pipeline;
@@ -29,8 +31,9 @@ pub mod tls;
 pub mod traces;
 mod usage;
 
+pub use live::Live;
 pub use server::{ServeOptions, probe_endpoints, router, serve, serve_with};
-pub use state::{AppState, Live, ModelReadiness, UpstreamAccount, UpstreamInfo};
+pub use state::{AppState, ModelReadiness, UpstreamAccount, UpstreamInfo};
 
 /// Response header naming the region that served the request.
 pub const REGION_HEADER: &str = "x-meridian-region";

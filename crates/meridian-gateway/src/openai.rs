@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 
 use crate::canonical::{Call, Head};
 use crate::execute::{Frames, Served};
+use crate::live::Live;
 use crate::pipeline::{self, Decoded, FrontDoor};
 use crate::respond;
-use crate::state::{AppState, Live};
+use crate::state::AppState;
 
 /// OpenAI's chat-completions wire format.
 #[derive(Debug)]

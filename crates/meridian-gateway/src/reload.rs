@@ -9,24 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::live::Live;
 use crate::metrics::labels;
-use crate::state::Live;
 
 /// How often the file's modification time is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// What the last reload did, for `/status`.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ReloadStatus {
-    /// Reloads applied since start.
-    pub applied: u64,
-    /// Reloads refused since start.
-    pub refused: u64,
-    /// The last refusal's error, while the running config is older than the file.
-    pub last_error: Option<String>,
-    /// Sections that changed but wait for a restart.
-    pub needs_restart: Vec<&'static str>,
-}
 
 fn modified(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()

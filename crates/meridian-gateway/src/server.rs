@@ -12,7 +12,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::state::{AppState, Live};
+use crate::live::Live;
+use crate::state::AppState;
 use crate::{admin, bedrock, openai, status};
 
 /// How long accepting pauses after an accept error.

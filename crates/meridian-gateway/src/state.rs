@@ -98,35 +98,6 @@ pub struct AppState {
     fallbacks: HashMap<String, Fallbacks>,
 }
 
-/// The gateway state requests start with; a config reload swaps in a new
-/// one, and requests already running finish with the one they started with.
-#[derive(Debug)]
-pub struct Live {
-    current: parking_lot::RwLock<Arc<AppState>>,
-    /// What config reloads did.
-    pub reloads: parking_lot::RwLock<crate::reload::ReloadStatus>,
-}
-
-impl Live {
-    /// Serving `state`.
-    pub fn new(state: Arc<AppState>) -> Arc<Live> {
-        Arc::new(Live {
-            current: parking_lot::RwLock::new(state),
-            reloads: Default::default(),
-        })
-    }
-
-    /// The state for a new request.
-    pub fn get(&self) -> Arc<AppState> {
-        self.current.read().clone()
-    }
-
-    /// Serves `state` from now on.
-    pub fn swap(&self, state: Arc<AppState>) {
-        *self.current.write() = state;
-    }
-}
-
 /// Fallback models in order, each with its targets.
 pub type Fallbacks = Vec<(String, Vec<Target>)>;
 

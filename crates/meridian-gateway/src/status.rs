@@ -7,7 +7,8 @@ use axum::extract::State;
 use meridian_catalog::arn::partition_of;
 use serde_json::{Value, json};
 
-use crate::state::{AppState, Live};
+use crate::live::Live;
+use crate::state::AppState;
 
 /// Liveness: the process answers.
 pub async fn health() -> Json<Value> {

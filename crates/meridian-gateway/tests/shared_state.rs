@@ -222,7 +222,7 @@ async fn a_breaker_one_replica_opens_opens_on_the_others() {
     let (_, a) = common::gateway_with(&fleet, &config(port, "fail_open"), Health::default()).await;
     let (_, b) = common::gateway_with(&fleet, &config(port, "fail_open"), Health::default()).await;
     for s in [&a, &b] {
-        tokio::spawn(meridian_gateway::limits::share_breakers(
+        tokio::spawn(meridian_gateway::breaker_share::share_breakers(
             meridian_gateway::Live::new(s.clone()),
         ));
     }

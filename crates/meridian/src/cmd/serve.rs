@@ -154,7 +154,9 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         std::time::Duration::from_secs(2),
     ));
     if state.limiter.shared().is_some() {
-        tokio::spawn(meridian_gateway::limits::share_breakers(live.clone()));
+        tokio::spawn(meridian_gateway::breaker_share::share_breakers(
+            live.clone(),
+        ));
     }
     if let Some(file) = state.config.file.clone() {
         tokio::spawn(meridian_gateway::reload::watch(live.clone(), file));

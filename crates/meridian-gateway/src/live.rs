@@ -1,0 +1,48 @@
+//! The state new requests start with. A config reload swaps in a new one;
+//! requests already running keep the one they started with.
+
+use std::sync::Arc;
+
+use crate::state::AppState;
+
+/// The gateway state requests start with; a config reload swaps in a new
+/// one, and requests already running finish with the one they started with.
+#[derive(Debug)]
+pub struct Live {
+    current: parking_lot::RwLock<Arc<AppState>>,
+    /// What config reloads did.
+    pub reloads: parking_lot::RwLock<ReloadStatus>,
+}
+
+impl Live {
+    /// Serving `state`.
+    pub fn new(state: Arc<AppState>) -> Arc<Live> {
+        Arc::new(Live {
+            current: parking_lot::RwLock::new(state),
+            reloads: Default::default(),
+        })
+    }
+
+    /// The state for a new request.
+    pub fn get(&self) -> Arc<AppState> {
+        self.current.read().clone()
+    }
+
+    /// Serves `state` from now on.
+    pub fn swap(&self, state: Arc<AppState>) {
+        *self.current.write() = state;
+    }
+}
+
+/// What the last reload did, for `/status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStatus {
+    /// Reloads applied since start.
+    pub applied: u64,
+    /// Reloads refused since start.
+    pub refused: u64,
+    /// The last refusal's error, while the running config is older than the file.
+    pub last_error: Option<String>,
+    /// Sections that changed but wait for a restart.
+    pub needs_restart: Vec<&'static str>,
+}
