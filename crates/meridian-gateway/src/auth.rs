@@ -45,7 +45,12 @@ pub async fn identify<'h>(
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if let Some(token) = header.strip_prefix("Bearer ") {
+    // Anthropic's SDKs send their key as `x-api-key`.
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| header.is_empty());
+    if let Some(token) = header.strip_prefix("Bearer ").or(api_key) {
         let h = crate::keys::hash(token.trim());
         if let Some(t) = tenants.by_key(&h) {
             return Ok(Identified::Done(t));

@@ -58,9 +58,14 @@ pub struct Exhausted {
 }
 
 fn call_for(c: &Candidate, plan: &Plan) -> Call {
+    // CountTokens takes a base foundation-model ID, never a profile.
+    let model_id = match (&c.target.base_model_id, plan.action) {
+        (Some(base), "count-tokens") => base.clone(),
+        _ => c.target.model_id.clone(),
+    };
     Call {
         region: c.target.endpoint_region.clone(),
-        model_id: c.target.model_id.clone(),
+        model_id,
         action: plan.action,
         body: plan.body.clone(),
         headers: plan.headers.clone(),

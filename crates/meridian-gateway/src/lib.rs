@@ -7,6 +7,7 @@
 
 mod account;
 mod admin;
+mod anthropic;
 mod auth;
 mod bedrock;
 pub mod breaker_share;

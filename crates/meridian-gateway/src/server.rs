@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::live::Live;
 use crate::state::AppState;
-use crate::{admin, bedrock, openai, status};
+use crate::{admin, anthropic, bedrock, openai, status};
 
 /// How long accepting pauses after an accept error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -47,6 +47,11 @@ pub fn router(state: Arc<Live>) -> Router {
         .route("/status", get(status::status))
         .route("/ready", get(status::ready))
         .route("/metrics", get(status::metrics))
+        .route("/v1/messages", axum::routing::any(anthropic::handle))
+        .route(
+            "/v1/messages/count_tokens",
+            axum::routing::any(anthropic::handle),
+        )
         .route("/v1/{*rest}", axum::routing::any(openai::handle))
         .route(
             "/admin/keys",

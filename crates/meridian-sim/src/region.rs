@@ -292,16 +292,26 @@ impl Ctx {
         }
         let model_id = op.model_id().unwrap_or_default().to_string();
         log.set(|r| r.model_id = model_id.clone());
-        let placement = self.place(&model_id)?;
         let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
             BedrockError::validation(format!("the request body is not valid JSON: {e}"))
         })?;
         if let Operation::CountTokens { .. } = op {
+            // As Bedrock: base foundation-model IDs only, no profiles or ARNs.
+            if self.shared.catalog.model_by_id(&model_id).is_none() {
+                return Err(BedrockError::validation(
+                    "The provided model doesn't support counting tokens.",
+                ));
+            }
             let n = native::count_tokens(&parsed)?;
+            // A stalled region stalls its token counting too.
+            if let Some(ms) = self.shared.faults(&self.region).stall_ms {
+                sleep(Duration::from_millis(ms)).await;
+            }
             log.set(|r| r.input_tokens = n);
             log.finish(self, "success");
             return Ok(json_response(request_id, &json!({"inputTokens": n}), &[]));
         }
+        let placement = self.place(&model_id)?;
         let dialect = match op {
             Operation::Converse { .. } | Operation::ConverseStream { .. } => None,
             _ => Some(Dialect::of(&placement.base)?),

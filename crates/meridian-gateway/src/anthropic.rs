@@ -1,0 +1,404 @@
+//! The Anthropic Messages API on `/v1/messages` and
+//! `/v1/messages/count_tokens`, for the `anthropic` SDKs and Claude Code's
+//! gateway mode (`ANTHROPIC_BASE_URL`). An adapter only: the stages are the
+//! pipeline's.
+//!
+//! Anthropic models get the Messages body natively, as Bedrock's InvokeModel:
+//! `model` and `stream` leave the body, `anthropic_version` becomes
+//! `bedrock-2023-05-31`, the `anthropic-beta` header becomes `anthropic_beta`
+//! (flags not on the allow-list are dropped and named in
+//! `x-meridian-dropped-betas`). Bedrock's stream chunks are re-emitted as
+//! Anthropic's SSE events; count_tokens is Bedrock's CountTokens.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::HeaderValue;
+use http::request::Parts;
+use meridian_wire::eventstream::{FrameKind, decode_one};
+use meridian_wire::{BedrockError, ErrorKind};
+use serde_json::{Value, json};
+
+use crate::canonical::{Call, Head};
+use crate::execute::{Frames, Served};
+use crate::live::Live;
+use crate::pipeline::{self, Decoded, FrontDoor};
+use crate::state::AppState;
+
+/// Beta flags passed on to Bedrock as `anthropic_beta`; others are dropped.
+/// AWS's request reference shows `computer-use-2024-10-22`; the rest are
+/// Anthropic's beta names for features Claude on Bedrock offers. Which of
+/// them every Bedrock region accepts is unconfirmed.
+pub const BEDROCK_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "output-128k-2025-02-19",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "fine-grained-tool-streaming-2025-05-14",
+];
+
+/// Response header naming the beta flags that were not sent on.
+pub const DROPPED_BETAS_HEADER: &str = "x-meridian-dropped-betas";
+
+/// The Messages wire format.
+#[derive(Debug)]
+pub struct Anthropic;
+
+/// What encoding needs from the request.
+#[derive(Debug)]
+pub struct Ctx {
+    request_id: String,
+    model: String,
+    count: bool,
+    dropped: Vec<String>,
+}
+
+/// An error in Anthropic's shape.
+#[derive(Debug, Clone)]
+pub struct AnthropicError {
+    status: u16,
+    kind: &'static str,
+    message: String,
+}
+
+impl AnthropicError {
+    fn invalid(message: impl Into<String>) -> Self {
+        AnthropicError {
+            status: 400,
+            kind: "invalid_request_error",
+            message: message.into(),
+        }
+    }
+
+    fn body(&self, request_id: &str) -> Value {
+        json!({"type": "error", "error": {"type": self.kind, "message": self.message}, "request_id": request_id})
+    }
+}
+
+/// `/v1/messages` and `/v1/messages/count_tokens`.
+pub async fn handle(State(live): State<Arc<Live>>, req: Request) -> Response {
+    pipeline::handle::<Anthropic>(live.get(), req).await
+}
+
+fn is_count(parts: &Parts) -> bool {
+    parts.uri.path() == "/v1/messages/count_tokens"
+}
+
+impl FrontDoor for Anthropic {
+    const API: &'static str = "anthropic";
+    type Ctx = Ctx;
+    type Error = AnthropicError;
+
+    fn head(parts: &Parts) -> Head {
+        if parts.method != http::Method::POST {
+            return Head::unknown();
+        }
+        Head {
+            operation: if is_count(parts) {
+                "CountTokens"
+            } else {
+                "InvokeModel"
+            },
+            requested: String::new(),
+            invocation: true,
+        }
+    }
+
+    fn decode(
+        state: &AppState,
+        parts: &Parts,
+        body: Bytes,
+        request_id: &str,
+    ) -> Result<Decoded<Ctx>, AnthropicError> {
+        if parts.method != http::Method::POST {
+            return Err(AnthropicError {
+                status: 405,
+                kind: "invalid_request_error",
+                message: format!("{} is not allowed here; use POST", parts.method),
+            });
+        }
+        let mut v: Value = serde_json::from_slice(&body).map_err(|e| {
+            AnthropicError::invalid(format!("the request body is not valid JSON: {e}"))
+        })?;
+        let Some(obj) = v.as_object_mut() else {
+            return Err(AnthropicError::invalid(
+                "the request body must be a JSON object",
+            ));
+        };
+        let model = match obj.remove("model") {
+            Some(Value::String(m)) if !m.is_empty() => m,
+            _ => return Err(AnthropicError::invalid("model: field required")),
+        };
+        let stream = matches!(obj.remove("stream"), Some(Value::Bool(true)));
+        if !obj.get("messages").is_some_and(Value::is_array) {
+            return Err(AnthropicError::invalid("messages: field required"));
+        }
+        let count = is_count(parts);
+        if !count && !obj.get("max_tokens").is_some_and(Value::is_u64) {
+            return Err(AnthropicError::invalid("max_tokens: field required"));
+        }
+        if !anthropic_model(state, &model) {
+            return Err(AnthropicError::invalid(format!(
+                "'{model}' is not an Anthropic model; /v1/messages serves Claude models (use /v1/chat/completions or Converse for others)"
+            )));
+        }
+        obj.insert("anthropic_version".into(), json!("bedrock-2023-05-31"));
+        let (betas, dropped) = betas(parts);
+        if !betas.is_empty() {
+            obj.insert("anthropic_beta".into(), json!(betas));
+        }
+        let ctx = Ctx {
+            request_id: request_id.to_string(),
+            model: model.clone(),
+            count,
+            dropped,
+        };
+        let forward = vec![
+            (
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/json"),
+            ),
+        ];
+        let call = if count {
+            // CountTokens takes the native body, base64, and needs max_tokens in it.
+            obj.entry("max_tokens").or_insert(json!(1));
+            let native = serde_json::to_vec(&v).unwrap_or_default();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&native);
+            let body = json!({"input": {"invokeModel": {"body": b64}}});
+            Call {
+                operation: "CountTokens",
+                action: "count-tokens",
+                requested: model,
+                body: Bytes::from(body.to_string()),
+                json: Some(v),
+                streaming: false,
+                forward,
+            }
+        } else {
+            Call {
+                operation: if stream {
+                    "InvokeModelWithResponseStream"
+                } else {
+                    "InvokeModel"
+                },
+                action: if stream {
+                    "invoke-with-response-stream"
+                } else {
+                    "invoke"
+                },
+                requested: model,
+                body: Bytes::from(v.to_string()),
+                json: Some(v),
+                streaming: stream,
+                forward,
+            }
+        };
+        Ok(Decoded::Invoke(call, ctx))
+    }
+
+    fn unary(c: Ctx, served: &Served, body: Bytes) -> Result<Response, AnthropicError> {
+        let mut v: Value = serde_json::from_slice(&body).map_err(|e| AnthropicError {
+            status: 500,
+            kind: "api_error",
+            message: format!("upstream answered invalid JSON: {e}"),
+        })?;
+        let out = if c.count {
+            json!({"input_tokens": v["inputTokens"].as_u64().unwrap_or(0)})
+        } else {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("model".into(), json!(c.model));
+                o.remove("amazon-bedrock-invocationMetrics");
+            }
+            v
+        };
+        let mut r = Response::builder()
+            .status(served.status)
+            .header("content-type", "application/json")
+            .body(Body::from(out.to_string()))
+            .unwrap_or_default();
+        headers(&mut r, &c);
+        Ok(r)
+    }
+
+    fn stream(c: Ctx, served: &Served, frames: Frames) -> Response {
+        let mut r = Response::builder()
+            .status(served.status)
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .body(sse_body(frames, c.model.clone()))
+            .unwrap_or_default();
+        headers(&mut r, &c);
+        r
+    }
+
+    fn from_bedrock(e: &BedrockError) -> AnthropicError {
+        let (status, kind) = match e.kind {
+            ErrorKind::Validation | ErrorKind::IncompleteSignature => {
+                (400, "invalid_request_error")
+            }
+            ErrorKind::InvalidSignature
+            | ErrorKind::UnrecognizedClient
+            | ErrorKind::MissingAuthenticationToken => (401, "authentication_error"),
+            // A wrong API key is Bedrock's AccessDenied; Anthropic calls it 401.
+            ErrorKind::AccessDenied if e.message.contains("API key") => {
+                (401, "authentication_error")
+            }
+            ErrorKind::AccessDenied => (403, "permission_error"),
+            ErrorKind::ResourceNotFound | ErrorKind::UnknownOperation => (404, "not_found_error"),
+            ErrorKind::Throttling | ErrorKind::ServiceQuotaExceeded => (429, "rate_limit_error"),
+            ErrorKind::ModelTimeout => (504, "timeout_error"),
+            ErrorKind::ServiceUnavailable | ErrorKind::ModelNotReady => (529, "overloaded_error"),
+            ErrorKind::ModelError | ErrorKind::ModelStreamError | ErrorKind::InternalServer => {
+                (500, "api_error")
+            }
+        };
+        AnthropicError {
+            status,
+            kind,
+            message: e.message.clone(),
+        }
+    }
+
+    fn code(e: &AnthropicError) -> (u16, &'static str) {
+        (e.status, e.kind)
+    }
+
+    fn error(request_id: &str, e: &AnthropicError) -> Response {
+        let mut r = Response::builder()
+            .status(e.status)
+            .header("content-type", "application/json")
+            .body(Body::from(e.body(request_id).to_string()))
+            .unwrap_or_default();
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            r.headers_mut().insert("request-id", v);
+        }
+        r
+    }
+}
+
+fn headers(r: &mut Response, c: &Ctx) {
+    if let Ok(v) = HeaderValue::from_str(&c.request_id) {
+        r.headers_mut().insert("request-id", v);
+    }
+    if !c.dropped.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&c.dropped.join(","))
+    {
+        r.headers_mut().insert(DROPPED_BETAS_HEADER, v);
+    }
+}
+
+/// Whether `model` (an exposed name, alias, ID or ARN) is an Anthropic model.
+fn anthropic_model(state: &AppState, model: &str) -> bool {
+    let reference = state
+        .config
+        .model(model)
+        .map_or(model, |m| m.model.as_str());
+    let catalog = state
+        .catalog
+        .model(reference)
+        .or_else(|| state.catalog.model_by_id(reference));
+    match catalog {
+        Some(m) => m.provider.eq_ignore_ascii_case("anthropic"),
+        // Raw IDs and ARNs the catalog does not name: go by the ID.
+        None => reference.contains("anthropic.") || state.config.model(model).is_none(),
+    }
+}
+
+/// The `anthropic-beta` flags to send on, and those dropped.
+fn betas(parts: &Parts) -> (Vec<String>, Vec<String>) {
+    let mut keep = Vec::new();
+    let mut dropped = Vec::new();
+    for v in parts.headers.get_all("anthropic-beta") {
+        for flag in v
+            .to_str()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            if BEDROCK_BETAS.contains(&flag) {
+                keep.push(flag.to_string());
+            } else {
+                dropped.push(flag.to_string());
+            }
+        }
+    }
+    (keep, dropped)
+}
+
+fn sse_event(v: &Value) -> Bytes {
+    let kind = v["type"].as_str().unwrap_or("completion");
+    Bytes::from(format!("event: {kind}\ndata: {v}\n\n"))
+}
+
+/// Bedrock `chunk` events → Anthropic SSE; a failure after the first event is
+/// one `error` event.
+fn sse_body(mut frames: Frames, model: String) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
+    tokio::spawn(async move {
+        while let Some(item) = frames.recv().await {
+            let out = match item.and_then(|f| {
+                decode_one(&f)
+                    .map_err(|e| BedrockError::new(ErrorKind::ModelStreamError, e.to_string()))
+            }) {
+                Ok(frame) => match frame.kind {
+                    FrameKind::Event(ev) if ev == "chunk" => {
+                        let payload: Value =
+                            serde_json::from_slice(&frame.payload).unwrap_or_default();
+                        let inner = payload["bytes"]
+                            .as_str()
+                            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+                        let Some(mut event) = inner else { continue };
+                        if let Some(o) = event.as_object_mut() {
+                            o.remove("amazon-bedrock-invocationMetrics");
+                        }
+                        if event["type"] == "message_start" {
+                            event["message"]["model"] = json!(model);
+                        }
+                        sse_event(&event)
+                    }
+                    FrameKind::Event(_) | FrameKind::Other(_) => continue,
+                    FrameKind::Exception(kind) => {
+                        let msg: Value = serde_json::from_slice(&frame.payload).unwrap_or_default();
+                        let e = BedrockError::new(
+                            ErrorKind::from_stream_member(&kind)
+                                .unwrap_or(ErrorKind::ModelStreamError),
+                            msg["message"]
+                                .as_str()
+                                .unwrap_or("the stream failed")
+                                .to_string(),
+                        );
+                        let _ = tx.send(Ok(error_event(&e))).await;
+                        return;
+                    }
+                },
+                Err(e) => {
+                    let _ = tx.send(Ok(error_event(&e))).await;
+                    return;
+                }
+            };
+            if tx.send(Ok(out)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+fn error_event(e: &BedrockError) -> Bytes {
+    let a = Anthropic::from_bedrock(e);
+    sse_event(&json!({"type": "error", "error": {"type": a.kind, "message": a.message}}))
+}

@@ -1,0 +1,133 @@
+"""The Anthropic Python SDK against Meridian's /v1/messages, with a tenant key."""
+import base64
+import hashlib
+import struct
+import zlib
+
+import anthropic
+import pytest
+
+from conftest import fleet_gateway, sim_records
+
+KEY = "mk-e2e-anthropic-tenant-key-000000001"
+EU_KEY = "mk-e2e-anthropic-eu-tenant-key-000001"
+TOOLS = [{"name": "get_weather", "description": "weather for a city",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+
+
+def h(key):
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def gw(sim, tmp_path_factory):
+    yield from fleet_gateway(sim, tmp_path_factory.mktemp("anthropic"), f"""
+[models.chat]
+model = "claude-sonnet-4-5"
+
+[tenants.apps]
+api_keys = ["{h(KEY)}"]
+
+[tenants.eu]
+api_keys = ["{h(EU_KEY)}"]
+residency = ["eu"]
+""")
+
+
+def client(gw, key=KEY):
+    return anthropic.Anthropic(base_url=gw["url"], api_key=key, max_retries=0, timeout=30)
+
+
+def png():
+    """A 1×1 white PNG."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = zlib.compress(b"\x00\xff\xff\xff")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def test_create_with_a_tenant_key(gw):
+    r = client(gw).messages.with_raw_response.create(
+        model="chat", max_tokens=40, system="be terse",
+        messages=[{"role": "user", "content": "hello anthropic"}])
+    assert r.headers["request-id"] and r.headers["x-meridian-region"].startswith("us-")
+    m = r.parse()
+    assert m.type == "message" and m.role == "assistant" and m.model == "chat"
+    assert "You said: hello anthropic" in m.content[0].text
+    assert m.usage.input_tokens > 0 and m.usage.output_tokens > 0
+    assert m.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_stream_text(gw):
+    with client(gw).messages.stream(model="chat", max_tokens=12,
+                                    messages=[{"role": "user", "content": "stream anthropic"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text.startswith("Simulated reply from")
+    assert final.content[0].text == text and final.usage.output_tokens == 12
+    assert final.stop_reason == "max_tokens"
+
+
+def test_stream_tool_use_with_streamed_json_input(gw):
+    kinds = []
+    with client(gw).messages.stream(model="chat", max_tokens=200, tools=TOOLS,
+                                    messages=[{"role": "user", "content": "weather?"}]) as s:
+        for event in s:
+            if event.type == "content_block_delta":
+                kinds.append(event.delta.type)
+        final = s.get_final_message()
+    assert "input_json_delta" in kinds
+    call = next(b for b in final.content if b.type == "tool_use")
+    assert call.name == "get_weather" and call.input == {"city": "sim-city"}
+    assert final.stop_reason == "tool_use"
+    # The tool result goes back on the next turn.
+    m = client(gw).messages.create(model="chat", max_tokens=40, tools=TOOLS, messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": [b.model_dump() for b in final.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}])
+    assert m.content[0].type == "text"
+
+
+def test_count_tokens_and_an_image(gw):
+    n = client(gw).messages.count_tokens(model="chat", messages=[{"role": "user", "content": "count these words"}])
+    assert n.input_tokens > 0
+    image = base64.b64encode(png()).decode()
+    m = client(gw).messages.create(model="chat", max_tokens=20, messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": image}},
+        {"type": "text", "text": "what is this"}]}])
+    assert m.content[0].text
+
+
+def test_errors_in_anthropic_shape(gw):
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        client(gw, "mk-not-a-key-of-this-meridian-000001").messages.create(
+            model="chat", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert e.value.body["type"] == "error" and e.value.body["error"]["type"] == "authentication_error"
+    with pytest.raises(anthropic.NotFoundError) as e:
+        client(gw).messages.create(model="claude-nonexistent-9", max_tokens=5,
+                                   messages=[{"role": "user", "content": "x"}])
+    assert e.value.body["error"]["type"] == "not_found_error"
+    assert e.value.response.headers["request-id"]
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client(gw).messages.create(model="chat", max_tokens=-1, messages=[{"role": "user", "content": "x"}])
+    assert "max_tokens" in e.value.body["error"]["message"]
+
+
+def test_unknown_beta_flags_are_dropped_and_named(gw):
+    r = client(gw).messages.with_raw_response.create(
+        model="chat", max_tokens=5, messages=[{"role": "user", "content": "beta"}],
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14,made-up-beta-2099-01-01"})
+    assert r.headers["x-meridian-dropped-betas"] == "made-up-beta-2099-01-01"
+    assert r.parse().content
+
+
+def test_an_eu_tenant_is_processed_in_the_eu(sim, gw):
+    seen = len(sim_records(sim))
+    m = client(gw, EU_KEY).messages.create(model="chat", max_tokens=5, messages=[{"role": "user", "content": "eu"}])
+    assert m.content
+    with client(gw, EU_KEY).messages.stream(model="chat", max_tokens=5,
+                                            messages=[{"role": "user", "content": "eu"}]) as s:
+        s.get_final_message()
+    where = {r.get("inference_region") or r["endpoint_region"] for r in sim_records(sim)[seen:]}
+    assert where and all(w.startswith("eu-") for w in where), where
