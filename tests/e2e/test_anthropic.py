@@ -7,7 +7,7 @@ import zlib
 import anthropic
 import pytest
 
-from conftest import fleet_gateway, sim_records
+from conftest import fleet_gateway, put_faults, sim_records
 
 KEY = "mk-e2e-anthropic-tenant-key-000000001"
 EU_KEY = "mk-e2e-anthropic-eu-tenant-key-000001"
@@ -131,3 +131,37 @@ def test_an_eu_tenant_is_processed_in_the_eu(sim, gw):
         s.get_final_message()
     where = {r.get("inference_region") or r["endpoint_region"] for r in sim_records(sim)[seen:]}
     assert where and all(w.startswith("eu-") for w in where), where
+
+
+US = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"]
+
+
+def test_stream_failover_before_the_first_event_is_invisible(sim, gw):
+    # The first-choice region refuses connections: another serves, the client sees one clean stream.
+    put_faults(sim, "us-east-1", {"outage": True})
+    try:
+        with client(gw).messages.stream(model="chat", max_tokens=8,
+                                        messages=[{"role": "user", "content": "failover"}]) as s:
+            text = "".join(s.text_stream)
+            raw = s.response
+        assert text.startswith("Simulated reply from") and "us-east-1" not in text
+        assert raw.headers["x-meridian-route"].startswith("first:us-east-1:connection_refused,")
+    finally:
+        put_faults(sim, "us-east-1", {})
+
+
+def test_a_stream_broken_after_its_first_event_ends_with_an_error_event(sim, gw):
+    for region in US:
+        put_faults(sim, region, {"cut_after_events": 3})
+    try:
+        got = []
+        with pytest.raises(anthropic.APIStatusError) as e:
+            with client(gw).messages.stream(model="chat", max_tokens=50,
+                                            messages=[{"role": "user", "content": "cut"}]) as s:
+                for event in s:
+                    got.append(event.type)
+        assert got and got[0] == "message_start", got
+        assert e.value.body["error"]["type"] in ("api_error", "overloaded_error"), e.value.body
+    finally:
+        for region in US:
+            put_faults(sim, region, {})
