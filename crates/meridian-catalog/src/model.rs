@@ -12,6 +12,24 @@ pub struct Price {
     pub output_per_mtok: f64,
 }
 
+/// Prompt-cache prices relative to the input price: Anthropic's published
+/// multipliers (reads 0.1×, five-minute writes 1.25×, one-hour writes 2×),
+/// used for every model until the catalog carries its own cache prices.
+pub const CACHE_READ_FACTOR: f64 = 0.1;
+/// See [`CACHE_READ_FACTOR`].
+pub const CACHE_WRITE_FACTOR: f64 = 1.25;
+
+impl Price {
+    /// USD for these token counts (cache writes at the five-minute rate).
+    pub fn cost(&self, input: u64, output: u64, cache_read: u64, cache_write: u64) -> f64 {
+        (input as f64 * self.input_per_mtok
+            + output as f64 * self.output_per_mtok
+            + cache_read as f64 * self.input_per_mtok * CACHE_READ_FACTOR
+            + cache_write as f64 * self.input_per_mtok * CACHE_WRITE_FACTOR)
+            / 1e6
+    }
+}
+
 impl From<[f64; 2]> for Price {
     fn from([input_per_mtok, output_per_mtok]: [f64; 2]) -> Self {
         Price {
@@ -24,14 +42,6 @@ impl From<[f64; 2]> for Price {
 impl From<Price> for [f64; 2] {
     fn from(p: Price) -> Self {
         [p.input_per_mtok, p.output_per_mtok]
-    }
-}
-
-impl Price {
-    /// Cost in USD of a call with these token counts.
-    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
-        (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
-            / 1_000_000.0
     }
 }
 

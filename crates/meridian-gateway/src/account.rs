@@ -176,10 +176,17 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
             labels([("model", &model), ("region", r)]),
             f.usage.output as f64,
         );
+        for (name, n) in [
+            ("meridian_cache_read_tokens_total", f.usage.cache_read),
+            ("meridian_cache_write_tokens_total", f.usage.cache_write),
+        ] {
+            if n > 0 {
+                m.add(name, labels([("model", &model), ("region", r)]), n as f64);
+            }
+        }
         if let Some(p) = &s.candidate.target.price {
-            let usd = (f.usage.input as f64 * p.input_per_mtok
-                + f.usage.output as f64 * p.output_per_mtok)
-                / 1e6;
+            let u = f.usage;
+            let usd = p.cost(u.input, u.output, u.cache_read, u.cache_write);
             cost = Some(usd);
             m.add(
                 "meridian_estimated_cost_usd_total",
@@ -260,6 +267,8 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         routing,
     );
     rec.input.input_token_count = f.usage.input;
+    rec.input.cache_read_input_token_count = f.usage.cache_read;
+    rec.input.cache_write_input_token_count = f.usage.cache_write;
     rec.output.output_token_count = f.usage.output;
     rec.inference_region = region;
     rec.error_code = f.error_code.map(str::to_string);

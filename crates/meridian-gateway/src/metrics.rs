@@ -51,6 +51,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Output tokens, by model and the region that served them.",
     ),
     (
+        "meridian_cache_read_tokens_total",
+        "counter",
+        "Input tokens read from the prompt cache, by model and serving region.",
+    ),
+    (
+        "meridian_cache_write_tokens_total",
+        "counter",
+        "Input tokens written to the prompt cache, by model and serving region.",
+    ),
+    (
         "meridian_estimated_cost_usd_total",
         "counter",
         "Estimated cost from the catalog's on-demand prices.",

@@ -5,11 +5,16 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-/// Token counts.
+/// Token counts. `input` excludes tokens read from or written to the
+/// prompt cache, as Bedrock and Anthropic report it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
 }
 
 /// Usage of a whole (non-streaming) answer: Converse's `usage`, Bedrock's
@@ -21,28 +26,43 @@ pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     };
-    if let (Some(input), Some(output)) = (
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    if let Some(u) = usage_of(&v) {
+        return u;
+    }
+    match (
         header("x-amzn-bedrock-input-token-count"),
         header("x-amzn-bedrock-output-token-count"),
     ) {
-        return Usage { input, output };
+        (Some(input), Some(output)) => Usage {
+            input,
+            output,
+            cache_read: header("x-amzn-bedrock-cache-read-input-token-count").unwrap_or(0),
+            cache_write: header("x-amzn-bedrock-cache-write-input-token-count").unwrap_or(0),
+        },
+        _ => Usage::default(),
     }
-    let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    usage_of(&v).unwrap_or_default()
 }
 
+/// A `usage` object in Converse's or Anthropic's names.
 fn usage_of(v: &Value) -> Option<Usage> {
-    let u = v.get("usage")?;
+    counts(v.get("usage")?)
+}
+
+fn counts(u: &Value) -> Option<Usage> {
     let get = |a: &str, b: &str| u.get(a).or_else(|| u.get(b)).and_then(Value::as_u64);
     Some(Usage {
         input: get("inputTokens", "input_tokens")?,
         output: get("outputTokens", "output_tokens").unwrap_or(0),
+        cache_read: get("cacheReadInputTokens", "cache_read_input_tokens").unwrap_or(0),
+        cache_write: get("cacheWriteInputTokens", "cache_creation_input_tokens").unwrap_or(0),
     })
 }
 
 /// Reads usage out of streamed events as they pass: Converse's `metadata`
-/// event, or the `amazon-bedrock-invocationMetrics` InvokeModel puts in its
-/// last chunk.
+/// event; in InvokeModel chunks, Anthropic's `message_start` (input and
+/// cache) and `message_delta` (output) usage, or the
+/// `amazon-bedrock-invocationMetrics` of the last chunk.
 #[derive(Debug, Default)]
 pub struct StreamUsage {
     pub usage: Usage,
@@ -66,15 +86,28 @@ impl StreamUsage {
                     .and_then(Value::as_str)
                     .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
                     .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-                if let Some(m) = inner
-                    .as_ref()
-                    .and_then(|i| i.get("amazon-bedrock-invocationMetrics"))
-                {
-                    let get = |k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0);
-                    self.usage = Usage {
-                        input: get("inputTokenCount"),
-                        output: get("outputTokenCount"),
-                    };
+                let Some(inner) = inner else { return };
+                match inner["type"].as_str() {
+                    Some("message_start") => {
+                        if let Some(u) = counts(&inner["message"]["usage"]) {
+                            self.usage = u;
+                        }
+                    }
+                    Some("message_delta") => {
+                        if let Some(o) = inner["usage"]["output_tokens"].as_u64() {
+                            self.usage.output = o;
+                        }
+                    }
+                    _ => {}
+                }
+                if let Some(m) = inner.get("amazon-bedrock-invocationMetrics") {
+                    let get = |k: &str| m.get(k).and_then(Value::as_u64);
+                    if let (Some(input), Some(output)) =
+                        (get("inputTokenCount"), get("outputTokenCount"))
+                    {
+                        self.usage.input = input;
+                        self.usage.output = output;
+                    }
                 }
             }
             _ => {}

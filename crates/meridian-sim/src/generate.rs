@@ -4,6 +4,7 @@
 use meridian_wire::converse::{estimate_input_tokens, estimate_tokens};
 use serde_json::{Map, Value, json};
 
+use crate::prompt_cache::CacheUse;
 use crate::rng::Rng;
 
 const WORDS: [&str; 32] = [
@@ -31,8 +32,11 @@ pub enum Block {
 pub struct Reply {
     pub blocks: Vec<Block>,
     pub stop_reason: &'static str,
+    /// Input tokens not read from or written to the prompt cache.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// What the request did with the region's prompt cache.
+    pub cache: CacheUse,
 }
 
 /// Generates the reply to a Converse-shaped request processed in `region`.
@@ -67,6 +71,7 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
             stop_reason: "tool_use",
             input_tokens,
             output_tokens,
+            cache: CacheUse::default(),
         };
     }
 
@@ -119,6 +124,7 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
         stop_reason,
         input_tokens,
         output_tokens: n as u64,
+        cache: CacheUse::default(),
     }
 }
 
@@ -203,7 +209,19 @@ pub fn converse_response(r: &Reply, latency_ms: u64) -> Value {
 }
 
 fn usage(r: &Reply) -> Value {
-    json!({"inputTokens": r.input_tokens, "outputTokens": r.output_tokens, "totalTokens": r.input_tokens + r.output_tokens})
+    let mut u = json!({"inputTokens": r.input_tokens, "outputTokens": r.output_tokens, "totalTokens": r.input_tokens + r.output_tokens});
+    let c = r.cache;
+    if c.read > 0 || c.write > 0 {
+        u["cacheReadInputTokens"] = json!(c.read);
+        u["cacheWriteInputTokens"] = json!(c.write);
+        let ttl = if c.one_hour { "1h" } else { "5m" };
+        u["cacheDetails"] = if c.write > 0 {
+            json!([{"ttl": ttl, "inputTokens": c.write}])
+        } else {
+            json!([])
+        };
+    }
+    u
 }
 
 /// ConverseStream events in Bedrock's order, with the number of output

@@ -18,6 +18,7 @@ mod generate;
 mod manifest;
 mod native;
 mod placement;
+mod prompt_cache;
 mod record;
 mod region;
 mod rng;

@@ -57,7 +57,8 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
                     Value::String(s) => vec![json!({"text": s})],
                     Value::Array(blocks) => blocks
                         .iter()
-                        .filter_map(|b| match b["type"].as_str() {
+                        .flat_map(|b| {
+                            let converted = match b["type"].as_str() {
                             Some("text") => Some(json!({"text": b["text"]})),
                             Some("tool_result") => {
                                 let c = match &b["content"] {
@@ -68,6 +69,8 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
                                 Some(json!({"toolResult": {"toolUseId": b["tool_use_id"], "content": c}}))
                             }
                             _ => None,
+                            };
+                            converted.into_iter().chain(cache_point(b))
                         })
                         .collect(),
                     _ => return Err(bad("#/messages: content must be a string or a list")),
@@ -75,8 +78,18 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
                 messages.push(json!({"role": m["role"], "content": content}));
             }
             let mut out = json!({"messages": messages});
-            if let Some(sys) = body["system"].as_str() {
-                out["system"] = json!([{"text": sys}]);
+            match &body["system"] {
+                Value::String(sys) => out["system"] = json!([{"text": sys}]),
+                Value::Array(blocks) => {
+                    let sys: Vec<Value> = blocks
+                        .iter()
+                        .flat_map(|b| {
+                            std::iter::once(json!({"text": b["text"]})).chain(cache_point(b))
+                        })
+                        .collect();
+                    out["system"] = json!(sys);
+                }
+                _ => {}
             }
             if let Some(tools) = body["tools"].as_array() {
                 let specs: Vec<Value> = tools
@@ -107,6 +120,26 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
     }
 }
 
+/// Anthropic's usage object, with its prompt-cache counts.
+fn anthropic_usage(r: &Reply, output_tokens: u64) -> Value {
+    let c = r.cache;
+    let (five, hour) = if c.one_hour {
+        (0, c.write)
+    } else {
+        (c.write, 0)
+    };
+    json!({"input_tokens": r.input_tokens, "output_tokens": output_tokens,
+           "cache_read_input_tokens": c.read, "cache_creation_input_tokens": c.write,
+           "cache_creation": {"ephemeral_5m_input_tokens": five, "ephemeral_1h_input_tokens": hour}})
+}
+
+/// A `cachePoint` block for an Anthropic block's `cache_control`, if it has one.
+fn cache_point(block: &Value) -> Option<Value> {
+    let cc = block.get("cache_control")?;
+    let ttl = cc["ttl"].as_str().unwrap_or("5m");
+    Some(json!({"cachePoint": {"type": "default", "ttl": ttl}}))
+}
+
 /// The native response body.
 pub fn response(d: Dialect, r: &Reply, model_id: &str, rng: &mut Rng) -> Value {
     match d {
@@ -125,7 +158,7 @@ pub fn response(d: Dialect, r: &Reply, model_id: &str, rng: &mut Rng) -> Value {
                 "id": format!("msg_bdrk_{:016x}", rng.next_u64()),
                 "type": "message", "role": "assistant", "model": model_id, "content": content,
                 "stop_reason": r.stop_reason, "stop_sequence": null,
-                "usage": {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens},
+                "usage": anthropic_usage(r, r.output_tokens),
             })
         }
         Dialect::Nova | Dialect::TitanEmbed => {
@@ -164,7 +197,7 @@ pub fn stream_chunks(
             let mut out = vec![(
                 json!({"type": "message_start", "message": {"id": format!("msg_bdrk_{:016x}", rng.next_u64()), "type": "message",
                     "role": "assistant", "model": model_id, "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": r.input_tokens, "output_tokens": 1}}}),
+                    "usage": anthropic_usage(r, 1)}}),
                 0,
             )];
             for (i, b) in r.blocks.iter().enumerate() {

@@ -48,6 +48,8 @@ pub struct Shared {
     pub regions: HashMap<String, RegionState>,
     pub records: Mutex<Vec<Record>>,
     pub seq: AtomicU64,
+    /// Every region's prompt cache.
+    pub prompt_cache: crate::prompt_cache::PromptCache,
 }
 
 impl Shared {
@@ -71,6 +73,7 @@ impl Shared {
             regions,
             records: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
+            prompt_cache: Default::default(),
         }
     }
 
@@ -350,6 +353,21 @@ impl Ctx {
             sleep(Duration::from_millis(ms)).await;
         }
         let pace = self.pace(&region, &faults);
+        let cache = if conv.is_null() {
+            crate::prompt_cache::CacheUse::default()
+        } else {
+            self.shared.prompt_cache.apply(
+                &region,
+                &placement.base,
+                &conv,
+                tokio::time::Instant::now(),
+            )
+        };
+        let cached = |mut reply: generate::Reply| {
+            reply.input_tokens = reply.input_tokens.saturating_sub(cache.read + cache.write);
+            reply.cache = cache;
+            reply
+        };
         let mut rng = self.rng();
         let release = ReleaseGuard {
             shared: self.shared.clone(),
@@ -370,7 +388,7 @@ impl Ctx {
                 ))
             }
             (_, false) => {
-                let reply = generate::reply(&conv, &region, max_tokens, &mut rng);
+                let reply = cached(generate::reply(&conv, &region, max_tokens, &mut rng));
                 let total_ms = pace.first_ms + pace.per_token_ms * reply.output_tokens as f64;
                 sleep(Duration::from_millis(total_ms as u64)).await;
                 let body = match dialect {
@@ -394,7 +412,7 @@ impl Ctx {
                 Ok(json_response(request_id, &body, &headers))
             }
             (_, true) => {
-                let reply = generate::reply(&conv, &region, max_tokens, &mut rng);
+                let reply = cached(generate::reply(&conv, &region, max_tokens, &mut rng));
                 let record = log.record.take();
                 Ok(self.stream(
                     request_id, dialect, &model_id, reply, pace, faults, region, release, record,

@@ -24,6 +24,10 @@ use meridian_router::Decision;
 pub struct Input {
     pub input_content_type: &'static str,
     pub input_token_count: u64,
+    /// Input tokens read from the prompt cache (not in `inputTokenCount`).
+    pub cache_read_input_token_count: u64,
+    /// Input tokens written to the prompt cache (not in `inputTokenCount`).
+    pub cache_write_input_token_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_body_json: Option<Value>,
 }
@@ -115,6 +119,8 @@ impl Record {
             input: Input {
                 input_content_type: "application/json",
                 input_token_count: 0,
+                cache_read_input_token_count: 0,
+                cache_write_input_token_count: 0,
                 input_body_json: None,
             },
             output: Output {

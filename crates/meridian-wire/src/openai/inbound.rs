@@ -314,12 +314,18 @@ pub fn finish_reason(stop: &str) -> &'static str {
     }
 }
 
+/// OpenAI's usage from Converse's: prompt tokens include those read from and
+/// written to the prompt cache (Converse counts them apart), and the reads
+/// are `prompt_tokens_details.cached_tokens`.
 fn usage(u: &Value) -> Value {
-    let (i, o) = (
-        u["inputTokens"].as_u64().unwrap_or(0),
-        u["outputTokens"].as_u64().unwrap_or(0),
-    );
-    json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": u["totalTokens"].as_u64().unwrap_or(i + o)})
+    let n = |k: &str| u[k].as_u64().unwrap_or(0);
+    let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
+    let (i, o) = (n("inputTokens") + read + write, n("outputTokens"));
+    let mut out = json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o});
+    if u.get("cacheReadInputTokens").is_some() || u.get("cacheWriteInputTokens").is_some() {
+        out["prompt_tokens_details"] = json!({"cached_tokens": read, "cache_write_tokens": write});
+    }
+    out
 }
 
 /// Converse response → OpenAI chat completion.
