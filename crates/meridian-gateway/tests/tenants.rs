@@ -226,3 +226,19 @@ async fn requests_in_flight_are_capped_per_tenant() {
     }
     assert_eq!(converse(&gw, &key(4), CONVERSE).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_metric_label_is_opt_in() {
+    let fleet = common::us_fleet().await;
+    for (opt_in, want) in [(false, false), (true, true)] {
+        let toml = format!("{}\n[metrics]\ntenant_label = {opt_in}\n", config());
+        let (gw, _) = common::gateway_with(&fleet, &toml, Health::default()).await;
+        assert_eq!(converse(&gw, &key(3), CONVERSE).await.status, 200);
+        let m = common::send("GET", &format!("{gw}/metrics"), "", &[]).await;
+        let text = String::from_utf8_lossy(&m.body).into_owned();
+        let labelled = text
+            .lines()
+            .any(|l| l.starts_with("meridian_requests_total{") && l.contains("tenant=\"budget\""));
+        assert_eq!(labelled, want, "tenant_label = {opt_in}:\n{text}");
+    }
+}
