@@ -141,7 +141,12 @@ pub async fn usage(State(live): State<Arc<Live>>, headers: HeaderMap) -> Respons
     if let Some(r) = check(&state, &headers) {
         return r;
     }
-    let rows = state.limiter.usage(state.tenants.all()).await;
+    let Some(rows) = state.limiter.usage(state.tenants.all()).await else {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the state backend is unreachable; usage cannot be read now",
+        );
+    };
     let tenants: Vec<Value> = rows
         .into_iter()
         .zip(state.tenants.all())

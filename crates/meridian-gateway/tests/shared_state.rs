@@ -187,6 +187,11 @@ async fn without_redis_replicas_fail_open_or_closed_and_recover() {
     assert!(String::from_utf8_lossy(&r.body).contains("fail_closed"));
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(!open_state.limiter.shared().unwrap().is_up());
+    let (status, body) = admin("GET", &format!("{open}/admin/usage"), "").await;
+    assert_eq!(
+        status, 503,
+        "usage is not made up while Redis is away: {body}"
+    );
     assert!(
         open_state
             .limiter

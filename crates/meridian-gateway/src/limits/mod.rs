@@ -240,17 +240,18 @@ impl Limiter {
         }
     }
 
-    /// Usage per tenant today and this month.
-    pub async fn usage(&self, tenants: &[Arc<Tenant>]) -> Vec<(String, Usage, Usage)> {
+    /// Usage per tenant today and this month; `None` when the shared
+    /// backend cannot be asked.
+    pub async fn usage(&self, tenants: &[Arc<Tenant>]) -> Option<Vec<(String, Usage, Usage)>> {
         let mut out = Vec::new();
         for t in tenants {
             let (day, month) = match &self.shared {
-                Some(s) => s.usage(&t.name).await.unwrap_or_default(),
+                Some(s) => s.usage(&t.name).await?,
                 None => self.local.usage(&t.name),
             };
             out.push((t.name.clone(), day, month));
         }
-        out
+        Some(out)
     }
 }
 
