@@ -57,6 +57,22 @@ pub struct Finished<'a> {
 }
 
 impl<'a> Finished<'a> {
+    /// A request that ended with `status`, with nothing else known yet.
+    fn ended(ledger: &'a Ledger, status: u16) -> Finished<'a> {
+        Finished {
+            ledger,
+            plan: None,
+            served: None,
+            decision: None,
+            status,
+            error_code: None,
+            usage: Usage::default(),
+            latency: ledger.started.elapsed(),
+            ttft: None,
+            response_body: None,
+        }
+    }
+
     /// A request that ended without an answer: `status` and `code` as the
     /// client saw them.
     pub fn failed(
@@ -67,16 +83,10 @@ impl<'a> Finished<'a> {
         code: &'a str,
     ) -> Finished<'a> {
         Finished {
-            ledger,
             plan,
-            served: None,
             decision,
-            status,
             error_code: Some(code),
-            usage: Usage::default(),
-            latency: ledger.started.elapsed(),
-            ttft: None,
-            response_body: None,
+            ..Finished::ended(ledger, status)
         }
     }
 
@@ -90,33 +100,18 @@ impl<'a> Finished<'a> {
         error_code: Option<&'a str>,
     ) -> Finished<'a> {
         Finished {
-            ledger,
             plan: Some(plan),
             served: Some(served),
             decision: Some(&served.decision),
-            status: served.status.as_u16(),
             error_code,
             usage,
-            latency: ledger.started.elapsed(),
-            ttft: None,
-            response_body: None,
+            ..Finished::ended(ledger, served.status.as_u16())
         }
     }
 
     /// A request Meridian answered itself (a control-plane read).
     pub fn local(ledger: &'a Ledger) -> Finished<'a> {
-        Finished {
-            ledger,
-            plan: None,
-            served: None,
-            decision: None,
-            status: 200,
-            error_code: None,
-            usage: Usage::default(),
-            latency: ledger.started.elapsed(),
-            ttft: None,
-            response_body: None,
-        }
+        Finished::ended(ledger, 200)
     }
 }
 
@@ -366,6 +361,18 @@ fn trace(
     }
 }
 
+/// Accounts for and logs an answered request, then settles its tenant's
+/// claim with the tokens it used and what it cost.
+pub fn finish_served(state: &AppState, done: &Finished<'_>, claim: crate::limits::Claim) {
+    let cost = finish(state, done);
+    claim.settle(crate::limits::Usage {
+        requests: 1,
+        input_tokens: done.usage.input,
+        output_tokens: done.usage.output,
+        cost_usd: cost.unwrap_or(0.0),
+    });
+}
+
 /// The account, log and settle stages of a stream, run when it ends.
 /// `hold` (an admission permit) is released then too.
 pub fn at_stream_end(
@@ -378,13 +385,7 @@ pub fn at_stream_end(
     Box::new(move |end: crate::execute::StreamEnd, served: &Served| {
         let mut done = Finished::served(&ledger, &plan, served, end.usage, end.error.as_deref());
         done.ttft = Some(end.ttft);
-        let cost = finish(&state, &done);
-        claim.settle(crate::limits::Usage {
-            requests: 1,
-            input_tokens: end.usage.input,
-            output_tokens: end.usage.output,
-            cost_usd: cost.unwrap_or(0.0),
-        });
+        finish_served(&state, &done, claim);
         drop(hold);
     })
 }

@@ -19,7 +19,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderValue;
 use http::request::Parts;
-use meridian_wire::eventstream::{FrameKind, decode_one};
 use meridian_wire::{BedrockError, ErrorKind};
 use serde_json::{Value, json};
 
@@ -237,7 +236,12 @@ impl FrontDoor for Anthropic {
             .status(served.status)
             .header("content-type", "text/event-stream")
             .header("cache-control", "no-cache")
-            .body(sse_body(frames, c.model.clone()))
+            .body(crate::sse::body(
+                frames,
+                Events {
+                    model: c.model.clone(),
+                },
+            ))
             .unwrap_or_default();
         headers(&mut r, &c);
         r
@@ -345,57 +349,39 @@ fn sse_event(v: &Value) -> Bytes {
 
 /// Bedrock `chunk` events → Anthropic SSE; a failure after the first event is
 /// one `error` event.
-fn sse_body(mut frames: Frames, model: String) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::spawn(async move {
-        while let Some(item) = frames.recv().await {
-            let out = match item.and_then(|f| {
-                decode_one(&f)
-                    .map_err(|e| BedrockError::new(ErrorKind::ModelStreamError, e.to_string()))
-            }) {
-                Ok(frame) => match frame.kind {
-                    FrameKind::Event(ev) if ev == "chunk" => {
-                        let payload: Value =
-                            serde_json::from_slice(&frame.payload).unwrap_or_default();
-                        let inner = payload["bytes"]
-                            .as_str()
-                            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-                        let Some(mut event) = inner else { continue };
-                        if let Some(o) = event.as_object_mut() {
-                            o.remove("amazon-bedrock-invocationMetrics");
-                        }
-                        if event["type"] == "message_start" {
-                            event["message"]["model"] = json!(model);
-                        }
-                        sse_event(&event)
-                    }
-                    FrameKind::Event(_) | FrameKind::Other(_) => continue,
-                    FrameKind::Exception(kind) => {
-                        let msg: Value = serde_json::from_slice(&frame.payload).unwrap_or_default();
-                        let e = BedrockError::new(
-                            ErrorKind::from_stream_member(&kind)
-                                .unwrap_or(ErrorKind::ModelStreamError),
-                            msg["message"]
-                                .as_str()
-                                .unwrap_or("the stream failed")
-                                .to_string(),
-                        );
-                        let _ = tx.send(Ok(error_event(&e))).await;
-                        return;
-                    }
-                },
-                Err(e) => {
-                    let _ = tx.send(Ok(error_event(&e))).await;
-                    return;
-                }
-            };
-            if tx.send(Ok(out)).await.is_err() {
-                return;
-            }
+struct Events {
+    model: String,
+}
+
+impl crate::sse::Translate for Events {
+    fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
+        if event_type != "chunk" {
+            return Vec::new();
         }
-    });
-    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        let inner = payload["bytes"]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let Some(mut event) = inner else {
+            return Vec::new();
+        };
+        if let Some(o) = event.as_object_mut() {
+            o.remove("amazon-bedrock-invocationMetrics");
+        }
+        if event["type"] == "message_start" {
+            event["message"]["model"] = json!(self.model);
+        }
+        vec![sse_event(&event)]
+    }
+
+    fn exception(&mut self, member: &str, message: &str) -> Bytes {
+        let kind = ErrorKind::from_stream_member(member).unwrap_or(ErrorKind::ModelStreamError);
+        error_event(&BedrockError::new(kind, message))
+    }
+
+    fn broken(&mut self, e: &BedrockError) -> Bytes {
+        error_event(e)
+    }
 }
 
 fn error_event(e: &BedrockError) -> Bytes {

@@ -25,6 +25,7 @@ mod plan;
 pub mod reload;
 mod respond;
 mod server;
+mod sse;
 mod state;
 mod status;
 mod tenancy;

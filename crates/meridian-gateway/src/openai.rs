@@ -10,7 +10,6 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderValue;
 use http::request::Parts;
-use meridian_wire::eventstream::{FrameKind, decode_one};
 use meridian_wire::openai::{OpenAiError, StreamTranslator, from_converse, to_converse};
 use meridian_wire::{BedrockError, converse};
 use serde_json::{Value, json};
@@ -140,7 +139,7 @@ impl FrontDoor for OpenAi {
             .header("content-type", "text/event-stream")
             .header("cache-control", "no-cache")
             .header("x-request-id", c.request_id)
-            .body(sse_body(frames, translator))
+            .body(crate::sse::body(frames, Chunks(translator)))
             .unwrap_or_default()
     }
 
@@ -173,54 +172,33 @@ fn sse(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
 
-/// Event-stream frames → SSE chunks; a failure is one `error` event, and a
-/// clean end is `data: [DONE]`.
-fn sse_body(mut frames: Frames, mut t: StreamTranslator) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::spawn(async move {
-        while let Some(item) = frames.recv().await {
-            let out: Vec<Bytes> = match item.and_then(|f| {
-                decode_one(&f).map_err(|e| {
-                    BedrockError::new(meridian_wire::ErrorKind::ModelStreamError, e.to_string())
-                })
-            }) {
-                Ok(frame) => match frame.kind {
-                    FrameKind::Event(ev) => {
-                        let payload: Value =
-                            serde_json::from_slice(&frame.payload).unwrap_or_default();
-                        t.event(&ev, &payload).iter().map(sse).collect()
-                    }
-                    FrameKind::Exception(kind) => {
-                        let msg: Value = serde_json::from_slice(&frame.payload).unwrap_or_default();
-                        let e = OpenAiError {
-                            status: 500,
-                            kind: "server_error",
-                            message: format!(
-                                "{kind}: {}",
-                                msg["message"].as_str().unwrap_or("stream failed")
-                            ),
-                            param: None,
-                            code: None,
-                        };
-                        let _ = tx.send(Ok(sse(&e.body()))).await;
-                        return;
-                    }
-                    FrameKind::Other(_) => Vec::new(),
-                },
-                Err(e) => {
-                    let _ = tx.send(Ok(sse(&OpenAiError::from(&e).body()))).await;
-                    return;
-                }
-            };
-            for b in out {
-                if tx.send(Ok(b)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
-    });
-    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+/// Converse stream events → OpenAI chunks; a failure is one `error` event,
+/// and a clean end is `data: [DONE]`.
+struct Chunks(StreamTranslator);
+
+impl crate::sse::Translate for Chunks {
+    fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
+        self.0.event(event_type, payload).iter().map(sse).collect()
+    }
+
+    fn exception(&mut self, member: &str, message: &str) -> Bytes {
+        let e = OpenAiError {
+            status: 500,
+            kind: "server_error",
+            message: format!("{member}: {message}"),
+            param: None,
+            code: None,
+        };
+        sse(&e.body())
+    }
+
+    fn broken(&mut self, e: &BedrockError) -> Bytes {
+        sse(&OpenAiError::from(e).body())
+    }
+
+    fn done(&mut self) -> Option<Bytes> {
+        Some(Bytes::from_static(b"data: [DONE]\n\n"))
+    }
 }
 
 /// `GET /v1/models`: the exposed models.

@@ -212,10 +212,11 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         );
         return early(&ledger, e);
     }
+    let tokens = plan::reserve_tokens(&call);
     let ask = limits::Ask {
         tenant: tenant.clone(),
         request_id: ledger.request_id.clone(),
-        tokens: plan::reserve_tokens(&call),
+        tokens,
         lease_ms: state.config.routing.deadline_ms + LEASE_SLACK_MS,
     };
     let claim = match state.limiter.admit(ask).await {
@@ -235,6 +236,7 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         &call,
         &parts.headers,
         tenant.residency.as_ref(),
+        tokens,
         started,
     ) {
         Ok(p) => p,
@@ -258,13 +260,7 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
                 let usage = unary_usage(&served.headers, &body);
                 let mut done = Finished::served(&ledger, &plan, &served, usage, None);
                 done.response_body = Some(&body);
-                let cost = account::finish(&state, &done);
-                claim.settle(limits::Usage {
-                    requests: 1,
-                    input_tokens: usage.input,
-                    output_tokens: usage.output,
-                    cost_usd: cost.unwrap_or(0.0),
-                });
+                account::finish_served(&state, &done, claim);
                 let mut resp = match F::unary(ctx, &served, body) {
                     Ok(r) => r,
                     Err(e) => F::error(&ledger.request_id, &e),

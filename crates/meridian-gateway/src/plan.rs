@@ -71,11 +71,13 @@ const AFFINITY_PREFIX: usize = 2048;
 /// Builds a request's plan from what the caller asked for and its headers:
 /// `x-meridian-residency` (narrows the policy), `x-meridian-deadline-ms`
 /// (shortens the deadline) and `x-meridian-caller-region` (for `geo`).
+/// `tokens` is what admission reserved ([`reserve_tokens`]).
 pub fn build(
     state: &AppState,
     call: &Call,
     headers: &HeaderMap,
     tenant_policy: Option<&Policy>,
+    tokens: u64,
     started: Instant,
 ) -> Result<Plan, BedrockError> {
     // The model's policy, narrowed by the tenant's, narrowed by the header's.
@@ -121,7 +123,6 @@ pub fn build(
         Strategy::Weighted(w) => Order::Weighted(w.clone()),
         Strategy::Geo => Order::Geo(distances(state, headers, &candidates)?),
     };
-    let tokens = reserve_tokens(call);
     let affinity = exposed
         .filter(|m| m.prompt_cache_affinity)
         .and(call.json.as_ref())

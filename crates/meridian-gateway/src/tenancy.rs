@@ -18,6 +18,8 @@ pub struct Tenants {
     by_key: Vec<(KeyHash, usize)>,
     by_access_key: HashMap<String, (usize, String)>,
     enforced: bool,
+    /// Who an unidentified caller is when nothing is enforced.
+    anonymous: Arc<Tenant>,
 }
 
 impl Tenants {
@@ -45,11 +47,18 @@ impl Tenants {
                 by_access_key.insert(access_key_id.clone(), (i, secret_access_key.clone()));
             }
         }
+        let anonymous = list
+            .iter()
+            .find(|t| t.name == "default")
+            .or(list.first())
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Tenant::implicit()));
         Tenants {
             list,
             by_key,
             by_access_key,
             enforced: !config.tenants.is_empty() || auth.is_enforced(),
+            anonymous,
         }
     }
 
@@ -60,12 +69,7 @@ impl Tenants {
 
     /// The tenant of an unidentified caller when nothing is enforced.
     pub fn anonymous(&self) -> Arc<Tenant> {
-        self.list
-            .iter()
-            .find(|t| t.name == "default")
-            .or(self.list.first())
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Tenant::implicit()))
+        self.anonymous.clone()
     }
 
     /// The tenant of a configured API key, by its hash. Every configured

@@ -37,6 +37,16 @@ fn limits(deadline_ms: u64, max_attempts: usize, hedging: bool) -> Limits {
     }
 }
 
+/// A request's attempts over `cands` under a `priority` strategy and policy `us`.
+fn attempts<'a>(
+    router: &'a Router,
+    cands: &'a [Candidate],
+    limits: Limits,
+    now: Instant,
+) -> Attempts<'a> {
+    Attempts::new(router, cands, limits, "priority", "us", now)
+}
+
 const DOWN: Failed = Failed {
     label: "unavailable",
     retryable: true,
@@ -62,14 +72,7 @@ fn wait(a: Action) -> Instant {
 async fn retries_walk_the_candidates_in_order() {
     let router = Router::default();
     let cands = three();
-    let mut a = Attempts::new(
-        &router,
-        &cands,
-        limits(10_000, 3, false),
-        "priority",
-        "us",
-        Instant::now(),
-    );
+    let mut a = attempts(&router, &cands, limits(10_000, 3, false), Instant::now());
     let mut order = Vec::new();
     for _ in 0..3 {
         let (n, c) = start(a.poll(Instant::now()));
@@ -99,14 +102,7 @@ async fn a_caller_error_ends_the_request_without_blaming_the_candidate() {
         throttled: None,
     };
     for _ in 0..6 {
-        let mut a = Attempts::new(
-            &router,
-            &cands,
-            limits(10_000, 3, false),
-            "priority",
-            "us",
-            Instant::now(),
-        );
+        let mut a = attempts(&router, &cands, limits(10_000, 3, false), Instant::now());
         let (n, c) = start(a.poll(Instant::now()));
         assert_eq!(c, 0);
         a.failed(n, &bad, Instant::now());
@@ -119,14 +115,7 @@ async fn a_caller_error_ends_the_request_without_blaming_the_candidate() {
     assert_eq!(router.health.state(&cands[0].key()), State::Closed);
     // The same count of the candidate's own failures opens its breaker.
     for _ in 0..6 {
-        let mut a = Attempts::new(
-            &router,
-            &cands,
-            limits(10_000, 1, false),
-            "priority",
-            "us",
-            Instant::now(),
-        );
+        let mut a = attempts(&router, &cands, limits(10_000, 1, false), Instant::now());
         let (n, _) = start(a.poll(Instant::now()));
         a.failed(n, &DOWN, Instant::now());
     }
@@ -137,14 +126,7 @@ async fn a_caller_error_ends_the_request_without_blaming_the_candidate() {
 async fn after_every_candidate_it_backs_off_then_wraps_inside_the_deadline() {
     let router = Router::default();
     let cands = three()[..2].to_vec();
-    let mut a = Attempts::new(
-        &router,
-        &cands,
-        limits(10_000, 5, false),
-        "priority",
-        "us",
-        Instant::now(),
-    );
+    let mut a = attempts(&router, &cands, limits(10_000, 5, false), Instant::now());
     for _ in 0..2 {
         let (n, _) = start(a.poll(Instant::now()));
         a.failed(n, &DOWN, Instant::now());
@@ -175,14 +157,7 @@ async fn no_backoff_past_the_deadline() {
     let router = Router::default();
     let cands = three()[..1].to_vec();
     // A 1 ms deadline leaves no room for any backoff of the second attempt.
-    let mut a = Attempts::new(
-        &router,
-        &cands,
-        limits(1, 3, false),
-        "priority",
-        "us",
-        Instant::now(),
-    );
+    let mut a = attempts(&router, &cands, limits(1, 3, false), Instant::now());
     let (n, _) = start(a.poll(Instant::now()));
     a.failed(n, &DOWN, Instant::now());
     match a.poll(Instant::now()) {
@@ -207,14 +182,7 @@ async fn a_spent_retry_budget_stops_retries() {
         },
     ));
     let cands = three();
-    let mut a = Attempts::new(
-        &router,
-        &cands,
-        limits(10_000, 3, false),
-        "priority",
-        "us",
-        Instant::now(),
-    );
+    let mut a = attempts(&router, &cands, limits(10_000, 3, false), Instant::now());
     let (n, _) = start(a.poll(Instant::now()));
     a.failed(n, &DOWN, Instant::now());
     assert_eq!(a.poll(Instant::now()), Action::GiveUp);
@@ -231,14 +199,7 @@ async fn one_hedge_at_the_candidates_p95_and_the_loser_is_slow() {
     // 20 samples of 100 ms: p95 is 100 ms.
     warm(&router, &cands[0], 100);
     let t0 = Instant::now();
-    let mut a = Attempts::new(
-        &router,
-        &cands,
-        limits(10_000, 3, true),
-        "priority",
-        "us",
-        t0,
-    );
+    let mut a = attempts(&router, &cands, limits(10_000, 3, true), t0);
     let (first, c0) = start(a.poll(t0));
     assert_eq!(c0, 0);
     assert_eq!(wait(a.poll(t0)), t0 + Duration::from_millis(100));
@@ -269,14 +230,7 @@ async fn five_slow_verdicts_open_the_breaker() {
     warm(&router, &cands[0], 50);
     for _ in 0..5 {
         let t0 = Instant::now();
-        let mut a = Attempts::new(
-            &router,
-            &cands,
-            limits(10_000, 3, true),
-            "priority",
-            "us",
-            t0,
-        );
+        let mut a = attempts(&router, &cands, limits(10_000, 3, true), t0);
         let (_, c) = start(a.poll(t0));
         assert_eq!(c, 0);
         let at = wait(a.poll(t0));
@@ -293,14 +247,7 @@ async fn an_attempt_that_wins_first_cancels_the_later_hedge_without_blame() {
     let cands = three();
     warm(&router, &cands[0], 10);
     let t0 = Instant::now();
-    let mut a = Attempts::new(
-        &router,
-        &cands,
-        limits(10_000, 3, true),
-        "priority",
-        "us",
-        t0,
-    );
+    let mut a = attempts(&router, &cands, limits(10_000, 3, true), t0);
     let (first, _) = start(a.poll(t0));
     advance(Duration::from_millis(10)).await;
     let (hedge, _) = start(a.poll(Instant::now()));
@@ -316,14 +263,7 @@ async fn unreachable_regions_are_passed_over_and_retry_after_is_clamped() {
     let mut other = cands[0].clone();
     other.account = "b".into();
     cands.insert(1, other);
-    let mut a = Attempts::new(
-        &router,
-        &cands,
-        limits(2_000, 3, false),
-        "priority",
-        "us",
-        Instant::now(),
-    );
+    let mut a = attempts(&router, &cands, limits(2_000, 3, false), Instant::now());
     let (n, _) = start(a.poll(Instant::now()));
     let refused = Failed {
         label: "connection_refused",
@@ -354,14 +294,7 @@ async fn unreachable_regions_are_passed_over_and_retry_after_is_clamped() {
 async fn fallback_models_are_named_as_such() {
     let router = Router::default();
     let cands = vec![cand("us-east-1", "m"), cand("us-east-1", "f")];
-    let mut a = Attempts::new(
-        &router,
-        &cands,
-        limits(10_000, 3, false),
-        "priority",
-        "us",
-        Instant::now(),
-    );
+    let mut a = attempts(&router, &cands, limits(10_000, 3, false), Instant::now());
     let (n, _) = start(a.poll(Instant::now()));
     a.failed(n, &DOWN, Instant::now());
     let (n, c) = start(a.poll(Instant::now()));
@@ -374,7 +307,7 @@ async fn the_deadline_ends_a_running_attempt() {
     let router = Router::default();
     let cands = three();
     let t0 = Instant::now();
-    let mut a = Attempts::new(&router, &cands, limits(500, 3, false), "priority", "us", t0);
+    let mut a = attempts(&router, &cands, limits(500, 3, false), t0);
     start(a.poll(t0));
     assert_eq!(wait(a.poll(t0)), t0 + Duration::from_millis(500));
     advance(Duration::from_millis(500)).await;

@@ -109,11 +109,8 @@ impl Limiter {
         match self.shared() {
             Some(s) => {
                 let all = s.list_keys().await.ok_or(KeyError::Unavailable)?;
-                let Some((h, _)) = all.into_iter().find(|(h, _)| {
-                    hex::decode(h)
-                        .ok()
-                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                        .is_some_and(|b| keys::id(&b) == id)
+                let Some((h, _)) = all.into_iter().find(|(_, json)| {
+                    serde_json::from_str::<KeyRecord>(json).is_ok_and(|r| r.id == id)
                 }) else {
                     return Ok(false);
                 };

@@ -293,11 +293,11 @@ impl Shared {
 
     /// Stores a runtime key's record under its hash (hex).
     pub async fn put_key(&self, hash_hex: &str, record: &str) -> bool {
-        let (k, r) = (format!("meridian:key:{hash_hex}"), record.to_string());
+        let (k, r) = (key_record(hash_hex), record.to_string());
         let idx = hash_hex.to_string();
         self.call(|mut c| async move {
             c.set::<_, _, ()>(&k, r).await?;
-            c.sadd::<_, _, ()>("meridian:keys", idx).await
+            c.sadd::<_, _, ()>(KEY_SET, idx).await
         })
         .await
         .is_some()
@@ -305,30 +305,38 @@ impl Shared {
 
     /// A runtime key's record, by hash (hex); `Some(None)` when there is none.
     pub async fn get_key(&self, hash_hex: &str) -> Option<Option<String>> {
-        let k = format!("meridian:key:{hash_hex}");
+        let k = key_record(hash_hex);
         self.call(|mut c| async move { c.get(k).await }).await
     }
 
     /// Every runtime key's (hash hex, record).
     pub async fn list_keys(&self) -> Option<Vec<(String, String)>> {
         let hashes: Vec<String> = self
-            .call(|mut c| async move { c.smembers("meridian:keys").await })
+            .call(|mut c| async move { c.smembers(KEY_SET).await })
             .await?;
-        let mut out = Vec::new();
-        for h in hashes {
-            if let Some(Some(r)) = self.get_key(&h).await {
-                out.push((h, r));
-            }
+        if hashes.is_empty() {
+            return Some(Vec::new());
         }
-        Some(out)
+        // Every record in one round trip.
+        let names: Vec<String> = hashes.iter().map(|h| key_record(h)).collect();
+        let records: Vec<Option<String>> = self
+            .call(|mut c| async move { redis::cmd("MGET").arg(names).query_async(&mut c).await })
+            .await?;
+        Some(
+            hashes
+                .into_iter()
+                .zip(records)
+                .filter_map(|(h, r)| Some((h, r?)))
+                .collect(),
+        )
     }
 
     /// Removes a runtime key.
     pub async fn delete_key(&self, hash_hex: &str) -> bool {
-        let (k, idx) = (format!("meridian:key:{hash_hex}"), hash_hex.to_string());
+        let (k, idx) = (key_record(hash_hex), hash_hex.to_string());
         self.call(|mut c| async move {
             c.del::<_, ()>(&k).await?;
-            c.srem::<_, _, ()>("meridian:keys", idx).await
+            c.srem::<_, _, ()>(KEY_SET, idx).await
         })
         .await
         .is_some()
@@ -368,6 +376,15 @@ impl Shared {
         }
         Some(all.into_iter().filter(|(_, until)| *until > now).collect())
     }
+}
+
+/// The set of issued keys' hashes; with their records it shares one hash
+/// tag, so listing them is one slot's work on Redis Cluster too.
+const KEY_SET: &str = "meridian:{keys}:all";
+
+/// The record of the issued key with this hash (hex).
+fn key_record(hash_hex: &str) -> String {
+    format!("meridian:{{keys}}:{hash_hex}")
 }
 
 /// The hash of open breakers: candidate key → open until (epoch ms).
