@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a bench binary
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use meridian_catalog::Catalog;
 use meridian_catalog::detect::Step;
-use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_gateway::{AppState, UpstreamInfo};
 use meridian_sim::{Fleet, FleetConfig, LatencyModel};
 use meridian_upstream::{BedrockClient, Timeouts};
 use serde_json::{Value, json};
@@ -55,15 +57,7 @@ async fn gateway(fleet: &Fleet, affinity: bool) -> String {
         client,
         info,
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(meridian_gateway::serve(
-        listener,
-        state,
-        ServeOptions::default(),
-        std::future::pending(),
-    ));
-    url
+    common::serve(state).await
 }
 
 /// Tokens: (input, cache read, cache write, output) over the workload.

@@ -12,6 +12,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a bench binary
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::Path;
@@ -27,7 +29,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meridian_catalog::detect::Step;
 use meridian_gateway::invocation::InvocationLog;
-use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_gateway::{AppState, UpstreamInfo};
 use meridian_upstream::{BedrockClient, Timeouts};
 use tokio::time::Instant;
 
@@ -96,15 +98,7 @@ async fn gateway(upstream: &str, log: Option<&Path>, extra: &str) -> String {
             "redis-server does not answer"
         );
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(meridian_gateway::serve(
-        listener,
-        state,
-        ServeOptions::default(),
-        std::future::pending(),
-    ));
-    url
+    common::serve(state).await
 }
 
 type Http = Client<HttpConnector, Full<Bytes>>;
