@@ -248,3 +248,67 @@ async fn a_breaker_one_replica_opens_opens_on_the_others() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_ne!(b.router.health.state(key), State::Open);
 }
+
+/// A limit raised by a reload applies at once, in memory and in Redis: the
+/// debt run up under the old limit is not carried into the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_limit_applies_at_once_on_both_backends() {
+    use meridian_config::{Backend, Limits, StateSettings, Tenant};
+    use meridian_gateway::limits::{Ask, Limiter};
+    use std::sync::Arc;
+
+    let port = free_port();
+    let _redis = redis(port).await;
+    let backends = [
+        StateSettings::default(),
+        StateSettings {
+            backend: Backend::Redis {
+                url: format!("redis://127.0.0.1:{port}"),
+            },
+            timeout_ms: 1_000,
+            ..StateSettings::default()
+        },
+    ];
+    for settings in backends {
+        let limiter = Limiter::new(&settings);
+        if let Some(s) = limiter.shared() {
+            assert!(s.connect(Duration::from_secs(5)).await);
+        }
+        let tenant = |rpm| {
+            let mut t = Tenant::implicit();
+            t.name = "raised".into();
+            t.limits = Limits {
+                requests_per_minute: Some(rpm),
+                ..Limits::default()
+            };
+            Arc::new(t)
+        };
+        let ask = |t: &Arc<Tenant>, i: usize| Ask {
+            tenant: t.clone(),
+            request_id: format!("r{i}"),
+            tokens: 1,
+            lease_ms: 60_000,
+        };
+        let slow = tenant(60);
+        let mut admitted = 0;
+        for i in 0..10 {
+            admitted += usize::from(limiter.admit(ask(&slow, i)).await.is_ok());
+        }
+        assert!(
+            admitted <= 2,
+            "{:?}: 60 a minute, one second's burst: {admitted}",
+            settings.backend
+        );
+        assert!(limiter.admit(ask(&slow, 10)).await.is_err());
+        let fast = tenant(60_000);
+        for i in 0..20 {
+            let r = limiter.admit(ask(&fast, 100 + i)).await;
+            assert!(
+                r.is_ok(),
+                "{:?}: request {i} after the raise: {:?}",
+                settings.backend,
+                r.err()
+            );
+        }
+    }
+}

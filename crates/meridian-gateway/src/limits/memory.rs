@@ -13,8 +13,10 @@ use super::{Ask, Period, Refused, Ticket, Usage, Window, divided};
 
 #[derive(Debug, Default)]
 struct TenantState {
-    requests_tat: f64,
-    tokens_tat: f64,
+    /// TATs with the limit they were kept under: a limit changed by a
+    /// reload starts a fresh window (see `shared::rate_part`).
+    requests_tat: (u64, f64),
+    tokens_tat: (u64, f64),
     /// Request ID → lease expiry, ms.
     in_flight: HashMap<String, f64>,
     day: (String, Usage),
@@ -93,11 +95,11 @@ impl Memory {
                 retry_after_ms: v.retry_after.ceil() as u64,
             });
         }
-        if let Some((v, _)) = req {
-            st.requests_tat = v.tat;
+        if let Some((v, limit)) = req {
+            st.requests_tat = (limit, v.tat);
         }
-        if let Some((v, _)) = tok {
-            st.tokens_tat = v.tat;
+        if let Some((v, limit)) = tok {
+            st.tokens_tat = (limit, v.tat);
         }
         if limits.max_concurrent.is_some() {
             st.in_flight
@@ -123,11 +125,15 @@ impl Memory {
         let used_tokens = used.input_tokens + used.output_tokens;
         if let Some(per_minute) = t.tokens.map(|w| w.limit) {
             let rate = Rate::per_minute(per_minute);
-            st.tokens_tat = if t.reserved >= used_tokens {
-                gcra::refund(rate, st.tokens_tat, now, t.reserved - used_tokens)
-            } else {
-                gcra::charge(rate, st.tokens_tat, now, used_tokens - t.reserved)
-            };
+            let tat = tat_under(st.tokens_tat, per_minute);
+            st.tokens_tat = (
+                per_minute,
+                if t.reserved >= used_tokens {
+                    gcra::refund(rate, tat, now, t.reserved - used_tokens)
+                } else {
+                    gcra::charge(rate, tat, now, used_tokens - t.reserved)
+                },
+            );
         }
         for period in [Period::Day, Period::Month] {
             let u = current(st, period, wall);
@@ -163,8 +169,16 @@ fn current(st: &mut TenantState, period: Period, wall: SystemTime) -> &mut Usage
     &mut slot.1
 }
 
-fn check(limit: Option<u64>, tat: f64, now: f64, cost: u64) -> Option<(gcra::Verdict, u64)> {
-    limit.map(|l| (gcra::check(Rate::per_minute(l), tat, now, cost), l))
+/// The TAT kept under `limit`; none (a fresh window) when it was kept under another.
+fn tat_under((kept_under, tat): (u64, f64), limit: u64) -> f64 {
+    if kept_under == limit { tat } else { 0.0 }
+}
+
+fn check(limit: Option<u64>, tat: (u64, f64), now: f64, cost: u64) -> Option<(gcra::Verdict, u64)> {
+    limit.map(|l| {
+        let v = gcra::check(Rate::per_minute(l), tat_under(tat, l), now, cost);
+        (v, l)
+    })
 }
 
 fn window((v, limit): (gcra::Verdict, u64)) -> Window {

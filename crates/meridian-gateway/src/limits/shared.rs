@@ -44,6 +44,14 @@ impl std::fmt::Debug for Shared {
 }
 
 /// Keys of one tenant, all in the slot of `{t:NAME}`.
+/// A rate's TAT key part names the limit it was kept under, so a limit
+/// changed by a reload starts a fresh window instead of carrying the old
+/// one's debt (60 a minute's debt is a minute; 60,000 a minute's is a
+/// millisecond). The old key expires with its TAT.
+fn rate_part(part: &str, per_minute: Option<u64>) -> String {
+    format!("{part}:{}", per_minute.unwrap_or(0))
+}
+
 fn key(tenant: &str, part: &str) -> String {
     format!("meridian:{{t:{tenant}}}:{part}")
 }
@@ -153,8 +161,8 @@ impl Shared {
         let (rq_int, rq_burst) = rate_args(l.requests_per_minute);
         let (tk_int, tk_burst) = rate_args(l.tokens_per_minute);
         let keys = [
-            key(&t.name, "rq"),
-            key(&t.name, "tk"),
+            key(&t.name, &rate_part("rq", l.requests_per_minute)),
+            key(&t.name, &rate_part("tk", l.tokens_per_minute)),
             key(&t.name, "if"),
             key(&t.name, &format!("d:{}", Period::Day.label(now))),
             key(&t.name, &format!("m:{}", Period::Month.label(now))),
@@ -237,7 +245,7 @@ impl Shared {
         let name = &ticket.tenant.name;
         let now = SystemTime::now();
         let keys = [
-            key(name, "tk"),
+            key(name, &rate_part("tk", ticket.tokens.map(|w| w.limit))),
             key(name, "if"),
             key(name, &format!("d:{}", Period::Day.label(now))),
             key(name, &format!("m:{}", Period::Month.label(now))),
