@@ -245,3 +245,17 @@ class Redis:
 def gw_client(gw, service="bedrock-runtime", config=NO_RETRY):
     return boto3.client(service, endpoint_url=gw["url"], region_name="us-east-1",
                         aws_access_key_id="AKIDCLIENT", aws_secret_access_key="client-secret", config=config)
+
+
+def invocation_record(gw, request_id, file="invocations.ndjson"):
+    """The invocation record of `request_id` in the gateway's file sink,
+    waiting up to 10 s for the log writer."""
+    path = gw["dir"] / file
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        for line in path.read_text().splitlines() if path.exists() else []:
+            r = json.loads(line)
+            if r["requestId"] == request_id:
+                return r
+        time.sleep(0.05)
+    raise AssertionError(f"no record for {request_id}")

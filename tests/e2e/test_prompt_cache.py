@@ -2,13 +2,11 @@
 region; a repeated prefix behind a cache point is read from it, and the
 cache counts reach boto3's and the Anthropic SDK's usage, the invocation
 record and its cost."""
-import json
-import time
 
 import anthropic
 import pytest
 
-from conftest import fleet_gateway, gw_client
+from conftest import fleet_gateway, gw_client, invocation_record
 
 LONG = "Answer in the house style, briefly, citing nothing. " * 80
 
@@ -28,18 +26,6 @@ file = "invocations.ndjson"
 """)
 
 
-def record(gw, request_id):
-    path = gw["dir"] / "invocations.ndjson"
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        for line in path.read_text().splitlines() if path.exists() else []:
-            r = json.loads(line)
-            if r["requestId"] == request_id:
-                return r
-        time.sleep(0.05)
-    raise AssertionError(f"no record for {request_id}")
-
-
 def test_boto3_sees_cache_writes_then_reads_in_usage_records_and_cost(gw):
     rt = gw_client(gw)
     system = [{"text": LONG}, {"cachePoint": {"type": "default"}}]
@@ -52,8 +38,8 @@ def test_boto3_sees_cache_writes_then_reads_in_usage_records_and_cost(gw):
     assert u2["cacheReadInputTokens"] == u1["cacheWriteInputTokens"] and u2["cacheWriteInputTokens"] == 0, u2
     assert u2["inputTokens"] < 20, "cached tokens are not counted as input"
 
-    r1 = record(gw, first["ResponseMetadata"]["RequestId"])
-    r2 = record(gw, second["ResponseMetadata"]["RequestId"])
+    r1 = invocation_record(gw, first["ResponseMetadata"]["RequestId"])
+    r2 = invocation_record(gw, second["ResponseMetadata"]["RequestId"])
     assert r1["input"]["cacheWriteInputTokenCount"] == u1["cacheWriteInputTokens"]
     assert r2["input"]["cacheReadInputTokenCount"] == u2["cacheReadInputTokens"]
     # Reads cost a tenth of input, writes a quarter more: the second is far cheaper.

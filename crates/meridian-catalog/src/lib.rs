@@ -19,7 +19,7 @@ mod route;
 
 pub use data::Catalog;
 pub use error::CatalogError;
-pub use model::{Lifecycle, Model, Price, PriceTable};
+pub use model::{Lifecycle, Model, Price, PriceTable, ServiceTier};
 pub use region::Region;
 pub use residency::Policy;
 pub use resolve::{AppProfile, Resolution, Resolver, Target, TargetKind};

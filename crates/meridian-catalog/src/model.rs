@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Price in USD per million tokens.
+/// Price in USD per million tokens, with the model's prompt-cache prices
+/// as factors of the input price.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(from = "[f64; 2]", into = "[f64; 2]")]
 pub struct Price {
@@ -10,23 +11,88 @@ pub struct Price {
     pub input_per_mtok: f64,
     /// USD per million output tokens.
     pub output_per_mtok: f64,
+    /// Cache reads, as a factor of the input price.
+    pub cache_read_factor: f64,
+    /// Cache writes (five-minute TTL), as a factor of the input price.
+    pub cache_write_factor: f64,
 }
 
-/// Prompt-cache prices relative to the input price: Anthropic's published
-/// multipliers (reads 0.1×, five-minute writes 1.25×, one-hour writes 2×),
-/// used for every model until the catalog carries its own cache prices.
+/// Prompt-cache prices relative to the input price when a model's catalog
+/// entry does not set `price.cache`: Anthropic's published multipliers
+/// (reads 0.1×, five-minute writes 1.25×).
 pub const CACHE_READ_FACTOR: f64 = 0.1;
 /// See [`CACHE_READ_FACTOR`].
 pub const CACHE_WRITE_FACTOR: f64 = 1.25;
+
+/// Bedrock's on-demand service tiers, and what each costs relative to the
+/// standard (`default`) price: Flex is discounted, Priority carries a
+/// premium (AWS's service-tier pages; the factors are the published
+/// 50 % discount and 75 % premium, unconfirmed per model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceTier {
+    /// Cheaper, throttled first, best effort.
+    Flex,
+    /// Standard: what a request without a tier gets.
+    Default,
+    /// Faster, at a premium.
+    Priority,
+    /// Capacity reserved ahead (needs a reservation).
+    Reserved,
+}
+
+impl ServiceTier {
+    /// Every tier, as Bedrock names them.
+    pub const ALL: [ServiceTier; 4] = [
+        ServiceTier::Flex,
+        ServiceTier::Default,
+        ServiceTier::Priority,
+        ServiceTier::Reserved,
+    ];
+
+    /// Bedrock's name (`flex`, `default`, `priority`, `reserved`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceTier::Flex => "flex",
+            ServiceTier::Default => "default",
+            ServiceTier::Priority => "priority",
+            ServiceTier::Reserved => "reserved",
+        }
+    }
+
+    /// The tier Bedrock calls `name`.
+    pub fn parse(name: &str) -> Option<ServiceTier> {
+        ServiceTier::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Token price relative to `default`.
+    pub fn price_factor(self) -> f64 {
+        match self {
+            ServiceTier::Flex => 0.5,
+            ServiceTier::Priority => 1.75,
+            ServiceTier::Default | ServiceTier::Reserved => 1.0,
+        }
+    }
+}
 
 impl Price {
     /// USD for these token counts (cache writes at the five-minute rate).
     pub fn cost(&self, input: u64, output: u64, cache_read: u64, cache_write: u64) -> f64 {
         (input as f64 * self.input_per_mtok
             + output as f64 * self.output_per_mtok
-            + cache_read as f64 * self.input_per_mtok * CACHE_READ_FACTOR
-            + cache_write as f64 * self.input_per_mtok * CACHE_WRITE_FACTOR)
+            + cache_read as f64 * self.input_per_mtok * self.cache_read_factor
+            + cache_write as f64 * self.input_per_mtok * self.cache_write_factor)
             / 1e6
+    }
+
+    /// The price of the same tokens served on `tier`.
+    pub fn on_tier(self, tier: ServiceTier) -> Price {
+        let f = tier.price_factor();
+        Price {
+            input_per_mtok: self.input_per_mtok * f,
+            output_per_mtok: self.output_per_mtok * f,
+            ..self
+        }
     }
 }
 
@@ -35,6 +101,8 @@ impl From<[f64; 2]> for Price {
         Price {
             input_per_mtok,
             output_per_mtok,
+            cache_read_factor: CACHE_READ_FACTOR,
+            cache_write_factor: CACHE_WRITE_FACTOR,
         }
     }
 }
@@ -61,19 +129,38 @@ pub struct PriceTable {
     /// Per-prefix overrides, e.g. `us-gov`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_prefix: BTreeMap<String, Price>,
+    /// Prompt-cache prices as `[read, five-minute write]` factors of the
+    /// input price; Anthropic's 0.1× and 1.25× when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<[f64; 2]>,
 }
 
 impl PriceTable {
     /// Price of a profile with this prefix (`global` included).
     pub fn for_prefix(&self, prefix: &str) -> Option<Price> {
-        if let Some(p) = self.by_prefix.get(prefix) {
-            return Some(*p);
-        }
-        if prefix == "global" {
-            self.global
-        } else {
-            self.geo
-        }
+        let p = match self.by_prefix.get(prefix) {
+            Some(p) => Some(*p),
+            None if prefix == "global" => self.global,
+            None => self.geo,
+        };
+        self.cached(p)
+    }
+
+    /// Price of the base model ID in its region (on-demand throughput).
+    pub fn in_region(&self) -> Option<Price> {
+        self.cached(self.on_demand)
+    }
+
+    /// `p` with this table's cache prices.
+    fn cached(&self, p: Option<Price>) -> Option<Price> {
+        let [read, write] = self
+            .cache
+            .unwrap_or([CACHE_READ_FACTOR, CACHE_WRITE_FACTOR]);
+        p.map(|p| Price {
+            cache_read_factor: read,
+            cache_write_factor: write,
+            ..p
+        })
     }
 }
 
@@ -126,6 +213,25 @@ pub struct Model {
     pub end_of_life: Option<String>,
     /// Prices per kind of target.
     pub price: PriceTable,
+    /// Service tiers offered besides `default` (`flex`, `priority`,
+    /// `reserved`); Bedrock refuses the others with `ValidationException`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_tiers: Vec<ServiceTier>,
+    /// Whether the model takes a thinking configuration (extended
+    /// thinking, `reasoningContent` in answers).
+    #[serde(default)]
+    pub reasoning: bool,
+    /// Whether the model takes Converse structured output
+    /// (`outputConfig.textFormat`, JSON schema).
+    #[serde(default)]
+    pub structured_output: bool,
+}
+
+impl Model {
+    /// Whether the model offers `tier` (`default` always).
+    pub fn offers_tier(&self, tier: ServiceTier) -> bool {
+        tier == ServiceTier::Default || self.service_tiers.contains(&tier)
+    }
 }
 
 fn yes() -> bool {

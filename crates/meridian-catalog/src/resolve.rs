@@ -262,7 +262,7 @@ impl<'a> Resolver<'a> {
                         prefix: None,
                         base_model_id: Some(name.to_string()),
                         destinations: BTreeSet::from([src.code.clone()]),
-                        price: model.and_then(|m| m.price.on_demand),
+                        price: model.and_then(|m| m.price.in_region()),
                         confirmed: model.is_some_and(|m| m.on_demand.contains(&src.code)),
                         distance_km: 0,
                     };
@@ -420,7 +420,7 @@ impl<'a> Resolver<'a> {
             destinations,
             price: base
                 .and_then(|b| self.catalog.model_by_id(b))
-                .and_then(|m| m.price.on_demand.or(m.price.geo)),
+                .and_then(|m| m.price.in_region().or(m.price.for_prefix("geo"))),
             confirmed,
             distance_km: distance(src, region),
         };
@@ -556,7 +556,7 @@ impl<'a> Resolver<'a> {
                 base.to_string(),
                 None,
                 BTreeSet::from([region.code.clone()]),
-                model.and_then(|m| m.price.on_demand),
+                model.and_then(|m| m.price.in_region()),
             ),
         };
         Target {

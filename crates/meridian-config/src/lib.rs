@@ -113,6 +113,10 @@ pub struct ExposedModel {
     pub prompt_cache_affinity: bool,
     /// Hedge slow attempts (overrides `[routing] hedging`).
     pub hedging: Option<bool>,
+    /// Bedrock service tiers tried in this order (e.g. `flex` then
+    /// `default`), each as extra candidates; empty: none named, so the
+    /// client's own tier (or Bedrock's standard) applies.
+    pub service_tiers: Vec<meridian_catalog::ServiceTier>,
 }
 
 /// How a model's candidates are ordered.

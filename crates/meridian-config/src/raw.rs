@@ -198,6 +198,8 @@ pub(crate) struct RawModel {
     #[serde(default)]
     pub prompt_cache_affinity: bool,
     pub hedging: Option<bool>,
+    #[serde(default)]
+    pub service_tiers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

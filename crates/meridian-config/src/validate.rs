@@ -9,7 +9,7 @@ use meridian_catalog::{AppProfile, Catalog, Policy};
 use toml::Spanned;
 
 use crate::error::{At, ConfigError};
-use crate::raw::{RawConfig, RawResidency, display};
+use crate::raw::{RawConfig, RawModel, RawResidency, display};
 use crate::tenants;
 use crate::{
     Account, AccountMode, Config, ExposedModel, InboundAuth, Loaded, LogSink, Logging,
@@ -151,6 +151,7 @@ pub(crate) fn validate(
                 fallback: Vec::new(),
                 prompt_cache_affinity: false,
                 hedging: None,
+                service_tiers: Vec::new(),
             })
             .collect()
     } else {
@@ -169,6 +170,7 @@ pub(crate) fn validate(
                 None => default_policy.clone(),
             };
             let strategy = strategy_of(&at, &catalog, &key, m, &policy)?;
+            let service_tiers = service_tiers_of(&at, &catalog, &key, m)?;
             out.push(ExposedModel {
                 name: name.get_ref().clone(),
                 model: m.model.get_ref().clone(),
@@ -177,6 +179,7 @@ pub(crate) fn validate(
                 fallback: m.fallback.iter().map(|f| f.get_ref().clone()).collect(),
                 prompt_cache_affinity: m.prompt_cache_affinity,
                 hedging: m.hedging,
+                service_tiers,
             });
         }
         for (name, m) in &raw.models {
@@ -662,6 +665,57 @@ fn validate_logging(
                 5000,
             )?,
         });
+    }
+    Ok(out)
+}
+
+/// A model's `service_tiers`: known tiers, each once, offered by the model
+/// when the catalog knows it.
+fn service_tiers_of(
+    at: &At,
+    catalog: &Catalog,
+    key: &str,
+    m: &RawModel,
+) -> Result<Vec<meridian_catalog::ServiceTier>, ConfigError> {
+    use meridian_catalog::ServiceTier;
+    let key = format!("{key}.service_tiers");
+    let known = catalog
+        .model(m.model.get_ref())
+        .or_else(|| catalog.model_by_id(m.model.get_ref()));
+    let mut out = Vec::new();
+    for t in &m.service_tiers {
+        let Some(tier) = ServiceTier::parse(t.get_ref()) else {
+            return Err(at.at(
+                t,
+                key,
+                format!(
+                    "'{}' is not a service tier; Bedrock's are flex, default, priority and reserved",
+                    t.get_ref()
+                ),
+            ));
+        };
+        if out.contains(&tier) {
+            return Err(at.at(t, key, format!("'{}' is listed twice", t.get_ref())));
+        }
+        if let Some(model) = known
+            && !model.offers_tier(tier)
+        {
+            return Err(at.at(
+                t,
+                key,
+                format!(
+                    "{} does not offer the {} tier on Bedrock (the catalog lists: default{})",
+                    model.alias,
+                    tier.name(),
+                    model
+                        .service_tiers
+                        .iter()
+                        .map(|t| format!(", {}", t.name()))
+                        .collect::<String>()
+                ),
+            ));
+        }
+        out.push(tier);
     }
     Ok(out)
 }

@@ -197,3 +197,33 @@ price = { on_demand = [1.0, 2.0] }
         "{e}"
     );
 }
+
+#[test]
+fn service_tiers_must_be_known_once_and_offered_by_the_model() {
+    let cfg = |model: &str, tiers: &str| {
+        format!("[models.m]\nmodel = \"{model}\"\nservice_tiers = {tiers}\n")
+    };
+    let ok = parse(&cfg("nova-lite", "[\"flex\", \"default\"]"), None).unwrap();
+    let m = ok.config.model("m").unwrap();
+    assert_eq!(
+        m.service_tiers,
+        [
+            meridian_catalog::ServiceTier::Flex,
+            meridian_catalog::ServiceTier::Default
+        ]
+    );
+    let e = err(&cfg("nova-lite", "[\"cheap\"]"));
+    assert!(
+        e.starts_with("meridian.toml:3: models.m.service_tiers: 'cheap' is not a service tier"),
+        "{e}"
+    );
+    let e = err(&cfg("nova-lite", "[\"flex\", \"flex\"]"));
+    assert!(e.contains("'flex' is listed twice"), "{e}");
+    let e = err(&cfg("claude-3-haiku", "[\"flex\", \"default\"]"));
+    assert!(
+        e.contains(
+            "claude-3-haiku does not offer the flex tier on Bedrock (the catalog lists: default)"
+        ),
+        "{e}"
+    );
+}

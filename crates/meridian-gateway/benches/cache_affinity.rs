@@ -117,10 +117,7 @@ fn main() {
         for (name, fleet, affinity) in [("without affinity", &without, false), ("prompt_cache_affinity", &with, true)] {
             let gw = gateway(fleet, affinity).await;
             let (input, read, write, output) = run(&gw).await;
-            let price = meridian_catalog::Price {
-                input_per_mtok: PRICE_IN,
-                output_per_mtok: PRICE_OUT,
-            };
+            let price = meridian_catalog::Price::from([PRICE_IN, PRICE_OUT]);
             let cost = price.cost(input, output, read, write);
             let rate = read as f64 / (read + write).max(1) as f64;
             println!("{name:<28} {:>9.1}% {read:>12} {write:>12} {cost:>12.6}", rate * 100.0);

@@ -160,6 +160,13 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     }
     let region = f.served.map(|s| served_region(s).to_string());
     let mut cost = None;
+    // The tier that served it: as the answer says, else as asked.
+    let tier = f.served.and_then(|s| {
+        f.usage
+            .service_tier
+            .or_else(|| crate::usage::tier_header(&s.headers))
+            .or(s.candidate.service_tier)
+    });
     if let (Some(s), Some(r)) = (f.served, &region) {
         m.add(
             "meridian_input_tokens_total",
@@ -181,7 +188,9 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         }
         if let Some(p) = &s.candidate.target.price {
             let u = f.usage;
-            let usd = p.cost(u.input, u.output, u.cache_read, u.cache_write);
+            let usd = p
+                .on_tier(tier.unwrap_or(meridian_catalog::ServiceTier::Default))
+                .cost(u.input, u.output, u.cache_read, u.cache_write);
             cost = Some(usd);
             m.add(
                 "meridian_estimated_cost_usd_total",
@@ -250,6 +259,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         latency_ms: f.latency.as_millis() as u64,
         time_to_first_token_ms: f.ttft.map(|t| t.as_millis() as u64),
         estimated_cost_usd: cost,
+        service_tier: tier.map(meridian_catalog::ServiceTier::name),
         decision: f.decision.cloned(),
         tenant: l.tenant.clone(),
     };

@@ -305,18 +305,16 @@ fn headers(r: &mut Response, c: &Ctx) {
 
 /// Whether `model` (an exposed name, alias, ID or ARN) is an Anthropic model.
 fn anthropic_model(state: &AppState, model: &str) -> bool {
-    let reference = state
-        .config
-        .model(model)
-        .map_or(model, |m| m.model.as_str());
-    let catalog = state
-        .catalog
-        .model(reference)
-        .or_else(|| state.catalog.model_by_id(reference));
-    match catalog {
+    match state.catalog_model(model) {
         Some(m) => m.provider.eq_ignore_ascii_case("anthropic"),
         // Raw IDs and ARNs the catalog does not name: go by the ID.
-        None => reference.contains("anthropic.") || state.config.model(model).is_none(),
+        None => {
+            let reference = state
+                .config
+                .model(model)
+                .map_or(model, |m| m.model.as_str());
+            reference.contains("anthropic.") || state.config.model(model).is_none()
+        }
     }
 }
 

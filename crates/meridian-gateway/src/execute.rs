@@ -63,12 +63,23 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
         (Some(base), "count-tokens") => base.clone(),
         _ => c.target.model_id.clone(),
     };
+    let mut body = plan.body.clone();
+    let mut headers = plan.headers.clone();
+    if let Some(tier) = c.service_tier {
+        match plan.tier_bodies.iter().find(|(t, _)| *t == tier) {
+            Some((_, b)) => body = b.clone(),
+            None => headers.push((
+                http::HeaderName::from_static(crate::plan::TIER_HEADER),
+                http::HeaderValue::from_static(tier.name()),
+            )),
+        }
+    }
     Call {
         region: c.target.endpoint_region.clone(),
         model_id,
         action: plan.action,
-        body: plan.body.clone(),
-        headers: plan.headers.clone(),
+        body,
+        headers,
     }
 }
 

@@ -87,6 +87,26 @@ impl FrontDoor for OpenAi {
         })?;
         let t = to_converse(&value)?;
         converse::validate_request(&t.converse).map_err(|e| OpenAiError::from(&e))?;
+        if let Some(m) = state.catalog_model(&t.model) {
+            if t.reasoning && !m.reasoning {
+                return Err(OpenAiError::invalid(
+                    "reasoning_effort",
+                    format!(
+                        "{} does not support reasoning_effort (no extended thinking on Bedrock)",
+                        t.model
+                    ),
+                ));
+            }
+            if t.structured && !m.structured_output {
+                return Err(OpenAiError::invalid(
+                    "response_format",
+                    format!(
+                        "{} does not support structured output (response_format json_schema or json_object)",
+                        t.model
+                    ),
+                ));
+            }
+        }
         let ctx = Chat {
             request_id: request_id.to_string(),
             id: format!("chatcmpl-{}", request_id.replace('-', "")),

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use meridian_catalog::Policy;
 use meridian_catalog::resolve::ResolveError;
+use meridian_catalog::{Policy, ServiceTier};
 use meridian_config::{AccountMode, Strategy};
 use meridian_router::route::fnv_bytes;
 use meridian_router::{Candidate, Order};
@@ -38,8 +38,11 @@ pub struct Plan {
     pub strategy: &'static str,
     /// Bedrock action (`converse`, `invoke-with-response-stream`, …).
     pub action: &'static str,
-    /// Request body sent to every attempt unchanged.
+    /// Request body sent to every attempt unchanged (but for its service tier).
     pub body: Bytes,
+    /// The body with `serviceTier` set, per tier Meridian asks for
+    /// (Converse actions only; InvokeModel carries the tier in a header).
+    pub tier_bodies: Vec<(ServiceTier, Bytes)>,
     /// Request headers forwarded upstream.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Whether the answer is an event stream.
@@ -96,6 +99,16 @@ pub fn build(
     let models = std::iter::once((requested, resolution.targets.as_slice()))
         .chain(fallbacks.iter().map(|(m, t)| (m.as_str(), t.as_slice())));
     let accounts = state.accounts.len().max(1);
+    // The model's service tiers, in order, unless the client named its own.
+    let tiers: &[ServiceTier] = match exposed {
+        Some(m) if !m.service_tiers.is_empty() && !names_tier(call) => &m.service_tiers,
+        _ => &[],
+    };
+    let per_tier: Vec<Option<ServiceTier>> = if tiers.is_empty() {
+        vec![None]
+    } else {
+        tiers.iter().copied().map(Some).collect()
+    };
     let mut candidates = Vec::new();
     for (m, (model, targets)) in models.enumerate() {
         for t in targets {
@@ -107,15 +120,26 @@ pub fn build(
                     AccountMode::Tiered => a,
                     AccountMode::Pooled => 0,
                 };
-                candidates.push(Candidate {
-                    account: acct.name.clone(),
-                    tier: m * accounts + tier,
-                    model: model.to_string(),
-                    target: t.clone(),
-                });
+                for (s, service_tier) in per_tier.iter().enumerate() {
+                    candidates.push(Candidate {
+                        account: acct.name.clone(),
+                        tier: (m * accounts + tier) * per_tier.len() + s,
+                        model: model.to_string(),
+                        target: t.clone(),
+                        service_tier: *service_tier,
+                    });
+                }
             }
         }
     }
+    let tier_bodies = if matches!(call.action, "converse" | "converse-stream") {
+        tiers
+            .iter()
+            .filter_map(|t| Some((*t, with_tier(&call.body, *t)?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let strategy = exposed.map_or(&Strategy::Priority, |m| &m.strategy);
     let order = match strategy {
         Strategy::Priority => Order::Priority,
@@ -162,6 +186,7 @@ pub fn build(
         strategy: strategy.name(),
         action: call.action,
         body: call.body.clone(),
+        tier_bodies,
         headers: call.forward.clone(),
         streaming: call.streaming,
         tokens,
@@ -171,6 +196,29 @@ pub fn build(
         hedging: exposed.and_then(|m| m.hedging).unwrap_or(routing.hedging),
         max_attempts: state.max_attempts,
     })
+}
+
+/// Whether the client named a service tier itself (Converse `serviceTier`,
+/// InvokeModel's `X-Amzn-Bedrock-Service-Tier`): then it is sent as asked.
+fn names_tier(call: &Call) -> bool {
+    call.forward.iter().any(|(n, _)| n == TIER_HEADER)
+        || call
+            .json
+            .as_ref()
+            .is_some_and(|j| j.get("serviceTier").is_some())
+}
+
+/// InvokeModel's service-tier request header.
+pub const TIER_HEADER: &str = "x-amzn-bedrock-service-tier";
+
+/// A Converse body with `serviceTier` set to `tier`.
+fn with_tier(body: &[u8], tier: ServiceTier) -> Option<Bytes> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    v.as_object_mut()?.insert(
+        "serviceTier".into(),
+        serde_json::json!({"type": tier.name()}),
+    );
+    serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
 /// The policy in `x-meridian-residency`, if the request has one: it can

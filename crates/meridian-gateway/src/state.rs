@@ -253,6 +253,27 @@ impl AppState {
             .map(|a| &a.client)
     }
 
+    /// The catalog's model behind what a client asked for (an exposed name,
+    /// alias, base model ID, system profile ID or foundation-model ARN);
+    /// `None` for what the catalog does not name (application profiles,
+    /// unknown IDs).
+    pub fn catalog_model(&self, requested: &str) -> Option<&meridian_catalog::Model> {
+        use meridian_catalog::arn::ModelRef;
+        let reference = self
+            .config
+            .model(requested)
+            .map_or(requested, |m| m.model.as_str());
+        if let Some(m) = self.catalog.model(reference) {
+            return Some(m);
+        }
+        let base = match ModelRef::parse(reference) {
+            ModelRef::SystemProfile { base, .. } | ModelRef::Name(base) => base,
+            ModelRef::Arn(arn) if arn.resource_type == "foundation-model" => arn.resource_id,
+            ModelRef::Arn(_) => return None,
+        };
+        self.catalog.model_by_id(base)
+    }
+
     /// The targets for what a client asked for: the start-up snapshot for an
     /// exposed name, else a fresh resolution (raw IDs, ARNs, a narrowing header).
     pub fn resolve(

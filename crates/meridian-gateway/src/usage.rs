@@ -3,6 +3,7 @@
 //! `amazon-bedrock-invocationMetrics` InvokeModel streams put in their last chunk.
 
 use base64::Engine as _;
+use meridian_catalog::ServiceTier;
 use serde_json::Value;
 
 /// Token counts. `input` excludes tokens read from or written to the
@@ -15,6 +16,19 @@ pub struct Usage {
     pub cache_read: u64,
     /// Input tokens written to the prompt cache.
     pub cache_write: u64,
+    /// The service tier the answer says served it (Converse's
+    /// `serviceTier`, InvokeModel's `X-Amzn-Bedrock-Service-Tier`).
+    pub service_tier: Option<ServiceTier>,
+}
+
+/// The tier a Converse answer or metadata event names.
+fn tier_of(v: &Value) -> Option<ServiceTier> {
+    ServiceTier::parse(v.get("serviceTier")?.get("type")?.as_str()?)
+}
+
+/// The tier in InvokeModel's response header.
+pub fn tier_header(headers: &http::HeaderMap) -> Option<ServiceTier> {
+    ServiceTier::parse(headers.get("x-amzn-bedrock-service-tier")?.to_str().ok()?)
 }
 
 /// Usage of a whole (non-streaming) answer: Converse's `usage`, Bedrock's
@@ -27,8 +41,9 @@ pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
             .and_then(|v| v.parse().ok())
     };
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    let service_tier = tier_of(&v).or_else(|| tier_header(headers));
     if let Some(u) = usage_of(&v) {
-        return u;
+        return Usage { service_tier, ..u };
     }
     match (
         header("x-amzn-bedrock-input-token-count"),
@@ -39,6 +54,7 @@ pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
             output,
             cache_read: header("x-amzn-bedrock-cache-read-input-token-count").unwrap_or(0),
             cache_write: header("x-amzn-bedrock-cache-write-input-token-count").unwrap_or(0),
+            service_tier,
         },
         _ => Usage::default(),
     }
@@ -56,6 +72,7 @@ fn counts(u: &Value) -> Option<Usage> {
         output: get("outputTokens", "output_tokens").unwrap_or(0),
         cache_read: get("cacheReadInputTokens", "cache_read_input_tokens").unwrap_or(0),
         cache_write: get("cacheWriteInputTokens", "cache_creation_input_tokens").unwrap_or(0),
+        service_tier: None,
     })
 }
 
@@ -77,7 +94,10 @@ impl StreamUsage {
         match event_type {
             "metadata" => {
                 if let Some(u) = usage_of(&v) {
-                    self.usage = u;
+                    self.usage = Usage {
+                        service_tier: tier_of(&v),
+                        ..u
+                    };
                 }
             }
             "chunk" => {
@@ -90,7 +110,10 @@ impl StreamUsage {
                 match inner["type"].as_str() {
                     Some("message_start") => {
                         if let Some(u) = counts(&inner["message"]["usage"]) {
-                            self.usage = u;
+                            self.usage = Usage {
+                                service_tier: self.usage.service_tier,
+                                ..u
+                            };
                         }
                     }
                     Some("message_delta") => {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use meridian_catalog::Target;
+use meridian_catalog::{ServiceTier, Target};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -30,15 +30,29 @@ pub struct Candidate {
     pub model: String,
     /// Where and what is called.
     pub target: Target,
+    /// The Bedrock service tier Meridian asks for (`None`: the client's own,
+    /// or standard).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
 }
 
 impl Candidate {
-    /// Key for breakers and statistics.
+    /// Key for breakers and statistics; a tier has its own (Flex is
+    /// throttled on its own, apart from the standard tier).
     pub fn key(&self) -> String {
-        format!(
-            "{}|{}|{}",
-            self.account, self.target.endpoint_region, self.target.model_id
-        )
+        match self.service_tier {
+            None => format!(
+                "{}|{}|{}",
+                self.account, self.target.endpoint_region, self.target.model_id
+            ),
+            Some(t) => format!(
+                "{}|{}|{}|{}",
+                self.account,
+                self.target.endpoint_region,
+                self.target.model_id,
+                t.name()
+            ),
+        }
     }
 }
 
@@ -409,6 +423,7 @@ pub(crate) fn test_candidate(region: &str, model: &str) -> Candidate {
             confirmed: true,
             distance_km: 0,
         },
+        service_tier: None,
     }
 }
 

@@ -30,6 +30,8 @@ pub struct FaultSet {
     pub not_ready: bool,
     /// Slow drip: output speed in tokens per second, overriding the model.
     pub drip_tokens_per_sec: Option<f64>,
+    /// No Flex capacity left: every Flex-tier request is throttled.
+    pub flex_throttled: bool,
 }
 
 impl Default for FaultSet {
@@ -45,6 +47,7 @@ impl Default for FaultSet {
             stall_ms: None,
             not_ready: false,
             drip_tokens_per_sec: None,
+            flex_throttled: false,
         }
     }
 }

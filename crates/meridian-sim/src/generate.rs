@@ -25,6 +25,8 @@ pub enum Block {
         name: String,
         input: Value,
     },
+    /// Extended thinking, signed (see `thinking`).
+    Reasoning { text: String, signature: String },
 }
 
 /// A generated reply.
@@ -37,6 +39,8 @@ pub struct Reply {
     pub output_tokens: u64,
     /// What the request did with the region's prompt cache.
     pub cache: CacheUse,
+    /// The service tier that served it, when the request named one.
+    pub service_tier: Option<&'static str>,
 }
 
 /// Generates the reply to a Converse-shaped request processed in `region`.
@@ -72,9 +76,23 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
             input_tokens,
             output_tokens,
             cache: CacheUse::default(),
+            service_tier: None,
         };
     }
 
+    // Structured output: a JSON value of the requested schema, as text.
+    if let Some(schema) = structured_schema(body) {
+        let text = sample_value(&schema).to_string();
+        let output_tokens = estimate_tokens(&text).max(1);
+        return Reply {
+            blocks: vec![Block::Text(text)],
+            stop_reason: "end_turn",
+            input_tokens,
+            output_tokens,
+            cache: CacheUse::default(),
+            service_tier: None,
+        };
+    }
     let mut words: Vec<String> = vec![
         "Simulated".into(),
         "reply".into(),
@@ -125,6 +143,7 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
         input_tokens,
         output_tokens: n as u64,
         cache: CacheUse::default(),
+        service_tier: None,
     }
 }
 
@@ -133,6 +152,29 @@ fn pick_tool<'t>(tools: &'t [Value], choice: &Value) -> Option<&'t Value> {
     match choice["tool"]["name"].as_str() {
         Some(name) => specs.clone().find(|s| s["name"] == name),
         None => specs.clone().next(),
+    }
+}
+
+/// The JSON schema of a Converse `outputConfig.textFormat`, if the request
+/// has one (Bedrock sends the schema as a JSON string).
+pub fn structured_schema(body: &Value) -> Option<Value> {
+    let s = body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"].as_str()?;
+    serde_json::from_str(s).ok()
+}
+
+/// A plausible value of a JSON schema.
+fn sample_value(schema: &Value) -> Value {
+    match schema["type"].as_str() {
+        Some("object") | None => sample_input(schema),
+        Some("array") => json!([sample_value(&schema["items"])]),
+        Some("integer") => json!(1),
+        Some("number") => json!(1.5),
+        Some("boolean") => json!(true),
+        _ => schema["enum"]
+            .as_array()
+            .and_then(|e| e.first())
+            .cloned()
+            .unwrap_or_else(|| json!("sim")),
     }
 }
 
@@ -158,7 +200,7 @@ fn sample_input(schema: &Value) -> Value {
             (None, Some("number")) => json!(1.5),
             (None, Some("boolean")) => json!(true),
             (None, Some("array")) => json!([]),
-            (None, Some("object")) => json!({}),
+            (None, Some("object")) => sample_input(p),
             _ => json!(format!("sim-{name}")),
         };
         out.insert(name.to_string(), v);
@@ -198,14 +240,21 @@ pub fn converse_response(r: &Reply, latency_ms: u64) -> Value {
             Block::ToolUse { id, name, input } => {
                 json!({"toolUse": {"toolUseId": id, "name": name, "input": input}})
             }
+            Block::Reasoning { text, signature } => {
+                json!({"reasoningContent": {"reasoningText": {"text": text, "signature": signature}}})
+            }
         })
         .collect();
-    json!({
+    let mut body = json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": r.stop_reason,
         "usage": usage(r),
         "metrics": {"latencyMs": latency_ms},
-    })
+    });
+    if let Some(t) = r.service_tier {
+        body["serviceTier"] = json!({"type": t});
+    }
+    body
 }
 
 fn usage(r: &Reply) -> Value {
@@ -240,6 +289,21 @@ pub fn converse_events(r: &Reply, latency_ms: u64) -> Vec<(&'static str, Value, 
                     ));
                 }
             }
+            Block::Reasoning { text, signature } => {
+                // Reasoning has no contentBlockStart either: text deltas, then the signature.
+                for text in word_deltas(text) {
+                    ev.push((
+                        "contentBlockDelta",
+                        json!({"contentBlockIndex": i, "delta": {"reasoningContent": {"text": text}}}),
+                        1,
+                    ));
+                }
+                ev.push((
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": i, "delta": {"reasoningContent": {"signature": signature}}}),
+                    0,
+                ));
+            }
             Block::ToolUse { id, name, input } => {
                 ev.push((
                     "contentBlockStart",
@@ -263,11 +327,11 @@ pub fn converse_events(r: &Reply, latency_ms: u64) -> Vec<(&'static str, Value, 
         ev.push(("contentBlockStop", json!({"contentBlockIndex": i}), 0));
     }
     ev.push(("messageStop", json!({"stopReason": r.stop_reason}), 0));
-    ev.push((
-        "metadata",
-        json!({"usage": usage(r), "metrics": {"latencyMs": latency_ms}}),
-        0,
-    ));
+    let mut metadata = json!({"usage": usage(r), "metrics": {"latencyMs": latency_ms}});
+    if let Some(t) = r.service_tier {
+        metadata["serviceTier"] = json!({"type": t});
+    }
+    ev.push(("metadata", metadata, 0));
     ev
 }
 

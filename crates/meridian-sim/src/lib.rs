@@ -24,6 +24,8 @@ mod region;
 mod rng;
 mod scenario;
 mod stream;
+mod thinking;
+mod tiers;
 
 pub use config::{CapacityModel, FleetConfig, LatencyModel, SimCredential};
 pub use faults::FaultSet;

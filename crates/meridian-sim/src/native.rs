@@ -68,6 +68,9 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
                                 };
                                 Some(json!({"toolResult": {"toolUseId": b["tool_use_id"], "content": c}}))
                             }
+                            Some("tool_use") => Some(json!({"toolUse": {"toolUseId": b["id"], "name": b["name"], "input": b["input"]}})),
+                            Some("thinking") => Some(json!({"reasoningContent": {"reasoningText": {"text": b["thinking"], "signature": b["signature"]}}})),
+                            Some("redacted_thinking") => Some(json!({"reasoningContent": {"redactedContent": b["data"]}})),
                             _ => None,
                             };
                             converted.into_iter().chain(cache_point(b))
@@ -78,6 +81,9 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
                 messages.push(json!({"role": m["role"], "content": content}));
             }
             let mut out = json!({"messages": messages});
+            if body["thinking"].is_object() {
+                out["additionalModelRequestFields"] = json!({"thinking": body["thinking"]});
+            }
             match &body["system"] {
                 Value::String(sys) => out["system"] = json!([{"text": sys}]),
                 Value::Array(blocks) => {
@@ -152,6 +158,9 @@ pub fn response(d: Dialect, r: &Reply, model_id: &str, rng: &mut Rng) -> Value {
                     Block::ToolUse { id, name, input } => {
                         json!({"type": "tool_use", "id": id, "name": name, "input": input})
                     }
+                    Block::Reasoning { text, signature } => {
+                        json!({"type": "thinking", "thinking": text, "signature": signature})
+                    }
                 })
                 .collect();
             json!({
@@ -207,6 +216,13 @@ pub fn stream_chunks(
                         for text in crate::generate::word_deltas(t) {
                             out.push((json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}}), 1));
                         }
+                    }
+                    Block::Reasoning { text, signature } => {
+                        out.push((json!({"type": "content_block_start", "index": i, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}), 0));
+                        for text in crate::generate::word_deltas(text) {
+                            out.push((json!({"type": "content_block_delta", "index": i, "delta": {"type": "thinking_delta", "thinking": text}}), 1));
+                        }
+                        out.push((json!({"type": "content_block_delta", "index": i, "delta": {"type": "signature_delta", "signature": signature}}), 0));
                     }
                     Block::ToolUse { id, name, input } => {
                         out.push((json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}), 0));

@@ -2,6 +2,7 @@
 //! this region, the processing region chosen by spare capacity, faults of
 //! that region, admission, and the pace of the answer.
 
+use meridian_catalog::ServiceTier;
 use meridian_catalog::arn::ModelRef;
 use meridian_wire::{BedrockError, ErrorKind};
 use tokio::time::Instant;
@@ -90,7 +91,15 @@ impl Ctx {
         &self,
         p: &Placement,
         tokens: u64,
+        tier: Option<ServiceTier>,
     ) -> Result<(String, Admission), BedrockError> {
+        // Flex may use only part of a region's capacity, none in a region
+        // whose Flex capacity is gone: it is throttled first.
+        let share = |f: &FaultSet| match tier {
+            Some(ServiceTier::Flex) if f.flex_throttled => 0.0,
+            Some(ServiceTier::Flex) => crate::tiers::FLEX_SHARE,
+            _ => 1.0,
+        };
         let live: Vec<&String> = p
             .destinations
             .iter()
@@ -117,7 +126,7 @@ impl Ctx {
                 let head = self.shared.state(d).map_or(0.0, |s| {
                     s.capacity
                         .lock()
-                        .headroom(&p.base, &capacity, f.quota_factor, now)
+                        .headroom(&p.base, &capacity, f.quota_factor * share(&f), now)
                 });
                 (head, rng.next_u64(), *d)
             })
@@ -154,7 +163,8 @@ impl Ctx {
             }
         }
         for (_, _, d) in &ranked {
-            let factor = self.shared.faults(d).quota_factor;
+            let f = self.shared.faults(d);
+            let factor = f.quota_factor * share(&f);
             if let Some(s) = self.shared.state(d)
                 && let Some(a) = s
                     .capacity
@@ -170,7 +180,8 @@ impl Ctx {
         ))
     }
 
-    pub(crate) fn pace(&self, processing: &str, f: &FaultSet) -> Pace {
+    pub(crate) fn pace(&self, processing: &str, f: &FaultSet, tier: Option<ServiceTier>) -> Pace {
+        let (first, per_token) = crate::tiers::pace_factors(tier);
         let lat = self.shared.config.read().latency;
         let catalog = &self.shared.catalog;
         let km = match (catalog.region(&self.region), catalog.region(processing)) {
@@ -191,8 +202,8 @@ impl Ctx {
             .unwrap_or(lat.tokens_per_sec)
             .max(0.001);
         Pace {
-            first_ms,
-            per_token_ms: 1000.0 / tps * f.latency_factor,
+            first_ms: first_ms * first,
+            per_token_ms: 1000.0 / tps * f.latency_factor * per_token,
         }
     }
 }

@@ -23,4 +23,7 @@ pub struct Record {
     pub input_tokens: u64,
     /// Output tokens produced.
     pub output_tokens: u64,
+    /// The service tier that served it, when the request named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
 }

@@ -136,6 +136,7 @@ impl Log {
                 outcome: String::new(),
                 input_tokens: 0,
                 output_tokens: 0,
+                service_tier: None,
             }),
         }
     }
@@ -338,12 +339,23 @@ impl Ctx {
                 "The model is unsupported for streaming.",
             ));
         }
+        let tier = crate::tiers::requested(dialect.is_none(), &parts.headers, &parsed)?;
+        log.set(|r| r.service_tier = tier.map(|t| t.name().to_string()));
+        crate::tiers::check(tier, model, &placement.base)?;
+        if !conv.is_null() {
+            crate::thinking::check(&conv, model.is_some_and(|m| m.reasoning), &placement.base)?;
+            check_structured(
+                &conv,
+                model.is_some_and(|m| m.structured_output),
+                &placement.base,
+            )?;
+        }
         let input_tokens = if conv.is_null() {
             converse::estimate_tokens(parsed["inputText"].as_str().unwrap_or_default()).max(1)
         } else {
             converse::estimate_input_tokens(&conv)
         };
-        let (region, admission) = self.admit(&placement, input_tokens + max_tokens)?;
+        let (region, admission) = self.admit(&placement, input_tokens + max_tokens, tier)?;
         log.set(|r| {
             r.inference_region = Some(region.clone());
             r.input_tokens = input_tokens;
@@ -352,7 +364,7 @@ impl Ctx {
         if let Some(ms) = faults.stall_ms {
             sleep(Duration::from_millis(ms)).await;
         }
-        let pace = self.pace(&region, &faults);
+        let pace = self.pace(&region, &faults, tier);
         let cache = if conv.is_null() {
             crate::prompt_cache::CacheUse::default()
         } else {
@@ -363,12 +375,15 @@ impl Ctx {
                 tokio::time::Instant::now(),
             )
         };
-        let cached = |mut reply: generate::Reply| {
+        let mut rng = self.rng();
+        let mut thought = rng.clone();
+        let mut cached = |mut reply: generate::Reply| {
             reply.input_tokens = reply.input_tokens.saturating_sub(cache.read + cache.write);
             reply.cache = cache;
+            reply.service_tier = tier.map(meridian_catalog::ServiceTier::name);
+            crate::thinking::think(&conv, &mut reply, &region, &mut thought);
             reply
         };
-        let mut rng = self.rng();
         let release = ReleaseGuard {
             shared: self.shared.clone(),
             region: region.clone(),
@@ -403,6 +418,8 @@ impl Ctx {
                 );
                 if dialect.is_none() {
                     headers.truncate(1);
+                } else if let Some(t) = tier {
+                    headers.push((crate::tiers::HEADER, t.name().to_string()));
                 }
                 let mut release = release;
                 release.used = reply.input_tokens + reply.output_tokens;
@@ -444,6 +461,25 @@ impl Ctx {
             ("x-amzn-bedrock-invocation-latency", latency_ms.to_string()),
         ]
     }
+}
+
+/// Refuses `outputConfig.textFormat` for a model without structured output,
+/// and a schema that is not a JSON string.
+fn check_structured(conv: &Value, supported: bool, base: &str) -> Result<(), BedrockError> {
+    let Some(format) = conv["outputConfig"].get("textFormat") else {
+        return Ok(());
+    };
+    if !supported {
+        return Err(BedrockError::validation(format!(
+            "The model {base} does not support structured output (outputConfig.textFormat)."
+        )));
+    }
+    if format["type"] != "json_schema" || generate::structured_schema(conv).is_none() {
+        return Err(BedrockError::validation(
+            "outputConfig.textFormat needs type json_schema and structure.jsonSchema.schema, a JSON schema as a string.",
+        ));
+    }
+    Ok(())
 }
 
 /// Gives capacity back when an attempt ends, however it ends.

@@ -64,6 +64,7 @@ impl Ctx {
         let shared = self.shared.clone();
         let output_tokens = reply.output_tokens;
         let input_tokens = reply.input_tokens;
+        let tier = reply.service_tier;
         tokio::spawn(async move {
             sleep(Duration::from_millis(pace.first_ms as u64)).await;
             let mut outcome = "success";
@@ -102,6 +103,9 @@ impl Ctx {
             .header(crate::INFERENCE_REGION_HEADER, region);
         if dialect.is_some() {
             b = b.header("x-amzn-bedrock-content-type", "application/json");
+            if let Some(t) = tier {
+                b = b.header(crate::tiers::HEADER, t);
+            }
         }
         b.body(Body::from_stream(stream)).unwrap_or_default()
     }

@@ -65,6 +65,9 @@ pub struct Routing {
     /// Estimated cost in USD, from the catalog's prices.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_cost_usd: Option<f64>,
+    /// The Bedrock service tier that served it, when one was named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<&'static str>,
     /// How the request was routed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,

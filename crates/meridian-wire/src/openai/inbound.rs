@@ -7,8 +7,10 @@ use serde_json::{Map, Value, json};
 use super::OpenAiError;
 
 /// Top-level request keys handled here; anything else passes through to the model.
-const KNOWN: [&str; 18] = [
+const KNOWN: [&str; 20] = [
     "model",
+    "reasoning_effort",
+    "service_tier",
     "messages",
     "max_tokens",
     "max_completion_tokens",
@@ -39,7 +41,32 @@ pub struct Translated {
     pub stream: bool,
     /// Whether the stream should end with a usage chunk.
     pub include_usage: bool,
+    /// Whether `reasoning_effort` asked for thinking (the model must take it).
+    pub reasoning: bool,
+    /// Whether `response_format` asked for structured output (the model must take it).
+    pub structured: bool,
 }
+
+/// Thinking budget in tokens for an OpenAI `reasoning_effort`; `None` for
+/// efforts that mean no thinking.
+pub fn thinking_budget(effort: &str) -> Result<Option<u64>, OpenAiError> {
+    match effort {
+        "none" | "minimal" => Ok(None),
+        "low" => Ok(Some(1_024)),
+        "medium" => Ok(Some(4_096)),
+        "high" => Ok(Some(16_384)),
+        "xhigh" => Ok(Some(32_000)),
+        other => Err(OpenAiError::invalid(
+            "reasoning_effort",
+            format!(
+                "'{other}' is not a reasoning effort; use none, minimal, low, medium, high or xhigh"
+            ),
+        )),
+    }
+}
+
+/// Visible output tokens when a request with thinking names no maximum.
+const DEFAULT_VISIBLE_TOKENS: u64 = 4_096;
 
 /// OpenAI chat request → Converse request.
 pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
@@ -127,12 +154,33 @@ pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
         converse["system"] = json!(system);
     }
     let mut cfg = Map::new();
-    if let Some(n) = obj
+    let max = obj
         .get("max_completion_tokens")
         .or_else(|| obj.get("max_tokens"))
-        .and_then(Value::as_u64)
-    {
-        cfg.insert("maxTokens".into(), json!(n));
+        .and_then(Value::as_u64);
+    let budget = match obj.get("reasoning_effort") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) => thinking_budget(e)?,
+        Some(_) => {
+            return Err(OpenAiError::invalid(
+                "reasoning_effort",
+                "reasoning_effort must be a string",
+            ));
+        }
+    };
+    // Thinking comes out of maxTokens on Bedrock: the budget is added on top
+    // of what the client allowed for the visible answer.
+    match (max, budget) {
+        (Some(n), None) => {
+            cfg.insert("maxTokens".into(), json!(n));
+        }
+        (n, Some(b)) => {
+            cfg.insert(
+                "maxTokens".into(),
+                json!(b + n.unwrap_or(DEFAULT_VISIBLE_TOKENS)),
+            );
+        }
+        (None, None) => {}
     }
     for (from, to) in [("temperature", "temperature"), ("top_p", "topP")] {
         if let Some(v) = obj.get(from).filter(|v| !v.is_null()) {
@@ -154,20 +202,61 @@ pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
     if let Some(tc) = tool_config(obj)? {
         converse["toolConfig"] = tc;
     }
+    let mut structured = false;
     if let Some(rf) = obj.get("response_format") {
-        match rf["type"].as_str() {
-            Some("text") | None => {}
+        // Converse structured output takes a schema as a JSON string;
+        // json_object is the schema of any object.
+        let (schema, name, description) = match rf["type"].as_str() {
+            Some("text") | None => (None, "", None),
             Some("json_schema") => {
                 let js = &rf["json_schema"];
-                converse["outputConfig"] = json!({"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
-                    "schema": js["schema"].to_string(), "name": js["name"].as_str().unwrap_or("response")}}}});
+                if !js["schema"].is_object() {
+                    return Err(OpenAiError::invalid(
+                        "response_format.json_schema.schema",
+                        "a JSON schema object is required",
+                    ));
+                }
+                (
+                    Some(js["schema"].to_string()),
+                    js["name"].as_str().unwrap_or("response"),
+                    js["description"].as_str(),
+                )
             }
+            Some("json_object") => (
+                Some(json!({"type": "object"}).to_string()),
+                "json_object",
+                None,
+            ),
             Some(other) => {
                 return Err(OpenAiError::invalid(
                     "response_format",
-                    format!("response_format '{other}' is not supported; use json_schema"),
+                    format!(
+                        "response_format '{other}' is not supported; use text, json_object or json_schema"
+                    ),
                 ));
             }
+        };
+        if let Some(schema) = schema {
+            let mut js = json!({"schema": schema, "name": name});
+            if let Some(d) = description {
+                js["description"] = json!(d);
+            }
+            converse["outputConfig"] =
+                json!({"textFormat": {"type": "json_schema", "structure": {"jsonSchema": js}}});
+            structured = true;
+        }
+    }
+    match obj.get("service_tier") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t == "auto" => {}
+        Some(Value::String(t)) if matches!(t.as_str(), "default" | "flex" | "priority") => {
+            converse["serviceTier"] = json!({"type": t});
+        }
+        Some(_) => {
+            return Err(OpenAiError::invalid(
+                "service_tier",
+                "service_tier must be auto, default, flex or priority",
+            ));
         }
     }
     let extra: Map<String, Value> = obj
@@ -175,6 +264,13 @@ pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
         .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let mut extra = extra;
+    if let Some(b) = budget {
+        extra.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": b}),
+        );
+    }
     if !extra.is_empty() {
         converse["additionalModelRequestFields"] = Value::Object(extra);
     }
@@ -189,6 +285,8 @@ pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
         converse,
         stream,
         include_usage,
+        reasoning: budget.is_some(),
+        structured,
     })
 }
 
@@ -294,6 +392,9 @@ fn tool_config(obj: &Map<String, Value>) -> Result<Option<Value>, OpenAiError> {
             if let Some(d) = f["description"].as_str() {
                 spec["description"] = json!(d);
             }
+            if let Some(strict) = f["strict"].as_bool() {
+                spec["strict"] = json!(strict);
+            }
             json!({"toolSpec": spec})
         })
         .collect();
@@ -317,7 +418,9 @@ pub fn finish_reason(stop: &str) -> &'static str {
 /// OpenAI's usage from Converse's: prompt tokens include those read from and
 /// written to the prompt cache (Converse counts them apart), and the reads
 /// are `prompt_tokens_details.cached_tokens`.
-fn usage(u: &Value) -> Value {
+/// `reasoning` is the thinking's token count, estimated from its text
+/// (Converse does not report it apart; it is inside `outputTokens`).
+fn usage(u: &Value, reasoning: Option<u64>) -> Value {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
     let (i, o) = (n("inputTokens") + read + write, n("outputTokens"));
@@ -325,12 +428,16 @@ fn usage(u: &Value) -> Value {
     if u.get("cacheReadInputTokens").is_some() || u.get("cacheWriteInputTokens").is_some() {
         out["prompt_tokens_details"] = json!({"cached_tokens": read, "cache_write_tokens": write});
     }
+    if let Some(r) = reasoning {
+        out["completion_tokens_details"] = json!({"reasoning_tokens": r.min(o)});
+    }
     out
 }
 
 /// Converse response → OpenAI chat completion.
 pub fn from_converse(resp: &Value, id: &str, model: &str, created: u64) -> Value {
     let mut text = String::new();
+    let mut reasoning: Option<String> = None;
     let mut calls = Vec::new();
     for b in resp["output"]["message"]["content"]
         .as_array()
@@ -339,6 +446,9 @@ pub fn from_converse(resp: &Value, id: &str, model: &str, created: u64) -> Value
     {
         if let Some(t) = b["text"].as_str() {
             text.push_str(t);
+        } else if let Some(r) = b.get("reasoningContent") {
+            let r = r["reasoningText"]["text"].as_str().unwrap_or_default();
+            reasoning.get_or_insert_default().push_str(r);
         } else if let Some(u) = b.get("toolUse") {
             calls.push(json!({"id": u["toolUseId"], "type": "function", "function": {"name": u["name"], "arguments": u["input"].to_string()}}));
         }
@@ -347,11 +457,20 @@ pub fn from_converse(resp: &Value, id: &str, model: &str, created: u64) -> Value
     if !calls.is_empty() {
         message["tool_calls"] = json!(calls);
     }
-    json!({
+    // The thinking text, as OpenAI-compatible servers name it.
+    let reasoning_tokens = reasoning.as_deref().map(crate::converse::estimate_tokens);
+    if let Some(r) = reasoning {
+        message["reasoning_content"] = json!(r);
+    }
+    let mut out = json!({
         "id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(resp["stopReason"].as_str().unwrap_or("end_turn"))}],
-        "usage": usage(&resp["usage"]),
-    })
+        "usage": usage(&resp["usage"], reasoning_tokens),
+    });
+    if let Some(t) = resp["serviceTier"]["type"].as_str() {
+        out["service_tier"] = json!(t);
+    }
+    out
 }
 
 /// Turns ConverseStream events into OpenAI `chat.completion.chunk`s.
@@ -362,6 +481,8 @@ pub struct StreamTranslator {
     created: u64,
     include_usage: bool,
     tool_index: HashMap<u64, usize>,
+    /// Estimated tokens of the thinking seen so far, once there is any.
+    reasoning_tokens: Option<u64>,
 }
 
 impl StreamTranslator {
@@ -373,6 +494,7 @@ impl StreamTranslator {
             created,
             include_usage,
             tool_index: HashMap::new(),
+            reasoning_tokens: None,
         }
     }
 
@@ -402,6 +524,9 @@ impl StreamTranslator {
                 let d = &p["delta"];
                 if let Some(t) = d["text"].as_str() {
                     vec![self.chunk(json!({"content": t}), None)]
+                } else if let Some(t) = d["reasoningContent"]["text"].as_str() {
+                    *self.reasoning_tokens.get_or_insert(0) += crate::converse::estimate_tokens(t);
+                    vec![self.chunk(json!({"reasoning_content": t}), None)]
                 } else if let Some(input) = d["toolUse"]["input"].as_str() {
                     let idx = self
                         .tool_index
@@ -424,7 +549,7 @@ impl StreamTranslator {
             )],
             "metadata" if self.include_usage => vec![
                 json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [], "usage": usage(&p["usage"])}),
+                "model": self.model, "choices": [], "usage": usage(&p["usage"], self.reasoning_tokens)}),
             ],
             _ => Vec::new(),
         }
@@ -473,5 +598,81 @@ mod tests {
         );
         let e = to_converse(&json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]})).unwrap_err();
         assert!(e.message.contains("data: URLs"));
+    }
+
+    #[test]
+    fn reasoning_structured_output_tiers_and_strict_tools() {
+        let req = json!({"model": "m", "max_tokens": 100, "reasoning_effort": "low", "service_tier": "flex",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}},
+            "tools": [{"type": "function", "function": {"name": "f", "strict": true, "parameters": {"type": "object"}}}],
+            "messages": [{"role": "user", "content": "hi"}]});
+        let t = to_converse(&req).unwrap();
+        let c = &t.converse;
+        assert!(t.reasoning && t.structured);
+        assert_eq!(
+            c["additionalModelRequestFields"]["thinking"],
+            json!({"type": "enabled", "budget_tokens": 1024})
+        );
+        assert_eq!(
+            c["inferenceConfig"]["maxTokens"], 1124,
+            "the budget on top of the answer's"
+        );
+        assert_eq!(c["serviceTier"], json!({"type": "flex"}));
+        let js = &c["outputConfig"]["textFormat"]["structure"]["jsonSchema"];
+        assert_eq!(js["name"], "city");
+        let schema: Value = serde_json::from_str(js["schema"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            schema["properties"]["name"]["type"], "string",
+            "a JSON string"
+        );
+        assert_eq!(c["toolConfig"]["tools"][0]["toolSpec"]["strict"], true);
+
+        let plain = json!({"model": "m", "reasoning_effort": "minimal", "service_tier": "auto",
+            "response_format": {"type": "json_object"}, "messages": [{"role": "user", "content": "hi"}]});
+        let t = to_converse(&plain).unwrap();
+        assert!(!t.reasoning && t.structured);
+        assert!(t.converse.get("serviceTier").is_none());
+        assert!(t.converse.get("additionalModelRequestFields").is_none());
+        for (k, v) in [("reasoning_effort", "huge"), ("service_tier", "cheap")] {
+            let mut bad = plain.clone();
+            bad[k] = json!(v);
+            assert_eq!(to_converse(&bad).unwrap_err().param.as_deref(), Some(k));
+        }
+    }
+
+    #[test]
+    fn thinking_and_tiers_come_back_in_openai_fields() {
+        let resp = json!({"output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "let me think about it", "signature": "s"}}},
+            {"text": "42"}]}},
+            "stopReason": "end_turn", "serviceTier": {"type": "priority"},
+            "usage": {"inputTokens": 5, "outputTokens": 12, "totalTokens": 17}});
+        let out = from_converse(&resp, "id", "m", 0);
+        let msg = &out["choices"][0]["message"];
+        assert_eq!(msg["content"], "42");
+        assert_eq!(msg["reasoning_content"], "let me think about it");
+        assert_eq!(
+            out["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            6
+        );
+        assert_eq!(out["service_tier"], "priority");
+
+        let mut st = StreamTranslator::new("id", "m", 0, true);
+        let chunks = st.event(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "hmm "}}}),
+        );
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"]["reasoning_content"],
+            "hmm "
+        );
+        let end = st.event(
+            "metadata",
+            &json!({"usage": {"inputTokens": 1, "outputTokens": 3}}),
+        );
+        assert_eq!(
+            end[0]["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            1
+        );
     }
 }
