@@ -25,6 +25,9 @@ def gw(sim, tmp_path_factory):
 [models.chat]
 model = "claude-sonnet-4-5"
 
+[models.nova]
+model = "nova-pro"
+
 [tenants.apps]
 api_keys = ["{h(KEY)}"]
 
@@ -165,3 +168,45 @@ def test_a_stream_broken_after_its_first_event_ends_with_an_error_event(sim, gw)
     finally:
         for region in US:
             put_faults(sim, region, {})
+
+
+def test_other_models_are_translated_to_converse(sim, gw):
+    """Nova has no native Messages format on Bedrock: the request goes out
+    as Converse and the answer comes back in Anthropic's shape."""
+    c = client(gw)
+    seen = len(sim_records(sim))
+    m = c.messages.create(model="nova", max_tokens=40, system="be terse", stop_sequences=["STOP"],
+                          messages=[{"role": "user", "content": "hello nova"}])
+    assert m.type == "message" and m.model == "nova"
+    assert "You said: hello nova" in m.content[0].text
+    assert m.usage.input_tokens > 0 and m.usage.output_tokens > 0 and m.stop_reason == "end_turn"
+    ops = {r["operation"] for r in sim_records(sim)[seen:]}
+    assert ops == {"Converse"}, ops
+
+    # Streamed tool use: the JSON input arrives as input_json_delta, then the result goes back.
+    kinds = []
+    with c.messages.stream(model="nova", max_tokens=200, tools=TOOLS,
+                           messages=[{"role": "user", "content": "weather?"}]) as s:
+        for event in s:
+            kinds.append(event.type if event.type != "content_block_delta" else event.delta.type)
+        final = s.get_final_message()
+    assert "input_json_delta" in kinds and kinds[-1] == "message_stop", kinds
+    call = next(b for b in final.content if b.type == "tool_use")
+    assert call.input == {"city": "sim-city"} and final.stop_reason == "tool_use"
+    image = base64.b64encode(png()).decode()
+    m = c.messages.create(model="nova", max_tokens=40, tools=TOOLS, messages=[
+        {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": image}},
+                                     {"type": "text", "text": "weather?"}]},
+        {"role": "assistant", "content": [b.model_dump() for b in final.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}])
+    assert "Tool result: sunny" in m.content[0].text
+    assert c.messages.count_tokens(model="nova", messages=[{"role": "user", "content": "count me"}]).input_tokens > 0
+
+    # What Converse cannot carry, and thinking Nova does not do, are clear 400s.
+    with pytest.raises(anthropic.BadRequestError) as e:
+        c.messages.create(model="nova", max_tokens=5, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/x.png"}}]}])
+    assert "base64" in e.value.body["error"]["message"]
+    with pytest.raises(anthropic.BadRequestError):
+        c.messages.create(model="nova", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
+                          messages=[{"role": "user", "content": "think"}])

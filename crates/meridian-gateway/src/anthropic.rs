@@ -9,6 +9,9 @@
 //! (flags not on the allow-list are dropped and named in
 //! `x-meridian-dropped-betas`). Bedrock's stream chunks are re-emitted as
 //! Anthropic's SSE events; count_tokens is Bedrock's CountTokens.
+//!
+//! Other models get the request translated to Converse and the answer back
+//! (`meridian_wire::messages`).
 
 use std::sync::Arc;
 
@@ -58,6 +61,8 @@ pub struct Ctx {
     model: String,
     count: bool,
     dropped: Vec<String>,
+    /// Translated to Converse (a model without the native Messages format).
+    converse: bool,
 }
 
 /// An error in Anthropic's shape.
@@ -145,9 +150,7 @@ impl FrontDoor for Anthropic {
             return Err(AnthropicError::invalid("max_tokens: field required"));
         }
         if !anthropic_model(state, &model) {
-            return Err(AnthropicError::invalid(format!(
-                "'{model}' is not an Anthropic model; /v1/messages serves Claude models (use /v1/chat/completions or Converse for others)"
-            )));
+            return converse_call(v, model, stream, count, request_id);
         }
         obj.insert("anthropic_version".into(), json!("bedrock-2023-05-31"));
         let (betas, dropped) = betas(parts);
@@ -159,6 +162,7 @@ impl FrontDoor for Anthropic {
             model: model.clone(),
             count,
             dropped,
+            converse: false,
         };
         let forward = vec![
             (
@@ -215,6 +219,8 @@ impl FrontDoor for Anthropic {
         })?;
         let out = if c.count {
             json!({"input_tokens": v["inputTokens"].as_u64().unwrap_or(0)})
+        } else if c.converse {
+            meridian_wire::messages::from_converse(&v, &message_id(&c.request_id), &c.model)
         } else {
             if let Some(o) = v.as_object_mut() {
                 o.insert("model".into(), json!(c.model));
@@ -232,16 +238,27 @@ impl FrontDoor for Anthropic {
     }
 
     fn stream(c: Ctx, served: &Served, frames: Frames) -> Response {
-        let mut r = Response::builder()
-            .status(served.status)
-            .header("content-type", "text/event-stream")
-            .header("cache-control", "no-cache")
-            .body(crate::sse::body(
+        let body = if c.converse {
+            crate::sse::body(
+                frames,
+                FromConverse(meridian_wire::messages::StreamTranslator::new(
+                    &message_id(&c.request_id),
+                    &c.model,
+                )),
+            )
+        } else {
+            crate::sse::body(
                 frames,
                 Events {
                     model: c.model.clone(),
                 },
-            ))
+            )
+        };
+        let mut r = Response::builder()
+            .status(served.status)
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .body(body)
             .unwrap_or_default();
         headers(&mut r, &c);
         r
@@ -301,6 +318,60 @@ fn headers(r: &mut Response, c: &Ctx) {
     {
         r.headers_mut().insert(DROPPED_BETAS_HEADER, v);
     }
+}
+
+/// A Messages ID for a request ID.
+fn message_id(request_id: &str) -> String {
+    format!("msg_{}", request_id.replace('-', ""))
+}
+
+/// The call for a model without the native Messages format: the request
+/// translated to Converse (or CountTokens' Converse input).
+fn converse_call(
+    v: Value,
+    model: String,
+    stream: bool,
+    count: bool,
+    request_id: &str,
+) -> Result<Decoded<Ctx>, AnthropicError> {
+    let converse = meridian_wire::messages::to_converse(&v)
+        .map_err(|e| AnthropicError::invalid(format!("{model}: {}", e.0)))?;
+    meridian_wire::converse::validate_request(&converse)
+        .map_err(|e| AnthropicError::invalid(e.message))?;
+    let (operation, action, body) = match (count, stream) {
+        (true, _) => {
+            let mut input = json!({"messages": converse["messages"]});
+            for key in ["system", "toolConfig"] {
+                if let Some(x) = converse.get(key) {
+                    input[key] = x.clone();
+                }
+            }
+            (
+                "CountTokens",
+                "count-tokens",
+                json!({"input": {"converse": input}}),
+            )
+        }
+        (false, true) => ("ConverseStream", "converse-stream", converse.clone()),
+        (false, false) => ("Converse", "converse", converse.clone()),
+    };
+    let ctx = Ctx {
+        request_id: request_id.to_string(),
+        model: model.clone(),
+        count,
+        dropped: Vec::new(),
+        converse: true,
+    };
+    let call = Call {
+        operation,
+        action,
+        requested: model,
+        body: Bytes::from(body.to_string()),
+        json: Some(converse),
+        streaming: stream && !count,
+        forward: Vec::new(),
+    };
+    Ok(Decoded::Invoke(call, ctx))
 }
 
 /// Whether `model` (an exposed name, alias, ID or ARN) is an Anthropic model.
@@ -370,6 +441,28 @@ impl crate::sse::Translate for Events {
             event["message"]["model"] = json!(self.model);
         }
         vec![sse_event(&event)]
+    }
+
+    fn exception(&mut self, member: &str, message: &str) -> Bytes {
+        let kind = ErrorKind::from_stream_member(member).unwrap_or(ErrorKind::ModelStreamError);
+        error_event(&BedrockError::new(kind, message))
+    }
+
+    fn broken(&mut self, e: &BedrockError) -> Bytes {
+        error_event(e)
+    }
+}
+
+/// ConverseStream events → Anthropic SSE, for translated models.
+struct FromConverse(meridian_wire::messages::StreamTranslator);
+
+impl crate::sse::Translate for FromConverse {
+    fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
+        self.0
+            .event(event_type, payload)
+            .iter()
+            .map(sse_event)
+            .collect()
     }
 
     fn exception(&mut self, member: &str, message: &str) -> Bytes {

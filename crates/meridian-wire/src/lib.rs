@@ -9,6 +9,7 @@ pub mod control;
 pub mod converse;
 pub mod error;
 pub mod eventstream;
+pub mod messages;
 pub mod openai;
 pub mod operation;
 pub mod sigv4;
