@@ -62,6 +62,14 @@ def test_create_with_a_tenant_key(gw):
     assert m.stop_reason in ("end_turn", "max_tokens")
 
 
+def test_anthropic_api_model_names_resolve(gw):
+    # What the SDKs' examples and Claude Code send: Anthropic's dated names.
+    r = client(gw).messages.with_raw_response.create(
+        model="claude-haiku-4-5-20251001", max_tokens=8, messages=[{"role": "user", "content": "dated"}])
+    m = r.parse()
+    assert m.model == "claude-haiku-4-5-20251001" and "You said: dated" in m.content[0].text
+
+
 def test_stream_text(gw):
     with client(gw).messages.stream(model="chat", max_tokens=12,
                                     messages=[{"role": "user", "content": "stream anthropic"}]) as s:

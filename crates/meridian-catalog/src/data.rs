@@ -166,9 +166,15 @@ impl Catalog {
         &self.models
     }
 
-    /// A model by alias.
+    /// A model by alias, or by the name its provider's own API uses
+    /// (Anthropic's `claude-sonnet-4-5-20250929`, as the `anthropic` SDKs
+    /// and Claude Code send it).
     pub fn model(&self, alias: &str) -> Option<&Model> {
-        self.models.iter().find(|m| m.alias == alias)
+        self.models.iter().find(|m| m.alias == alias).or_else(|| {
+            self.models
+                .iter()
+                .find(|m| m.provider_name() == Some(alias))
+        })
     }
 
     /// A model by base model ID.

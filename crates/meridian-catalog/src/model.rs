@@ -228,6 +228,20 @@ pub struct Model {
 }
 
 impl Model {
+    /// The name the provider's own API gives the model, where Meridian knows
+    /// the rule: Anthropic's is the Bedrock ID without `anthropic.` and the
+    /// version suffix (`anthropic.claude-sonnet-4-5-20250929-v1:0` →
+    /// `claude-sonnet-4-5-20250929`).
+    pub fn provider_name(&self) -> Option<&str> {
+        let rest = self.id.strip_prefix("anthropic.")?;
+        let cut = rest.rfind("-v").filter(|&i| {
+            rest[i + 2..]
+                .split(':')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+        Some(cut.map_or(rest, |i| &rest[..i]))
+    }
+
     /// Whether the model offers `tier` (`default` always).
     pub fn offers_tier(&self, tier: ServiceTier) -> bool {
         tier == ServiceTier::Default || self.service_tiers.contains(&tier)

@@ -252,3 +252,29 @@ fn auckland_au_profile_leaves_australia() {
             .all(|d| d == "ap-southeast-2" || d == "ap-southeast-4")
     );
 }
+
+#[test]
+fn anthropic_api_names_resolve_to_their_models() {
+    let c = catalog();
+    for (name, alias) in [
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-3-haiku-20240307", "claude-3-haiku"),
+        ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+        ("claude-opus-4-6", "claude-opus-4-6"),
+    ] {
+        assert_eq!(
+            c.model(name).map(|m| m.alias.as_str()),
+            Some(alias),
+            "{name}"
+        );
+        let r = Resolver::new(&c, &[])
+            .resolve(name, "us-east-1", &Policy::unrestricted())
+            .unwrap();
+        assert!(!r.targets.is_empty(), "{name}");
+    }
+    assert!(c.model("claude-sonnet-4-5-2025").is_none());
+    assert!(
+        c.model("nova-pro-v1").is_none(),
+        "only Anthropic's naming rule is known"
+    );
+}
