@@ -81,6 +81,9 @@ pub struct Catalog {
     pub meta: BTreeMap<String, Meta>,
     /// The user override file, when one was applied.
     pub override_file: Option<String>,
+    /// Facts read from Bedrock's control plane, applied on top of the
+    /// compiled data (see `discovered`).
+    discovered: Option<std::sync::Arc<crate::discovered::Discovered>>,
 }
 
 impl Catalog {
@@ -144,6 +147,7 @@ impl Catalog {
             models,
             meta,
             override_file,
+            discovered: None,
         };
         catalog
             .validate()
@@ -175,6 +179,20 @@ impl Catalog {
                 .iter()
                 .find(|m| m.provider_name() == Some(alias))
         })
+    }
+
+    /// This catalog with `found` applied on top of its compiled data
+    /// (replacing facts applied before).
+    pub fn with_discovered(&self, found: std::sync::Arc<crate::discovered::Discovered>) -> Catalog {
+        Catalog {
+            discovered: Some(found),
+            ..self.clone()
+        }
+    }
+
+    /// The facts applied on top of the compiled data, if a refresh read any.
+    pub fn discovered(&self) -> Option<&std::sync::Arc<crate::discovered::Discovered>> {
+        self.discovered.as_ref()
     }
 
     /// A model by base model ID.

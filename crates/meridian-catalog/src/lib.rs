@@ -8,6 +8,7 @@
 pub mod arn;
 mod data;
 pub mod detect;
+pub mod discovered;
 pub mod env;
 mod error;
 pub mod iam;

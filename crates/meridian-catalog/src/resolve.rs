@@ -213,11 +213,12 @@ pub struct Resolver<'a> {
 }
 
 /// One way a model is offered, before a called region is chosen.
-struct Offering<'a> {
+struct Offering {
     kind: TargetKind,
-    route: Option<&'a Route>,
+    /// The route, with discovered facts applied.
+    route: Option<Route>,
     /// Regions it can be called from.
-    callable: Vec<&'a str>,
+    callable: Vec<String>,
     confirmed: bool,
 }
 
@@ -316,26 +317,52 @@ impl<'a> Resolver<'a> {
         src: &Region,
         policy: &Policy,
     ) -> (Vec<Target>, Vec<Rejected>) {
-        let mut offerings: Vec<Offering<'a>> = model
+        let routes: Vec<&Route> = model
             .routes
             .iter()
             .filter_map(|id| self.catalog.route(id))
-            .map(|route| Offering {
-                kind: if route.is_global() {
-                    TargetKind::GlobalProfile
-                } else {
-                    TargetKind::GeoProfile
-                },
-                route: Some(route),
-                callable: route.map.keys().map(String::as_str).collect(),
-                confirmed: route.confirmed && model.confirmed,
+            .collect();
+        let mut offerings: Vec<Offering> = routes
+            .iter()
+            .map(|route| {
+                let profile = format!("{}.{}", route.prefix, model.id);
+                let confirmed = route.confirmed && model.confirmed;
+                let route = self
+                    .discovered(route, &profile)
+                    .unwrap_or_else(|| (*route).clone());
+                Offering {
+                    kind: kind_of(&route.prefix),
+                    callable: route.map.keys().cloned().collect(),
+                    confirmed,
+                    route: Some(route),
+                }
             })
             .collect();
+        // Profiles of this model that a refresh found under a prefix the
+        // catalog does not list for it.
+        if let Some(found) = self.catalog.discovered() {
+            for profile in found.profiles.keys() {
+                let ModelRef::SystemProfile { prefix, base } = ModelRef::parse(profile) else {
+                    continue;
+                };
+                if base != model.id || routes.iter().any(|r| r.prefix == prefix) {
+                    continue;
+                }
+                if let Some(route) = found.route(profile, prefix) {
+                    offerings.push(Offering {
+                        kind: kind_of(prefix),
+                        callable: route.map.keys().cloned().collect(),
+                        confirmed: true,
+                        route: Some(route),
+                    });
+                }
+            }
+        }
         if !model.on_demand.is_empty() {
             offerings.push(Offering {
                 kind: TargetKind::OnDemand,
                 route: None,
-                callable: model.on_demand.iter().map(String::as_str).collect(),
+                callable: model.on_demand.clone(),
                 confirmed: model.confirmed,
             });
         }
@@ -373,22 +400,35 @@ impl<'a> Resolver<'a> {
         } else {
             (model_routes, true)
         };
-        if routes.is_empty() {
-            return Err(ResolveError::NotOffered {
-                requested: requested.to_string(),
-                reason: format!("the catalog knows no inference profiles with prefix '{prefix}.'"),
-            });
-        }
-        let merged = merge_routes(&routes);
+        let found = self
+            .catalog
+            .discovered()
+            .and_then(|d| d.route(requested, prefix));
+        // A model the catalog pairs with this prefix: its sets widened by the
+        // refresh. Otherwise the catalog only guesses (the widest set of the
+        // prefix), and Bedrock's own list, when there is one, replaces the guess.
+        let (merged, confirmed) = match (routes.is_empty() || !known, found) {
+            (true, None) if routes.is_empty() => {
+                return Err(ResolveError::NotOffered {
+                    requested: requested.to_string(),
+                    reason: format!(
+                        "the catalog knows no inference profiles with prefix '{prefix}.'"
+                    ),
+                });
+            }
+            (true, Some(found)) => (found, true),
+            (_, found) => {
+                let merged = merge_routes(&routes);
+                let confirmed = found.is_some() || (known && merged.confirmed);
+                let merged = self.discovered(&merged, requested).unwrap_or(merged);
+                (merged, confirmed)
+            }
+        };
         let offering = Offering {
-            kind: if prefix == "global" {
-                TargetKind::GlobalProfile
-            } else {
-                TargetKind::GeoProfile
-            },
-            route: Some(&merged),
-            callable: merged.map.keys().map(String::as_str).collect(),
-            confirmed: known && merged.confirmed,
+            kind: kind_of(prefix),
+            callable: merged.map.keys().cloned().collect(),
+            confirmed,
+            route: Some(merged),
         };
         let (mut targets, mut rejected) = self.place_all(&[offering], base, model, src, policy);
         for t in targets
@@ -461,6 +501,7 @@ impl<'a> Resolver<'a> {
                     .filter(|r| model.is_none_or(|m| m.routes.contains(&r.id)))
                     .collect();
                 let merged = merge_routes(if mine.is_empty() { &routes } else { &mine });
+                let merged = self.discovered(&merged, arn.resource_id).unwrap_or(merged);
                 let Some(dests) = merged.destinations(&region.code) else {
                     return Err(ResolveError::NotOffered {
                         requested: arn.raw.to_string(),
@@ -489,10 +530,16 @@ impl<'a> Resolver<'a> {
         Ok(check_one(target, policy))
     }
 
+    /// `route` as profile `profile` has it with the catalog's discovered
+    /// facts applied; `None` when a refresh found nothing for it.
+    fn discovered(&self, route: &Route, profile: &str) -> Option<Route> {
+        self.catalog.discovered()?.overlay(route, profile)
+    }
+
     /// Chooses a called region for each offering and orders the results.
     fn place_all(
         &self,
-        offerings: &[Offering<'_>],
+        offerings: &[Offering],
         base: &str,
         model: Option<&Model>,
         src: &Region,
@@ -536,13 +583,13 @@ impl<'a> Resolver<'a> {
 
     fn make_target(
         &self,
-        o: &Offering<'_>,
+        o: &Offering,
         base: &str,
         model: Option<&Model>,
         region: &Region,
         d: u32,
     ) -> Target {
-        let (model_id, prefix, destinations, price) = match o.route {
+        let (model_id, prefix, destinations, price) = match &o.route {
             Some(route) => (
                 format!("{}.{base}", route.prefix),
                 Some(route.prefix.clone()),
@@ -559,6 +606,12 @@ impl<'a> Resolver<'a> {
                 model.and_then(|m| m.price.in_region()),
             ),
         };
+        // Bedrock's own list for this profile and region confirms it.
+        let confirmed = o.confirmed
+            || self
+                .catalog
+                .discovered()
+                .is_some_and(|f| f.destinations(&model_id, &region.code).is_some());
         Target {
             endpoint_region: region.code.clone(),
             model_id,
@@ -567,9 +620,17 @@ impl<'a> Resolver<'a> {
             base_model_id: Some(base.to_string()),
             destinations,
             price,
-            confirmed: o.confirmed,
+            confirmed,
             distance_km: d,
         }
+    }
+}
+
+fn kind_of(prefix: &str) -> TargetKind {
+    if prefix == "global" {
+        TargetKind::GlobalProfile
+    } else {
+        TargetKind::GeoProfile
     }
 }
 

@@ -278,3 +278,88 @@ fn anthropic_api_names_resolve_to_their_models() {
         "only Anthropic's naming rule is known"
     );
 }
+
+#[test]
+fn discovered_facts_tighten_residency_and_add_profiles() {
+    use meridian_catalog::discovered::Discovered;
+    use std::sync::Arc;
+
+    let c = catalog();
+    let eu = policy(&c, &["eu"]);
+    let before = Resolver::new(&c, &[])
+        .resolve("claude-sonnet-4-5", "eu-west-1", &eu)
+        .unwrap();
+    let eu_profile = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    assert!(before.targets.iter().any(|t| t.model_id == eu_profile));
+
+    let summary = |id: &str, base: &str, dests: &[&str]| {
+        let models: Vec<_> = dests
+            .iter()
+            .map(|d| serde_json::json!({"modelArn": format!("arn:aws:bedrock:{d}::foundation-model/{base}")}))
+            .collect();
+        serde_json::json!({"inferenceProfileId": id, "type": "SYSTEM_DEFINED", "models": models})
+    };
+    let mut found = Discovered::default();
+    let sonnet = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let mut widened: Vec<String> = c
+        .compiled_destinations(eu_profile, "eu-west-1")
+        .unwrap()
+        .into_iter()
+        .collect();
+    widened.push("us-east-1".into());
+    let widened: Vec<&str> = widened.iter().map(String::as_str).collect();
+    found.add_region(
+        "eu-west-1",
+        &[
+            summary(eu_profile, sonnet, &widened),
+            summary(
+                "eu.anthropic.claude-opus-4-7-v1",
+                "anthropic.claude-opus-4-7-v1",
+                &["eu-west-1", "eu-central-1"],
+            ),
+        ],
+    );
+    let c2 = c.with_discovered(Arc::new(found));
+    let after = Resolver::new(&c2, &[])
+        .resolve("claude-sonnet-4-5", "eu-west-1", &eu)
+        .unwrap();
+    assert!(
+        !after
+            .targets
+            .iter()
+            .any(|t| t.endpoint_region == "eu-west-1" && t.model_id == eu_profile),
+        "the widened profile left the EU policy's candidates"
+    );
+    assert!(
+        after
+            .rejected
+            .iter()
+            .any(|r| r.outside.iter().any(|o| o == "us-east-1"))
+    );
+    // Unrestricted, it is still a target, with the wider set.
+    let open = Resolver::new(&c2, &[])
+        .resolve(eu_profile, "eu-west-1", &Policy::unrestricted())
+        .unwrap();
+    assert!(open.targets[0].destinations.contains("us-east-1") && open.targets[0].confirmed);
+
+    // A profile only the refresh knows becomes callable, with its own set.
+    let added = Resolver::new(&c2, &[])
+        .resolve("eu.anthropic.claude-opus-4-7-v1", "eu-west-1", &eu)
+        .unwrap();
+    let t = &added.targets[0];
+    assert_eq!(t.endpoint_region, "eu-west-1");
+    assert_eq!(
+        t.destinations
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["eu-central-1", "eu-west-1"]
+    );
+    assert!(
+        Resolver::new(&c, &[])
+            .resolve("eu.anthropic.claude-opus-4-7-v1", "eu-west-1", &eu)
+            .map(|r| r.targets[0].destinations.len() > 2)
+            .unwrap_or(true),
+        "without the refresh, the widest eu set is assumed"
+    );
+}

@@ -217,6 +217,9 @@ pub struct Config {
     pub region: RegionSetting,
     /// Catalog override file, resolved against the config's folder.
     pub catalog_file: Option<PathBuf>,
+    /// Seconds between catalog refreshes from Bedrock's control plane
+    /// (`[catalog] refresh_interval_s`; 0: never).
+    pub catalog_refresh_s: u64,
     /// Policy for every request; per-model policies narrow it.
     pub default_policy: Policy,
     /// Named residency policies.

@@ -165,6 +165,7 @@ pub(crate) struct RawCredential {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCatalog {
     pub file: Option<Spanned<String>>,
+    pub refresh_interval_s: Option<Spanned<u64>>,
 }
 
 /// A named policy: terms to allow (empty: anywhere) and to exclude.

@@ -11,6 +11,9 @@ use toml::Spanned;
 use crate::error::{At, ConfigError};
 use crate::raw::{RawConfig, RawModel, RawResidency, display};
 use crate::tenants;
+
+/// Catalog refreshes every hour unless `[catalog] refresh_interval_s` says otherwise.
+const DEFAULT_CATALOG_REFRESH_S: u64 = 3_600;
 use crate::{
     Account, AccountMode, Config, ExposedModel, InboundAuth, Loaded, LogSink, Logging,
     RegionSetting, Routing, S3Log, Server, Strategy, Tracing, Upstream, UpstreamMode,
@@ -31,6 +34,11 @@ pub(crate) fn validate(
     let dir = file.and_then(Path::parent).unwrap_or(Path::new(""));
 
     let catalog_file = raw.catalog.file.as_ref().map(|f| dir.join(f.get_ref()));
+    let catalog_refresh_s = raw
+        .catalog
+        .refresh_interval_s
+        .as_ref()
+        .map_or(DEFAULT_CATALOG_REFRESH_S, |s| *s.get_ref());
     let catalog = match (&catalog_file, &raw.catalog.file) {
         (Some(path), Some(spanned)) => Catalog::with_override(path)
             .map_err(|e| at.at(spanned, "catalog.file", e.to_string()))?,
@@ -254,6 +262,7 @@ pub(crate) fn validate(
             file: file.map(Path::to_path_buf),
             region,
             catalog_file,
+            catalog_refresh_s,
             default_policy,
             policies,
             models,

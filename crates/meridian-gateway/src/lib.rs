@@ -12,6 +12,7 @@ mod auth;
 mod bedrock;
 pub mod breaker_share;
 mod canonical;
+pub mod catalog_refresh;
 mod control_plane;
 mod execute;
 pub mod invocation;

@@ -12,6 +12,8 @@ pub struct Live {
     current: parking_lot::RwLock<Arc<AppState>>,
     /// What config reloads did.
     pub reloads: parking_lot::RwLock<ReloadStatus>,
+    /// What catalog refreshes did.
+    pub catalog_status: parking_lot::RwLock<crate::catalog_refresh::RefreshStatus>,
 }
 
 impl Live {
@@ -20,6 +22,7 @@ impl Live {
         Arc::new(Live {
             current: parking_lot::RwLock::new(state),
             reloads: Default::default(),
+            catalog_status: Default::default(),
         })
     }
 

@@ -131,6 +131,21 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Config reloads, by outcome (success, refused).",
     ),
     (
+        "meridian_catalog_refreshes_total",
+        "counter",
+        "Catalog refreshes from Bedrock's control plane, by outcome (success, partial, failed).",
+    ),
+    (
+        "meridian_catalog_contradictions",
+        "gauge",
+        "Profiles in regions where the last refresh contradicted the compiled catalog.",
+    ),
+    (
+        "meridian_catalog_age_seconds",
+        "gauge",
+        "Seconds since the served catalog facts were read from Bedrock (absent: compiled data only).",
+    ),
+    (
         "meridian_ready",
         "gauge",
         "1 when every exposed model has a healthy allowed candidate.",

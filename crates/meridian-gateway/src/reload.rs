@@ -76,7 +76,12 @@ pub async fn reload(live: &Live, path: &Path, why: &str) {
             return;
         }
     };
-    let (next, restart) = state.reloaded(loaded.config, loaded.catalog);
+    // What the last catalog refresh read still applies to the new catalog.
+    let catalog = match state.catalog.discovered() {
+        Some(found) => loaded.catalog.with_discovered(found.clone()),
+        None => loaded.catalog,
+    };
+    let (next, restart) = state.reloaded(loaded.config, catalog);
     live.swap(Arc::new(next));
     state.metrics.add(
         "meridian_config_reloads_total",

@@ -46,6 +46,7 @@ pub async fn status(State(live): State<Arc<Live>>) -> Json<Value> {
             "reloads": reloads,
         },
         "tls": state.config.tls.is_some(),
+        "catalog": live.catalog_status.read().to_status(&state),
         "tenants": state.tenants.all().iter().map(|t| json!({
             "name": t.name,
             "api_keys": t.api_keys.len(),
@@ -165,6 +166,17 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
     }
     let ready = state.readiness().iter().all(|r| r.healthy > 0);
     gauges.push(("meridian_ready", Vec::new(), if ready { 1.0 } else { 0.0 }));
+    {
+        let c = live.catalog_status.read();
+        if let Some(age) = c.age_secs() {
+            gauges.push(("meridian_catalog_age_seconds", Vec::new(), age));
+            gauges.push((
+                "meridian_catalog_contradictions",
+                Vec::new(),
+                c.contradictions() as f64,
+            ));
+        }
+    }
     if let Some(shared) = state.limiter.shared() {
         gauges.push((
             "meridian_state_backend_up",

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::faults::FaultSet;
 use crate::manifest::Manifest;
 use crate::region::Shared;
+use crate::world::ProfileChange;
 
 #[derive(Clone)]
 struct Control {
@@ -26,7 +27,7 @@ struct Since {
 }
 
 /// Routes: `GET /manifest`, `GET /regions`, `PUT|DELETE /regions/{r}/faults`,
-/// `GET|DELETE /records?since=N`.
+/// `GET|DELETE /records?since=N`, `GET|DELETE /world`, `PUT /world/profiles`.
 pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
     let state = Control {
         shared,
@@ -43,6 +44,8 @@ pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
             put(put_faults).delete(clear_faults).get(get_faults),
         )
         .route("/records", get(records).delete(clear_records))
+        .route("/world", get(get_world).delete(reset_world))
+        .route("/world/profiles", put(put_profile))
         .with_state(state)
 }
 
@@ -128,4 +131,51 @@ async fn records(State(c): State<Control>, Query(q): Query<Since>) -> Json<Value
 async fn clear_records(State(c): State<Control>) -> StatusCode {
     c.shared.records.lock().clear();
     StatusCode::NO_CONTENT
+}
+
+async fn get_world(State(c): State<Control>) -> Json<Value> {
+    Json(json!({"profiles": c.shared.world.read().changes()}))
+}
+
+async fn reset_world(State(c): State<Control>) -> StatusCode {
+    c.shared.world.write().reset();
+    StatusCode::NO_CONTENT
+}
+
+/// A system profile appears, or its destination set changes, in one source
+/// region: published at once, routed by after `effective_after_ms`.
+async fn put_profile(
+    State(c): State<Control>,
+    body: axum::body::Bytes,
+) -> (StatusCode, Json<Value>) {
+    let change: ProfileChange = match serde_json::from_slice(&body) {
+        Ok(ch) => ch,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"message": format!("profile change: {e}")})),
+            );
+        }
+    };
+    let catalog = &c.shared.catalog;
+    if let Some(r) = std::iter::once(&change.source)
+        .chain(change.destinations.iter())
+        .find(|r| catalog.region(r).is_none())
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": format!("unknown region {r}")})),
+        );
+    }
+    if change.destinations.is_empty() || !change.id.contains('.') {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"message": "a profile change needs a profile ID (prefix.model) and destinations"}),
+            ),
+        );
+    }
+    tracing::info!(profile = %change.id, source = %change.source, destinations = ?change.destinations, "simulated world changed");
+    c.shared.world.write().apply(change.clone());
+    (StatusCode::OK, Json(json!(change)))
 }

@@ -12,11 +12,16 @@ impl Ctx {
     pub(crate) fn profiles(&self) -> Vec<Value> {
         let catalog = &self.shared.catalog;
         let here = self.region.to_string();
+        let world = self.shared.world.read();
         let mut out = Vec::new();
+        let mut listed = std::collections::BTreeSet::new();
         for m in catalog.models() {
             for route in m.routes.iter().filter_map(|id| catalog.route(id)) {
                 if let Some(dests) = route.destinations(&here) {
                     let id = format!("{}.{}", route.prefix, m.id);
+                    // The control plane publishes a world change at once.
+                    let dests = world.published(&id, &here).unwrap_or(dests);
+                    listed.insert(id.clone());
                     let arns: Vec<String> = dests
                         .iter()
                         .map(|d| foundation_model_arn(d, &m.id))
@@ -32,6 +37,25 @@ impl Ctx {
                     ));
                 }
             }
+        }
+        for change in world.in_source(&here) {
+            if listed.contains(&change.id) {
+                continue;
+            }
+            let base = change.id.split_once('.').map_or("", |(_, b)| b);
+            let arns: Vec<String> = change
+                .destinations
+                .iter()
+                .map(|d| foundation_model_arn(d, base))
+                .collect();
+            out.push(profile_summary(
+                &change.id,
+                &inference_profile_arn(&here, ACCOUNT, &change.id),
+                &change.id,
+                "SYSTEM_DEFINED",
+                &arns,
+                "added to the simulated world at run time",
+            ));
         }
         for p in self
             .shared

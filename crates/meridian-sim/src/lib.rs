@@ -26,6 +26,7 @@ mod scenario;
 mod stream;
 mod thinking;
 mod tiers;
+mod world;
 
 pub use config::{CapacityModel, FleetConfig, LatencyModel, SimCredential};
 pub use faults::FaultSet;
@@ -33,6 +34,7 @@ pub use fleet::Fleet;
 pub use manifest::{Manifest, ManifestRegion};
 pub use record::Record;
 pub use scenario::{Scenario, ScenarioStep};
+pub use world::ProfileChange;
 
 /// Header carrying the region that processed a request.
 pub const INFERENCE_REGION_HEADER: &str = "x-meridian-sim-inference-region";

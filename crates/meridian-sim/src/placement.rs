@@ -22,6 +22,18 @@ impl Ctx {
         let catalog = &self.shared.catalog;
         let here = self.region.to_string();
         let profile = |prefix: &str, base: &str| -> Result<Placement, BedrockError> {
+            // A change in the fleet's world, once the data plane routes by it.
+            if let Some(d) = self
+                .shared
+                .world
+                .read()
+                .routed(&format!("{prefix}.{base}"), &here)
+            {
+                return Ok(Placement {
+                    base: base.to_string(),
+                    destinations: d.iter().cloned().collect(),
+                });
+            }
             let m = catalog.model_by_id(base).ok_or_else(invalid_model)?;
             let dests = m
                 .routes

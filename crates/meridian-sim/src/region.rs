@@ -50,6 +50,8 @@ pub struct Shared {
     pub seq: AtomicU64,
     /// Every region's prompt cache.
     pub prompt_cache: crate::prompt_cache::PromptCache,
+    /// Profile changes made at run time (see `world`).
+    pub world: RwLock<crate::world::World>,
 }
 
 impl Shared {
@@ -74,6 +76,7 @@ impl Shared {
             records: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             prompt_cache: Default::default(),
+            world: Default::default(),
         }
     }
 

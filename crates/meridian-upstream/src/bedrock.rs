@@ -106,6 +106,16 @@ impl Endpoints {
             None => format!("https://bedrock-runtime.{region}.amazonaws.com"),
         }
     }
+
+    /// Control-plane base URL for `region` (`bedrock.{region}`; an override
+    /// serves both planes, as the simulated fleet does).
+    pub fn control_url(&self, region: &str) -> String {
+        match self.overrides.get(region) {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if self.fips => format!("https://bedrock-fips.{region}.amazonaws.com"),
+            None => format!("https://bedrock.{region}.amazonaws.com"),
+        }
+    }
 }
 
 /// One runtime call.
@@ -323,6 +333,19 @@ impl BedrockClient {
     /// A signed GET (control-plane reads).
     pub async fn get(&self, region: &str, path_and_query: &str) -> Result<Response, Failure> {
         let url = format!("{}{path_and_query}", self.endpoints.url(region));
+        let req = self
+            .build(Method::GET, &url, region, Bytes::new(), &[])
+            .await?;
+        self.send(req, region).await
+    }
+
+    /// A signed GET on the control plane (`ListInferenceProfiles`, …).
+    pub async fn control_get(
+        &self,
+        region: &str,
+        path_and_query: &str,
+    ) -> Result<Response, Failure> {
+        let url = format!("{}{path_and_query}", self.endpoints.control_url(region));
         let req = self
             .build(Method::GET, &url, region, Bytes::new(), &[])
             .await?;

@@ -111,6 +111,27 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Compare the compiled catalog with Bedrock's control plane.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Read ListInferenceProfiles in every region the config may call and
+    /// list what confirms, adds to or contradicts the compiled catalog. Exit
+    /// 0: nothing contradicts; 1: something does; 2: no region could be read.
+    Diff {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// List confirmed profiles too.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -188,7 +188,67 @@ async fn check_loaded(loaded: &Loaded, report: &mut Report) {
             None,
         );
     }
-    check_upstream(loaded, &region, report).await;
+    let models = catalog.models().iter().filter(|m| !m.confirmed).count();
+    let routes = catalog.routes().filter(|r| !r.confirmed).count();
+    report.add(
+        if models + routes > 0 { Level::Warn } else { Level::Ok },
+        "catalog",
+        format!(
+            "{models} of {} compiled models and {routes} of {} profile families are marked unconfirmed (no AWS source checked for this file)",
+            catalog.models().len(),
+            catalog.routes().count()
+        ),
+        (models + routes > 0).then_some(
+            "with AWS credentials, `meridian catalog diff` compares them with ListInferenceProfiles; `serve` refreshes from it every [catalog] refresh_interval_s",
+        ),
+    );
+    if check_upstream(loaded, &region, report).await {
+        check_refresh(loaded, &region, step, report).await;
+    }
+}
+
+/// With AWS credentials: what a catalog refresh would read now.
+async fn check_refresh(
+    loaded: &Loaded,
+    region: &str,
+    step: meridian_catalog::detect::Step,
+    report: &mut Report,
+) {
+    let Ok((accounts, info, _)) =
+        super::serve::upstream(&loaded.config, &loaded.catalog, region, 0).await
+    else {
+        return;
+    };
+    let state = meridian_gateway::AppState::with_accounts(
+        loaded.config.clone(),
+        loaded.catalog.clone(),
+        region.to_string(),
+        step,
+        accounts,
+        info,
+    );
+    let (found, errors) = meridian_gateway::catalog_refresh::discover(&state).await;
+    let findings = meridian_catalog::discovered::diff(&loaded.catalog, &found);
+    let count = |v: meridian_catalog::discovered::Verdict| {
+        findings.iter().filter(|f| f.verdict == v).count()
+    };
+    use meridian_catalog::discovered::Verdict as V;
+    let contradictions = findings
+        .iter()
+        .filter(|f| f.verdict.is_contradiction())
+        .count();
+    report.add(
+        if found.regions.is_empty() || contradictions > 0 { Level::Warn } else { Level::Ok },
+        "catalog",
+        format!(
+            "refresh from ListInferenceProfiles: {} region(s) read, {} not; {} confirmed, {} added, {contradictions} contradicted",
+            found.regions.len(),
+            errors.len(),
+            count(V::Confirmed),
+            count(V::Added),
+        ),
+        (contradictions > 0).then_some("`meridian catalog diff` lists them; residency uses the wider set of each"),
+    );
 }
 
 fn check_model(loaded: &Loaded, name: &str, region: &str, report: &mut Report) {
@@ -240,12 +300,14 @@ fn check_model(loaded: &Loaded, name: &str, region: &str, report: &mut Report) {
     }
 }
 
-async fn check_upstream(loaded: &Loaded, region: &str, report: &mut Report) {
+/// Whether AWS credentials resolved (so the control plane can be asked).
+async fn check_upstream(loaded: &Loaded, region: &str, report: &mut Report) -> bool {
     // The same probe `serve` makes, so the two never disagree.
     let found = match loaded.config.upstream.mode {
         UpstreamMode::Simulated => None,
         _ => Some(super::serve::aws_auth(&loaded.config, region).await),
     };
+    let aws = matches!(found, Some(Ok(_)));
     match (loaded.config.upstream.mode, found) {
         (UpstreamMode::Simulated, _) => report.add(Level::Ok, "upstream", "simulated region fleet (upstream.mode = simulated)", None),
         (_, Some(Ok((_, source)))) => report.add(Level::Ok, "upstream", format!("AWS credentials: {source}"), None),
@@ -270,4 +332,5 @@ async fn check_upstream(loaded: &Loaded, region: &str, report: &mut Report) {
             None,
         );
     }
+    aws
 }

@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches.
 
+mod catalog;
 mod config_check;
 mod detect;
 mod doctor;
@@ -19,7 +20,7 @@ use meridian_catalog::detect::{DetectOptions, Step, detect};
 use meridian_catalog::env::ProcessEnv;
 use meridian_config::{Config, RegionSetting};
 
-use crate::cli::{Command, ConfigCommand, KeysCommand};
+use crate::cli::{CatalogCommand, Command, ConfigCommand, KeysCommand};
 
 /// Runs one command to completion.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -67,6 +68,9 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Hash,
         } => keys::hash(),
+        Command::Catalog {
+            command: CatalogCommand::Diff { config, all, json },
+        } => catalog::diff_cmd(config.config.as_deref(), all, json.json).await,
     }
 }
 

@@ -31,100 +31,7 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             step.label()
         );
     }
-    let found = match config.upstream.mode {
-        UpstreamMode::Simulated => Err("upstream.mode = simulated".to_string()),
-        _ => aws_auth(&config, &region).await,
-    };
-    let simulate = match (config.upstream.mode, &found) {
-        (UpstreamMode::Simulated, _) => true,
-        (UpstreamMode::Aws, Err(e)) => anyhow::bail!(
-            "upstream.mode = aws but AWS credentials did not resolve: {e}; run `meridian doctor`"
-        ),
-        (_, found) => found.is_err(),
-    };
-    let mut fleet = None;
-    let (accounts, info) = if simulate {
-        // Every region any exposed model may be called in, so failover works too.
-        let mut regions = BTreeSet::from([region.clone()]);
-        for m in &config.models {
-            if let Ok(res) = config.resolve(&catalog, &m.name, &region, None) {
-                regions.extend(res.targets.iter().map(|t| t.endpoint_region.clone()));
-            }
-        }
-        let regions: Vec<String> = regions
-            .into_iter()
-            .filter(|r| catalog.region(r).is_some_and(|x| x.bedrock))
-            .collect();
-        let mut fc = FleetConfig::new(regions.clone());
-        fc.seed = sim_seed;
-        fc.app_profiles = config.app_profiles.clone();
-        let f = Fleet::start(catalog.clone(), fc, None, None).await?;
-        let m = f.manifest();
-        let client = super::fleet_client(m);
-        let why = match &found {
-            Err(e) if config.upstream.mode == UpstreamMode::Simulated => e.clone(),
-            Err(e) => format!("no AWS credentials resolved (AWS SDK said: {e})"),
-            Ok(_) => String::new(),
-        };
-        let detail = format!(
-            "{why}; simulated fleet of {} regions, control API {}",
-            regions.len(),
-            m.control_url
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n  *** SIMULATED BEDROCK ***  {why}: answers come from Meridian's simulated region fleet\n  ({} regions: {}), not from real models. Provide AWS credentials to use Amazon Bedrock.\n",
-            regions.len(),
-            regions.join(", ")
-        );
-        fleet = Some(f);
-        // Every configured account calls the same fleet, so multi-account
-        // routing can be rehearsed without AWS.
-        (
-            accounts_with(&config, |_| Ok(client.clone()))?,
-            UpstreamInfo {
-                mode: "simulated",
-                detail,
-            },
-        )
-    } else {
-        let (auth, source) = found.map_err(anyhow::Error::msg)?;
-        let endpoints = Endpoints {
-            overrides: config.upstream.endpoints.clone(),
-            fips: false,
-        };
-        let mut sources = vec![source];
-        let mut clients = Vec::new();
-        for (i, a) in config.upstream.accounts.iter().enumerate() {
-            if i == 0 {
-                continue;
-            }
-            let (auth, source) = account_auth(Some(a), &region)
-                .await
-                .map_err(|e| anyhow::anyhow!("upstream account '{}': {e}", a.name))?;
-            sources.push(format!("{}: {source}", a.name));
-            clients.push(BedrockClient::new(
-                auth,
-                endpoints.clone(),
-                Timeouts::default(),
-            ));
-        }
-        let first = BedrockClient::new(auth, endpoints, Timeouts::default());
-        let accounts = accounts_with(&config, |i| {
-            Ok(if i == 0 {
-                first.clone()
-            } else {
-                clients[i - 1].clone()
-            })
-        })?;
-        (
-            accounts,
-            UpstreamInfo {
-                mode: "aws",
-                detail: format!("Amazon Bedrock, credentials from {}", sources.join("; ")),
-            },
-        )
-    };
+    let (accounts, info, fleet) = upstream(&config, &catalog, &region, sim_seed).await?;
     tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
     let log = invocation_log(&config, &region).await?;
     let mut state = AppState::with_accounts(config, catalog, region, step, accounts, info);
@@ -161,6 +68,14 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
     if let Some(file) = state.config.file.clone() {
         tokio::spawn(meridian_gateway::reload::watch(live.clone(), file));
     }
+    // Serves from the compiled catalog at once; the refresh applies what it
+    // reads from Bedrock's control plane when (and if) it can.
+    if state.config.catalog_refresh_s > 0 {
+        tokio::spawn(meridian_gateway::catalog_refresh::run(
+            live.clone(),
+            std::time::Duration::from_secs(state.config.catalog_refresh_s),
+        ));
+    }
     let tls = match &state.config.tls {
         Some(t) => {
             let tls = Arc::new(Tls::load(&t.cert, &t.key).map_err(anyhow::Error::msg)?);
@@ -189,6 +104,113 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The upstream accounts for `config`: Amazon Bedrock with the resolved
+/// credentials, or — in simulated mode, or with no credentials in `auto` —
+/// a simulated fleet of every region an exposed model may be called in.
+pub(crate) async fn upstream(
+    config: &Config,
+    catalog: &meridian_catalog::Catalog,
+    region: &str,
+    sim_seed: u64,
+) -> anyhow::Result<(Vec<UpstreamAccount>, UpstreamInfo, Option<Fleet>)> {
+    let region = region.to_string();
+    let found = match config.upstream.mode {
+        UpstreamMode::Simulated => Err("upstream.mode = simulated".to_string()),
+        _ => aws_auth(config, &region).await,
+    };
+    let simulate = match (config.upstream.mode, &found) {
+        (UpstreamMode::Simulated, _) => true,
+        (UpstreamMode::Aws, Err(e)) => anyhow::bail!(
+            "upstream.mode = aws but AWS credentials did not resolve: {e}; run `meridian doctor`"
+        ),
+        (_, found) => found.is_err(),
+    };
+    let mut fleet = None;
+    let (accounts, info) = if simulate {
+        // Every region any exposed model may be called in, so failover works too.
+        let mut regions = BTreeSet::from([region.clone()]);
+        for m in &config.models {
+            if let Ok(res) = config.resolve(catalog, &m.name, &region, None) {
+                regions.extend(res.targets.iter().map(|t| t.endpoint_region.clone()));
+            }
+        }
+        let regions: Vec<String> = regions
+            .into_iter()
+            .filter(|r| catalog.region(r).is_some_and(|x| x.bedrock))
+            .collect();
+        let mut fc = FleetConfig::new(regions.clone());
+        fc.seed = sim_seed;
+        fc.app_profiles = config.app_profiles.clone();
+        let f = Fleet::start(catalog.clone(), fc, None, None).await?;
+        let m = f.manifest();
+        let client = super::fleet_client(m);
+        let why = match &found {
+            Err(e) if config.upstream.mode == UpstreamMode::Simulated => e.clone(),
+            Err(e) => format!("no AWS credentials resolved (AWS SDK said: {e})"),
+            Ok(_) => String::new(),
+        };
+        let detail = format!(
+            "{why}; simulated fleet of {} regions, control API {}",
+            regions.len(),
+            m.control_url
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n  *** SIMULATED BEDROCK ***  {why}: answers come from Meridian's simulated region fleet\n  ({} regions: {}), not from real models. Provide AWS credentials to use Amazon Bedrock.\n",
+            regions.len(),
+            regions.join(", ")
+        );
+        fleet = Some(f);
+        // Every configured account calls the same fleet, so multi-account
+        // routing can be rehearsed without AWS.
+        (
+            accounts_with(config, |_| Ok(client.clone()))?,
+            UpstreamInfo {
+                mode: "simulated",
+                detail,
+            },
+        )
+    } else {
+        let (auth, source) = found.map_err(anyhow::Error::msg)?;
+        let endpoints = Endpoints {
+            overrides: config.upstream.endpoints.clone(),
+            fips: false,
+        };
+        let mut sources = vec![source];
+        let mut clients = Vec::new();
+        for (i, a) in config.upstream.accounts.iter().enumerate() {
+            if i == 0 {
+                continue;
+            }
+            let (auth, source) = account_auth(Some(a), &region)
+                .await
+                .map_err(|e| anyhow::anyhow!("upstream account '{}': {e}", a.name))?;
+            sources.push(format!("{}: {source}", a.name));
+            clients.push(BedrockClient::new(
+                auth,
+                endpoints.clone(),
+                Timeouts::default(),
+            ));
+        }
+        let first = BedrockClient::new(auth, endpoints, Timeouts::default());
+        let accounts = accounts_with(config, |i| {
+            Ok(if i == 0 {
+                first.clone()
+            } else {
+                clients[i - 1].clone()
+            })
+        })?;
+        (
+            accounts,
+            UpstreamInfo {
+                mode: "aws",
+                detail: format!("Amazon Bedrock, credentials from {}", sources.join("; ")),
+            },
+        )
+    };
+    Ok((accounts, info, fleet))
 }
 
 /// The invocation-log sinks from `[logging]`; the S3 spool is opened (and

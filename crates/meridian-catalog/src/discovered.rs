@@ -1,0 +1,296 @@
+//! Facts read from Bedrock's control plane (`ListInferenceProfiles` per
+//! source region) and how they compare with the compiled catalog.
+//!
+//! Discovered facts **confirm** a compiled destination set, **add** a profile
+//! or a source region the catalog does not list, or **contradict** it. They
+//! are applied so that residency only ever tightens by itself: a target's
+//! destination set becomes the union of the compiled and the discovered set
+//! (a set that grew outside a policy takes the target out of that policy; a
+//! set that shrank is reported, never trusted to widen anything), and
+//! additions become callable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::arn::{Arn, ModelRef};
+use crate::data::Catalog;
+use crate::route::Route;
+
+/// System inference profiles as one refresh read them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Discovered {
+    /// Profile ID → source region → regions it may be processed in.
+    pub profiles: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// Source regions whose list was read (others say nothing).
+    pub regions: BTreeSet<String>,
+    /// When the lists were read.
+    #[serde(skip)]
+    pub at: Option<SystemTime>,
+}
+
+impl Discovered {
+    /// Adds one region's `ListInferenceProfiles` answer (its
+    /// `inferenceProfileSummaries`; system-defined profiles only). The
+    /// destination set is the regions of each profile's foundation-model ARNs.
+    pub fn add_region(&mut self, source: &str, summaries: &[Value]) {
+        self.regions.insert(source.to_string());
+        for s in summaries {
+            if s["type"].as_str().is_some_and(|t| t != "SYSTEM_DEFINED") {
+                continue;
+            }
+            let Some(id) = s["inferenceProfileId"].as_str() else {
+                continue;
+            };
+            let dests: BTreeSet<String> = s["models"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["modelArn"].as_str())
+                .filter_map(Arn::parse)
+                .map(|a| a.region.to_string())
+                .filter(|r| !r.is_empty())
+                .collect();
+            if !dests.is_empty() {
+                self.profiles
+                    .entry(id.to_string())
+                    .or_default()
+                    .insert(source.to_string(), dests);
+            }
+        }
+    }
+
+    /// Carries over `before`'s facts for regions this read did not reach.
+    pub fn keep_unread(&mut self, before: &Discovered) {
+        for region in before.regions.difference(&self.regions.clone()) {
+            for (profile, by_source) in &before.profiles {
+                if let Some(d) = by_source.get(region) {
+                    self.profiles
+                        .entry(profile.clone())
+                        .or_default()
+                        .insert(region.clone(), d.clone());
+                }
+            }
+            self.regions.insert(region.clone());
+        }
+    }
+
+    /// The discovered set of `profile` called in `source`.
+    pub fn destinations(&self, profile: &str, source: &str) -> Option<&BTreeSet<String>> {
+        self.profiles.get(profile)?.get(source)
+    }
+
+    /// `route` as profile `profile` has it once these facts are applied:
+    /// each source's set widened by what was discovered, discovered sources
+    /// added.
+    pub fn overlay(&self, route: &Route, profile: &str) -> Option<Route> {
+        let found = self.profiles.get(profile)?;
+        let mut r = route.clone();
+        for (src, dests) in found {
+            r.map
+                .entry(src.clone())
+                .or_default()
+                .extend(dests.iter().cloned());
+        }
+        Some(r)
+    }
+
+    /// A route for `profile` from discovered facts alone.
+    pub fn route(&self, profile: &str, prefix: &str) -> Option<Route> {
+        let found = self.profiles.get(profile)?;
+        Some(Route {
+            id: format!("discovered:{prefix}"),
+            prefix: prefix.to_string(),
+            confirmed: true,
+            note: "read from ListInferenceProfiles".into(),
+            map: found.clone(),
+        })
+    }
+}
+
+/// How a discovered fact compares with the compiled catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Same destination set.
+    Confirmed,
+    /// A profile (or a source region of one) the catalog does not list.
+    Added,
+    /// The discovered set has regions the catalog's does not: those
+    /// regions now count as possible processing regions.
+    Widened,
+    /// The catalog's set has regions the discovered one does not (kept:
+    /// residency is never loosened by a refresh).
+    Narrowed,
+    /// Listed in the catalog for this source region, not listed by Bedrock.
+    NotListed,
+}
+
+impl Verdict {
+    /// Whether the compiled data disagrees with Bedrock.
+    pub fn is_contradiction(self) -> bool {
+        matches!(
+            self,
+            Verdict::Widened | Verdict::Narrowed | Verdict::NotListed
+        )
+    }
+}
+
+/// One profile in one source region, compiled against discovered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub profile: String,
+    pub source: String,
+    pub verdict: Verdict,
+    /// The compiled set, when the catalog has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<BTreeSet<String>>,
+    /// The discovered set, when Bedrock listed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<BTreeSet<String>>,
+}
+
+impl Catalog {
+    /// The compiled destination set of system profile `profile` called in
+    /// `source` (discovered facts not applied).
+    pub fn compiled_destinations(&self, profile: &str, source: &str) -> Option<BTreeSet<String>> {
+        let ModelRef::SystemProfile { prefix, base } = ModelRef::parse(profile) else {
+            return None;
+        };
+        let model = self.model_by_id(base)?;
+        let mut out: Option<BTreeSet<String>> = None;
+        for route in model.routes.iter().filter_map(|id| self.route(id)) {
+            if route.prefix == prefix
+                && let Some(d) = route.destinations(source)
+            {
+                out.get_or_insert_default().extend(d.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Every system profile the compiled catalog says is callable in `source`.
+    pub fn compiled_profiles_in(&self, source: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for m in self.models() {
+            for route in m.routes.iter().filter_map(|id| self.route(id)) {
+                if route.destinations(source).is_some() {
+                    out.insert(format!("{}.{}", route.prefix, m.id));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Compares `found` with the compiled catalog, region by region read.
+pub fn diff(catalog: &Catalog, found: &Discovered) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for source in &found.regions {
+        let mut seen = BTreeSet::new();
+        for (profile, by_source) in &found.profiles {
+            let Some(dests) = by_source.get(source) else {
+                continue;
+            };
+            seen.insert(profile.clone());
+            let compiled = catalog.compiled_destinations(profile, source);
+            let verdict = match &compiled {
+                None => Verdict::Added,
+                Some(c) if c == dests => Verdict::Confirmed,
+                Some(c) if !dests.is_subset(c) => Verdict::Widened,
+                Some(_) => Verdict::Narrowed,
+            };
+            out.push(Finding {
+                profile: profile.clone(),
+                source: source.clone(),
+                verdict,
+                compiled,
+                discovered: Some(dests.clone()),
+            });
+        }
+        for profile in catalog.compiled_profiles_in(source) {
+            if !seen.contains(&profile) {
+                out.push(Finding {
+                    compiled: catalog.compiled_destinations(&profile, source),
+                    profile,
+                    source: source.clone(),
+                    verdict: Verdict::NotListed,
+                    discovered: None,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.verdict, &a.profile, &a.source).cmp(&(b.verdict, &b.profile, &b.source)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const SONNET: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+    fn summary(id: &str, dests: &[&str]) -> Value {
+        let models: Vec<Value> = dests
+            .iter()
+            .map(|d| json!({"modelArn": format!("arn:aws:bedrock:{d}::foundation-model/{SONNET}")}))
+            .collect();
+        json!({"inferenceProfileId": id, "type": "SYSTEM_DEFINED", "models": models})
+    }
+
+    #[test]
+    fn findings_confirm_add_and_contradict() {
+        let c = Catalog::builtin().unwrap();
+        let eu = format!("eu.{SONNET}");
+        let compiled: Vec<String> = c
+            .compiled_destinations(&eu, "eu-west-1")
+            .unwrap()
+            .into_iter()
+            .collect();
+        let mut wider: Vec<&str> = compiled.iter().map(String::as_str).collect();
+        wider.push("us-east-1");
+        let mut d = Discovered::default();
+        d.add_region(
+            "eu-west-1",
+            &[
+                summary(&eu, &wider),
+                summary(
+                    "eu.anthropic.claude-opus-4-7-v1",
+                    &["eu-west-1", "eu-north-1"],
+                ),
+            ],
+        );
+        let f = diff(&c, &d);
+        let of = |p: &str| f.iter().find(|x| x.profile == p).map(|x| x.verdict);
+        assert_eq!(of(&eu), Some(Verdict::Widened));
+        assert_eq!(of("eu.anthropic.claude-opus-4-7-v1"), Some(Verdict::Added));
+        assert!(
+            f.iter().any(|x| x.verdict == Verdict::NotListed),
+            "compiled profiles the list left out are reported"
+        );
+        let route = c.route("eu-2025").unwrap();
+        let merged = d.overlay(route, &eu).unwrap();
+        assert!(
+            merged
+                .destinations("eu-west-1")
+                .unwrap()
+                .contains("us-east-1")
+        );
+        assert!(d.overlay(route, "eu.other").is_none());
+
+        let mut same = Discovered::default();
+        let exact: Vec<&str> = compiled.iter().map(String::as_str).collect();
+        same.add_region("eu-west-1", &[summary(&eu, &exact)]);
+        assert_eq!(
+            diff(&c, &same)
+                .iter()
+                .find(|x| x.profile == eu)
+                .map(|x| x.verdict),
+            Some(Verdict::Confirmed)
+        );
+    }
+}

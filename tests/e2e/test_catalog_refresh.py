@@ -1,0 +1,168 @@
+"""The catalog refreshes itself from Bedrock's control plane (here the
+simulated fleet's, whose world a test can change): a new profile becomes
+callable; a profile whose destination set grows outside the EU leaves the EU
+policy before any request is processed outside the EU; `meridian catalog
+diff` and /status report both. With the control plane unreachable, Meridian
+serves from the compiled catalog at once and says so."""
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import BIN, clean_env, fleet_gateway, free_port, gw_client, sim_records, start_fleet_gateway
+
+EU_PROFILE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
+NEW_PROFILE = "eu.anthropic.claude-opus-4-7-v1"
+ASK = [{"role": "user", "content": [{"text": "where am I processed"}]}]
+
+
+def world(sim, method, path="/world", body=None):
+    req = urllib.request.Request(sim["control_url"] + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status
+
+
+def status(gw):
+    with urllib.request.urlopen(gw["url"] + "/status", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def wait_for(check, what, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = check()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def gw(sim, tmp_path_factory):
+    world(sim, "DELETE")
+    try:
+        yield from fleet_gateway(sim, tmp_path_factory.mktemp("refresh"), """
+[catalog]
+refresh_interval_s = 1
+
+[models.eu-chat]
+model = "claude-sonnet-4-5"
+residency = ["eu"]
+""")
+    finally:
+        world(sim, "DELETE")
+
+
+def test_refresh_adds_profiles_and_takes_a_widened_one_out_of_the_eu_policy(sim, gw):
+    first = wait_for(lambda: status(gw)["catalog"]["refreshes"] >= 1 and status(gw), "a first refresh")
+    cat = first["catalog"]
+    assert cat["source"].startswith("compiled, with Bedrock's ListInferenceProfiles")
+    assert "eu-west-1" in cat["regions_read"] and "us-east-1" in cat["regions_read"]
+    assert cat["contradictions"] == [] and cat["confirmed"] > 10, cat
+
+    rt = gw_client(gw)
+    with pytest.raises(ClientError):
+        rt.converse(modelId=NEW_PROFILE, messages=ASK)  # not in the fleet's world yet
+
+    # Load on the EU model throughout the change.
+    results, stop = [], threading.Event()
+
+    def load():
+        c = gw_client(gw)
+        while not stop.is_set():
+            try:
+                r = c.converse(modelId="eu-chat", messages=ASK, inferenceConfig={"maxTokens": 8})
+                results.append(r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-region"])
+            except ClientError as e:
+                results.append(e.response["Error"]["Code"])
+            time.sleep(0.02)
+
+    mark = max((r["seq"] for r in sim_records(sim)), default=-1)
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        time.sleep(1)
+        compiled = next(tg["destinations"] for m in status(gw)["models"] if m["name"] == "eu-chat"
+                        for tg in m["targets"] if tg["model_id"] == EU_PROFILE and tg["endpoint_region"] == "eu-west-1")
+        # Published at once, routed by in 4 s: Meridian must stop sending EU traffic there first.
+        world(sim, "PUT", "/world/profiles", {"id": EU_PROFILE, "source": "eu-west-1",
+                                              "destinations": sorted(set(compiled) | {"us-east-1"}),
+                                              "effective_after_ms": 4000})
+        world(sim, "PUT", "/world/profiles", {"id": NEW_PROFILE, "source": "eu-west-1",
+                                              "destinations": ["eu-west-1", "eu-central-1"]})
+        widened = wait_for(lambda: [c for c in status(gw)["catalog"]["contradictions"]
+                                    if c["profile"] == EU_PROFILE and c["source"] == "eu-west-1"], "the refresh to see it", 4)
+        assert widened[0]["verdict"] == "widened" and "us-east-1" in widened[0]["discovered"]
+        time.sleep(5)  # past the moment the fleet starts routing by the wider set
+    finally:
+        stop.set()
+        t.join(timeout=30)
+
+    served = [r for r in results if r.startswith("eu-")]
+    assert served, f"the EU model was served before the change: {results[:5]}"
+    assert not [r for r in results if r.startswith("us-")], "never answered from outside the EU"
+    processed = [r for r in sim_records(sim) if r["seq"] > mark and r["model_id"].startswith("eu.")]
+    outside = [r for r in processed if not (r.get("inference_region") or r["endpoint_region"]).startswith("eu-")]
+    assert processed and not outside, f"processed outside the EU per the fleet: {outside[:3]}"
+    eu_chat = next(m for m in status(gw)["models"] if m["name"] == "eu-chat")
+    assert not any(tg["model_id"] == EU_PROFILE and tg["endpoint_region"] == "eu-west-1"
+                   for tg in eu_chat.get("targets", [])), json.dumps(eu_chat, indent=1)
+
+    # The new profile is callable now, where the refresh says it processes.
+    added = status(gw)["catalog"]["added"]
+    assert any(a["profile"] == NEW_PROFILE for a in added), added
+    r = rt.converse(modelId=NEW_PROFILE, messages=ASK, inferenceConfig={"maxTokens": 8})
+    assert r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-region"] in ("eu-west-1", "eu-central-1")
+
+    # `meridian catalog diff` says the same, and exits 1 for the contradiction.
+    d = gw["dir"]
+    out = subprocess.run([BIN, "catalog", "diff", "--json", "--config", str(d / "meridian.toml")],
+                         env=clean_env(d, AWS_SHARED_CREDENTIALS_FILE=str(d / "credentials"),
+                                       AWS_CONFIG_FILE=str(d / "config")),
+                         cwd=d, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    findings = json.loads(out.stdout)["findings"]
+    verdicts = {(f["profile"], f["source"]): f["verdict"] for f in findings}
+    assert verdicts[(EU_PROFILE, "eu-west-1")] == "widened"
+    assert verdicts[(NEW_PROFILE, "eu-west-1")] == "added"
+    assert verdicts[(EU_PROFILE.replace("eu.", "us.", 1).replace("sonnet-4-5", "sonnet-4-5"), "us-east-1")] == "confirmed"
+
+    # `meridian doctor` counts unconfirmed entries and says what a refresh reads now.
+    doc = subprocess.run([BIN, "doctor", "--json", "--config", str(d / "meridian.toml")],
+                         env=clean_env(d, AWS_SHARED_CREDENTIALS_FILE=str(d / "credentials"),
+                                       AWS_CONFIG_FILE=str(d / "config")),
+                         cwd=d, capture_output=True, text=True, timeout=60)
+    catalog_checks = [c["message"] for c in json.loads(doc.stdout)["checks"] if c["area"] == "catalog"]
+    assert any("marked unconfirmed" in m for m in catalog_checks), catalog_checks
+    assert any(m.startswith("refresh from ListInferenceProfiles") and "1 added, 1 contradicted" in m
+               for m in catalog_checks), catalog_checks
+
+    metrics = urllib.request.urlopen(gw["url"] + "/metrics", timeout=5).read().decode()
+    assert "meridian_catalog_contradictions 1" in metrics, [m for m in metrics.splitlines() if "catalog" in m]
+
+
+def test_an_unreachable_control_plane_serves_from_the_compiled_catalog(sim, tmp_path_factory):
+    d = tmp_path_factory.mktemp("noplane")
+    closed = free_port()  # nothing listens here
+    gw = start_fleet_gateway({**sim, "regions": {"us-east-1": {"url": f"http://127.0.0.1:{closed}"}}}, d, """
+[catalog]
+refresh_interval_s = 1
+
+[models.chat]
+model = "claude-sonnet-4-5"
+""")
+    try:
+        s = status(gw)
+        assert s["catalog"]["source"].startswith("compiled (no refresh"), s["catalog"]
+        assert any(m["name"] == "chat" and m["targets"] for m in s["models"]), "resolved from the compiled catalog"
+        errors = wait_for(lambda: status(gw)["catalog"]["errors"], "the failed refresh to be reported")
+        assert any(e.startswith("us-east-1:") for e in errors), errors
+        assert status(gw)["catalog"]["refreshes"] == 0
+    finally:
+        gw["proc"].stop()
