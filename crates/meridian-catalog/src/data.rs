@@ -83,7 +83,7 @@ pub struct Catalog {
     pub override_file: Option<String>,
     /// Facts read from Bedrock's control plane, applied on top of the
     /// compiled data (see `discovered`).
-    discovered: Option<std::sync::Arc<crate::discovered::Discovered>>,
+    discovered: Option<std::sync::Arc<crate::facts::Discovered>>,
 }
 
 impl Catalog {
@@ -183,7 +183,7 @@ impl Catalog {
 
     /// This catalog with `found` applied on top of its compiled data
     /// (replacing facts applied before).
-    pub fn with_discovered(&self, found: std::sync::Arc<crate::discovered::Discovered>) -> Catalog {
+    pub fn with_discovered(&self, found: std::sync::Arc<crate::facts::Discovered>) -> Catalog {
         Catalog {
             discovered: Some(found),
             ..self.clone()
@@ -191,7 +191,7 @@ impl Catalog {
     }
 
     /// The facts applied on top of the compiled data, if a refresh read any.
-    pub fn discovered(&self) -> Option<&std::sync::Arc<crate::discovered::Discovered>> {
+    pub fn discovered(&self) -> Option<&std::sync::Arc<crate::facts::Discovered>> {
         self.discovered.as_ref()
     }
 

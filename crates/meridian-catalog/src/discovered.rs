@@ -9,106 +9,14 @@
 //! set that shrank is reported, never trusted to widen anything), and
 //! additions become callable.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::SystemTime;
+use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::arn::{Arn, ModelRef};
+pub use crate::facts::Discovered;
+
+use crate::arn::ModelRef;
 use crate::data::Catalog;
-use crate::route::Route;
-
-/// System inference profiles as one refresh read them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Discovered {
-    /// Profile ID → source region → regions it may be processed in.
-    pub profiles: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-    /// Source regions whose list was read (others say nothing).
-    pub regions: BTreeSet<String>,
-    /// When the lists were read.
-    #[serde(skip)]
-    pub at: Option<SystemTime>,
-}
-
-impl Discovered {
-    /// Adds one region's `ListInferenceProfiles` answer (its
-    /// `inferenceProfileSummaries`; system-defined profiles only). The
-    /// destination set is the regions of each profile's foundation-model ARNs.
-    pub fn add_region(&mut self, source: &str, summaries: &[Value]) {
-        self.regions.insert(source.to_string());
-        for s in summaries {
-            if s["type"].as_str().is_some_and(|t| t != "SYSTEM_DEFINED") {
-                continue;
-            }
-            let Some(id) = s["inferenceProfileId"].as_str() else {
-                continue;
-            };
-            let dests: BTreeSet<String> = s["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m["modelArn"].as_str())
-                .filter_map(Arn::parse)
-                .map(|a| a.region.to_string())
-                .filter(|r| !r.is_empty())
-                .collect();
-            if !dests.is_empty() {
-                self.profiles
-                    .entry(id.to_string())
-                    .or_default()
-                    .insert(source.to_string(), dests);
-            }
-        }
-    }
-
-    /// Carries over `before`'s facts for regions this read did not reach.
-    pub fn keep_unread(&mut self, before: &Discovered) {
-        for region in before.regions.difference(&self.regions.clone()) {
-            for (profile, by_source) in &before.profiles {
-                if let Some(d) = by_source.get(region) {
-                    self.profiles
-                        .entry(profile.clone())
-                        .or_default()
-                        .insert(region.clone(), d.clone());
-                }
-            }
-            self.regions.insert(region.clone());
-        }
-    }
-
-    /// The discovered set of `profile` called in `source`.
-    pub fn destinations(&self, profile: &str, source: &str) -> Option<&BTreeSet<String>> {
-        self.profiles.get(profile)?.get(source)
-    }
-
-    /// `route` as profile `profile` has it once these facts are applied:
-    /// each source's set widened by what was discovered, discovered sources
-    /// added.
-    pub fn overlay(&self, route: &Route, profile: &str) -> Option<Route> {
-        let found = self.profiles.get(profile)?;
-        let mut r = route.clone();
-        for (src, dests) in found {
-            r.map
-                .entry(src.clone())
-                .or_default()
-                .extend(dests.iter().cloned());
-        }
-        Some(r)
-    }
-
-    /// A route for `profile` from discovered facts alone.
-    pub fn route(&self, profile: &str, prefix: &str) -> Option<Route> {
-        let found = self.profiles.get(profile)?;
-        Some(Route {
-            id: format!("discovered:{prefix}"),
-            prefix: prefix.to_string(),
-            confirmed: true,
-            note: "read from ListInferenceProfiles".into(),
-            map: found.clone(),
-        })
-    }
-}
 
 /// How a discovered fact compares with the compiled catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -228,7 +136,7 @@ pub fn diff(catalog: &Catalog, found: &Discovered) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 

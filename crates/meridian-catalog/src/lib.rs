@@ -11,6 +11,7 @@ pub mod detect;
 pub mod discovered;
 pub mod env;
 mod error;
+mod facts;
 pub mod iam;
 mod model;
 mod region;

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use meridian_catalog::discovered::{Discovered, Finding, diff};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::live::Live;
+pub use crate::live::RefreshStatus;
 use crate::metrics::labels;
 use crate::state::AppState;
 
@@ -27,20 +27,6 @@ use crate::state::AppState;
 const REGION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pages read per region at most.
 const MAX_PAGES: usize = 20;
-
-/// What the refresh has done, for `/status` and `meridian doctor`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RefreshStatus {
-    /// Refreshes applied.
-    pub refreshes: u64,
-    /// When the served facts were read (none: compiled data only).
-    #[serde(skip)]
-    pub refreshed_at: Option<SystemTime>,
-    /// The last attempt's errors, per region.
-    pub errors: Vec<String>,
-    /// The last applied refresh compared with the compiled catalog.
-    pub findings: Vec<Finding>,
-}
 
 impl RefreshStatus {
     /// Seconds since the served facts were read, if any were.

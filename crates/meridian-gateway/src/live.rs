@@ -13,7 +13,7 @@ pub struct Live {
     /// What config reloads did.
     pub reloads: parking_lot::RwLock<ReloadStatus>,
     /// What catalog refreshes did.
-    pub catalog_status: parking_lot::RwLock<crate::catalog_refresh::RefreshStatus>,
+    pub catalog_status: parking_lot::RwLock<RefreshStatus>,
 }
 
 impl Live {
@@ -48,4 +48,18 @@ pub struct ReloadStatus {
     pub last_error: Option<String>,
     /// Sections that changed but wait for a restart.
     pub needs_restart: Vec<&'static str>,
+}
+
+/// What the refresh has done, for `/status` and `meridian doctor`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RefreshStatus {
+    /// Refreshes applied.
+    pub refreshes: u64,
+    /// When the served facts were read (none: compiled data only).
+    #[serde(skip)]
+    pub refreshed_at: Option<std::time::SystemTime>,
+    /// The last attempt's errors, per region.
+    pub errors: Vec<String>,
+    /// The last applied refresh compared with the compiled catalog.
+    pub findings: Vec<meridian_catalog::discovered::Finding>,
 }
