@@ -259,3 +259,14 @@ def invocation_record(gw, request_id, file="invocations.ndjson"):
                 return r
         time.sleep(0.05)
     raise AssertionError(f"no record for {request_id}")
+
+
+def wait_for(pred, timeout, what):
+    """`pred()`'s first truthy value within `timeout` seconds, polled every 0.1 s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")

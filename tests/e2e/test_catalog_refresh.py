@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import BIN, clean_env, fleet_gateway, free_port, gw_client, sim_records, start_fleet_gateway
+from conftest import BIN, clean_env, fleet_gateway, free_port, gw_client, sim_records, start_fleet_gateway, wait_for
 
 EU_PROFILE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
 NEW_PROFILE = "eu.anthropic.claude-opus-4-7-v1"
@@ -33,16 +33,6 @@ def status(gw):
         return json.loads(r.read())
 
 
-def wait_for(check, what, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = check()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def gw(sim, tmp_path_factory):
     world(sim, "DELETE")
@@ -60,7 +50,7 @@ residency = ["eu"]
 
 
 def test_refresh_adds_profiles_and_takes_a_widened_one_out_of_the_eu_policy(sim, gw):
-    first = wait_for(lambda: status(gw)["catalog"]["refreshes"] >= 1 and status(gw), "a first refresh")
+    first = wait_for(lambda: status(gw)["catalog"]["refreshes"] >= 1 and status(gw), 15, "a first refresh")
     cat = first["catalog"]
     assert cat["source"].startswith("compiled, with Bedrock's ListInferenceProfiles")
     assert "eu-west-1" in cat["regions_read"] and "us-east-1" in cat["regions_read"]
@@ -97,7 +87,7 @@ def test_refresh_adds_profiles_and_takes_a_widened_one_out_of_the_eu_policy(sim,
         world(sim, "PUT", "/world/profiles", {"id": NEW_PROFILE, "source": "eu-west-1",
                                               "destinations": ["eu-west-1", "eu-central-1"]})
         widened = wait_for(lambda: [c for c in status(gw)["catalog"]["contradictions"]
-                                    if c["profile"] == EU_PROFILE and c["source"] == "eu-west-1"], "the refresh to see it", 4)
+                                    if c["profile"] == EU_PROFILE and c["source"] == "eu-west-1"], 4, "the refresh to see it")
         assert widened[0]["verdict"] == "widened" and "us-east-1" in widened[0]["discovered"]
         time.sleep(5)  # past the moment the fleet starts routing by the wider set
     finally:
@@ -161,7 +151,7 @@ model = "claude-sonnet-4-5"
         s = status(gw)
         assert s["catalog"]["source"].startswith("compiled (no refresh"), s["catalog"]
         assert any(m["name"] == "chat" and m["targets"] for m in s["models"]), "resolved from the compiled catalog"
-        errors = wait_for(lambda: status(gw)["catalog"]["errors"], "the failed refresh to be reported")
+        errors = wait_for(lambda: status(gw)["catalog"]["errors"], 15, "the failed refresh to be reported")
         assert any(e.startswith("us-east-1:") for e in errors), errors
         assert status(gw)["catalog"]["refreshes"] == 0
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import boto3
 
-from conftest import NO_RETRY, Proc, clean_env, free_port, wait_http
+from conftest import NO_RETRY, Proc, clean_env, free_port, wait_for, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "meridian-logs"
@@ -126,16 +126,6 @@ def send(url, n, tag, model="chat"):
             assert r["output"]["message"]["content"][0]["text"]
         ids.append(r["ResponseMetadata"]["RequestId"])
     return ids
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def ids_in(objects):
