@@ -188,6 +188,7 @@ impl FrontDoor for Anthropic {
                 json: Some(v),
                 streaming: false,
                 forward,
+                more: Vec::new(),
             }
         } else {
             Call {
@@ -206,6 +207,7 @@ impl FrontDoor for Anthropic {
                 json: Some(v),
                 streaming: stream,
                 forward,
+                more: Vec::new(),
             }
         };
         Ok(Decoded::Invoke(call, ctx))
@@ -370,6 +372,7 @@ fn converse_call(
         json: Some(converse),
         streaming: stream && !count,
         forward: Vec::new(),
+        more: Vec::new(),
     };
     Ok(Decoded::Invoke(call, ctx))
 }

@@ -81,6 +81,7 @@ impl FrontDoor for Bedrock {
             json,
             streaming: op.is_streaming(),
             forward: passthrough_request_headers(&parts.headers),
+            more: Vec::new(),
         };
         Ok(Decoded::Invoke(call, ()))
     }

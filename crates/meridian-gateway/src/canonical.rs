@@ -25,6 +25,10 @@ pub struct Call {
     pub streaming: bool,
     /// Request headers forwarded upstream.
     pub forward: Vec<(HeaderName, HeaderValue)>,
+    /// Bodies sent after `body`, each as its own upstream call under the
+    /// same plan and deadline (an embedding model that takes one input per
+    /// call); the answers reach the front door as one JSON array.
+    pub more: Vec<Bytes>,
 }
 
 /// What a front door can say about a request from its head alone, so a

@@ -10,6 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderValue;
 use http::request::Parts;
+use meridian_wire::openai::embeddings::{self, EmbeddingRequest};
 use meridian_wire::openai::{OpenAiError, StreamTranslator, from_converse, to_converse};
 use meridian_wire::{BedrockError, converse};
 use serde_json::{Value, json};
@@ -33,6 +34,8 @@ pub struct Chat {
     model: String,
     created: u64,
     include_usage: bool,
+    /// An embeddings request (`/v1/embeddings`), not a chat.
+    embeddings: Option<EmbeddingRequest>,
 }
 
 /// Everything under `/v1`.
@@ -54,6 +57,11 @@ impl FrontDoor for OpenAi {
                 requested: String::new(),
                 invocation: true,
             },
+            ("POST", "/v1/embeddings") => Head {
+                operation: "InvokeModel",
+                requested: String::new(),
+                invocation: true,
+            },
             ("GET", "/v1/models") => Head {
                 operation: "ListModels",
                 requested: String::new(),
@@ -71,6 +79,7 @@ impl FrontDoor for OpenAi {
     ) -> Result<Decoded<Chat>, OpenAiError> {
         match (parts.method.as_str(), parts.uri.path()) {
             ("POST", "/v1/chat/completions") => {}
+            ("POST", "/v1/embeddings") => return embeddings_call(state, &body, request_id),
             ("GET", "/v1/models") => return Ok(Decoded::Local(models(state))),
             (method, path) => {
                 return Err(OpenAiError {
@@ -115,6 +124,7 @@ impl FrontDoor for OpenAi {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             include_usage: t.include_usage,
+            embeddings: None,
         };
         let call = Call {
             operation: if t.stream {
@@ -132,6 +142,7 @@ impl FrontDoor for OpenAi {
             json: Some(t.converse),
             streaming: t.stream,
             forward: Vec::new(),
+            more: Vec::new(),
         };
         Ok(Decoded::Invoke(call, ctx))
     }
@@ -143,7 +154,16 @@ impl FrontDoor for OpenAi {
                 format!("upstream answered invalid JSON: {e}"),
             ))
         })?;
-        let out = from_converse(&v, &c.id, &c.model, c.created);
+        let out = match &c.embeddings {
+            Some(req) => {
+                let answers = match v {
+                    Value::Array(a) => a,
+                    one => vec![one],
+                };
+                embeddings::response(req, &answers, &c.model)
+            }
+            None => from_converse(&v, &c.id, &c.model, c.created),
+        };
         Ok(Response::builder()
             .status(served.status)
             .header("content-type", "application/json")
@@ -186,6 +206,61 @@ fn error(request_id: &str, e: &OpenAiError) -> Response {
         r.headers_mut().insert("x-request-id", v);
     }
     r
+}
+
+/// `/v1/embeddings`: one InvokeModel body per input for the model's rule.
+fn embeddings_call(
+    state: &AppState,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Decoded<Chat>, OpenAiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        OpenAiError::invalid("body", format!("the request body is not valid JSON: {e}"))
+    })?;
+    let req = embeddings::parse(&value)?;
+    let base = state.catalog_model(&req.model).map(|m| m.id.as_str());
+    if !base.is_some_and(embeddings::supported) {
+        return Err(OpenAiError::invalid(
+            "model",
+            format!(
+                "'{}' is not an embedding model Meridian can call through /v1/embeddings (Amazon Titan Text Embeddings)",
+                req.model
+            ),
+        ));
+    }
+    let mut bodies = embeddings::bodies(&req)
+        .into_iter()
+        .map(|b| Bytes::from(b.to_string()));
+    let first = bodies.next().unwrap_or_default();
+    let ctx = Chat {
+        request_id: request_id.to_string(),
+        id: String::new(),
+        model: req.model.clone(),
+        created: 0,
+        include_usage: false,
+        embeddings: Some(req.clone()),
+    };
+    let json = serde_json::from_slice(&first).ok();
+    let call = Call {
+        operation: "InvokeModel",
+        action: "invoke",
+        requested: req.model,
+        body: first,
+        json,
+        streaming: false,
+        forward: vec![
+            (
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        more: bodies.collect(),
+    };
+    Ok(Decoded::Invoke(call, ctx))
 }
 
 fn sse(v: &Value) -> Bytes {

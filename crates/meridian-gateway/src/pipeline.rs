@@ -255,9 +255,8 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
             Err(ex) => exhausted::<F>(&state, &ledger, &plan, &ex),
         }
     } else {
-        match execute::unary(&state, &plan).await {
-            Ok((served, body)) => {
-                let usage = unary_usage(&served.headers, &body);
+        match run_unary(&state, &plan).await {
+            Ok((served, body, usage)) => {
                 let mut done = Finished::served(&ledger, &plan, &served, usage, None);
                 done.response_body = Some(&body);
                 account::finish_served(&state, &done, claim);
@@ -275,6 +274,36 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
     };
     add_headers(&mut resp, &rate);
     resp
+}
+
+/// A unary request's calls: `plan.body`, then each of `plan.more` under the
+/// same plan and deadline. With more than one, the answers are one JSON
+/// array and the usage their sum; the first call that fails fails the request.
+async fn run_unary(
+    state: &AppState,
+    plan: &Plan,
+) -> Result<(execute::Served, Bytes, crate::usage::Usage), execute::Exhausted> {
+    let (served, body) = execute::unary(state, plan).await?;
+    let mut usage = unary_usage(&served.headers, &body);
+    if plan.more.is_empty() {
+        return Ok((served, body, usage));
+    }
+    let mut joined = Vec::with_capacity(body.len() * (plan.more.len() + 1) + 2);
+    joined.push(b'[');
+    joined.extend_from_slice(&body);
+    let mut part = plan.clone();
+    part.more = Vec::new();
+    for b in &plan.more {
+        part.body = b.clone();
+        let (s, body) = execute::unary(state, &part).await?;
+        let u = unary_usage(&s.headers, &body);
+        usage.input += u.input;
+        usage.output += u.output;
+        joined.push(b',');
+        joined.extend_from_slice(&body);
+    }
+    joined.push(b']');
+    Ok((served, Bytes::from(joined), usage))
 }
 
 /// An in-flight lease outlives the longest deadline by this much before a

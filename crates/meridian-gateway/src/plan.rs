@@ -43,6 +43,8 @@ pub struct Plan {
     /// The body with `serviceTier` set, per tier Meridian asks for
     /// (Converse actions only; InvokeModel carries the tier in a header).
     pub tier_bodies: Vec<(ServiceTier, Bytes)>,
+    /// Bodies sent after `body` as their own calls (see `Call::more`).
+    pub more: Vec<Bytes>,
     /// Request headers forwarded upstream.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Whether the answer is an event stream.
@@ -187,6 +189,7 @@ pub fn build(
         action: call.action,
         body: call.body.clone(),
         tier_bodies,
+        more: call.more.clone(),
         headers: call.forward.clone(),
         streaming: call.streaming,
         tokens,

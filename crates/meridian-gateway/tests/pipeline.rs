@@ -51,6 +51,8 @@ const MESSAGES: &str =
     r#"{"model":"chat","max_tokens":8,"messages":[{"role":"user","content":"table"}]}"#;
 const MESSAGES_STREAM: &str = r#"{"model":"chat","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table"}]}"#;
 const COUNT: &str = r#"{"model":"chat","messages":[{"role":"user","content":"table"}]}"#;
+const EMBED: &str = r#"{"model":"titan-embed-text-v2","input":["table","stages"]}"#;
+const MESSAGES_TRANSLATED: &str = r#"{"model":"nova-pro","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table"}]}"#;
 const CHAT_STREAM: &str = r#"{"model":"chat","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table"}]}"#;
 
 /// One front door, and what it is expected to say.
@@ -67,7 +69,7 @@ struct Door {
     invocation: bool,
 }
 
-const DOORS: [Door; 10] = [
+const DOORS: [Door; 12] = [
     Door {
         name: "bedrock converse",
         method: "POST",
@@ -129,6 +131,24 @@ const DOORS: [Door; 10] = [
         body: MESSAGES_STREAM,
         operation: "InvokeModel",
         refused_as: "authentication_error",
+        invocation: true,
+    },
+    Door {
+        name: "anthropic messages stream, translated to Converse",
+        method: "POST",
+        path: "/v1/messages",
+        body: MESSAGES_TRANSLATED,
+        operation: "InvokeModel",
+        refused_as: "authentication_error",
+        invocation: true,
+    },
+    Door {
+        name: "openai embeddings",
+        method: "POST",
+        path: "/v1/embeddings",
+        body: EMBED,
+        operation: "InvokeModel",
+        refused_as: "invalid_api_key",
         invocation: true,
     },
     Door {

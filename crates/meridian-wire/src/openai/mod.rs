@@ -6,6 +6,7 @@
 //! that a model may still accept (`top_k`, ...) go to
 //! `additionalModelRequestFields` untouched.
 
+pub mod embeddings;
 mod inbound;
 mod outbound;
 
