@@ -113,8 +113,11 @@ def put_faults(sim, region, faults):
 
 
 def sim_records(sim):
+    """The fleet's records of model invocations. Control-plane reads (no
+    model ID: every gateway's catalog refresh lists profiles at start-up)
+    are left out, so they never count as traffic."""
     with urllib.request.urlopen(sim["control_url"] + "/records", timeout=5) as r:
-        return json.loads(r.read())
+        return [x for x in json.loads(r.read()) if x["model_id"]]
 
 
 def sim_client(sim, region, service="bedrock-runtime", config=NO_RETRY):

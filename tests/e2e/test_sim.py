@@ -79,7 +79,8 @@ def test_profiles_process_inside_their_destination_set(sim):
     for i in range(6):
         c.converse(modelId="eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
                    messages=[{"role": "user", "content": [{"text": f"eu {i}"}]}], inferenceConfig={"maxTokens": 20})
-    recs = [r for r in sim_records(sim) if r["endpoint_region"] == "eu-west-1" and r["outcome"] == "success"]
+    recs = [r for r in sim_records(sim)
+            if r["endpoint_region"] == "eu-west-1" and r["operation"] == "Converse" and r["outcome"] == "success"]
     assert len(recs) >= 6
     assert all(r["inference_region"].startswith("eu-") for r in recs)
 
