@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import BIN, clean_env, fleet_gateway, free_port, gw_client, sim_records, start_fleet_gateway, wait_for
+from conftest import APP_PROFILE, APP_PROFILES, BIN, clean_env, fleet_gateway, free_port, gw_client, sim_records, start_fleet_gateway, wait_for
 
 EU_PROFILE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
 NEW_PROFILE = "eu.anthropic.claude-opus-4-7-v1"
@@ -37,14 +37,18 @@ def status(gw):
 def gw(sim, tmp_path_factory):
     world(sim, "DELETE")
     try:
-        yield from fleet_gateway(sim, tmp_path_factory.mktemp("refresh"), """
+        yield from fleet_gateway(sim, tmp_path_factory.mktemp("refresh"), f"""
 [catalog]
 refresh_interval_s = 1
 
 [models.eu-chat]
 model = "claude-sonnet-4-5"
 residency = ["eu"]
-""")
+
+[models.app]
+model = "{APP_PROFILE}"
+residency = ["us"]
+{APP_PROFILES}""")
     finally:
         world(sim, "DELETE")
 
@@ -135,6 +139,23 @@ def test_refresh_adds_profiles_and_takes_a_widened_one_out_of_the_eu_policy(sim,
 
     metrics = urllib.request.urlopen(gw["url"] + "/metrics", timeout=5).read().decode()
     assert "meridian_catalog_contradictions 1" in metrics, [m for m in metrics.splitlines() if "catalog" in m]
+
+
+def test_a_declared_application_profile_is_checked_with_get_inference_profile(sim, gw):
+    rt = gw_client(gw)
+    ok = rt.converse(modelId="app", messages=ASK, inferenceConfig={"maxTokens": 8})
+    assert ok["ResponseMetadata"]["HTTPHeaders"]["x-meridian-region"].startswith("us-")
+    # Bedrock says the profile also processes in eu-west-1 (not routed by during this test).
+    world(sim, "PUT", "/world/profiles", {"id": APP_PROFILE, "source": "us-east-1",
+                                          "destinations": ["eu-west-1", "us-east-1", "us-west-2"],
+                                          "effective_after_ms": 600000})
+    widened = wait_for(lambda: [c for c in status(gw)["catalog"]["contradictions"] if c["profile"] == APP_PROFILE],
+                       10, "the app profile's contradiction")
+    assert widened[0]["verdict"] == "widened" and widened[0]["compiled"] == ["us-east-1", "us-west-2"], widened
+    # A US-only model may not use it any more: nothing else serves it, so it is refused, not sent.
+    with pytest.raises(ClientError) as e:
+        rt.converse(modelId="app", messages=ASK, inferenceConfig={"maxTokens": 8})
+    assert "eu-west-1" in e.value.response["Error"]["Message"], e.value.response
 
 
 def test_an_unreachable_control_plane_serves_from_the_compiled_catalog(sim, tmp_path_factory):

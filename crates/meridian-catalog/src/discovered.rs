@@ -17,6 +17,7 @@ pub use crate::facts::Discovered;
 
 use crate::arn::ModelRef;
 use crate::data::Catalog;
+use crate::resolve::AppProfile;
 
 /// How a discovered fact compares with the compiled catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -93,9 +94,28 @@ impl Catalog {
     }
 }
 
-/// Compares `found` with the compiled catalog, region by region read.
-pub fn diff(catalog: &Catalog, found: &Discovered) -> Vec<Finding> {
+/// Compares `found` with the compiled catalog, region by region read, and
+/// with the application profiles the config declares.
+pub fn diff(catalog: &Catalog, declared: &[AppProfile], found: &Discovered) -> Vec<Finding> {
     let mut out = Vec::new();
+    for p in declared {
+        let Some(read) = found.app_profiles.get(&p.arn) else {
+            continue;
+        };
+        let verdict = match read {
+            None => Verdict::NotListed,
+            Some(d) if *d == p.destinations => Verdict::Confirmed,
+            Some(d) if !d.is_subset(&p.destinations) => Verdict::Widened,
+            Some(_) => Verdict::Narrowed,
+        };
+        out.push(Finding {
+            profile: p.arn.clone(),
+            source: p.region.clone(),
+            verdict,
+            compiled: Some(p.destinations.clone()),
+            discovered: read.clone(),
+        });
+    }
     for source in &found.regions {
         let mut seen = BTreeSet::new();
         for (profile, by_source) in &found.profiles {
@@ -172,7 +192,7 @@ mod tests {
                 ),
             ],
         );
-        let f = diff(&c, &d);
+        let f = diff(&c, &[], &d);
         let of = |p: &str| f.iter().find(|x| x.profile == p).map(|x| x.verdict);
         assert_eq!(of(&eu), Some(Verdict::Widened));
         assert_eq!(of("eu.anthropic.claude-opus-4-7-v1"), Some(Verdict::Added));
@@ -194,7 +214,7 @@ mod tests {
         let exact: Vec<&str> = compiled.iter().map(String::as_str).collect();
         same.add_region("eu-west-1", &[summary(&eu, &exact)]);
         assert_eq!(
-            diff(&c, &same)
+            diff(&c, &[], &same)
                 .iter()
                 .find(|x| x.profile == eu)
                 .map(|x| x.verdict),

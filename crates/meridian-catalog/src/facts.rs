@@ -18,6 +18,9 @@ pub struct Discovered {
     pub profiles: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// Source regions whose list was read (others say nothing).
     pub regions: BTreeSet<String>,
+    /// Application profile ARN → regions it may be processed in, from
+    /// `GetInferenceProfile` (`None`: Bedrock does not know the ARN).
+    pub app_profiles: BTreeMap<String, Option<BTreeSet<String>>>,
     /// When the lists were read.
     #[serde(skip)]
     pub at: Option<SystemTime>,
@@ -36,15 +39,7 @@ impl Discovered {
             let Some(id) = s["inferenceProfileId"].as_str() else {
                 continue;
             };
-            let dests: BTreeSet<String> = s["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m["modelArn"].as_str())
-                .filter_map(Arn::parse)
-                .map(|a| a.region.to_string())
-                .filter(|r| !r.is_empty())
-                .collect();
+            let dests = destinations_of(s);
             if !dests.is_empty() {
                 self.profiles
                     .entry(id.to_string())
@@ -56,6 +51,11 @@ impl Discovered {
 
     /// Carries over `before`'s facts for regions this read did not reach.
     pub fn keep_unread(&mut self, before: &Discovered) {
+        for (arn, d) in &before.app_profiles {
+            self.app_profiles
+                .entry(arn.clone())
+                .or_insert_with(|| d.clone());
+        }
         for region in before.regions.difference(&self.regions.clone()) {
             for (profile, by_source) in &before.profiles {
                 if let Some(d) = by_source.get(region) {
@@ -67,6 +67,13 @@ impl Discovered {
             }
             self.regions.insert(region.clone());
         }
+    }
+
+    /// Adds `GetInferenceProfile`'s answer for application profile `arn`
+    /// (`None`: not found).
+    pub fn add_app_profile(&mut self, arn: &str, profile: Option<&Value>) {
+        let dests = profile.map(destinations_of);
+        self.app_profiles.insert(arn.to_string(), dests);
     }
 
     /// The discovered set of `profile` called in `source`.
@@ -100,4 +107,17 @@ impl Discovered {
             map: found.clone(),
         })
     }
+}
+
+/// The regions of a profile's foundation-model ARNs.
+fn destinations_of(profile: &Value) -> BTreeSet<String> {
+    profile["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["modelArn"].as_str())
+        .filter_map(Arn::parse)
+        .map(|a| a.region.to_string())
+        .filter(|r| !r.is_empty())
+        .collect()
 }

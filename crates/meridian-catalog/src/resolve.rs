@@ -474,12 +474,16 @@ impl<'a> Resolver<'a> {
                     .ok_or_else(|| ResolveError::UnknownAppProfile {
                         arn: arn.raw.to_string(),
                     })?;
-                at(
-                    TargetKind::AppProfile,
-                    Some(&p.model_id),
-                    p.destinations.clone(),
-                    true,
-                )
+                // Bedrock's own answer widens what the config declares.
+                let mut dests = p.destinations.clone();
+                if let Some(Some(found)) = self
+                    .catalog
+                    .discovered()
+                    .and_then(|d| d.app_profiles.get(&p.arn))
+                {
+                    dests.extend(found.iter().cloned());
+                }
+                at(TargetKind::AppProfile, Some(&p.model_id), dests, true)
             }
             "inference-profile" => {
                 let ModelRef::SystemProfile { prefix, base } = ModelRef::parse(arn.resource_id)

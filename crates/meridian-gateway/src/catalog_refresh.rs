@@ -116,16 +116,61 @@ pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
             Err(e) => errors.push(format!("{region}: {e}")),
         }
     }
+    // Application profiles the config declares: GetInferenceProfile in
+    // their own region, so a declared destination set can be checked.
+    let apps = state.config.app_profiles.iter().map(|p| async move {
+        let r = tokio::time::timeout(REGION_TIMEOUT, get_app_profile(state, p)).await;
+        (
+            p,
+            r.unwrap_or_else(|_| Err(format!("no answer within {REGION_TIMEOUT:?}"))),
+        )
+    });
+    for (p, r) in futures_util::future::join_all(apps).await {
+        match r {
+            Ok(v) => found.add_app_profile(&p.arn, v.as_ref()),
+            Err(e) => errors.push(format!("{}: {e}", p.arn)),
+        }
+    }
     (found, errors)
+}
+
+/// `GetInferenceProfile` for a declared application profile; `None` when
+/// Bedrock does not know it.
+async fn get_app_profile(
+    state: &AppState,
+    p: &meridian_catalog::AppProfile,
+) -> Result<Option<Value>, String> {
+    let account = account_for(state, &p.region)?;
+    let path = format!(
+        "/inference-profiles/{}",
+        meridian_wire::operation::encode_label(&p.arn)
+    );
+    match account.client.control_get(&p.region, &path).await {
+        Ok(resp) => {
+            let body = resp.collect().await.map_err(|f| f.error.message.clone())?;
+            serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| format!("GetInferenceProfile answered invalid JSON: {e}"))
+        }
+        Err(f) if f.error.kind == meridian_wire::ErrorKind::ResourceNotFound => Ok(None),
+        Err(f) => Err(f.error.message.clone()),
+    }
+}
+
+fn account_for<'a>(
+    state: &'a AppState,
+    region: &str,
+) -> Result<&'a crate::state::UpstreamAccount, String> {
+    state
+        .accounts
+        .iter()
+        .find(|a| a.regions.is_empty() || a.regions.contains(region))
+        .ok_or_else(|| "no upstream account may call this region".to_string())
 }
 
 /// One region's system-defined profile summaries, every page.
 async fn list(state: &AppState, region: &str) -> Result<Vec<Value>, String> {
-    let account = state
-        .accounts
-        .iter()
-        .find(|a| a.regions.is_empty() || a.regions.contains(region))
-        .ok_or_else(|| "no upstream account may call this region".to_string())?;
+    let account = account_for(state, region)?;
     let mut out = Vec::new();
     let mut next: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -179,7 +224,7 @@ pub async fn refresh(live: &Live) {
     if let Some(before) = state.catalog.discovered() {
         found.keep_unread(before);
     }
-    let findings = diff(&state.catalog, &found);
+    let findings = diff(&state.catalog, &state.config.app_profiles, &found);
     for f in findings.iter().filter(|f| f.verdict.is_contradiction()) {
         tracing::warn!(profile = %f.profile, source = %f.source, verdict = ?f.verdict,
             compiled = ?f.compiled, discovered = ?f.discovered,

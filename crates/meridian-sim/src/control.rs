@@ -167,11 +167,12 @@ async fn put_profile(
             Json(json!({"message": format!("unknown region {r}")})),
         );
     }
-    if change.destinations.is_empty() || !change.id.contains('.') {
+    if change.destinations.is_empty() || !(change.id.contains('.') || change.id.starts_with("arn:"))
+    {
         return (
             StatusCode::BAD_REQUEST,
             Json(
-                json!({"message": "a profile change needs a profile ID (prefix.model) and destinations"}),
+                json!({"message": "a profile change needs a system profile ID (prefix.model) or an application profile ARN, and destinations"}),
             ),
         );
     }

@@ -39,7 +39,8 @@ impl Ctx {
             }
         }
         for change in world.in_source(&here) {
-            if listed.contains(&change.id) {
+            // Application profiles (ARNs) change below, with the config's.
+            if listed.contains(&change.id) || change.id.starts_with("arn:") {
                 continue;
             }
             let base = change.id.split_once('.').map_or("", |(_, b)| b);
@@ -65,7 +66,19 @@ impl Ctx {
             .iter()
             .filter(|p| p.region == here)
         {
-            out.push(app_profile_summary(p, "application inference profile"));
+            match world.published(&p.arn, &here) {
+                Some(d) => {
+                    let changed = meridian_catalog::AppProfile {
+                        destinations: d.clone(),
+                        ..p.clone()
+                    };
+                    out.push(app_profile_summary(
+                        &changed,
+                        "application inference profile",
+                    ));
+                }
+                None => out.push(app_profile_summary(p, "application inference profile")),
+            }
         }
         out
     }

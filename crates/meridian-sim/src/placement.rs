@@ -87,9 +87,13 @@ impl Ctx {
                                     format!("Inference profile {model_id} not found."),
                                 )
                             })?;
+                        let routed = self.shared.world.read().routed(&p.arn, &here).cloned();
                         Ok(Placement {
                             base: p.model_id.clone(),
-                            destinations: p.destinations.iter().cloned().collect(),
+                            destinations: routed
+                                .unwrap_or_else(|| p.destinations.clone())
+                                .into_iter()
+                                .collect(),
                         })
                     }
                     _ => Err(invalid_model()),

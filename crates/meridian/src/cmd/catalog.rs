@@ -25,7 +25,7 @@ pub async fn diff_cmd(config: Option<&Path>, all: bool, json: bool) -> anyhow::R
     let state =
         AppState::with_accounts(loaded.config, loaded.catalog, region, step, accounts, info);
     let (found, errors) = discover(&state).await;
-    let findings = diff(&state.catalog, &found);
+    let findings = diff(&state.catalog, &state.config.app_profiles, &found);
     if let Some(f) = fleet {
         f.shutdown().await;
     }

@@ -228,7 +228,8 @@ async fn check_refresh(
         info,
     );
     let (found, errors) = meridian_gateway::catalog_refresh::discover(&state).await;
-    let findings = meridian_catalog::discovered::diff(&loaded.catalog, &found);
+    let findings =
+        meridian_catalog::discovered::diff(&loaded.catalog, &loaded.config.app_profiles, &found);
     let count = |v: meridian_catalog::discovered::Verdict| {
         findings.iter().filter(|f| f.verdict == v).count()
     };
