@@ -84,16 +84,17 @@ def test_refresh_adds_profiles_and_takes_a_widened_one_out_of_the_eu_policy(sim,
         time.sleep(1)
         compiled = next(tg["destinations"] for m in status(gw)["models"] if m["name"] == "eu-chat"
                         for tg in m["targets"] if tg["model_id"] == EU_PROFILE and tg["endpoint_region"] == "eu-west-1")
-        # Published at once, routed by in 4 s: Meridian must stop sending EU traffic there first.
+        # Published at once, routed by in 10 s (a refresh every second, each read
+        # bounded by 3 s): Meridian must stop sending EU traffic there first.
         world(sim, "PUT", "/world/profiles", {"id": EU_PROFILE, "source": "eu-west-1",
                                               "destinations": sorted(set(compiled) | {"us-east-1"}),
-                                              "effective_after_ms": 4000})
+                                              "effective_after_ms": 10000})
         world(sim, "PUT", "/world/profiles", {"id": NEW_PROFILE, "source": "eu-west-1",
                                               "destinations": ["eu-west-1", "eu-central-1"]})
         widened = wait_for(lambda: [c for c in status(gw)["catalog"]["contradictions"]
-                                    if c["profile"] == EU_PROFILE and c["source"] == "eu-west-1"], 4, "the refresh to see it")
+                                    if c["profile"] == EU_PROFILE and c["source"] == "eu-west-1"], 8, "the refresh to see it")
         assert widened[0]["verdict"] == "widened" and "us-east-1" in widened[0]["discovered"]
-        time.sleep(5)  # past the moment the fleet starts routing by the wider set
+        time.sleep(11)  # past the moment the fleet starts routing by the wider set
     finally:
         stop.set()
         t.join(timeout=30)

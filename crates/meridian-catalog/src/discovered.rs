@@ -47,9 +47,25 @@ impl Verdict {
     }
 }
 
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A system-defined inference profile (`ListInferenceProfiles`).
+    SystemProfile,
+    /// A declared application profile (`GetInferenceProfile`).
+    AppProfile,
+    /// A base model's on-demand availability (`ListFoundationModels`); the
+    /// sets are the region itself when it is offered there.
+    OnDemand,
+}
+
 /// One profile in one source region, compiled against discovered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
+    /// What was compared.
+    pub kind: Kind,
+    /// System profile ID, application profile ARN or base model ID.
     pub profile: String,
     pub source: String,
     pub verdict: Verdict,
@@ -109,6 +125,7 @@ pub fn diff(catalog: &Catalog, declared: &[AppProfile], found: &Discovered) -> V
             Some(_) => Verdict::Narrowed,
         };
         out.push(Finding {
+            kind: Kind::AppProfile,
             profile: p.arn.clone(),
             source: p.region.clone(),
             verdict,
@@ -131,6 +148,7 @@ pub fn diff(catalog: &Catalog, declared: &[AppProfile], found: &Discovered) -> V
                 Some(_) => Verdict::Narrowed,
             };
             out.push(Finding {
+                kind: Kind::SystemProfile,
                 profile: profile.clone(),
                 source: source.clone(),
                 verdict,
@@ -141,6 +159,7 @@ pub fn diff(catalog: &Catalog, declared: &[AppProfile], found: &Discovered) -> V
         for profile in catalog.compiled_profiles_in(source) {
             if !seen.contains(&profile) {
                 out.push(Finding {
+                    kind: Kind::SystemProfile,
                     compiled: catalog.compiled_destinations(&profile, source),
                     profile,
                     source: source.clone(),
@@ -148,6 +167,26 @@ pub fn diff(catalog: &Catalog, declared: &[AppProfile], found: &Discovered) -> V
                     discovered: None,
                 });
             }
+        }
+    }
+    for (region, listed) in &found.on_demand {
+        let here = || Some(BTreeSet::from([region.clone()]));
+        for m in catalog.models() {
+            let compiled = m.on_demand.iter().any(|r| r == region);
+            let verdict = match (compiled, listed.contains(&m.id)) {
+                (true, true) => Verdict::Confirmed,
+                (false, true) => Verdict::Added,
+                (true, false) => Verdict::NotListed,
+                (false, false) => continue,
+            };
+            out.push(Finding {
+                kind: Kind::OnDemand,
+                profile: m.id.clone(),
+                source: region.clone(),
+                verdict,
+                compiled: if compiled { here() } else { None },
+                discovered: if listed.contains(&m.id) { here() } else { None },
+            });
         }
     }
     out.sort_by(|a, b| (a.verdict, &a.profile, &a.source).cmp(&(b.verdict, &b.profile, &b.source)));

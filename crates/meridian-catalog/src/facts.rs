@@ -21,6 +21,9 @@ pub struct Discovered {
     /// Application profile ARN → regions it may be processed in, from
     /// `GetInferenceProfile` (`None`: Bedrock does not know the ARN).
     pub app_profiles: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// Region → base model IDs `ListFoundationModels` lists there with
+    /// on-demand inference (regions read only).
+    pub on_demand: BTreeMap<String, BTreeSet<String>>,
     /// When the lists were read.
     #[serde(skip)]
     pub at: Option<SystemTime>,
@@ -51,6 +54,11 @@ impl Discovered {
 
     /// Carries over `before`'s facts for regions this read did not reach.
     pub fn keep_unread(&mut self, before: &Discovered) {
+        for (region, ids) in &before.on_demand {
+            self.on_demand
+                .entry(region.clone())
+                .or_insert_with(|| ids.clone());
+        }
         for (arn, d) in &before.app_profiles {
             self.app_profiles
                 .entry(arn.clone())
@@ -67,6 +75,27 @@ impl Discovered {
             }
             self.regions.insert(region.clone());
         }
+    }
+
+    /// Adds one region's `ListFoundationModels` answer (its `modelSummaries`).
+    pub fn add_models(&mut self, region: &str, summaries: &[Value]) {
+        let ids = summaries
+            .iter()
+            .filter(|m| {
+                m["inferenceTypesSupported"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|x| x == "ON_DEMAND"))
+            })
+            .filter_map(|m| m["modelId"].as_str().map(str::to_string))
+            .collect();
+        self.on_demand.insert(region.to_string(), ids);
+    }
+
+    /// Whether `ListFoundationModels` in `region` lists `model_id` on demand.
+    pub fn on_demand_in(&self, model_id: &str, region: &str) -> bool {
+        self.on_demand
+            .get(region)
+            .is_some_and(|ids| ids.contains(model_id))
     }
 
     /// Adds `GetInferenceProfile`'s answer for application profile `arn`

@@ -358,11 +358,21 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        if !model.on_demand.is_empty() {
+        // In-region base model IDs: the catalog's regions and those where a
+        // refresh found the model on demand (in-region never widens residency).
+        let mut on_demand = model.on_demand.clone();
+        if let Some(found) = self.catalog.discovered() {
+            for region in found.on_demand.keys() {
+                if found.on_demand_in(&model.id, region) && !on_demand.contains(region) {
+                    on_demand.push(region.clone());
+                }
+            }
+        }
+        if !on_demand.is_empty() {
             offerings.push(Offering {
                 kind: TargetKind::OnDemand,
                 route: None,
-                callable: model.on_demand.clone(),
+                callable: on_demand,
                 confirmed: model.confirmed,
             });
         }
@@ -610,12 +620,12 @@ impl<'a> Resolver<'a> {
                 model.and_then(|m| m.price.in_region()),
             ),
         };
-        // Bedrock's own list for this profile and region confirms it.
+        // Bedrock's own list for this profile (or model) and region confirms it.
         let confirmed = o.confirmed
-            || self
-                .catalog
-                .discovered()
-                .is_some_and(|f| f.destinations(&model_id, &region.code).is_some());
+            || self.catalog.discovered().is_some_and(|f| {
+                f.destinations(&model_id, &region.code).is_some()
+                    || (o.route.is_none() && f.on_demand_in(&model_id, &region.code))
+            });
         Target {
             endpoint_region: region.code.clone(),
             model_id,

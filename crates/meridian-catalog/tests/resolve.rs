@@ -363,3 +363,40 @@ fn discovered_facts_tighten_residency_and_add_profiles() {
         "without the refresh, the widest eu set is assumed"
     );
 }
+
+#[test]
+fn a_model_found_on_demand_in_a_region_becomes_callable_there() {
+    use meridian_catalog::discovered::{Discovered, Kind, Verdict, diff};
+    use std::sync::Arc;
+
+    let c = catalog();
+    let haiku = "anthropic.claude-3-haiku-20240307-v1:0";
+    let here = policy(&c, &["eu-north-1"]);
+    assert!(
+        Resolver::new(&c, &[])
+            .resolve("claude-3-haiku", "eu-north-1", &here)
+            .is_err(),
+        "the compiled catalog has no in-region claude-3-haiku in eu-north-1"
+    );
+    let mut found = Discovered::default();
+    found.add_models(
+        "eu-north-1",
+        &[serde_json::json!({"modelId": haiku, "inferenceTypesSupported": ["ON_DEMAND"]})],
+    );
+    let findings = diff(&c, &[], &found);
+    let f = findings
+        .iter()
+        .find(|f| f.kind == Kind::OnDemand && f.profile == haiku)
+        .unwrap();
+    assert_eq!(f.verdict, Verdict::Added);
+    let c2 = c.with_discovered(Arc::new(found));
+    let r = Resolver::new(&c2, &[])
+        .resolve("claude-3-haiku", "eu-north-1", &here)
+        .unwrap();
+    let t = &r.targets[0];
+    assert_eq!(
+        (t.endpoint_region.as_str(), t.kind),
+        ("eu-north-1", TargetKind::OnDemand)
+    );
+    assert!(t.confirmed);
+}

@@ -23,8 +23,9 @@ pub use crate::live::RefreshStatus;
 use crate::metrics::labels;
 use crate::state::AppState;
 
-/// Longest one region's list may take.
-const REGION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one control-plane read may take; a region that does not answer
+/// in time keeps what an earlier refresh read there.
+const REGION_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pages read per region at most.
 const MAX_PAGES: usize = 20;
 
@@ -101,8 +102,20 @@ pub fn regions(state: &AppState) -> BTreeSet<String> {
 /// the result (they say nothing) and named in the errors.
 pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
     let reads = regions(state).into_iter().map(|region| async move {
-        let r = tokio::time::timeout(REGION_TIMEOUT, list(state, &region)).await;
-        let r = r.unwrap_or_else(|_| Err(format!("no answer within {REGION_TIMEOUT:?}")));
+        // Each list under its own timeout, side by side: a slow answer (or a
+        // name that takes long to resolve) costs at most one timeout.
+        let timed = |what: &'static str, r: Result<Vec<Value>, String>| {
+            r.map_err(|e| format!("{what}: {e}"))
+        };
+        let (profiles, models) = tokio::join!(
+            tokio::time::timeout(REGION_TIMEOUT, list(state, &region)),
+            tokio::time::timeout(REGION_TIMEOUT, models(state, &region)),
+        );
+        let late = || Err(format!("no answer within {REGION_TIMEOUT:?}"));
+        let r = (
+            profiles.unwrap_or_else(|_| late()),
+            timed("ListFoundationModels", models.unwrap_or_else(|_| late())),
+        );
         (region, r)
     });
     let mut found = Discovered {
@@ -110,9 +123,13 @@ pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
         ..Discovered::default()
     };
     let mut errors = Vec::new();
-    for (region, r) in futures_util::future::join_all(reads).await {
-        match r {
+    for (region, (profiles, models)) in futures_util::future::join_all(reads).await {
+        match profiles {
             Ok(summaries) => found.add_region(&region, &summaries),
+            Err(e) => errors.push(format!("{region}: {e}")),
+        }
+        match models {
+            Ok(summaries) => found.add_models(&region, &summaries),
             Err(e) => errors.push(format!("{region}: {e}")),
         }
     }
@@ -166,6 +183,20 @@ fn account_for<'a>(
         .iter()
         .find(|a| a.regions.is_empty() || a.regions.contains(region))
         .ok_or_else(|| "no upstream account may call this region".to_string())
+}
+
+/// One region's `ListFoundationModels` summaries.
+async fn models(state: &AppState, region: &str) -> Result<Vec<Value>, String> {
+    let account = account_for(state, region)?;
+    let resp = account
+        .client
+        .control_get(region, "/foundation-models")
+        .await
+        .map_err(|f| f.error.message.clone())?;
+    let body = resp.collect().await.map_err(|f| f.error.message.clone())?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("ListFoundationModels answered invalid JSON: {e}"))?;
+    Ok(v["modelSummaries"].as_array().cloned().unwrap_or_default())
 }
 
 /// One region's system-defined profile summaries, every page.

@@ -63,6 +63,7 @@ pub async fn diff_cmd(config: Option<&Path>, all: bool, json: bool) -> anyhow::R
             }
             t.row(vec![
                 format!("{:?}", f.verdict).to_lowercase(),
+                format!("{:?}", f.kind).to_lowercase(),
                 f.profile.clone(),
                 f.source.clone(),
                 set(f.compiled.as_ref()),
