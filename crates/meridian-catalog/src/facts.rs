@@ -150,3 +150,49 @@ fn destinations_of(profile: &Value) -> BTreeSet<String> {
         .filter(|r| !r.is_empty())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn summary(id: &str, dests: &[&str]) -> Value {
+        let models: Vec<Value> = dests
+            .iter()
+            .map(|d| json!({"modelArn": format!("arn:aws:bedrock:{d}::foundation-model/m")}))
+            .collect();
+        json!({"inferenceProfileId": id, "type": "SYSTEM_DEFINED", "models": models})
+    }
+
+    #[test]
+    fn a_region_not_read_again_keeps_its_earlier_facts_and_a_read_one_replaces_them() {
+        let mut before = Discovered::default();
+        before.add_region("eu-west-1", &[summary("eu.m", &["eu-west-1", "us-east-1"])]);
+        before.add_region("eu-west-3", &[summary("eu.m", &["eu-west-3"])]);
+        before.add_models(
+            "eu-west-1",
+            &[json!({"modelId": "m", "inferenceTypesSupported": ["ON_DEMAND"]})],
+        );
+
+        // This time only eu-west-3 answered, with a narrower set.
+        let mut now = Discovered::default();
+        now.add_region(
+            "eu-west-3",
+            &[summary("eu.m", &["eu-west-3", "eu-central-1"])],
+        );
+        now.keep_unread(&before);
+        let wide = now.destinations("eu.m", "eu-west-1").unwrap();
+        assert!(
+            wide.contains("us-east-1"),
+            "eu-west-1 was not read: the widened set stays"
+        );
+        assert_eq!(
+            now.destinations("eu.m", "eu-west-3").unwrap().len(),
+            2,
+            "eu-west-3's new read wins"
+        );
+        assert!(now.on_demand_in("m", "eu-west-1"));
+        assert!(now.regions.contains("eu-west-1") && now.regions.contains("eu-west-3"));
+    }
+}
