@@ -195,19 +195,10 @@ pub fn diff(catalog: &Catalog, declared: &[AppProfile], found: &Discovered) -> V
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
-
     use super::*;
+    use crate::facts::tests::summary;
 
     const SONNET: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
-
-    fn summary(id: &str, dests: &[&str]) -> Value {
-        let models: Vec<Value> = dests
-            .iter()
-            .map(|d| json!({"modelArn": format!("arn:aws:bedrock:{d}::foundation-model/{SONNET}")}))
-            .collect();
-        json!({"inferenceProfileId": id, "type": "SYSTEM_DEFINED", "models": models})
-    }
 
     #[test]
     fn findings_confirm_add_and_contradict() {

@@ -3,7 +3,6 @@
 //! How they compare with the compiled catalog is `discovered`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -24,9 +23,6 @@ pub struct Discovered {
     /// Region → base model IDs `ListFoundationModels` lists there with
     /// on-demand inference (regions read only).
     pub on_demand: BTreeMap<String, BTreeSet<String>>,
-    /// When the lists were read.
-    #[serde(skip)]
-    pub at: Option<SystemTime>,
 }
 
 impl Discovered {
@@ -152,12 +148,13 @@ fn destinations_of(profile: &Value) -> BTreeSet<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
 
-    fn summary(id: &str, dests: &[&str]) -> Value {
+    /// A `ListInferenceProfiles` summary of system profile `id` processing in `dests`.
+    pub(crate) fn summary(id: &str, dests: &[&str]) -> Value {
         let models: Vec<Value> = dests
             .iter()
             .map(|d| json!({"modelArn": format!("arn:aws:bedrock:{d}::foundation-model/m")}))

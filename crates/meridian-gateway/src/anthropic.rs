@@ -240,22 +240,13 @@ impl FrontDoor for Anthropic {
     }
 
     fn stream(c: Ctx, served: &Served, frames: Frames) -> Response {
-        let body = if c.converse {
-            crate::sse::body(
-                frames,
-                FromConverse(meridian_wire::messages::StreamTranslator::new(
-                    &message_id(&c.request_id),
-                    &c.model,
-                )),
-            )
-        } else {
-            crate::sse::body(
-                frames,
-                Events {
-                    model: c.model.clone(),
-                },
-            )
+        let events = Events {
+            model: c.model.clone(),
+            converse: c.converse.then(|| {
+                meridian_wire::messages::StreamTranslator::new(&message_id(&c.request_id), &c.model)
+            }),
         };
+        let body = crate::sse::body(frames, events);
         let mut r = Response::builder()
             .status(served.status)
             .header("content-type", "text/event-stream")
@@ -419,14 +410,20 @@ fn sse_event(v: &Value) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {v}\n\n"))
 }
 
-/// Bedrock `chunk` events → Anthropic SSE; a failure after the first event is
-/// one `error` event.
+/// Bedrock `chunk` events (or, for a model translated to Converse,
+/// ConverseStream events) → Anthropic SSE; a failure after the first event
+/// is one `error` event.
 struct Events {
     model: String,
+    /// Set when the upstream speaks Converse.
+    converse: Option<meridian_wire::messages::StreamTranslator>,
 }
 
 impl crate::sse::Translate for Events {
     fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
+        if let Some(t) = &mut self.converse {
+            return t.event(event_type, payload).iter().map(sse_event).collect();
+        }
         if event_type != "chunk" {
             return Vec::new();
         }
@@ -444,28 +441,6 @@ impl crate::sse::Translate for Events {
             event["message"]["model"] = json!(self.model);
         }
         vec![sse_event(&event)]
-    }
-
-    fn exception(&mut self, member: &str, message: &str) -> Bytes {
-        let kind = ErrorKind::from_stream_member(member).unwrap_or(ErrorKind::ModelStreamError);
-        error_event(&BedrockError::new(kind, message))
-    }
-
-    fn broken(&mut self, e: &BedrockError) -> Bytes {
-        error_event(e)
-    }
-}
-
-/// ConverseStream events → Anthropic SSE, for translated models.
-struct FromConverse(meridian_wire::messages::StreamTranslator);
-
-impl crate::sse::Translate for FromConverse {
-    fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
-        self.0
-            .event(event_type, payload)
-            .iter()
-            .map(sse_event)
-            .collect()
     }
 
     fn exception(&mut self, member: &str, message: &str) -> Bytes {

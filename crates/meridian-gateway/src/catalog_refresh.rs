@@ -12,6 +12,7 @@
 //! says so.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -36,12 +37,15 @@ impl RefreshStatus {
         Some(at.elapsed().map_or(0.0, |d| d.as_secs_f64()))
     }
 
-    /// Findings that contradict the compiled catalog.
+    /// How many findings contradict the compiled catalog.
     pub fn contradictions(&self) -> usize {
+        self.contradicting().count()
+    }
+
+    fn contradicting(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
             .filter(|f| f.verdict.is_contradiction())
-            .count()
     }
 
     /// The `/status` section: where the served facts come from, how old
@@ -63,7 +67,7 @@ impl RefreshStatus {
             "errors": self.errors,
             "confirmed": confirmed,
             "added": self.added().collect::<Vec<_>>(),
-            "contradictions": self.findings.iter().filter(|f| f.verdict.is_contradiction()).collect::<Vec<_>>(),
+            "contradictions": self.contradicting().collect::<Vec<_>>(),
         })
     }
 
@@ -98,32 +102,42 @@ pub fn regions(state: &AppState) -> BTreeSet<String> {
     out
 }
 
-/// Reads every region's system profiles. Regions that fail are left out of
-/// the result (they say nothing) and named in the errors.
+/// Reads every region's system profiles and on-demand models, and every
+/// declared application profile. What fails is left out of the result (it
+/// says nothing) and named in the errors.
 pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
+    // Each read under its own timeout, all side by side: a slow answer (or a
+    // name that takes long to resolve) costs at most one timeout.
     let reads = regions(state).into_iter().map(|region| async move {
-        // Each list under its own timeout, side by side: a slow answer (or a
-        // name that takes long to resolve) costs at most one timeout.
-        let timed = |what: &'static str, r: Result<Vec<Value>, String>| {
-            r.map_err(|e| format!("{what}: {e}"))
-        };
         let (profiles, models) = tokio::join!(
-            tokio::time::timeout(REGION_TIMEOUT, list(state, &region)),
-            tokio::time::timeout(REGION_TIMEOUT, models(state, &region)),
+            bounded(list(state, &region)),
+            bounded(read_list(
+                state,
+                &region,
+                "/foundation-models",
+                "ListFoundationModels"
+            )),
         );
-        let late = || Err(format!("no answer within {REGION_TIMEOUT:?}"));
-        let r = (
-            profiles.unwrap_or_else(|_| late()),
-            timed("ListFoundationModels", models.unwrap_or_else(|_| late())),
-        );
-        (region, r)
+        let models = models.map(|v| v["modelSummaries"].as_array().cloned().unwrap_or_default());
+        (region, profiles, models)
     });
-    let mut found = Discovered {
-        at: Some(SystemTime::now()),
-        ..Discovered::default()
-    };
+    let apps = state.config.app_profiles.iter().map(|p| async move {
+        let path = format!(
+            "/inference-profiles/{}",
+            meridian_wire::operation::encode_label(&p.arn)
+        );
+        (
+            p,
+            bounded(read_json(state, &p.region, &path, "GetInferenceProfile")).await,
+        )
+    });
+    let (reads, apps) = tokio::join!(
+        futures_util::future::join_all(reads),
+        futures_util::future::join_all(apps)
+    );
+    let mut found = Discovered::default();
     let mut errors = Vec::new();
-    for (region, (profiles, models)) in futures_util::future::join_all(reads).await {
+    for (region, profiles, models) in reads {
         match profiles {
             Ok(summaries) => found.add_region(&region, &summaries),
             Err(e) => errors.push(format!("{region}: {e}")),
@@ -133,16 +147,7 @@ pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
             Err(e) => errors.push(format!("{region}: {e}")),
         }
     }
-    // Application profiles the config declares: GetInferenceProfile in
-    // their own region, so a declared destination set can be checked.
-    let apps = state.config.app_profiles.iter().map(|p| async move {
-        let r = tokio::time::timeout(REGION_TIMEOUT, get_app_profile(state, p)).await;
-        (
-            p,
-            r.unwrap_or_else(|_| Err(format!("no answer within {REGION_TIMEOUT:?}"))),
-        )
-    });
-    for (p, r) in futures_util::future::join_all(apps).await {
+    for (p, r) in apps {
         match r {
             Ok(v) => found.add_app_profile(&p.arn, v.as_ref()),
             Err(e) => errors.push(format!("{}: {e}", p.arn)),
@@ -151,57 +156,55 @@ pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
     (found, errors)
 }
 
-/// `GetInferenceProfile` for a declared application profile; `None` when
-/// Bedrock does not know it.
-async fn get_app_profile(
-    state: &AppState,
-    p: &meridian_catalog::AppProfile,
-) -> Result<Option<Value>, String> {
-    let account = account_for(state, &p.region)?;
-    let path = format!(
-        "/inference-profiles/{}",
-        meridian_wire::operation::encode_label(&p.arn)
-    );
-    match account.client.control_get(&p.region, &path).await {
-        Ok(resp) => {
-            let body = resp.collect().await.map_err(|f| f.error.message.clone())?;
-            serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|e| format!("GetInferenceProfile answered invalid JSON: {e}"))
-        }
-        Err(f) if f.error.kind == meridian_wire::ErrorKind::ResourceNotFound => Ok(None),
-        Err(f) => Err(f.error.message.clone()),
-    }
+/// `read` within [`REGION_TIMEOUT`].
+async fn bounded<T>(read: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::time::timeout(REGION_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {REGION_TIMEOUT:?}")))
 }
 
-fn account_for<'a>(
-    state: &'a AppState,
+/// One signed control-plane GET in `region`, as JSON; `None` when Bedrock
+/// answers that the resource does not exist. `what` names the operation in
+/// errors.
+async fn read_json(
+    state: &AppState,
     region: &str,
-) -> Result<&'a crate::state::UpstreamAccount, String> {
-    state
+    path: &str,
+    what: &str,
+) -> Result<Option<Value>, String> {
+    let account = state
         .accounts
         .iter()
         .find(|a| a.regions.is_empty() || a.regions.contains(region))
-        .ok_or_else(|| "no upstream account may call this region".to_string())
+        .ok_or_else(|| "no upstream account may call this region".to_string())?;
+    let resp = match account.client.control_get(region, path).await {
+        Ok(r) => r,
+        Err(f) if f.error.kind == meridian_wire::ErrorKind::ResourceNotFound => return Ok(None),
+        Err(f) => return Err(format!("{what}: {}", f.error.message)),
+    };
+    let body = resp
+        .collect()
+        .await
+        .map_err(|f| format!("{what}: {}", f.error.message))?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| format!("{what} answered invalid JSON: {e}"))
 }
 
-/// One region's `ListFoundationModels` summaries.
-async fn models(state: &AppState, region: &str) -> Result<Vec<Value>, String> {
-    let account = account_for(state, region)?;
-    let resp = account
-        .client
-        .control_get(region, "/foundation-models")
-        .await
-        .map_err(|f| f.error.message.clone())?;
-    let body = resp.collect().await.map_err(|f| f.error.message.clone())?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| format!("ListFoundationModels answered invalid JSON: {e}"))?;
-    Ok(v["modelSummaries"].as_array().cloned().unwrap_or_default())
+/// A list operation's answer: "not found" is an error there, not an answer.
+async fn read_list(
+    state: &AppState,
+    region: &str,
+    path: &str,
+    what: &str,
+) -> Result<Value, String> {
+    read_json(state, region, path, what)
+        .await?
+        .ok_or_else(|| format!("{what}: not found"))
 }
 
 /// One region's system-defined profile summaries, every page.
 async fn list(state: &AppState, region: &str) -> Result<Vec<Value>, String> {
-    let account = account_for(state, region)?;
     let mut out = Vec::new();
     let mut next: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -210,14 +213,7 @@ async fn list(state: &AppState, region: &str) -> Result<Vec<Value>, String> {
             q.push_str("&nextToken=");
             q.push_str(&meridian_wire::operation::encode_label(t));
         }
-        let resp = account
-            .client
-            .control_get(region, &q)
-            .await
-            .map_err(|f| f.error.message.clone())?;
-        let body = resp.collect().await.map_err(|f| f.error.message.clone())?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| format!("ListInferenceProfiles answered invalid JSON: {e}"))?;
+        let v = read_list(state, region, &q, "ListInferenceProfiles").await?;
         out.extend(
             v["inferenceProfileSummaries"]
                 .as_array()
@@ -287,9 +283,13 @@ pub async fn refresh(live: &Live) {
     s.findings = findings;
 }
 
-/// Serves from the compiled catalog with `found` applied.
+/// Serves from the compiled catalog with `found` applied — unless those are
+/// the facts already served (then nothing needs resolving again).
 fn apply(live: &Live, found: Discovered) {
     let state = live.get();
+    if state.catalog.discovered().is_some_and(|d| **d == found) {
+        return;
+    }
     let catalog = state.catalog.with_discovered(Arc::new(found));
     let (next, _) = state.reloaded(state.config.clone(), catalog);
     live.swap(Arc::new(next));

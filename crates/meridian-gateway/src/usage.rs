@@ -16,8 +16,8 @@ pub struct Usage {
     pub cache_read: u64,
     /// Input tokens written to the prompt cache.
     pub cache_write: u64,
-    /// The service tier the answer says served it (Converse's
-    /// `serviceTier`, InvokeModel's `X-Amzn-Bedrock-Service-Tier`).
+    /// The service tier a Converse answer says served it (`serviceTier`;
+    /// InvokeModel's response header is read by `account`).
     pub service_tier: Option<ServiceTier>,
 }
 
@@ -28,7 +28,7 @@ fn tier_of(v: &Value) -> Option<ServiceTier> {
 
 /// The tier in InvokeModel's response header.
 pub fn tier_header(headers: &http::HeaderMap) -> Option<ServiceTier> {
-    ServiceTier::parse(headers.get("x-amzn-bedrock-service-tier")?.to_str().ok()?)
+    ServiceTier::parse(headers.get(crate::plan::TIER_HEADER)?.to_str().ok()?)
 }
 
 /// Usage of a whole (non-streaming) answer: Converse's `usage`, Bedrock's
@@ -41,7 +41,7 @@ pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
             .and_then(|v| v.parse().ok())
     };
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    let service_tier = tier_of(&v).or_else(|| tier_header(headers));
+    let service_tier = tier_of(&v);
     if let Some(u) = usage_of(&v) {
         return Usage { service_tier, ..u };
     }

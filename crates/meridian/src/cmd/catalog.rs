@@ -4,9 +4,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use meridian_catalog::discovered::{Verdict, diff};
-use meridian_gateway::AppState;
+use meridian_catalog::Catalog;
+use meridian_catalog::detect::Step;
+use meridian_catalog::discovered::{Discovered, Finding, Verdict, diff};
+use meridian_config::Config;
 use meridian_gateway::catalog_refresh::discover;
+use meridian_gateway::{AppState, UpstreamInfo};
 
 use super::{emit, emit_json, source_region};
 use crate::table::Table;
@@ -17,25 +20,61 @@ fn set(s: Option<&std::collections::BTreeSet<String>>) -> String {
     })
 }
 
-pub async fn diff_cmd(config: Option<&Path>, all: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let loaded = meridian_config::load(config)?;
-    let (region, step) = source_region(None, &loaded.config).await;
-    let (accounts, info, fleet) =
-        super::serve::upstream(&loaded.config, &loaded.catalog, &region, 0).await?;
-    let state =
-        AppState::with_accounts(loaded.config, loaded.catalog, region, step, accounts, info);
+/// What one catalog refresh would read now, as `serve` would read it.
+pub(crate) struct Reading {
+    pub upstream: UpstreamInfo,
+    pub found: Discovered,
+    pub errors: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+impl Reading {
+    /// Findings that contradict the compiled catalog.
+    pub fn contradictions(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.verdict.is_contradiction())
+            .count()
+    }
+}
+
+/// Reads the control plane once with the config's upstream accounts (a
+/// simulated fleet, started and stopped here, without AWS credentials).
+pub(crate) async fn read_now(
+    config: Config,
+    catalog: Catalog,
+    region: String,
+    step: Step,
+) -> anyhow::Result<Reading> {
+    let (accounts, info, fleet) = super::serve::upstream(&config, &catalog, &region, 0).await?;
+    let state = AppState::with_accounts(config, catalog, region, step, accounts, info);
     let (found, errors) = discover(&state).await;
     let findings = diff(&state.catalog, &state.config.app_profiles, &found);
     if let Some(f) = fleet {
         f.shutdown().await;
     }
-    let contradictions = findings
-        .iter()
-        .filter(|f| f.verdict.is_contradiction())
-        .count();
+    Ok(Reading {
+        upstream: state.upstream_info.clone(),
+        found,
+        errors,
+        findings,
+    })
+}
+
+pub async fn diff_cmd(config: Option<&Path>, all: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = meridian_config::load(config)?;
+    let (region, step) = source_region(None, &loaded.config).await;
+    let reading = read_now(loaded.config, loaded.catalog, region, step).await?;
+    let contradictions = reading.contradictions();
+    let Reading {
+        upstream,
+        found,
+        errors,
+        findings,
+    } = reading;
     if json {
         emit_json(&serde_json::json!({
-            "upstream": state.upstream_info,
+            "upstream": upstream,
             "regions_read": found.regions,
             "errors": errors,
             "findings": findings,
@@ -43,8 +82,8 @@ pub async fn diff_cmd(config: Option<&Path>, all: bool, json: bool) -> anyhow::R
     } else {
         let mut out = format!(
             "{} ({}): read {} region(s): {}\n\n",
-            state.upstream_info.mode,
-            state.upstream_info.detail,
+            upstream.mode,
+            upstream.detail,
             found.regions.len(),
             found.regions.iter().cloned().collect::<Vec<_>>().join(", ")
         );

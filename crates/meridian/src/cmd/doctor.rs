@@ -214,30 +214,20 @@ async fn check_refresh(
     step: meridian_catalog::detect::Step,
     report: &mut Report,
 ) {
-    let Ok((accounts, info, _)) =
-        super::serve::upstream(&loaded.config, &loaded.catalog, region, 0).await
-    else {
-        return;
-    };
-    let state = meridian_gateway::AppState::with_accounts(
+    let Ok(reading) = super::catalog::read_now(
         loaded.config.clone(),
         loaded.catalog.clone(),
         region.to_string(),
         step,
-        accounts,
-        info,
-    );
-    let (found, errors) = meridian_gateway::catalog_refresh::discover(&state).await;
-    let findings =
-        meridian_catalog::discovered::diff(&loaded.catalog, &loaded.config.app_profiles, &found);
-    let count = |v: meridian_catalog::discovered::Verdict| {
-        findings.iter().filter(|f| f.verdict == v).count()
+    )
+    .await
+    else {
+        return;
     };
     use meridian_catalog::discovered::Verdict as V;
-    let contradictions = findings
-        .iter()
-        .filter(|f| f.verdict.is_contradiction())
-        .count();
+    let count = |v: V| reading.findings.iter().filter(|f| f.verdict == v).count();
+    let contradictions = reading.contradictions();
+    let (found, errors) = (&reading.found, &reading.errors);
     report.add(
         if found.regions.is_empty() || contradictions > 0 { Level::Warn } else { Level::Ok },
         "catalog",
