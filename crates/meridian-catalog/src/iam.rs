@@ -56,6 +56,12 @@ pub fn resources(targets: &[Target], account: &str) -> Resources {
             TargetKind::AppProfile | TargetKind::PassThrough => {
                 r.profiles.insert(t.model_id.clone());
             }
+            // Invoking provisioned throughput needs the provisioned-model
+            // ARN only; it never reaches a foundation model elsewhere.
+            TargetKind::Provisioned => {
+                r.profiles.insert(t.model_id.clone());
+                continue;
+            }
             TargetKind::OnDemand => {}
         }
         let Some(base) = &t.base_model_id else {

@@ -17,6 +17,16 @@ pub struct Price {
     pub cache_write_factor: f64,
 }
 
+impl Price {
+    /// No per-token charge (provisioned throughput: paid by the hour).
+    pub const FREE: Price = Price {
+        input_per_mtok: 0.0,
+        output_per_mtok: 0.0,
+        cache_read_factor: 0.0,
+        cache_write_factor: 0.0,
+    };
+}
+
 /// Prompt-cache prices relative to the input price when a model's catalog
 /// entry does not set `price.cache`: Anthropic's published multipliers
 /// (reads 0.1×, five-minute writes 1.25×).

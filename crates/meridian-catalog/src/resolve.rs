@@ -47,6 +47,9 @@ pub enum TargetKind {
     OnDemand,
     /// An application inference profile from config.
     AppProfile,
+    /// A provisioned-model ARN: dedicated capacity bought in one region,
+    /// processed there (no cross-region routing).
+    Provisioned,
     /// An ARN or ID passed through as given, processed in the called region.
     PassThrough,
 }
@@ -54,7 +57,7 @@ pub enum TargetKind {
 impl TargetKind {
     fn rank(self) -> u8 {
         match self {
-            TargetKind::AppProfile | TargetKind::GeoProfile => 0,
+            TargetKind::Provisioned | TargetKind::AppProfile | TargetKind::GeoProfile => 0,
             TargetKind::OnDemand | TargetKind::PassThrough => 1,
             TargetKind::GlobalProfile => 2,
         }
@@ -85,6 +88,10 @@ pub struct Target {
     pub confirmed: bool,
     /// Distance from the source region to the called region, in km.
     pub distance_km: u32,
+    /// Tokens per minute this gateway may send (provisioned targets: the
+    /// purchased capacity, or this replica's share of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_tpm: Option<u64>,
 }
 
 impl Target {
@@ -266,6 +273,7 @@ impl<'a> Resolver<'a> {
                         price: model.and_then(|m| m.price.in_region()),
                         confirmed: model.is_some_and(|m| m.on_demand.contains(&src.code)),
                         distance_km: 0,
+                        capacity_tpm: None,
                     };
                     check_one(t, policy)
                 } else {
@@ -295,6 +303,31 @@ impl<'a> Resolver<'a> {
             targets,
             rejected,
         })
+    }
+
+    /// The catalog model a reference names (alias, base ID, system profile
+    /// ID or ARN, declared application profile ARN), when it names one.
+    pub fn model_of(&self, reference: &str) -> Option<&'a Model> {
+        match ModelRef::parse(reference) {
+            ModelRef::Name(n) => self
+                .catalog
+                .model(n)
+                .or_else(|| self.catalog.model_by_id(n)),
+            ModelRef::SystemProfile { base, .. } => self.catalog.model_by_id(base),
+            ModelRef::Arn(arn) => match arn.resource_type {
+                "application-inference-profile" => self
+                    .app_profiles
+                    .iter()
+                    .find(|p| p.arn == arn.raw)
+                    .and_then(|p| self.catalog.model_by_id(&p.model_id)),
+                "foundation-model" => self.catalog.model_by_id(arn.resource_id),
+                "inference-profile" => match ModelRef::parse(arn.resource_id) {
+                    ModelRef::SystemProfile { base, .. } => self.catalog.model_by_id(base),
+                    _ => None,
+                },
+                _ => None,
+            },
+        }
     }
 
     fn region(&self, code: &str) -> Result<&'a Region, ResolveError> {
@@ -473,6 +506,7 @@ impl<'a> Resolver<'a> {
                 .and_then(|m| m.price.in_region().or(m.price.for_prefix("geo"))),
             confirmed,
             distance_km: distance(src, region),
+            capacity_tpm: None,
         };
         let in_region = BTreeSet::from([region.code.clone()]);
         let target = match arn.resource_type {
@@ -539,6 +573,7 @@ impl<'a> Resolver<'a> {
                 t
             }
             "foundation-model" => at(TargetKind::OnDemand, Some(arn.resource_id), in_region, true),
+            "provisioned-model" => at(TargetKind::Provisioned, None, in_region, true),
             _ => at(TargetKind::PassThrough, None, in_region, true),
         };
         Ok(check_one(target, policy))
@@ -636,6 +671,7 @@ impl<'a> Resolver<'a> {
             price,
             confirmed,
             distance_km: d,
+            capacity_tpm: None,
         }
     }
 }

@@ -117,6 +117,33 @@ pub struct ExposedModel {
     /// `default`), each as extra candidates; empty: none named, so the
     /// client's own tier (or Bedrock's standard) applies.
     pub service_tiers: Vec<meridian_catalog::ServiceTier>,
+    /// Provisioned throughput tried before any on-demand or profile target;
+    /// those take the overflow.
+    pub provisioned: Vec<Provisioned>,
+}
+
+/// Provisioned throughput for one exposed model: dedicated capacity in one
+/// region, processed there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provisioned {
+    /// `arn:aws:bedrock:REGION:ACCOUNT:provisioned-model/ID`.
+    pub arn: String,
+    /// Region in the ARN: where it is called and processed.
+    pub region: String,
+    /// Model units bought.
+    pub model_units: u32,
+    /// Tokens per minute one unit carries (input + output, as agreed with AWS).
+    pub tokens_per_minute_per_unit: u64,
+    /// The commitment's price per unit-hour, for cost reports; per-token
+    /// cost of a provisioned call is zero.
+    pub usd_per_unit_hour: Option<f64>,
+}
+
+impl Provisioned {
+    /// Capacity in tokens per minute.
+    pub fn tokens_per_minute(&self) -> u64 {
+        u64::from(self.model_units).saturating_mul(self.tokens_per_minute_per_unit)
+    }
 }
 
 /// How a model's candidates are ordered.
@@ -356,7 +383,8 @@ impl Config {
         source: &str,
         narrow: Option<&Policy>,
     ) -> Result<Resolution, ResolveError> {
-        let (reference, policy) = match self.model(requested) {
+        let exposed = self.model(requested);
+        let (reference, policy) = match exposed {
             Some(m) => (m.model.as_str(), m.policy.clone()),
             None => (requested, self.default_policy.clone()),
         };
@@ -366,6 +394,9 @@ impl Config {
         };
         let resolver = Resolver::new(catalog, &self.app_profiles);
         let mut res = resolver.resolve(reference, source, &policy);
+        if let Some(m) = exposed.filter(|m| !m.provisioned.is_empty()) {
+            res = self.with_provisioned(&resolver, m, source, &policy, res);
+        }
         if let Err(ResolveError::UnknownModel { given, suggestions }) = &mut res {
             let names = self.models.iter().map(|m| m.name.as_str());
             let aliases = catalog.models().iter().map(|m| m.alias.as_str());
@@ -380,5 +411,73 @@ impl Config {
         let mut res = res?;
         res.requested = requested.to_string();
         Ok(res)
+    }
+
+    /// `res` with the model's provisioned throughput first: each ARN under
+    /// the same policy as any target (its region is where it processes),
+    /// carrying this replica's share of the capacity and no per-token price.
+    fn with_provisioned(
+        &self,
+        resolver: &Resolver<'_>,
+        m: &ExposedModel,
+        source: &str,
+        policy: &Policy,
+        res: Result<Resolution, ResolveError>,
+    ) -> Result<Resolution, ResolveError> {
+        let model = resolver.model_of(&m.model);
+        let base = model.map(|c| c.id.clone());
+        let mut targets = Vec::new();
+        let mut rejected = Vec::new();
+        for p in &m.provisioned {
+            let r = match resolver.resolve(&p.arn, source, policy) {
+                Ok(r) => r,
+                Err(ResolveError::NoTarget { rejected: r, .. }) => {
+                    rejected.extend(r);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for mut t in r.targets {
+                t.base_model_id.clone_from(&base);
+                t.price = Some(meridian_catalog::Price::FREE);
+                t.capacity_tpm =
+                    Some(p.tokens_per_minute() / u64::from(self.state.replicas.max(1)));
+                targets.push(t);
+            }
+        }
+        match res {
+            Ok(mut r) => {
+                targets.append(&mut r.targets);
+                r.targets = targets;
+                rejected.append(&mut r.rejected);
+                r.rejected = rejected;
+                Ok(r)
+            }
+            Err(ResolveError::NoTarget {
+                requested,
+                source_region,
+                policy: name,
+                rejected: mut more,
+            }) => {
+                rejected.append(&mut more);
+                if targets.is_empty() {
+                    return Err(ResolveError::NoTarget {
+                        requested,
+                        source_region,
+                        policy: name,
+                        rejected,
+                    });
+                }
+                Ok(Resolution {
+                    requested,
+                    alias: model.map(|c| c.alias.clone()),
+                    source_region,
+                    policy: policy.clone(),
+                    targets,
+                    rejected,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -201,6 +201,18 @@ pub(crate) struct RawModel {
     pub hedging: Option<bool>,
     #[serde(default)]
     pub service_tiers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub provisioned: Vec<RawProvisioned>,
+}
+
+/// Provisioned throughput bought for a model in one region.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvisioned {
+    pub arn: Spanned<String>,
+    pub model_units: Spanned<u32>,
+    pub tokens_per_minute_per_unit: Spanned<u64>,
+    pub usd_per_unit_hour: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

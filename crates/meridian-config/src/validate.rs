@@ -160,6 +160,7 @@ pub(crate) fn validate(
                 prompt_cache_affinity: false,
                 hedging: None,
                 service_tiers: Vec::new(),
+                provisioned: Vec::new(),
             })
             .collect()
     } else {
@@ -179,6 +180,7 @@ pub(crate) fn validate(
             };
             let strategy = strategy_of(&at, &catalog, &key, m, &policy)?;
             let service_tiers = service_tiers_of(&at, &catalog, &key, m)?;
+            let provisioned = provisioned_of(&at, &catalog, &key, m)?;
             out.push(ExposedModel {
                 name: name.get_ref().clone(),
                 model: m.model.get_ref().clone(),
@@ -188,6 +190,7 @@ pub(crate) fn validate(
                 prompt_cache_affinity: m.prompt_cache_affinity,
                 hedging: m.hedging,
                 service_tiers,
+                provisioned,
             });
         }
         for (name, m) in &raw.models {
@@ -673,6 +676,72 @@ fn validate_logging(
                 "logging.s3.flush_interval_ms",
                 5000,
             )?,
+        });
+    }
+    Ok(out)
+}
+
+/// A model's `provisioned` entries: provisioned-model ARNs in known
+/// regions, each once, with a capacity.
+fn provisioned_of(
+    at: &At,
+    catalog: &Catalog,
+    key: &str,
+    m: &RawModel,
+) -> Result<Vec<crate::Provisioned>, ConfigError> {
+    let mut out: Vec<crate::Provisioned> = Vec::new();
+    for (i, p) in m.provisioned.iter().enumerate() {
+        let key = format!("{key}.provisioned[{i}]");
+        let arn = p.arn.get_ref();
+        let parsed = Arn::parse(arn)
+            .filter(|a| a.resource_type == "provisioned-model" && !a.resource_id.is_empty());
+        let Some(parsed) = parsed else {
+            return Err(at.at(
+                &p.arn,
+                format!("{key}.arn"),
+                "expected an ARN like arn:aws:bedrock:REGION:ACCOUNT:provisioned-model/ID",
+            ));
+        };
+        if catalog.region(parsed.region).is_none() {
+            return Err(at.at(
+                &p.arn,
+                format!("{key}.arn"),
+                unknown_region(catalog, parsed.region),
+            ));
+        }
+        if out.iter().any(|o| &o.arn == arn) {
+            return Err(at.at(&p.arn, format!("{key}.arn"), "listed twice"));
+        }
+        if *p.model_units.get_ref() == 0 {
+            return Err(at.at(
+                &p.model_units,
+                format!("{key}.model_units"),
+                "expected at least 1",
+            ));
+        }
+        if *p.tokens_per_minute_per_unit.get_ref() == 0 {
+            return Err(at.at(
+                &p.tokens_per_minute_per_unit,
+                format!("{key}.tokens_per_minute_per_unit"),
+                "expected the tokens per minute one model unit carries (at least 1)",
+            ));
+        }
+        let usd_per_unit_hour = match &p.usd_per_unit_hour {
+            Some(v) if !(v.get_ref().is_finite() && *v.get_ref() >= 0.0) => {
+                return Err(at.at(
+                    v,
+                    format!("{key}.usd_per_unit_hour"),
+                    "expected a price of 0 or more",
+                ));
+            }
+            v => v.as_ref().map(|v| *v.get_ref()),
+        };
+        out.push(crate::Provisioned {
+            arn: arn.clone(),
+            region: parsed.region.to_string(),
+            model_units: *p.model_units.get_ref(),
+            tokens_per_minute_per_unit: *p.tokens_per_minute_per_unit.get_ref(),
+            usd_per_unit_hour,
         });
     }
     Ok(out)

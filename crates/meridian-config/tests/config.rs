@@ -227,3 +227,61 @@ fn service_tiers_must_be_known_once_and_offered_by_the_model() {
         "{e}"
     );
 }
+
+#[test]
+fn provisioned_throughput_comes_first_within_the_policy_with_its_capacity() {
+    let cfg = |arn: &str, units: u32, extra: &str| {
+        format!(
+            "region = \"us-east-1\"\n{extra}\n[residency.us]\nallow = [\"us-east-1\", \"us-west-2\"]\n\
+             [models.m]\nmodel = \"claude-3-haiku\"\nresidency = \"us\"\n\
+             [[models.m.provisioned]]\narn = \"{arn}\"\nmodel_units = {units}\ntokens_per_minute_per_unit = 1000\n"
+        )
+    };
+    let pt = "arn:aws:bedrock:us-east-1:111122223333:provisioned-model/abc";
+    let ok = parse(&cfg(pt, 3, ""), None).unwrap();
+    let res = ok
+        .config
+        .resolve(&ok.catalog, "m", "us-east-1", None)
+        .unwrap();
+    let first = &res.targets[0];
+    assert_eq!(first.model_id, pt);
+    assert_eq!(first.kind, meridian_catalog::TargetKind::Provisioned);
+    assert_eq!(first.capacity_tpm, Some(3000));
+    assert_eq!(
+        first.base_model_id.as_deref(),
+        Some("anthropic.claude-3-haiku-20240307-v1:0")
+    );
+    assert_eq!(first.price.map(|p| p.input_per_mtok), Some(0.0));
+    assert!(res.targets.len() > 1, "on-demand targets follow");
+    // Replicas share the capacity.
+    let shared = parse(&cfg(pt, 3, "[state]\nreplicas = 3\n"), None).unwrap();
+    let res = shared
+        .config
+        .resolve(&shared.catalog, "m", "us-east-1", None)
+        .unwrap();
+    assert_eq!(res.targets[0].capacity_tpm, Some(1000));
+    // Outside the policy it is never a target.
+    let eu = "arn:aws:bedrock:eu-west-1:111122223333:provisioned-model/abc";
+    let far = parse(&cfg(eu, 1, ""), None).unwrap();
+    let res = far
+        .config
+        .resolve(&far.catalog, "m", "us-east-1", None)
+        .unwrap();
+    assert!(res.targets.iter().all(|t| t.model_id != eu));
+    assert!(res.rejected.iter().any(|r| r.target.model_id == eu));
+
+    let e = err(&cfg(
+        "arn:aws:bedrock:us-east-1:1:foundation-model/x",
+        1,
+        "",
+    ));
+    assert!(
+        e.contains("models.m.provisioned[0].arn: expected an ARN like arn:aws:bedrock:REGION:ACCOUNT:provisioned-model/ID"),
+        "{e}"
+    );
+    let e = err(&cfg(pt, 0, ""));
+    assert!(
+        e.contains("models.m.provisioned[0].model_units: expected at least 1"),
+        "{e}"
+    );
+}

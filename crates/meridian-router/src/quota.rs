@@ -62,6 +62,13 @@ impl QuotaEstimate {
         self.at = now;
     }
 
+    /// A known capacity (`INFINITY`: unknown) replaces the estimate; what
+    /// was used in the last minute still counts against it.
+    pub fn set_ceiling(&mut self, ceiling: f64) {
+        self.ceiling = ceiling;
+        self.limit = ceiling;
+    }
+
     /// Whether `tokens` more fit under the estimate now.
     pub fn has_room(&mut self, tokens: u64, now: Instant) -> bool {
         self.advance(now);

@@ -117,6 +117,8 @@ struct Stats {
     requests: QuotaEstimate,
     cooling_until: Option<Instant>,
     in_flight: u32,
+    /// Known capacity in tokens per minute (provisioned throughput).
+    capacity: Option<u64>,
 }
 
 impl Stats {
@@ -128,6 +130,7 @@ impl Stats {
             requests: QuotaEstimate::unknown(now),
             cooling_until: None,
             in_flight: 0,
+            capacity: None,
         }
     }
 }
@@ -196,6 +199,20 @@ impl Router {
         f(s, now)
     }
 
+    /// Like `with`, for a candidate: a known capacity (provisioned
+    /// throughput) is the quota estimate's ceiling, so traffic spills to the
+    /// next candidate before the capacity is used up, not after a throttle.
+    fn with_candidate<R>(&self, c: &Candidate, f: impl FnOnce(&mut Stats, Instant) -> R) -> R {
+        self.with(&c.key(), |s, now| {
+            if s.capacity != c.target.capacity_tpm {
+                s.capacity = c.target.capacity_tpm;
+                s.quota
+                    .set_ceiling(s.capacity.map_or(f64::INFINITY, |t| t as f64));
+            }
+            f(s, now)
+        })
+    }
+
     /// A uniform draw in [0, 1), different on every call.
     pub fn draw(&self) -> f64 {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +226,7 @@ impl Router {
         if self.health.state(&key) == State::Open {
             return false;
         }
-        self.with(&key, |s, now| {
+        self.with_candidate(c, |s, now| {
             s.cooling_until.is_none_or(|t| now >= t)
                 && s.quota.has_room(tokens, now)
                 && s.requests.has_room(1, now)
@@ -309,7 +326,7 @@ impl Router {
     /// Marks an attempt as started: reserves its tokens and counts it in flight.
     pub fn start(&self, c: &Candidate, tokens: u64) -> InFlight<'_> {
         let key = c.key();
-        self.with(&key, |s, now| {
+        self.with_candidate(c, |s, now| {
             s.quota.reserve(tokens, now);
             s.requests.reserve(1, now);
             s.in_flight += 1;
@@ -328,7 +345,7 @@ impl Router {
 
     /// A throttle: lowers the quota estimate and honours Retry-After.
     pub fn throttled(&self, c: &Candidate, retry_after: Option<Duration>) {
-        self.with(&c.key(), |s, now| {
+        self.with_candidate(c, |s, now| {
             // A throttle does not say which quota it hit: both estimates drop.
             s.quota.on_throttle(now);
             s.requests.on_throttle(now);
@@ -422,6 +439,7 @@ pub(crate) fn test_candidate(region: &str, model: &str) -> Candidate {
             price: None,
             confirmed: true,
             distance_km: 0,
+            capacity_tpm: None,
         },
         service_tier: None,
     }
@@ -466,6 +484,42 @@ mod tests {
         assert_eq!(
             regions(&c, &r.order(&c, &Order::Priority, 10, None)),
             ["r1", "r2", "r3"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_capacity_spills_before_it_is_used_up() {
+        let r = Router::default();
+        let mut pt = cand("r1", 0);
+        pt.target.capacity_tpm = Some(5_000);
+        let c = [pt, cand("r2", 0)];
+        for _ in 0..4 {
+            assert_eq!(
+                regions(&c, &r.order(&c, &Order::Priority, 1_000, None))[0],
+                "r1"
+            );
+            drop(r.start(&c[0], 1_000));
+        }
+        // 4,000 of 5,000 used: one more fits, a second does not.
+        drop(r.start(&c[0], 1_000));
+        assert_eq!(
+            regions(&c, &r.order(&c, &Order::Priority, 1_000, None)),
+            ["r2", "r1"],
+            "the overflow goes to the next candidate without a throttle"
+        );
+        let view = r.views().into_iter().find(|v| v.key == c[0].key()).unwrap();
+        assert_eq!(view.quota_tokens_per_min, Some(5_000));
+        // A larger capacity (a reload) applies at once to the same window.
+        let mut more = c.clone();
+        more[0].target.capacity_tpm = Some(10_000);
+        assert_eq!(
+            regions(&more, &r.order(&more, &Order::Priority, 1_000, None))[0],
+            "r1"
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(
+            regions(&c, &r.order(&c, &Order::Priority, 1_000, None))[0],
+            "r1"
         );
     }
 

@@ -66,6 +66,20 @@ impl Default for CapacityModel {
     }
 }
 
+/// Provisioned throughput the fleet serves: a fixed capacity per ARN, in
+/// the ARN's region only, throttling beyond it; no cross-region routing and
+/// no share of the region's on-demand quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimProvisioned {
+    /// `arn:aws:bedrock:REGION:ACCOUNT:provisioned-model/ID`.
+    pub arn: String,
+    /// Base model it serves.
+    pub model_id: String,
+    /// Tokens per minute (input + max_tokens reserved at admission, the
+    /// unused part given back, as for on-demand quotas).
+    pub tokens_per_minute: u64,
+}
+
 /// Everything a fleet needs to start.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -83,6 +97,8 @@ pub struct FleetConfig {
     pub capacity: CapacityModel,
     /// Application inference profiles the fleet knows.
     pub app_profiles: Vec<AppProfile>,
+    /// Provisioned throughput the fleet serves.
+    pub provisioned: Vec<SimProvisioned>,
 }
 
 impl FleetConfig {
@@ -96,6 +112,7 @@ impl FleetConfig {
             latency: LatencyModel::default(),
             capacity: CapacityModel::default(),
             app_profiles: Vec::new(),
+            provisioned: Vec::new(),
         }
     }
 }

@@ -28,7 +28,7 @@ mod thinking;
 mod tiers;
 mod world;
 
-pub use config::{CapacityModel, FleetConfig, LatencyModel, SimCredential};
+pub use config::{CapacityModel, FleetConfig, LatencyModel, SimCredential, SimProvisioned};
 pub use faults::FaultSet;
 pub use fleet::Fleet;
 pub use manifest::{Manifest, ManifestRegion};

@@ -8,6 +8,7 @@ use meridian_wire::{BedrockError, ErrorKind};
 use tokio::time::Instant;
 
 use crate::capacity::Admission;
+use crate::config::CapacityModel;
 use crate::faults::FaultSet;
 use crate::region::{Ctx, Pace, Placement};
 use crate::rng::Rng;
@@ -32,6 +33,7 @@ impl Ctx {
                 return Ok(Placement {
                     base: base.to_string(),
                     destinations: d.iter().cloned().collect(),
+                    provisioned: None,
                 });
             }
             let m = catalog.model_by_id(base).ok_or_else(invalid_model)?;
@@ -45,6 +47,7 @@ impl Ctx {
             Ok(Placement {
                 base: base.to_string(),
                 destinations: dests.iter().cloned().collect(),
+                provisioned: None,
             })
         };
         let on_demand = |base: &str| -> Result<Placement, BedrockError> {
@@ -53,6 +56,7 @@ impl Ctx {
                 Ok(Placement {
                     base: base.to_string(),
                     destinations: vec![here.clone()],
+                    provisioned: None,
                 })
             } else if !m.routes.is_empty() {
                 Err(BedrockError::validation(format!(
@@ -94,6 +98,31 @@ impl Ctx {
                                 .unwrap_or_else(|| p.destinations.clone())
                                 .into_iter()
                                 .collect(),
+                            provisioned: None,
+                        })
+                    }
+                    "provisioned-model" => {
+                        let config = self.shared.config.read();
+                        let p = config
+                            .provisioned
+                            .iter()
+                            .find(|p| p.arn == model_id)
+                            .ok_or_else(|| {
+                                BedrockError::new(
+                                    ErrorKind::ResourceNotFound,
+                                    format!("Provisioned model {model_id} not found."),
+                                )
+                            })?;
+                        Ok(Placement {
+                            base: p.model_id.clone(),
+                            destinations: vec![here.clone()],
+                            provisioned: Some((
+                                p.arn.clone(),
+                                CapacityModel {
+                                    concurrency: u32::MAX,
+                                    tokens_per_minute: p.tokens_per_minute,
+                                },
+                            )),
                         })
                     }
                     _ => Err(invalid_model()),
@@ -133,16 +162,27 @@ impl Ctx {
             .state(&self.region)
             .map(|s| s.rng.lock().clone())
             .unwrap_or_else(|| Rng::new(0, ""));
-        let capacity = self.shared.config.read().capacity;
+        // Provisioned capacity is the ARN's own: no share of the region's
+        // on-demand quota, and a throttle storm (an on-demand quota cut)
+        // does not touch it.
+        let (pool, capacity, dedicated) = match &p.provisioned {
+            Some((arn, m)) => (arn.as_str(), *m, true),
+            None => (p.base.as_str(), self.shared.config.read().capacity, false),
+        };
+        let share = |f: &FaultSet| {
+            if dedicated {
+                1.0
+            } else {
+                f.quota_factor * share(f)
+            }
+        };
         let now = Instant::now();
         let mut ranked: Vec<(f64, u64, &String)> = live
             .iter()
             .map(|d| {
                 let f = self.shared.faults(d);
                 let head = self.shared.state(d).map_or(0.0, |s| {
-                    s.capacity
-                        .lock()
-                        .headroom(&p.base, &capacity, f.quota_factor * share(&f), now)
+                    s.capacity.lock().headroom(pool, &capacity, share(&f), now)
                 });
                 (head, rng.next_u64(), *d)
             })
@@ -180,12 +220,12 @@ impl Ctx {
         }
         for (_, _, d) in &ranked {
             let f = self.shared.faults(d);
-            let factor = f.quota_factor * share(&f);
+            let factor = share(&f);
             if let Some(s) = self.shared.state(d)
                 && let Some(a) = s
                     .capacity
                     .lock()
-                    .admit(&p.base, tokens, &capacity, factor, now)
+                    .admit(pool, tokens, &capacity, factor, now)
             {
                 return Ok(((*d).clone(), a));
             }

@@ -202,6 +202,9 @@ fn json_response(request_id: &str, value: &Value, extra: &[(&str, String)]) -> R
 pub(crate) struct Placement {
     pub(crate) base: String,
     pub(crate) destinations: Vec<String>,
+    /// Provisioned throughput: its own capacity window (keyed by ARN), in
+    /// place of the region's on-demand quota for the base model.
+    pub(crate) provisioned: Option<(String, crate::config::CapacityModel)>,
 }
 
 /// Latency of one attempt, in milliseconds.

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use meridian_sim::{CapacityModel, FaultSet};
+use meridian_sim::{CapacityModel, FaultSet, SimProvisioned};
 use meridian_upstream::Outcome;
 
 #[tokio::test]
@@ -144,6 +144,65 @@ async fn quota_reserves_input_plus_max_tokens() {
     c.call(&converse("us-east-1", model, "hi", 100, false))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn provisioned_models_have_their_own_capacity_in_their_own_region() {
+    let pt = "arn:aws:bedrock:us-east-1:111122223333:provisioned-model/pt1";
+    let mut cfg = fast_config(&["us-east-1", "us-west-2"], 1);
+    cfg.provisioned = vec![SimProvisioned {
+        arn: pt.into(),
+        model_id: "anthropic.claude-3-haiku-20240307-v1:0".into(),
+        tokens_per_minute: 1000,
+    }];
+    let f = fleet(cfg, None).await;
+    let c = client(&f, timeouts());
+    // Within its capacity it serves; 1,500 tokens cannot be reserved from
+    // its 1,000-token minute, though the region's on-demand quota has room.
+    for _ in 0..3 {
+        c.call(&converse("us-east-1", pt, "hi", 300, false))
+            .await
+            .unwrap();
+    }
+    let e = c
+        .call(&converse("us-east-1", pt, "hi", 1500, false))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.outcome, Outcome::Throttled { .. }), "{e:?}");
+    let on_demand = "anthropic.claude-3-haiku-20240307-v1:0";
+    c.call(&converse("us-east-1", on_demand, "hi", 1500, false))
+        .await
+        .unwrap();
+    // The region's on-demand quota is apart from it, and a cut of that
+    // quota leaves the provisioned capacity alone.
+    f.set_faults(
+        "us-east-1",
+        FaultSet {
+            quota_factor: 0.0,
+            ..FaultSet::default()
+        },
+    );
+    c.call(&converse("us-east-1", pt, "hi", 10, false))
+        .await
+        .unwrap();
+    let e = c
+        .call(&converse("us-east-1", on_demand, "hi", 10, false))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.outcome, Outcome::Throttled { .. }), "{e:?}");
+    // Called anywhere but its own region, it does not exist.
+    let e = c
+        .call(&converse("us-west-2", pt, "hi", 10, false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.outcome, Outcome::Validation, "{e:?}");
+    let processed: Vec<_> = f
+        .records()
+        .into_iter()
+        .filter(|r| r.model_id == pt && r.outcome == "success")
+        .map(|r| r.inference_region.unwrap())
+        .collect();
+    assert_eq!(processed, ["us-east-1"; 4], "never routed elsewhere");
 }
 
 #[tokio::test]

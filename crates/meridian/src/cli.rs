@@ -229,6 +229,9 @@ pub enum DrillScenario {
     Flapping,
     /// EU-only traffic while every EU region fails, one every 5 s.
     ResidencySqueeze,
+    /// Provisioned throughput carries the baseline (half the rate); a burst
+    /// to three times the baseline for 30 s overflows to on-demand.
+    ProvisionedOverflow,
 }
 
 impl DrillScenario {
@@ -240,6 +243,7 @@ impl DrillScenario {
             DrillScenario::ThrottleStorm => "throttle-storm",
             DrillScenario::Flapping => "flapping",
             DrillScenario::ResidencySqueeze => "residency-squeeze",
+            DrillScenario::ProvisionedOverflow => "provisioned-overflow",
         }
     }
 }

@@ -27,7 +27,16 @@ fn drill(scenario: &str) -> (Value, bool) {
         )
     });
     assert_eq!(report["scenario"], scenario);
-    assert_eq!(report["requests"], 12_000, "200 req/s for 60 s");
+    let expected = if scenario == "provisioned-overflow" {
+        // A third of 200 req/s, then 200 req/s from 10 s to 40 s.
+        8_000
+    } else {
+        12_000
+    };
+    assert_eq!(
+        report["requests"], expected,
+        "the scenario's load at 200 req/s for 60 s"
+    );
     assert_eq!(
         report["residency_violations"], 0,
         "{scenario}: processed outside the policy per the fleet's records"
@@ -130,5 +139,32 @@ fn flapping_only_breaks_streams_already_under_way() {
         r["breaker_transitions"].as_array().unwrap().len() >= 2,
         "the breaker followed the flapping"
     );
+    assert!(ok, "every check passed: {:#}", r["checks"]);
+}
+
+#[test]
+fn provisioned_overflow_spills_the_burst_to_on_demand_without_failures() {
+    let (r, ok) = drill("provisioned-overflow");
+    assert_eq!(
+        r["client_failures"]["total"], 0,
+        "{:#}",
+        r["client_failures"]
+    );
+    let split = &r["provisioned_split"];
+    let provisioned = split["provisioned"]["requests"].as_u64().unwrap();
+    let on_demand = split["on_demand"]["requests"].as_u64().unwrap();
+    // The baseline (20 s at 67 req/s before and after the burst) fits the
+    // capacity; the burst overflows it.
+    assert!(
+        provisioned > 2000,
+        "provisioned served {provisioned}: {split:#}"
+    );
+    assert!(on_demand > 500, "on-demand took the overflow: {split:#}");
+    assert_eq!(
+        split["provisioned_throttles"], 0,
+        "Meridian spilled before the provisioned capacity throttled"
+    );
+    assert!(split["provisioned"]["cost_usd"].as_f64().unwrap() > 0.0);
+    assert!(split["on_demand"]["cost_usd"].as_f64().unwrap() > 0.0);
     assert!(ok, "every check passed: {:#}", r["checks"]);
 }

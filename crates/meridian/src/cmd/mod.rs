@@ -146,3 +146,28 @@ pub(crate) fn fleet_client(m: &meridian_sim::Manifest) -> meridian_upstream::Bed
         meridian_upstream::Timeouts::default(),
     )
 }
+
+/// The provisioned throughput a config declares, for a simulated fleet to
+/// serve as if it had been bought (full capacity per ARN).
+pub(crate) fn fleet_provisioned(
+    config: &Config,
+    catalog: &meridian_catalog::Catalog,
+) -> Vec<meridian_sim::SimProvisioned> {
+    let resolver = meridian_catalog::Resolver::new(catalog, &config.app_profiles);
+    config
+        .models
+        .iter()
+        .flat_map(|m| {
+            let base = resolver
+                .model_of(&m.model)
+                .map_or_else(|| m.model.clone(), |c| c.id.clone());
+            m.provisioned
+                .iter()
+                .map(move |p| meridian_sim::SimProvisioned {
+                    arn: p.arn.clone(),
+                    model_id: base.clone(),
+                    tokens_per_minute: p.tokens_per_minute(),
+                })
+        })
+        .collect()
+}

@@ -91,6 +91,7 @@ fn kind(t: &Target) -> &'static str {
         TargetKind::GlobalProfile => "global-profile",
         TargetKind::OnDemand => "in-region",
         TargetKind::AppProfile => "app-profile",
+        TargetKind::Provisioned => "provisioned",
         TargetKind::PassThrough => "pass-through",
     }
 }

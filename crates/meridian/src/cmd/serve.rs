@@ -143,6 +143,7 @@ pub(crate) async fn upstream(
         let mut fc = FleetConfig::new(regions.clone());
         fc.seed = sim_seed;
         fc.app_profiles = config.app_profiles.clone();
+        fc.provisioned = super::fleet_provisioned(config, catalog);
         let f = Fleet::start(catalog.clone(), fc, None, None).await?;
         let m = f.manifest();
         let client = super::fleet_client(m);

@@ -26,6 +26,7 @@ pub async fn run(opts: &SimArgs) -> anyhow::Result<ExitCode> {
     let catalog = match &opts.config {
         Some(path) => {
             let loaded = meridian_config::load(Some(path))?;
+            config.provisioned = super::fleet_provisioned(&loaded.config, &loaded.catalog);
             config.app_profiles = loaded.config.app_profiles;
             loaded.catalog
         }

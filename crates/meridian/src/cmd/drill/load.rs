@@ -52,6 +52,8 @@ pub struct Traffic {
     pub residency: Option<String>,
     /// Requests per second.
     pub rate: f64,
+    /// From each time on (seconds), the rate as a factor of `rate`.
+    pub shape: Vec<(f64, f64)>,
     /// Seconds of load.
     pub duration_s: f64,
     /// Tokens each request may generate.
@@ -67,11 +69,12 @@ pub async fn drive(traffic: &Traffic, start: Instant) -> Vec<Sample> {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
-    let n = (traffic.rate * traffic.duration_s).round() as u64;
+    let dues = due_times(traffic);
     let mut set = JoinSet::new();
-    let mut out: Vec<(u64, Sample)> = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let due = start + Duration::from_secs_f64(i as f64 / traffic.rate);
+    let mut out: Vec<(u64, Sample)> = Vec::with_capacity(dues.len());
+    for (i, at) in dues.into_iter().enumerate() {
+        let i = i as u64;
+        let due = start + Duration::from_secs_f64(at);
         tokio::time::sleep_until(due).await;
         let (client, t) = (client.clone(), traffic.clone());
         set.spawn(async move { (i, one(&client, &t, i, due, start).await) });
@@ -89,6 +92,27 @@ pub async fn drive(traffic: &Traffic, start: Instant) -> Vec<Sample> {
     }
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, s)| s).collect()
+}
+
+/// When each request is due, in seconds: evenly spaced at the rate the
+/// shape gives for each stretch of time.
+fn due_times(t: &Traffic) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut stretches = t.shape.clone();
+    stretches.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (k, &(from, factor)) in stretches.iter().enumerate() {
+        let to = stretches
+            .get(k + 1)
+            .map_or(t.duration_s, |n| n.0)
+            .min(t.duration_s);
+        let rate = t.rate * factor;
+        if rate <= 0.0 || to <= from {
+            continue;
+        }
+        let n = ((to - from) * rate).round() as u64;
+        out.extend((0..n).map(|i| from + i as f64 / rate));
+    }
+    out
 }
 
 async fn one(client: &HttpClient, t: &Traffic, i: u64, due: Instant, start: Instant) -> Sample {
@@ -236,5 +260,28 @@ async fn send(client: &HttpClient, t: &Traffic, i: u64, due: Instant, s: &mut Sa
     }
     if !stopped {
         s.failure = Some("stream-incomplete".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shaped_load_is_due_at_each_stretch_rate() {
+        let t = Traffic {
+            base: String::new(),
+            model: String::new(),
+            residency: None,
+            rate: 30.0,
+            shape: vec![(0.0, 1.0 / 3.0), (2.0, 1.0), (4.0, 1.0 / 3.0)],
+            duration_s: 6.0,
+            max_tokens: 1,
+        };
+        let due = due_times(&t);
+        assert_eq!(due.len(), 20 + 60 + 20);
+        assert!(due.windows(2).all(|w| w[0] < w[1]), "in time order");
+        assert_eq!(due.iter().filter(|d| (2.0..4.0).contains(*d)).count(), 60);
+        assert!(due.iter().all(|d| *d < 6.0));
     }
 }

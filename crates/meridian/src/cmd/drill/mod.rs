@@ -29,17 +29,23 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<ExitCode> {
     if !(args.duration >= 6.0 && args.duration <= 3600.0) {
         anyhow::bail!("--duration must be between 6 and 3600 seconds");
     }
-    let sc = scenario::Scenario::build(args.scenario, Some(args.duration));
+    let sc = scenario::Scenario::build(
+        args.scenario,
+        Some(args.duration),
+        args.rate,
+        args.max_tokens,
+    );
     let meridian_config::Loaded { config, catalog } =
         meridian_config::parse(&sc.config, None).context("the drill's built-in config")?;
     let region = match &config.region {
         meridian_config::RegionSetting::Fixed(r) => r.clone(),
         meridian_config::RegionSetting::Auto => "us-east-1".into(),
     };
-    let policy = config
+    let exposed = config
         .model(sc.model)
-        .map(|m| m.policy.clone())
         .context("the drill's model is not in its config")?;
+    let policy = exposed.policy.clone();
+    let provisioned = exposed.provisioned.clone();
     let resolution = config
         .resolve(&catalog, sc.model, &region, None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -53,6 +59,8 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<ExitCode> {
     let mut fc = FleetConfig::new(regions.iter().cloned());
     fc.seed = args.seed;
     fc.capacity = sc.capacity;
+    fc.provisioned = crate::cmd::fleet_provisioned(&config, &catalog);
+    let prices = catalog.clone();
     let fleet = Fleet::start(catalog.clone(), fc, None, None).await?;
     let m = fleet.manifest();
     let client = crate::cmd::fleet_client(m);
@@ -94,6 +102,7 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<ExitCode> {
         model: sc.model.to_string(),
         residency: sc.residency_header.map(str::to_string),
         rate: args.rate,
+        shape: sc.shape.clone(),
         duration_s: sc.duration_s,
         max_tokens: args.max_tokens,
     };
@@ -113,7 +122,10 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<ExitCode> {
     };
     let (samples, (), transitions) = tokio::join!(load, schedule, sampler);
     let records = fleet.records();
-    let report = report::analyse(&sc, args, &policy, &samples, &records, transitions);
+    let mut report = report::analyse(&sc, args, &policy, &samples, &records, transitions);
+    if !provisioned.is_empty() {
+        report::add_provisioned(&mut report, &sc, &provisioned, &prices, &records);
+    }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), gateway).await;
     fleet.shutdown().await;

@@ -124,8 +124,37 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_back_after_recovery_s: Option<f64>,
     pub timeline: Vec<Second>,
+    /// Provisioned vs on-demand, from the fleet's records (scenarios with
+    /// provisioned throughput only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioned_split: Option<Split>,
     pub checks: Vec<Check>,
     pub pass: bool,
+}
+
+/// What one kind of capacity served.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Served {
+    pub requests: usize,
+    /// Share of the requests the fleet served.
+    pub share: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Provisioned: the commitment for the run's length (units × price per
+    /// unit-hour); on-demand: tokens at the catalog's prices.
+    pub cost_usd: f64,
+}
+
+/// Provisioned throughput against the on-demand overflow.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Split {
+    pub provisioned: Served,
+    pub on_demand: Served,
+    /// Throttles the fleet answered for provisioned ARNs (Meridian should
+    /// spill before the capacity is used up).
+    pub provisioned_throttles: usize,
+    /// The capacity bought, tokens per minute.
+    pub provisioned_tokens_per_minute: u64,
 }
 
 /// Polls breaker states every 100 ms until `done`, recording changes.
@@ -276,6 +305,7 @@ pub fn analyse(
         breaker_transitions: transitions,
         primary_back_after_recovery_s,
         timeline,
+        provisioned_split: None,
         checks: Vec::new(),
         pass: false,
     };
@@ -358,6 +388,14 @@ fn checks(sc: &Scenario, samples: &[Sample], r: &Report) -> Vec<Check> {
             ));
         }
         Name::Flapping => {}
+        Name::ProvisionedOverflow => out.push(check(
+            "zero client-visible failures",
+            r.client_failures.total == 0,
+            format!(
+                "{} of {} requests failed: {:?}",
+                r.client_failures.total, r.requests, r.client_failures.by_type
+            ),
+        )),
         Name::ResidencySqueeze => {
             let all_down = sc.all_down_at().unwrap_or(sc.duration_s);
             // Requests due a second after the last EU region went down.
@@ -389,6 +427,85 @@ fn checks(sc: &Scenario, samples: &[Sample], r: &Report) -> Vec<Check> {
         }
     }
     out
+}
+
+/// Adds the provisioned/on-demand split (from the fleet's records) and its
+/// checks: both kinds served, and the overflow spilled before the
+/// provisioned capacity throttled.
+pub fn add_provisioned(
+    r: &mut Report,
+    sc: &Scenario,
+    provisioned: &[meridian_config::Provisioned],
+    catalog: &meridian_catalog::Catalog,
+    records: &[Record],
+) {
+    use meridian_catalog::arn::ModelRef;
+    let mut split = Split {
+        provisioned_tokens_per_minute: provisioned.iter().map(|p| p.tokens_per_minute()).sum(),
+        ..Split::default()
+    };
+    split.provisioned.cost_usd = provisioned
+        .iter()
+        .map(|p| {
+            f64::from(p.model_units) * p.usd_per_unit_hour.unwrap_or(0.0) * sc.duration_s / 3600.0
+        })
+        .sum();
+    let is_provisioned = |id: &str| provisioned.iter().any(|p| p.arn == id);
+    for rec in records
+        .iter()
+        .filter(|x| x.operation.starts_with("Converse"))
+    {
+        if is_provisioned(&rec.model_id) && rec.outcome.contains("Throttling") {
+            split.provisioned_throttles += 1;
+        }
+        if rec.outcome != "success" {
+            continue;
+        }
+        let side = if is_provisioned(&rec.model_id) {
+            &mut split.provisioned
+        } else {
+            let price = match ModelRef::parse(&rec.model_id) {
+                ModelRef::SystemProfile { prefix, base } => catalog
+                    .model_by_id(base)
+                    .and_then(|m| m.price.for_prefix(prefix)),
+                ModelRef::Name(base) => catalog.model_by_id(base).and_then(|m| m.price.in_region()),
+                ModelRef::Arn(_) => None,
+            };
+            if let Some(p) = price {
+                split.on_demand.cost_usd += p.cost(rec.input_tokens, rec.output_tokens, 0, 0);
+            }
+            &mut split.on_demand
+        };
+        side.requests += 1;
+        side.input_tokens += rec.input_tokens;
+        side.output_tokens += rec.output_tokens;
+    }
+    let total = (split.provisioned.requests + split.on_demand.requests).max(1) as f64;
+    for side in [&mut split.provisioned, &mut split.on_demand] {
+        side.share = (side.requests as f64 / total * 1000.0).round() / 1000.0;
+        side.cost_usd = (side.cost_usd * 1e6).round() / 1e6;
+    }
+    r.checks.push(check(
+        "provisioned throughput carried traffic and on-demand took the overflow",
+        split.provisioned.requests > 0 && split.on_demand.requests > 0,
+        format!(
+            "provisioned {} ({:.1} %), on-demand {} ({:.1} %)",
+            split.provisioned.requests,
+            split.provisioned.share * 100.0,
+            split.on_demand.requests,
+            split.on_demand.share * 100.0
+        ),
+    ));
+    r.checks.push(check(
+        "traffic spilled before the provisioned capacity throttled",
+        split.provisioned_throttles == 0,
+        format!(
+            "{} throttles from the provisioned model in the fleet's records",
+            split.provisioned_throttles
+        ),
+    ));
+    r.provisioned_split = Some(split);
+    r.pass = r.checks.iter().all(|c| c.pass);
 }
 
 /// The report for a terminal.
@@ -423,6 +540,20 @@ pub fn text(r: &Report) -> String {
         t.p50, t.p95, t.p99, t.p999
     );
     let _ = writeln!(s, "served by region {:?}", r.served_by_region);
+    if let Some(p) = &r.provisioned_split {
+        let _ = writeln!(
+            s,
+            "provisioned ({} tokens/min) {} requests ({:.1} %), ${:.4} committed; on-demand {} requests ({:.1} %), ${:.4}; provisioned throttles {}",
+            p.provisioned_tokens_per_minute,
+            p.provisioned.requests,
+            p.provisioned.share * 100.0,
+            p.provisioned.cost_usd,
+            p.on_demand.requests,
+            p.on_demand.share * 100.0,
+            p.on_demand.cost_usd,
+            p.provisioned_throttles
+        );
+    }
     let _ = writeln!(
         s,
         "processed by region (fleet records) {:?}",

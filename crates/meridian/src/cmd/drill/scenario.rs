@@ -41,6 +41,9 @@ pub struct Scenario {
     pub duration_s: f64,
     /// Quota per region and model in the simulated fleet.
     pub capacity: CapacityModel,
+    /// The load's shape: from each time on (seconds, scaled), the rate as a
+    /// factor of `--rate`.
+    pub shape: Vec<(f64, f64)>,
 }
 
 /// The US scenarios' quota: 1.2 M tokens a minute per region, so the
@@ -68,6 +71,28 @@ model = "claude-3-haiku"
 residency = "drill"
 "#;
 
+/// The US scenarios' config with provisioned throughput for the baseline,
+/// on-demand for bursts: one model unit in us-east-1 sized at 1.2 times the
+/// baseline's reserved tokens a minute (a third of `--rate`, about 15 input
+/// tokens plus `--max-tokens` each), so the baseline fits and the burst to
+/// three times it does not. Bedrock counts capacity per minute, so a run
+/// shorter than a minute may never fill it. The commitment price is the
+/// drill's assumption, not an AWS price.
+fn provisioned_config(tokens_per_minute: u64) -> String {
+    format!(
+        r#"{US_CONFIG}
+[[models.chat.provisioned]]
+arn = "arn:aws:bedrock:us-east-1:111122223333:provisioned-model/drill-baseline"
+model_units = 1
+tokens_per_minute_per_unit = {tokens_per_minute}
+usd_per_unit_hour = 40.0
+"#
+    )
+}
+
+/// Input tokens of one drill request, as Meridian estimates them.
+const DRILL_INPUT_TOKENS: f64 = 15.0;
+
 const EU_CONFIG: &str = r#"
 region = "eu-west-3"
 
@@ -94,8 +119,9 @@ pub const EU_REGIONS: [&str; 6] = [
 ];
 
 impl Scenario {
-    /// The scenario, scaled to `duration_s` (default 60).
-    pub fn build(name: Name, duration_s: Option<f64>) -> Scenario {
+    /// The scenario, scaled to `duration_s` (default 60); `rate` and
+    /// `max_tokens` size the provisioned throughput of `provisioned-overflow`.
+    pub fn build(name: Name, duration_s: Option<f64>, rate: f64, max_tokens: u32) -> Scenario {
         let d = duration_s.unwrap_or(60.0).max(6.0);
         let k = d / 60.0;
         let (start, end) = (10.0 * k, 40.0 * k);
@@ -115,6 +141,7 @@ impl Scenario {
             fault_window: (start, end),
             duration_s: d,
             capacity: US_CAPACITY,
+            shape: vec![(0.0, 1.0)],
         };
         match name {
             Name::RegionOutage => us(vec![
@@ -199,6 +226,19 @@ impl Scenario {
                     fault_window: (start, d),
                     duration_s: d,
                     capacity: CapacityModel::default(),
+                    shape: vec![(0.0, 1.0)],
+                }
+            }
+            // No fault: the burst is the event. A third of the rate as the
+            // baseline, the full rate (three times the baseline) in the window.
+            Name::ProvisionedOverflow => {
+                let baseline = rate / 3.0;
+                let per_request = DRILL_INPUT_TOKENS + f64::from(max_tokens);
+                let capacity = (1.2 * baseline * 60.0 * per_request).round() as u64;
+                Scenario {
+                    config: provisioned_config(capacity.max(1)),
+                    shape: vec![(0.0, 1.0 / 3.0), (start, 1.0), (end, 1.0 / 3.0)],
+                    ..us(Vec::new())
                 }
             }
         }
