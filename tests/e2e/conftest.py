@@ -155,17 +155,18 @@ model = "claude-3-haiku"
 """ + APP_PROFILES)
 
 
-def fleet_gateway(sim, d, models):
+def fleet_gateway(sim, d, models, env=None):
     """Runs `meridian serve` in us-east-1 with `models` (TOML) calling the
-    standalone fleet through a named AWS profile; yields its URL and process."""
-    gw = start_fleet_gateway(sim, d, models)
+    standalone fleet through a named AWS profile; yields its URL and process.
+    `env`: more environment variables for the gateway."""
+    gw = start_fleet_gateway(sim, d, models, env=env)
     try:
         yield gw
     finally:
         gw["proc"].stop()
 
 
-def start_fleet_gateway(sim, d, models, scheme="http", wait=True):
+def start_fleet_gateway(sim, d, models, scheme="http", wait=True, env=None):
     """Starts `meridian serve` as `fleet_gateway` does; the caller stops
     `result["proc"]`. `models` is any TOML to add (models, tenants, state, …)."""
     endpoints = ", ".join(f'{r} = "{v["url"]}"' for r, v in sim["regions"].items())
@@ -186,7 +187,8 @@ profile = "fleet"
         f"[fleet]\naws_access_key_id = {creds['access_key_id']}\naws_secret_access_key = {creds['secret_access_key']}\n")
     (d / "config").write_text("[profile fleet]\nregion = us-east-1\n")
     port = free_port()
-    env = clean_env(d, AWS_SHARED_CREDENTIALS_FILE=str(d / "credentials"), AWS_CONFIG_FILE=str(d / "config"))
+    env = clean_env(d, AWS_SHARED_CREDENTIALS_FILE=str(d / "credentials"), AWS_CONFIG_FILE=str(d / "config"),
+                    **(env or {}))
     proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], env, d, d / "serve.log")
     url = f"{scheme}://127.0.0.1:{port}"
     if wait:

@@ -62,6 +62,8 @@ pub fn resources(targets: &[Target], account: &str) -> Resources {
                 r.profiles.insert(t.model_id.clone());
                 continue;
             }
+            // Not Bedrock: nothing for IAM to allow.
+            TargetKind::Provider => continue,
             TargetKind::OnDemand => {}
         }
         let Some(base) = &t.base_model_id else {

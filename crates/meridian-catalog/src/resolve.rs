@@ -52,13 +52,16 @@ pub enum TargetKind {
     Provisioned,
     /// An ARN or ID passed through as given, processed in the called region.
     PassThrough,
+    /// A model on an OpenAI-compatible server (`[[providers]]`), processed
+    /// in the region the config declares for it.
+    Provider,
 }
 
 impl TargetKind {
     fn rank(self) -> u8 {
         match self {
             TargetKind::Provisioned | TargetKind::AppProfile | TargetKind::GeoProfile => 0,
-            TargetKind::OnDemand | TargetKind::PassThrough => 1,
+            TargetKind::OnDemand | TargetKind::PassThrough | TargetKind::Provider => 1,
             TargetKind::GlobalProfile => 2,
         }
     }

@@ -120,6 +120,26 @@ pub struct ExposedModel {
     /// Provisioned throughput tried before any on-demand or profile target;
     /// those take the overflow.
     pub provisioned: Vec<Provisioned>,
+    /// The `[[providers]]` entry serving this model (`model` is then the
+    /// name the provider knows it by); `None`: Bedrock.
+    pub provider: Option<String>,
+}
+
+/// An OpenAI-compatible server (vLLM, Ollama, LiteLLM, a company's own
+/// inference) that models can be routed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// Name: the account name of its candidates, in logs and metrics.
+    pub name: String,
+    /// Base URL up to `/v1` (`/chat/completions` is appended).
+    pub base_url: String,
+    /// Environment variable holding its API key (sent as a bearer token).
+    pub api_key_env: Option<String>,
+    /// Where it processes requests; `None`: unknown, so only an
+    /// unrestricted residency policy lets it be called.
+    pub region: Option<String>,
+    /// Model names it serves.
+    pub models: Vec<String>,
 }
 
 /// Provisioned throughput for one exposed model: dedicated capacity in one
@@ -277,6 +297,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Label request metrics with the tenant (names come from the config only).
     pub tenant_metric_label: bool,
+    /// OpenAI-compatible servers models may be routed to.
+    pub providers: Vec<Provider>,
 }
 
 /// OpenTelemetry trace export.
@@ -384,6 +406,11 @@ impl Config {
         narrow: Option<&Policy>,
     ) -> Result<Resolution, ResolveError> {
         let exposed = self.model(requested);
+        if let Some(m) = exposed
+            && let Some(p) = &m.provider
+        {
+            return self.provider_resolution(m, p, source, narrow);
+        }
         let (reference, policy) = match exposed {
             Some(m) => (m.model.as_str(), m.policy.clone()),
             None => (requested, self.default_policy.clone()),
@@ -480,4 +507,71 @@ impl Config {
             Err(e) => Err(e),
         }
     }
+
+    /// The one target of a model served by a provider: called and processed
+    /// in the provider's declared region. A provider whose region is not
+    /// declared passes only an unrestricted policy.
+    fn provider_resolution(
+        &self,
+        m: &ExposedModel,
+        provider: &str,
+        source: &str,
+        narrow: Option<&Policy>,
+    ) -> Result<Resolution, ResolveError> {
+        let policy = match narrow {
+            Some(n) => m.policy.intersect(n),
+            None => m.policy.clone(),
+        };
+        let region = self
+            .providers
+            .iter()
+            .find(|p| p.name == provider)
+            .and_then(|p| p.region.clone());
+        let target = meridian_catalog::Target {
+            endpoint_region: region.clone().unwrap_or_else(|| UNDECLARED_REGION.into()),
+            model_id: m.model.clone(),
+            kind: meridian_catalog::TargetKind::Provider,
+            prefix: None,
+            base_model_id: None,
+            destinations: std::collections::BTreeSet::from([region
+                .clone()
+                .unwrap_or_else(|| UNDECLARED_REGION.into())]),
+            price: None,
+            confirmed: region.is_some(),
+            distance_km: 0,
+            capacity_tpm: None,
+        };
+        let outside = match &region {
+            Some(_) => policy.outside(target.regions_touched()),
+            None if policy.is_unrestricted() => Vec::new(),
+            None => vec![UNDECLARED_REGION.to_string()],
+        };
+        let (targets, rejected) = if outside.is_empty() {
+            (vec![target], Vec::new())
+        } else {
+            (
+                Vec::new(),
+                vec![meridian_catalog::resolve::Rejected { target, outside }],
+            )
+        };
+        if targets.is_empty() {
+            return Err(ResolveError::NoTarget {
+                requested: m.name.clone(),
+                source_region: source.to_string(),
+                policy: policy.name.clone(),
+                rejected,
+            });
+        }
+        Ok(Resolution {
+            requested: m.name.clone(),
+            alias: None,
+            source_region: source.to_string(),
+            policy,
+            targets,
+            rejected,
+        })
+    }
 }
+
+/// What a provider without a declared region is called in place of one.
+pub const UNDECLARED_REGION: &str = "undeclared";

@@ -41,6 +41,19 @@ pub(crate) struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+}
+
+/// An OpenAI-compatible server Meridian may route to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvider {
+    pub name: Spanned<String>,
+    pub base_url: Spanned<String>,
+    pub api_key_env: Option<Spanned<String>>,
+    pub region: Option<Spanned<String>>,
+    pub models: Spanned<Vec<String>>,
 }
 
 /// One tenant: who it is, what it may call, how much.
@@ -190,6 +203,7 @@ pub(crate) enum RawResidency {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawModel {
     pub model: Spanned<String>,
+    pub provider: Option<Spanned<String>>,
     pub residency: Option<Spanned<RawResidency>>,
     pub strategy: Option<Spanned<String>>,
     #[serde(default)]

@@ -147,6 +147,7 @@ pub(crate) fn validate(
         });
     }
 
+    let providers = validate_providers(&at, &catalog, &raw)?;
     let models = if raw.models.is_empty() {
         catalog
             .models()
@@ -161,19 +162,23 @@ pub(crate) fn validate(
                 hedging: None,
                 service_tiers: Vec::new(),
                 provisioned: Vec::new(),
+                provider: None,
             })
             .collect()
     } else {
         let mut out = Vec::new();
         for (name, m) in &raw.models {
             let key = format!("models.{}", name.get_ref());
-            check_model_ref(
-                &at,
-                &catalog,
-                &app_profiles,
-                &m.model,
-                &format!("{key}.model"),
-            )?;
+            let provider = provider_of(&at, &providers, &key, m)?;
+            if provider.is_none() {
+                check_model_ref(
+                    &at,
+                    &catalog,
+                    &app_profiles,
+                    &m.model,
+                    &format!("{key}.model"),
+                )?;
+            }
             let policy = match &m.residency {
                 Some(r) => default_policy.intersect(&policy_for(r, &format!("{key}.residency"))?),
                 None => default_policy.clone(),
@@ -191,6 +196,7 @@ pub(crate) fn validate(
                 hedging: m.hedging,
                 service_tiers,
                 provisioned,
+                provider,
             });
         }
         for (name, m) in &raw.models {
@@ -281,6 +287,7 @@ pub(crate) fn validate(
             admin_key,
             tls,
             tenant_metric_label: raw.metrics.tenant_label,
+            providers,
         },
         catalog,
     })
@@ -679,6 +686,115 @@ fn validate_logging(
         });
     }
     Ok(out)
+}
+
+/// `[[providers]]`: unique names, an http(s) base URL, a known region when
+/// one is declared, and the models each serves.
+fn validate_providers(
+    at: &At,
+    catalog: &Catalog,
+    raw: &RawConfig,
+) -> Result<Vec<crate::Provider>, ConfigError> {
+    let mut out: Vec<crate::Provider> = Vec::new();
+    for (i, p) in raw.providers.iter().enumerate() {
+        let key = format!("providers[{i}]");
+        let name = p.name.get_ref();
+        if name.is_empty() || out.iter().any(|o| &o.name == name) {
+            return Err(at.at(
+                &p.name,
+                format!("{key}.name"),
+                "expected a name no other provider has",
+            ));
+        }
+        let url = p.base_url.get_ref();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(at.at(
+                &p.base_url,
+                format!("{key}.base_url"),
+                "expected http(s)://HOST[:PORT]/v1 (the path before /chat/completions)",
+            ));
+        }
+        if let Some(r) = &p.region
+            && catalog.region(r.get_ref()).is_none()
+        {
+            return Err(at.at(
+                r,
+                format!("{key}.region"),
+                unknown_region(catalog, r.get_ref()),
+            ));
+        }
+        if p.models.get_ref().is_empty() {
+            return Err(at.at(
+                &p.models,
+                format!("{key}.models"),
+                "list the model names the provider serves (at least one)",
+            ));
+        }
+        out.push(crate::Provider {
+            name: name.clone(),
+            base_url: url.clone(),
+            api_key_env: p.api_key_env.as_ref().map(|e| e.get_ref().clone()),
+            region: p.region.as_ref().map(|r| r.get_ref().clone()),
+            models: p.models.get_ref().clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// A model's `provider`: a declared provider that serves `model`; no
+/// provisioned throughput or service tiers with it (those are Bedrock's).
+fn provider_of(
+    at: &At,
+    providers: &[crate::Provider],
+    key: &str,
+    m: &RawModel,
+) -> Result<Option<String>, ConfigError> {
+    let Some(name) = &m.provider else {
+        return Ok(None);
+    };
+    let Some(p) = providers.iter().find(|p| &p.name == name.get_ref()) else {
+        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        return Err(at.at(
+            name,
+            format!("{key}.provider"),
+            format!(
+                "'{}' is not a [[providers]] entry (declared: {})",
+                name.get_ref(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        ));
+    };
+    if !p.models.contains(m.model.get_ref()) {
+        return Err(at.at(
+            &m.model,
+            format!("{key}.model"),
+            format!(
+                "provider '{}' does not list '{}' (its models: {})",
+                p.name,
+                m.model.get_ref(),
+                p.models.join(", ")
+            ),
+        ));
+    }
+    if let Some(t) = m.service_tiers.first() {
+        return Err(at.at(
+            t,
+            format!("{key}.service_tiers"),
+            "service tiers are Bedrock's; a provider model has none",
+        ));
+    }
+    if let Some(pt) = m.provisioned.first() {
+        return Err(at.at(
+            &pt.arn,
+            format!("{key}.provisioned"),
+            "provisioned throughput is Bedrock's; a provider model has none",
+        ));
+    }
+    Ok(Some(p.name.clone()))
 }
 
 /// A model's `provisioned` entries: provisioned-model ARNs in known

@@ -285,3 +285,90 @@ fn provisioned_throughput_comes_first_within_the_policy_with_its_capacity() {
         "{e}"
     );
 }
+
+#[test]
+fn a_provider_model_is_one_target_in_its_declared_region_under_the_policy() {
+    let cfg = |region: &str, residency: &str| {
+        format!(
+            "region = \"eu-west-1\"\n[residency.eu]\nallow = [\"eu\"]\n\
+             [[providers]]\nname = \"local\"\nbase_url = \"http://127.0.0.1:4000/v1\"\n\
+             api_key_env = \"LOCAL_KEY\"\n{region}models = [\"llama3\"]\n\
+             [models.l]\nmodel = \"llama3\"\nprovider = \"local\"\n{residency}"
+        )
+    };
+    // Declared in the EU: a target under the EU policy, called in that region.
+    let ok = parse(
+        &cfg("region = \"eu-central-1\"\n", "residency = \"eu\"\n"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(ok.config.providers[0].name, "local");
+    assert_eq!(
+        ok.config.providers[0].api_key_env.as_deref(),
+        Some("LOCAL_KEY")
+    );
+    let res = ok
+        .config
+        .resolve(&ok.catalog, "l", "eu-west-1", None)
+        .unwrap();
+    assert_eq!(res.targets.len(), 1);
+    let t = &res.targets[0];
+    assert_eq!(t.kind, meridian_catalog::TargetKind::Provider);
+    assert_eq!(t.endpoint_region, "eu-central-1");
+    assert_eq!(t.model_id, "llama3");
+
+    // Declared in the US: never a target under the EU policy.
+    let us = parse(
+        &cfg("region = \"us-east-1\"\n", "residency = \"eu\"\n"),
+        None,
+    )
+    .unwrap();
+    let e = us
+        .config
+        .resolve(&us.catalog, "l", "eu-west-1", None)
+        .unwrap_err();
+    assert!(e.to_string().contains("us-east-1"), "{e}");
+    // ... nor when the request narrows an unrestricted model to the EU.
+    let open = parse(&cfg("region = \"us-east-1\"\n", ""), None).unwrap();
+    assert!(
+        open.config
+            .resolve(&open.catalog, "l", "eu-west-1", None)
+            .is_ok()
+    );
+    let eu = open.config.policies["eu"].clone();
+    assert!(
+        open.config
+            .resolve(&open.catalog, "l", "eu-west-1", Some(&eu))
+            .is_err()
+    );
+
+    // Undeclared: only an unrestricted policy lets it be called.
+    let undeclared = parse(&cfg("", ""), None).unwrap();
+    let res = undeclared
+        .config
+        .resolve(&undeclared.catalog, "l", "eu-west-1", None)
+        .unwrap();
+    assert_eq!(res.targets[0].endpoint_region, "undeclared");
+    let undeclared_eu = parse(&cfg("", "residency = \"eu\"\n"), None).unwrap();
+    let e = undeclared_eu
+        .config
+        .resolve(&undeclared_eu.catalog, "l", "eu-west-1", None)
+        .unwrap_err();
+    assert!(e.to_string().contains("undeclared"), "{e}");
+
+    // Wrong ones say what was expected.
+    let e = err(&cfg("region = \"mars-1\"\n", ""));
+    assert!(e.contains("providers[0].region"), "{e}");
+    let e = err(&cfg("", "").replace("provider = \"local\"", "provider = \"nope\""));
+    assert!(
+        e.contains("models.l.provider: 'nope' is not a [[providers]] entry (declared: local)"),
+        "{e}"
+    );
+    let e = err(&cfg("", "").replace("model = \"llama3\"\nprovider", "model = \"qwen\"\nprovider"));
+    assert!(
+        e.contains("provider 'local' does not list 'qwen' (its models: llama3)"),
+        "{e}"
+    );
+    let e = err(&cfg("", "").replace("http://127.0.0.1:4000/v1", "127.0.0.1:4000"));
+    assert!(e.contains("providers[0].base_url"), "{e}");
+}

@@ -101,14 +101,27 @@ fn failed(f: &Failure) -> Failed {
 
 /// One attempt, to its answer.
 async fn attempt(state: &AppState, c: &Candidate, plan: &Plan) -> Result<Answer, Failure> {
-    let client = state.client(&c.account).ok_or_else(|| Failure {
+    let missing = |what: &str| Failure {
         outcome: Outcome::Unavailable { status: 500 },
         error: BedrockError::new(
             ErrorKind::InternalServer,
-            format!("no upstream account named '{}'", c.account),
+            format!("no {what} named '{}'", c.account),
         ),
-    })?;
-    let mut upstream = client.call(&call_for(c, plan)).await?;
+    };
+    let mut upstream = if c.target.kind == meridian_catalog::TargetKind::Provider {
+        let provider = state
+            .providers
+            .get(&c.account)
+            .ok_or_else(|| missing("provider"))?;
+        provider
+            .call(&c.target.model_id, plan.action, &plan.body)
+            .await?
+    } else {
+        let client = state
+            .client(&c.account)
+            .ok_or_else(|| missing("upstream account"))?;
+        client.call(&call_for(c, plan)).await?
+    };
     let (status, headers) = (upstream.status, upstream.headers.clone());
     let got = if plan.streaming {
         let mut splitter = FrameSplitter::new();

@@ -112,8 +112,25 @@ pub fn build(
         tiers.iter().copied().map(Some).collect()
     };
     let mut candidates = Vec::new();
+    // A provider takes only what it can answer in the front door's terms.
+    let provider_serves = call
+        .json
+        .as_ref()
+        .is_some_and(|v| meridian_upstream::openai_compat::serves(call.action, v));
     for (m, (model, targets)) in models.enumerate() {
         for t in targets {
+            if let Some(p) = crate::state::provider_of(&state.config, model, t) {
+                if provider_serves {
+                    candidates.push(Candidate {
+                        account: p.to_string(),
+                        tier: m * accounts * per_tier.len(),
+                        model: model.to_string(),
+                        target: t.clone(),
+                        service_tier: None,
+                    });
+                }
+                continue;
+            }
             for (a, acct) in state.accounts.iter().enumerate() {
                 if !acct.regions.is_empty() && !acct.regions.contains(&t.endpoint_region) {
                     continue;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use meridian_catalog::detect::Step;
 use meridian_catalog::resolve::ResolveError;
-use meridian_catalog::{Catalog, Policy, Resolution, Target};
+use meridian_catalog::{Catalog, Policy, Resolution, Target, TargetKind};
 use meridian_config::Config;
 use std::collections::BTreeSet;
 
@@ -93,6 +93,8 @@ pub struct AppState {
     pub limiter: std::sync::Arc<crate::limits::Limiter>,
     /// Exposed names resolved once at start-up: the request path reads this.
     plans: HashMap<String, Result<Resolution, ResolveError>>,
+    /// Clients of the `[[providers]]`, by name.
+    pub providers: Arc<HashMap<String, meridian_upstream::openai_compat::OpenAiClient>>,
     /// Each exposed model's fallbacks with their targets, resolved at
     /// start-up under the model's policy as well as their own.
     fallbacks: HashMap<String, Fallbacks>,
@@ -163,7 +165,24 @@ impl AppState {
         let max_concurrent = config.server.max_concurrent_requests;
         let tenants = crate::tenancy::Tenants::new(&config);
         let limiter = std::sync::Arc::new(crate::limits::Limiter::new(&config.state));
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| {
+                let key = p.api_key_env.as_ref().and_then(|e| {
+                    use meridian_catalog::env::EnvSource as _;
+                    meridian_catalog::env::ProcessEnv.non_empty(e)
+                });
+                let client = meridian_upstream::openai_compat::OpenAiClient::new(
+                    &p.base_url,
+                    key,
+                    meridian_upstream::Timeouts::default(),
+                );
+                (p.name.clone(), client)
+            })
+            .collect();
         AppState {
+            providers: Arc::new(providers),
             max_attempts: config.routing.max_attempts as usize,
             router: Arc::new(Router::new(Health::new(Default::default(), budget))),
             config,
@@ -199,6 +218,16 @@ impl AppState {
                         let mut total = 0;
                         let mut ok = 0;
                         for t in &res.targets {
+                            if let Some(p) = provider_of(&self.config, &m.name, t) {
+                                total += 1;
+                                let key = format!("{p}|{}|{}", t.endpoint_region, t.model_id);
+                                if self.router.health.state(&key)
+                                    != meridian_router::breaker::State::Open
+                                {
+                                    ok += 1;
+                                }
+                                continue;
+                            }
                             for a in self.accounts.iter() {
                                 if !a.regions.is_empty() && !a.regions.contains(&t.endpoint_region)
                                 {
@@ -235,7 +264,11 @@ impl AppState {
     pub fn probe_targets(&self) -> Vec<(String, String)> {
         let mut out = std::collections::BTreeMap::new();
         for res in self.plans.values().flatten() {
-            for t in &res.targets {
+            for t in res
+                .targets
+                .iter()
+                .filter(|t| t.kind != TargetKind::Provider)
+            {
                 for a in self.accounts.iter() {
                     out.entry(t.endpoint_region.clone())
                         .or_insert_with(|| a.client.endpoints().url(&t.endpoint_region));
@@ -370,6 +403,15 @@ impl AppState {
             )),
         }
     }
+}
+
+/// The provider serving a target of exposed model `model`, when it is a
+/// provider target.
+pub(crate) fn provider_of<'a>(config: &'a Config, model: &str, t: &Target) -> Option<&'a str> {
+    if t.kind != TargetKind::Provider {
+        return None;
+    }
+    config.model(model).and_then(|m| m.provider.as_deref())
 }
 
 fn resolve_fallbacks(

@@ -116,10 +116,29 @@ pub struct Failed {
     /// is not blamed.
     pub retryable: bool,
     /// The endpoint could not be reached: other accounts' candidates in the
-    /// same region are passed over for the rest of the request.
+    /// same Bedrock region (or the same provider) are passed over for the
+    /// rest of the request.
     pub unreachable: bool,
     /// A throttle, with the upstream's retry hint if it gave one.
     pub throttled: Option<Option<Duration>>,
+}
+
+/// What an unreachable candidate could not reach: a Bedrock region
+/// (whatever the account), or an OpenAI-compatible provider by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint<'a> {
+    Region(&'a str),
+    Provider(&'a str),
+}
+
+impl<'a> Endpoint<'a> {
+    fn of(c: &'a Candidate) -> Self {
+        if c.target.kind == meridian_catalog::TargetKind::Provider {
+            Endpoint::Provider(&c.account)
+        } else {
+            Endpoint::Region(&c.target.endpoint_region)
+        }
+    }
 }
 
 /// An attempt in flight.
@@ -142,7 +161,7 @@ pub struct Attempts<'a> {
     resume_at: Option<Instant>,
     hedge_at: Option<Instant>,
     running: Vec<Running>,
-    unreachable: Vec<&'a str>,
+    unreachable: Vec<Endpoint<'a>>,
     gave_up: Option<String>,
     decision: Decision,
 }
@@ -304,10 +323,7 @@ impl<'a> Attempts<'a> {
             let i = self.next;
             self.next += 1;
             let c = &self.cands[i];
-            if self
-                .unreachable
-                .contains(&c.target.endpoint_region.as_str())
-            {
+            if self.unreachable.contains(&Endpoint::of(c)) {
                 continue;
             }
             if self.router.health.try_acquire(&c.key()) {
@@ -391,7 +407,7 @@ impl<'a> Attempts<'a> {
         }
         if f.unreachable {
             self.unreachable
-                .push(&self.cands[run.candidate].target.endpoint_region);
+                .push(Endpoint::of(&self.cands[run.candidate]));
         }
         if !f.retryable {
             self.stop("the request itself was refused");

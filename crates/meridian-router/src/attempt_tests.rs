@@ -54,6 +54,13 @@ const DOWN: Failed = Failed {
     throttled: None,
 };
 
+const REFUSED: Failed = Failed {
+    label: "connection_refused",
+    retryable: true,
+    unreachable: true,
+    throttled: None,
+};
+
 fn start(a: Action) -> (usize, usize) {
     match a {
         Action::Start { attempt, candidate } => (attempt, candidate),
@@ -265,13 +272,7 @@ async fn unreachable_regions_are_passed_over_and_retry_after_is_clamped() {
     cands.insert(1, other);
     let mut a = attempts(&router, &cands, limits(2_000, 3, false), Instant::now());
     let (n, _) = start(a.poll(Instant::now()));
-    let refused = Failed {
-        label: "connection_refused",
-        retryable: true,
-        unreachable: true,
-        throttled: None,
-    };
-    a.failed(n, &refused, Instant::now());
+    a.failed(n, &REFUSED, Instant::now());
     let (n, c) = start(a.poll(Instant::now()));
     assert_eq!(c, 2, "account b in the same unreachable region is skipped");
     // A Retry-After of u64::MAX seconds must not overflow the clock.
@@ -287,6 +288,23 @@ async fn unreachable_regions_are_passed_over_and_retry_after_is_clamped() {
     assert!(
         router.is_available(&cands[2], 1),
         "cooling ends with the request's deadline"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_declared_in_an_unreachable_region_is_still_tried() {
+    let router = Router::default();
+    let mut provider = cand("us-east-1", "llama");
+    provider.account = "local".into();
+    provider.target.kind = meridian_catalog::TargetKind::Provider;
+    let cands = vec![cand("us-east-1", "m"), provider];
+    let mut a = attempts(&router, &cands, limits(2_000, 3, false), Instant::now());
+    let (n, _) = start(a.poll(Instant::now()));
+    a.failed(n, &REFUSED, Instant::now());
+    let (_, c) = start(a.poll(Instant::now()));
+    assert_eq!(
+        c, 1,
+        "the provider is its own endpoint, not Bedrock's in us-east-1"
     );
 }
 

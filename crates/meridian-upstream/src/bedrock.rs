@@ -158,17 +158,67 @@ pub struct Response {
     pub status: StatusCode,
     /// Response headers.
     pub headers: HeaderMap,
-    body: Incoming,
+    body: Source,
     idle: Duration,
     region: String,
 }
 
+/// Where a response's body comes from: an HTTP connection, or chunks made
+/// in this process (an answer translated from another protocol).
+enum Source {
+    Http(Incoming),
+    Local(tokio::sync::mpsc::Receiver<Result<Bytes, Failure>>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Http(_) => "Http",
+            Source::Local(_) => "Local",
+        })
+    }
+}
+
 impl Response {
+    /// A response whose body chunks arrive on `rx` (a translated answer);
+    /// `region` names its source in errors.
+    pub fn local(
+        headers: HeaderMap,
+        rx: tokio::sync::mpsc::Receiver<Result<Bytes, Failure>>,
+        idle: Duration,
+        region: &str,
+    ) -> Response {
+        Response {
+            status: StatusCode::OK,
+            headers,
+            body: Source::Local(rx),
+            idle,
+            region: region.to_string(),
+        }
+    }
+
     /// The next body chunk; `None` at the end. A stall longer than the idle
     /// timeout or a broken connection is a mid-stream failure.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        let body = match &mut self.body {
+            Source::Http(b) => b,
+            Source::Local(rx) => {
+                return match tokio::time::timeout(self.idle, rx.recv()).await {
+                    Err(_) => Err(Failure::new(
+                        Outcome::TimeoutMidStream,
+                        ErrorKind::ModelStreamError,
+                        format!(
+                            "the response from {} stalled for {:?}",
+                            self.region, self.idle
+                        ),
+                    )),
+                    Ok(None) => Ok(None),
+                    Ok(Some(r)) => r.map(Some),
+                };
+            }
+        };
         loop {
-            let frame = match tokio::time::timeout(self.idle, self.body.frame()).await {
+            let frame = match tokio::time::timeout(self.idle, body.frame()).await {
                 Err(_) => {
                     return Err(Failure::new(
                         Outcome::TimeoutMidStream,
@@ -260,7 +310,7 @@ pub(crate) async fn send_raw(
     Ok(Response {
         status: parts.status,
         headers: parts.headers,
-        body,
+        body: Source::Http(body),
         idle: timeouts.idle,
         region: region.to_string(),
     })

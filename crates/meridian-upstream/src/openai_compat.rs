@@ -4,14 +4,29 @@
 
 use std::collections::VecDeque;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Method};
-use meridian_wire::ErrorKind;
 use meridian_wire::openai::{converse_to_openai, openai_to_converse_response, stop_reason};
+use meridian_wire::{ErrorKind, eventstream};
 use serde_json::{Value, json};
 
 use crate::bedrock::{Failure, HttpsClient, Response, Timeouts, https_client, send_raw};
 use crate::outcome::{Outcome, retry_after};
+
+/// Whether an OpenAI-compatible server can take a Bedrock call: Converse
+/// and ConverseStream, and InvokeModel (with or without a stream) with an
+/// Anthropic Messages body, translated through Converse.
+pub fn serves(action: &str, body: &Value) -> bool {
+    match action {
+        "converse" | "converse-stream" => true,
+        "invoke" | "invoke-with-response-stream" => {
+            body.get("anthropic_version").is_some()
+                && meridian_wire::messages::to_converse(body).is_ok()
+        }
+        _ => false,
+    }
+}
 
 /// An OpenAI-compatible server.
 #[derive(Debug, Clone)]
@@ -83,6 +98,100 @@ impl OpenAiClient {
             _ => (Outcome::Validation, ErrorKind::Validation),
         };
         Err(Failure::new(outcome, kind, message))
+    }
+
+    /// A Bedrock call (see [`serves`]) answered as Bedrock would: Converse
+    /// JSON, a ConverseStream event stream, or for an Anthropic Messages
+    /// body the native Messages JSON or `chunk` events.
+    pub async fn call(&self, model: &str, action: &str, body: &[u8]) -> Result<Response, Failure> {
+        let caller = |m: String| Failure::new(Outcome::Validation, ErrorKind::Validation, m);
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| caller(format!("the request body is not valid JSON: {e}")))?;
+        let native = matches!(action, "invoke" | "invoke-with-response-stream");
+        let converse = match action {
+            "converse" | "converse-stream" => v,
+            _ if native && v.get("anthropic_version").is_some() => {
+                meridian_wire::messages::to_converse(&v).map_err(|e| caller(e.0))?
+            }
+            _ => {
+                return Err(caller(format!(
+                    "an OpenAI-compatible provider cannot serve '{action}' with this body"
+                )));
+            }
+        };
+        let id = format!(
+            "msg_{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let mut headers = http::HeaderMap::new();
+        if !action.ends_with("stream") {
+            let answer = self.converse(model, &converse).await?;
+            let out = if native {
+                meridian_wire::messages::from_converse(&answer, &id, model)
+            } else {
+                answer
+            };
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Ok(Bytes::from(out.to_string())));
+            return Ok(Response::local(
+                headers,
+                rx,
+                self.timeouts.idle,
+                &self.base_url,
+            ));
+        }
+        let mut events = self.converse_stream(model, &converse).await?;
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.amazon.eventstream"),
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let mut native = native.then(|| meridian_wire::messages::StreamTranslator::new(&id, model));
+        tokio::spawn(async move {
+            loop {
+                let (kind, payload) = match events.next_event().await {
+                    Ok(Some(e)) => e,
+                    Ok(None) => return,
+                    Err(f) => {
+                        let _ = tx.send(Err(f)).await;
+                        return;
+                    }
+                };
+                let frames: Vec<Bytes> = match &mut native {
+                    None => vec![eventstream::event(kind, payload.to_string().as_bytes())],
+                    Some(t) => t
+                        .event(kind, &payload)
+                        .iter()
+                        .map(|e| {
+                            let b64 =
+                                base64::engine::general_purpose::STANDARD.encode(e.to_string());
+                            eventstream::event(
+                                "chunk",
+                                json!({"bytes": b64}).to_string().as_bytes(),
+                            )
+                        })
+                        .collect(),
+                };
+                for f in frames {
+                    // The receiver is gone when the attempt was cancelled.
+                    if tx.send(Ok(f)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::local(
+            headers,
+            rx,
+            self.timeouts.idle,
+            &self.base_url,
+        ))
     }
 
     /// A Converse call; the answer in Converse shape.

@@ -93,6 +93,7 @@ fn kind(t: &Target) -> &'static str {
         TargetKind::AppProfile => "app-profile",
         TargetKind::Provisioned => "provisioned",
         TargetKind::PassThrough => "pass-through",
+        TargetKind::Provider => "provider",
     }
 }
 
