@@ -235,6 +235,12 @@ pub struct Model {
     /// (`outputConfig.textFormat`, JSON schema).
     #[serde(default)]
     pub structured_output: bool,
+    /// Where this entry's facts come from (every compiled entry says).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// When those sources were read (ISO 8601 date).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub checked: String,
 }
 
 impl Model {

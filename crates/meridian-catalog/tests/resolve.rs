@@ -400,3 +400,63 @@ fn a_model_found_on_demand_in_a_region_becomes_callable_there() {
     );
     assert!(t.confirmed);
 }
+
+#[test]
+fn every_compiled_model_cites_its_source_and_date() {
+    let c = catalog();
+    assert!(c.models().len() >= 28, "{}", c.models().len());
+    for m in c.models() {
+        assert!(m.source.len() > 20, "{} cites no source", m.alias);
+        let d = m.checked.as_bytes();
+        assert!(
+            d.len() == 10
+                && d[4] == b'-'
+                && d[7] == b'-'
+                && m.checked
+                    .replace('-', "")
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()),
+            "{}: checked = {:?} is not YYYY-MM-DD",
+            m.alias,
+            m.checked
+        );
+    }
+}
+
+#[test]
+fn newer_models_resolve_where_their_sources_place_them() {
+    let c = catalog();
+    let unrestricted = Policy::unrestricted();
+    // Opus 4.7 is profile-only; from Frankfurt an EU policy gets the eu. profile.
+    let eu = policy(&c, &["eu"]);
+    let r = Resolver::new(&c, &[])
+        .resolve("claude-opus-4-7", "eu-central-1", &eu)
+        .unwrap();
+    assert_eq!(r.targets[0].model_id, "eu.anthropic.claude-opus-4-7");
+    assert!(r.targets.iter().all(|t| t.kind != TargetKind::OnDemand));
+    // gpt-oss is on demand in us-west-2, called there from us-east-1.
+    let r = Resolver::new(&c, &[])
+        .resolve("gpt-oss-120b", "us-east-1", &unrestricted)
+        .unwrap();
+    assert!(
+        r.targets
+            .iter()
+            .any(|t| t.model_id == "openai.gpt-oss-120b-1:0" && t.endpoint_region == "us-west-2")
+    );
+    // DeepSeek V3.2 from Stockholm: the eu. profile, then on demand in
+    // Stockholm, nothing outside the EU.
+    let r = Resolver::new(&c, &[])
+        .resolve("deepseek-v3-2", "eu-north-1", &eu)
+        .unwrap();
+    assert_eq!(r.targets[0].endpoint_region, "eu-north-1");
+    assert!(
+        r.targets
+            .iter()
+            .any(|t| t.model_id == "deepseek.v3.2" && t.endpoint_region == "eu-north-1")
+    );
+    assert!(
+        r.targets
+            .iter()
+            .all(|t| t.destinations.iter().all(|d| d.starts_with("eu-")))
+    );
+}

@@ -160,7 +160,11 @@ impl FrontDoor for OpenAi {
                     Value::Array(a) => a,
                     one => vec![one],
                 };
-                embeddings::response(req, &answers, &c.model)
+                let counted = served
+                    .headers
+                    .get("x-amzn-bedrock-input-token-count")
+                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                embeddings::response(req, &answers, &c.model, counted)
             }
             None => from_converse(&v, &c.id, &c.model, c.created),
         };
@@ -223,12 +227,12 @@ fn embeddings_call(
         return Err(OpenAiError::invalid(
             "model",
             format!(
-                "'{}' is not an embedding model Meridian can call through /v1/embeddings (Amazon Titan Text Embeddings)",
+                "'{}' is not an embedding model Meridian can call through /v1/embeddings (Amazon Titan Text Embeddings, Cohere Embed)",
                 req.model
             ),
         ));
     }
-    let mut bodies = embeddings::bodies(&req)
+    let mut bodies = embeddings::bodies(&req, base.unwrap_or_default())?
         .into_iter()
         .map(|b| Bytes::from(b.to_string()));
     let first = bodies.next().unwrap_or_default();

@@ -303,6 +303,12 @@ async fn run_unary(
         joined.extend_from_slice(&body);
     }
     joined.push(b']');
+    // The first answer's token count stands for them all.
+    let mut served = served;
+    served.headers.insert(
+        "x-amzn-bedrock-input-token-count",
+        http::HeaderValue::from(usage.input),
+    );
     Ok((served, Bytes::from(joined), usage))
 }
 

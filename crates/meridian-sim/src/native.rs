@@ -16,6 +16,7 @@ pub enum Dialect {
     Anthropic,
     Nova,
     TitanEmbed,
+    CohereEmbed,
 }
 
 impl Dialect {
@@ -27,6 +28,8 @@ impl Dialect {
             Ok(Dialect::Nova)
         } else if base_model_id.starts_with("amazon.titan-embed") {
             Ok(Dialect::TitanEmbed)
+        } else if base_model_id.starts_with("cohere.embed") {
+            Ok(Dialect::CohereEmbed)
         } else {
             Err(BedrockError::validation(format!(
                 "the simulated fleet does not speak the native InvokeModel format of {base_model_id}; use Converse"
@@ -122,7 +125,9 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
                 max,
             ))
         }
-        Dialect::TitanEmbed => Err(bad("embedding models have no conversation")),
+        Dialect::TitanEmbed | Dialect::CohereEmbed => {
+            Err(bad("embedding models have no conversation"))
+        }
     }
 }
 
@@ -170,7 +175,7 @@ pub fn response(d: Dialect, r: &Reply, model_id: &str, rng: &mut Rng) -> Value {
                 "usage": anthropic_usage(r, r.output_tokens),
             })
         }
-        Dialect::Nova | Dialect::TitanEmbed => {
+        Dialect::Nova | Dialect::TitanEmbed | Dialect::CohereEmbed => {
             let text = r
                 .blocks
                 .iter()
@@ -240,7 +245,7 @@ pub fn stream_chunks(
             ));
             out
         }
-        Dialect::Nova | Dialect::TitanEmbed => {
+        Dialect::Nova | Dialect::TitanEmbed | Dialect::CohereEmbed => {
             let mut out = vec![(json!({"messageStart": {"role": "assistant"}}), 0)];
             for b in &r.blocks {
                 if let Block::Text(t) = b {
@@ -259,15 +264,15 @@ pub fn stream_chunks(
     }
 }
 
-/// A Titan embedding response: a deterministic unit-length vector.
-pub fn embedding(body: &Value, rng: &mut Rng) -> Result<(Value, u64), BedrockError> {
-    let text = body["inputText"]
-        .as_str()
-        .ok_or_else(|| bad("#: required key [inputText] not found"))?;
-    let dims = body["dimensions"].as_u64().unwrap_or(1024);
-    if ![256, 512, 1024].contains(&dims) {
-        return Err(bad("#/dimensions: must be 256, 512 or 1024"));
+impl Dialect {
+    /// Whether the model answers with embeddings (InvokeModel only).
+    pub fn is_embedding(self) -> bool {
+        matches!(self, Dialect::TitanEmbed | Dialect::CohereEmbed)
     }
+}
+
+/// A random unit-length vector of `dims` numbers.
+fn unit_vector(dims: u64, rng: &mut Rng) -> Vec<f64> {
     let raw: Vec<f64> = (0..dims).map(|_| rng.unit() - 0.5).collect();
     let norm = raw
         .iter()
@@ -275,12 +280,97 @@ pub fn embedding(body: &Value, rng: &mut Rng) -> Result<(Value, u64), BedrockErr
         .sum::<f64>()
         .sqrt()
         .max(f64::EPSILON);
-    let v: Vec<f64> = raw.iter().map(|x| x / norm).collect();
+    raw.iter().map(|x| x / norm).collect()
+}
+
+/// An embedding model's answer and its input tokens: Titan's one vector,
+/// or Cohere's vectors for up to 96 texts.
+pub fn embedding(
+    dialect: Dialect,
+    base_model_id: &str,
+    body: &Value,
+    rng: &mut Rng,
+) -> Result<(Value, u64), BedrockError> {
+    if dialect == Dialect::CohereEmbed {
+        return cohere_embedding(base_model_id, body, rng);
+    }
+    let text = body["inputText"]
+        .as_str()
+        .ok_or_else(|| bad("#: required key [inputText] not found"))?;
+    let dims = body["dimensions"].as_u64().unwrap_or(1024);
+    if ![256, 512, 1024].contains(&dims) {
+        return Err(bad("#/dimensions: must be 256, 512 or 1024"));
+    }
+    let v = unit_vector(dims, rng);
     let tokens = estimate_tokens(text).max(1);
     Ok((
         json!({"embedding": v, "inputTextTokenCount": tokens}),
         tokens,
     ))
+}
+
+/// Most texts Cohere Embed takes in one call on Bedrock.
+pub const COHERE_MAX_TEXTS: usize = 96;
+
+/// Cohere Embed on Bedrock: `texts` (1 to 96) and `input_type` required;
+/// `embedding_types` answers by type; v4 takes `output_dimension`.
+fn cohere_embedding(base: &str, body: &Value, rng: &mut Rng) -> Result<(Value, u64), BedrockError> {
+    let texts: Vec<&str> = body["texts"]
+        .as_array()
+        .ok_or_else(|| bad("#: required key [texts] not found"))?
+        .iter()
+        .map(|t| t.as_str().ok_or_else(|| bad("#/texts: expected strings")))
+        .collect::<Result<_, _>>()?;
+    if texts.is_empty() || texts.len() > COHERE_MAX_TEXTS {
+        return Err(bad(&format!(
+            "#/texts: expected 1 to {COHERE_MAX_TEXTS} texts, got {}",
+            texts.len()
+        )));
+    }
+    let kinds = [
+        "search_document",
+        "search_query",
+        "classification",
+        "clustering",
+    ];
+    if !body["input_type"]
+        .as_str()
+        .is_some_and(|t| kinds.contains(&t))
+    {
+        return Err(bad(
+            "#/input_type: expected search_document, search_query, classification or clustering",
+        ));
+    }
+    let v4 = base.starts_with("cohere.embed-v4");
+    let dims = match body.get("output_dimension").and_then(Value::as_u64) {
+        None => {
+            if v4 {
+                1536
+            } else {
+                1024
+            }
+        }
+        Some(d) if v4 && [256, 512, 1024, 1536].contains(&d) => d,
+        Some(_) if v4 => return Err(bad("#/output_dimension: must be 256, 512, 1024 or 1536")),
+        Some(_) => return Err(bad("#: extraneous key [output_dimension] is not permitted")),
+    };
+    let vectors: Vec<Vec<f64>> = texts.iter().map(|_| unit_vector(dims, rng)).collect();
+    let tokens = texts.iter().map(|t| estimate_tokens(t).max(1)).sum();
+    let id = format!("{:016x}", rng.next_u64());
+    let answer = match body.get("embedding_types").and_then(Value::as_array) {
+        Some(types) => {
+            if types.iter().any(|t| t.as_str() != Some("float")) {
+                return Err(bad(
+                    "#/embedding_types: the simulated fleet answers float only",
+                ));
+            }
+            json!({"id": id, "embeddings": {"float": vectors}, "texts": texts,
+                   "response_type": "embeddings_by_type"})
+        }
+        None => json!({"id": id, "embeddings": vectors, "texts": texts,
+                       "response_type": "embeddings_floats"}),
+    };
+    Ok((answer, tokens))
 }
 
 /// Input tokens of a CountTokens request.

@@ -337,10 +337,10 @@ impl Ctx {
                     converse::max_tokens(&parsed).unwrap_or(default_max),
                 )
             }
-            Some(Dialect::TitanEmbed) => (Value::Null, 0),
+            Some(d) if d.is_embedding() => (Value::Null, 0),
             Some(d) => native::to_converse(d, &parsed)?,
         };
-        if dialect == Some(Dialect::TitanEmbed) && op.is_streaming() {
+        if dialect.is_some_and(Dialect::is_embedding) && op.is_streaming() {
             return Err(BedrockError::validation(
                 "The model is unsupported for streaming.",
             ));
@@ -357,7 +357,13 @@ impl Ctx {
             )?;
         }
         let input_tokens = if conv.is_null() {
-            converse::estimate_tokens(parsed["inputText"].as_str().unwrap_or_default()).max(1)
+            let texts = parsed["texts"].as_array().map_or(0, |t| {
+                t.iter()
+                    .map(|x| converse::estimate_tokens(x.as_str().unwrap_or_default()))
+                    .sum()
+            });
+            (converse::estimate_tokens(parsed["inputText"].as_str().unwrap_or_default()) + texts)
+                .max(1)
         } else {
             converse::estimate_input_tokens(&conv)
         };
@@ -397,8 +403,8 @@ impl Ctx {
             used: 0,
         };
         match (dialect, op.is_streaming()) {
-            (Some(Dialect::TitanEmbed), _) => {
-                let (v, tokens) = native::embedding(&parsed, &mut rng)?;
+            (Some(d), _) if d.is_embedding() => {
+                let (v, tokens) = native::embedding(d, &placement.base, &parsed, &mut rng)?;
                 sleep(Duration::from_millis(pace.first_ms as u64)).await;
                 log.set(|r| r.input_tokens = tokens);
                 log.finish(self, "success");
