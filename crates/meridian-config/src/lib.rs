@@ -527,15 +527,14 @@ impl Config {
             .iter()
             .find(|p| p.name == provider)
             .and_then(|p| p.region.clone());
+        let called_in = region.clone().unwrap_or_else(|| UNDECLARED_REGION.into());
         let target = meridian_catalog::Target {
-            endpoint_region: region.clone().unwrap_or_else(|| UNDECLARED_REGION.into()),
+            endpoint_region: called_in.clone(),
             model_id: m.model.clone(),
             kind: meridian_catalog::TargetKind::Provider,
             prefix: None,
             base_model_id: None,
-            destinations: std::collections::BTreeSet::from([region
-                .clone()
-                .unwrap_or_else(|| UNDECLARED_REGION.into())]),
+            destinations: std::collections::BTreeSet::from([called_in]),
             price: None,
             confirmed: region.is_some(),
             distance_km: 0,

@@ -112,15 +112,17 @@ pub fn build(
         tiers.iter().copied().map(Some).collect()
     };
     let mut candidates = Vec::new();
-    // A provider takes only what it can answer in the front door's terms.
-    let provider_serves = call
-        .json
-        .as_ref()
-        .is_some_and(|v| meridian_upstream::openai_compat::serves(call.action, v));
+    // A provider takes only what it can answer in the front door's terms;
+    // asked once, and only when a provider is among the targets.
+    let mut provider_serves = None;
     for (m, (model, targets)) in models.enumerate() {
         for t in targets {
             if let Some(p) = crate::state::provider_of(&state.config, model, t) {
-                if provider_serves {
+                if *provider_serves.get_or_insert_with(|| {
+                    call.json
+                        .as_ref()
+                        .is_some_and(|v| meridian_upstream::openai_compat::serves(call.action, v))
+                }) {
                     candidates.push(Candidate {
                         account: p.to_string(),
                         tier: m * accounts * per_tier.len(),

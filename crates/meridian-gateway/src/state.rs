@@ -218,26 +218,26 @@ impl AppState {
                         let mut total = 0;
                         let mut ok = 0;
                         for t in &res.targets {
-                            if let Some(p) = provider_of(&self.config, &m.name, t) {
+                            // A provider is its own one account, not probed
+                            // like Bedrock's regional endpoints.
+                            let provider = provider_of(&self.config, &m.name, t);
+                            let accounts: Vec<&str> = match provider {
+                                Some(p) => vec![p],
+                                None => self
+                                    .accounts
+                                    .iter()
+                                    .filter(|a| {
+                                        a.regions.is_empty()
+                                            || a.regions.contains(&t.endpoint_region)
+                                    })
+                                    .map(|a| a.name.as_str())
+                                    .collect(),
+                            };
+                            for a in accounts {
                                 total += 1;
-                                let key = format!("{p}|{}|{}", t.endpoint_region, t.model_id);
-                                if self.router.health.state(&key)
-                                    != meridian_router::breaker::State::Open
-                                {
-                                    ok += 1;
-                                }
-                                continue;
-                            }
-                            for a in self.accounts.iter() {
-                                if !a.regions.is_empty() && !a.regions.contains(&t.endpoint_region)
-                                {
-                                    continue;
-                                }
-                                total += 1;
-                                let key =
-                                    format!("{}|{}|{}", a.name, t.endpoint_region, t.model_id);
-                                let reachable =
-                                    probes.get(&t.endpoint_region).copied().unwrap_or(true);
+                                let key = format!("{a}|{}|{}", t.endpoint_region, t.model_id);
+                                let reachable = provider.is_some()
+                                    || probes.get(&t.endpoint_region).copied().unwrap_or(true);
                                 let open = self.router.health.state(&key)
                                     == meridian_router::breaker::State::Open;
                                 if reachable && !open {
