@@ -79,12 +79,20 @@ const MIN_SAMPLES: usize = 20;
 const HEDGE_MIN: Duration = Duration::from_millis(10);
 const HEDGE_MAX: Duration = Duration::from_secs(10);
 
-/// A bounded ring of recent durations.
+/// A bounded ring of recent durations, with its p95 kept between reads.
 #[derive(Debug, Default)]
 struct Ring {
     ms: Vec<f64>,
     next: usize,
+    /// The p95 as last computed, and samples pushed since.
+    p95: Option<f64>,
+    stale: usize,
+    scratch: Vec<f64>,
 }
+
+/// A full ring's p95 is recomputed after this many new samples (while it
+/// fills, after every one): a read does not sort 256 samples per request.
+const RECOMPUTE_EVERY: usize = 16;
 
 impl Ring {
     fn push(&mut self, d: Duration) {
@@ -95,16 +103,26 @@ impl Ring {
             self.ms[self.next] = v;
         }
         self.next = (self.next + 1) % SAMPLES;
+        self.stale += 1;
     }
 
-    fn percentile(&self, p: f64) -> Option<Duration> {
+    fn p95(&mut self) -> Option<Duration> {
         if self.ms.len() < MIN_SAMPLES {
             return None;
         }
-        let mut v = self.ms.clone();
-        v.sort_by(f64::total_cmp);
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        Some(Duration::from_secs_f64(v[i.min(v.len() - 1)] / 1000.0))
+        if self.p95.is_none()
+            || (self.stale > 0 && self.ms.len() < SAMPLES)
+            || self.stale >= RECOMPUTE_EVERY
+        {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&self.ms);
+            let i = ((self.scratch.len() as f64 - 1.0) * 0.95).round() as usize;
+            let i = i.min(self.scratch.len() - 1);
+            let (_, nth, _) = self.scratch.select_nth_unstable_by(i, f64::total_cmp);
+            self.p95 = Some(*nth);
+            self.stale = 0;
+        }
+        self.p95.map(|ms| Duration::from_secs_f64(ms / 1000.0))
     }
 }
 
@@ -193,6 +211,9 @@ impl Router {
     fn with<R>(&self, key: &str, f: impl FnOnce(&mut Stats, Instant) -> R) -> R {
         let now = Instant::now();
         let mut map = self.stats.lock();
+        if let Some(s) = map.get_mut(key) {
+            return f(s, now);
+        }
         let s = map
             .entry(key.to_string())
             .or_insert_with(|| Stats::new(now));
@@ -366,7 +387,7 @@ impl Router {
     pub fn hedge_delay(&self, c: &Candidate, streaming: bool) -> Option<Duration> {
         self.with(&c.key(), |s, _| {
             s.first_byte[usize::from(streaming)]
-                .percentile(0.95)
+                .p95()
                 .map(|d| d.clamp(HEDGE_MIN, HEDGE_MAX))
         })
     }

@@ -18,7 +18,7 @@ use meridian_wire::operation::encode_label;
 use meridian_wire::{BedrockError, ErrorKind};
 
 use crate::outcome::{Outcome, retry_after};
-use crate::sign::{SIGNING_NAME, SignOptions, sign_request};
+use crate::sign::{SIGNING_NAME, Signer};
 
 /// How requests are authenticated.
 #[derive(Clone)]
@@ -323,6 +323,7 @@ pub struct BedrockClient {
     auth: Auth,
     endpoints: Endpoints,
     timeouts: Timeouts,
+    signer: Arc<Signer>,
 }
 
 impl BedrockClient {
@@ -333,6 +334,7 @@ impl BedrockClient {
             auth,
             endpoints,
             timeouts,
+            signer: Arc::default(),
         }
     }
 
@@ -449,15 +451,9 @@ impl BedrockClient {
                         format!("no AWS credentials for {region}: {e}"),
                     )
                 })?;
-                sign_request(
-                    &mut req,
-                    &creds,
-                    region,
-                    SIGNING_NAME,
-                    SystemTime::now(),
-                    SignOptions::default(),
-                )
-                .map_err(|e| internal(e.to_string()))?;
+                self.signer
+                    .sign(&mut req, &creds, region, SIGNING_NAME, SystemTime::now())
+                    .map_err(|e| internal(e.to_string()))?;
             }
         }
         Ok(req)

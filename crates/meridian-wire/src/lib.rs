@@ -5,6 +5,7 @@
 //! `serde_json::Value` wherever Meridian does not need to look inside, so
 //! fields it does not know pass through untouched.
 
+pub mod civil;
 pub mod control;
 pub mod converse;
 pub mod error;

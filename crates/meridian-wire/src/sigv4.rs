@@ -1,9 +1,11 @@
-//! SigV4 verification for inbound requests.
+//! SigV4: verification of inbound requests, and the pieces of signing.
 //!
 //! The canonical request is rebuilt from the request exactly as received (raw
 //! path and query), with the headers the client says it signed, then the
-//! signature is recomputed and compared in constant time. Signing outbound
-//! requests is `aws-sigv4`'s job (see meridian-upstream).
+//! signature is recomputed and compared in constant time. Outbound Bedrock
+//! requests are signed with the same canonical request and a signing key
+//! derived once a day ([`signing_key`], [`authorization`]); meridian-upstream
+//! checks that signer against `aws-sigv4`.
 
 use std::time::{Duration, SystemTime};
 
@@ -547,27 +549,80 @@ fn percent_decode(s: &str) -> Vec<u8> {
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so construction cannot fail.
     match HmacSha256::new_from_slice(key) {
         Ok(mut mac) => {
             mac.update(data);
-            mac.finalize().into_bytes().to_vec()
+            mac.finalize().into_bytes().into()
         }
-        Err(_) => Vec::new(),
+        Err(_) => [0; 32],
     }
 }
 
-fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+/// The key that signs one day's requests for one region and service:
+/// `HMAC("AWS4" + secret, date) → region → service → "aws4_request"`.
+/// It changes once a day, so a signer derives it once and keeps it.
+pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
     hmac(&k_service, b"aws4_request")
 }
 
+/// `YYYYMMDDTHHMMSSZ` for a time (UTC).
+pub fn format_amz_date(t: SystemTime) -> String {
+    let u = crate::civil::utc(t);
+    let (h, m, s) = u.hms;
+    format!(
+        "{:04}{:02}{:02}T{h:02}{m:02}{s:02}Z",
+        u.year, u.month, u.day
+    )
+}
+
+/// The `Authorization` header value that signs `req` (which must already
+/// carry every header in `signed_headers`, `x-amz-date` among them) with a
+/// key from [`signing_key`]. `scope` is `DATE/REGION/SERVICE/aws4_request`.
+pub fn authorization(
+    req: &Request<'_>,
+    signed_headers: &str,
+    rules: &Rules<'_>,
+    access_key_id: &str,
+    amz_date: &str,
+    scope: &str,
+    key: &[u8; 32],
+) -> Result<String, BedrockError> {
+    let canonical = canonical_request(req, signed_headers, rules)?;
+    let to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let signature = hex::encode(hmac(key, to_sign.as_bytes()));
+    Ok(format!(
+        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amz_dates_round_trip() {
+        for secs in [
+            0_u64,
+            951_782_400,
+            1_440_938_160,
+            1_795_331_109,
+            4_102_444_799,
+        ] {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            let s = format_amz_date(t);
+            assert_eq!(parse_amz_date(&s), Some(t), "{s}");
+        }
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        assert_eq!(format_amz_date(t), "20150830T123600Z");
+    }
 
     #[test]
     fn parses_amz_dates() {

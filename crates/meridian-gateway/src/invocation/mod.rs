@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -140,6 +140,10 @@ impl Record {
 
 /// Records queued for the stdout and file sinks by default.
 pub const QUEUE_RECORDS: usize = 16_384;
+/// Most records written in one batch (one flush).
+const BATCH_RECORDS: usize = 4096;
+/// How long the writer lets records gather after writing a batch.
+const GATHER: Duration = Duration::from_millis(5);
 /// Drops are warned about at most this often.
 const WARN_EVERY_SECS: u64 = 10;
 
@@ -166,12 +170,7 @@ impl Lines {
                 while let Ok(line) = rx.recv() {
                     let mut batch = vec![line];
                     // Take what else is queued, then flush once.
-                    while let Ok(more) = rx.try_recv() {
-                        batch.push(more);
-                        if batch.len() >= 256 {
-                            break;
-                        }
-                    }
+                    batch.extend(rx.try_iter().take(BATCH_RECORDS - 1));
                     for sink in &mut sinks {
                         let res = batch
                             .iter()
@@ -182,6 +181,11 @@ impl Lines {
                         }
                     }
                     left.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                    // Let the next records gather instead of being woken for
+                    // each: a sender wakes this thread only while it waits
+                    // in `recv`, and a wake per record costs the request
+                    // path a context switch.
+                    std::thread::sleep(GATHER);
                 }
             })?;
         Ok(Lines {
@@ -299,10 +303,10 @@ impl InvocationLog {
     }
 
     /// Waits (at shutdown) up to `limit` for queued records to be written.
-    pub async fn drain(&self, limit: std::time::Duration) {
+    pub async fn drain(&self, limit: Duration) {
         let until = tokio::time::Instant::now() + limit;
         while self.queued() > 0 && tokio::time::Instant::now() < until {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -333,37 +337,16 @@ impl InvocationLog {
 
 /// `2026-11-22T07:05:09.123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
+    let u = meridian_wire::civil::utc(t);
+    let (h, m, s) = u.hms;
     format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_millis()
+        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        u.year, u.month, u.day, u.millis
     )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
