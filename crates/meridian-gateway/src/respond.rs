@@ -9,8 +9,35 @@ use meridian_wire::BedrockError;
 use crate::execute::Served;
 
 /// A fresh request ID (UUID v4, as Bedrock's).
+///
+/// Request IDs must be unique, not secret: each thread draws them from its
+/// own generator (seeded once from the OS) instead of asking the kernel for
+/// random bytes on every request.
 pub fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let seed = uuid::Uuid::new_v4().as_u64_pair();
+            seed.0 ^ seed.1.rotate_left(32)
+        });
+    }
+    let (a, b) = STATE.with(|s| {
+        let next = || {
+            // splitmix64
+            let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            s.set(x);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        (next(), next())
+    });
+    let bytes = (u128::from(a) << 64 | u128::from(b)).to_be_bytes();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// An error exactly as Bedrock sends it: status, `x-amzn-ErrorType` and
@@ -87,6 +114,29 @@ pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
         let name = k.as_str();
         if (name == "content-type" && !h.contains_key(k)) || name.starts_with("x-amzn-bedrock-") {
             h.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    #[test]
+    fn request_ids_are_distinct_v4_uuids_across_threads() {
+        let ids: Vec<String> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| (0..5000).map(|_| super::request_id()).collect::<Vec<_>>())
+            })
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect();
+        assert_eq!(ids.len(), 20_000);
+        let unique: HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "a request ID repeated");
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).unwrap_or_default();
+            assert_eq!(u.get_version_num(), 4, "{id}");
+            assert_eq!(u.hyphenated().to_string(), *id);
         }
     }
 }
