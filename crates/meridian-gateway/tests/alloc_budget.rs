@@ -1,0 +1,257 @@
+//! Allocations per non-streaming request, per front door, against a
+//! recorded budget: a guard that does not depend on timing.
+//!
+//! Everything — client, gateway and an upstream that answers at once — runs
+//! on one thread (a current-thread runtime), and `allocation-counter` counts
+//! that thread's allocations. What a direct call to the upstream costs (the
+//! client's and the upstream's own allocations) is subtracted, so each figure
+//! is the gateway's share. The invocation log's writer thread is not counted;
+//! building and serializing the record on the request path is.
+//!
+//! Run: `cargo test -p meridian-gateway --features count-allocations --test alloc_budget -- --nocapture`
+//! (the test command does). When a change lowers a path's count, lower its
+//! budget here; when one raises it, find out why first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use meridian_catalog::detect::Step;
+use meridian_gateway::invocation::InvocationLog;
+use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
+use meridian_upstream::{BedrockClient, Timeouts};
+
+const CONVERSE_ANSWER: &str = r#"{"output":{"message":{"role":"assistant","content":[{"text":"ok"}]}},"stopReason":"end_turn","usage":{"inputTokens":12,"outputTokens":1,"totalTokens":13},"metrics":{"latencyMs":1}}"#;
+const INVOKE_ANSWER: &str = r#"{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}"#;
+const US: [&str; 4] = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"];
+const PROMPT: &str = "How far is Paris from Frankfurt?";
+
+/// Requests measured per round, and rounds (the lowest round counts).
+const N: u64 = 200;
+const ROUNDS: usize = 3;
+
+/// One front door's request.
+struct Path_ {
+    name: &'static str,
+    path: &'static str,
+    body: String,
+    headers: &'static [(&'static str, &'static str)],
+    /// Most allocations the gateway may make per request on this path.
+    budget: u64,
+}
+
+fn paths() -> Vec<Path_> {
+    vec![
+        Path_ {
+            name: "bedrock converse",
+            path: "/model/chat/converse",
+            body: format!(
+                r#"{{"messages":[{{"role":"user","content":[{{"text":"{PROMPT}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
+            ),
+            headers: &[],
+            budget: 365,
+        },
+        Path_ {
+            name: "bedrock invoke (Anthropic body)",
+            path: "/model/chat/invoke",
+            body: format!(
+                r#"{{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
+            ),
+            headers: &[],
+            budget: 362,
+        },
+        Path_ {
+            name: "openai /v1/chat/completions",
+            path: "/v1/chat/completions",
+            body: format!(
+                r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
+            ),
+            headers: &[],
+            budget: 475,
+        },
+        Path_ {
+            name: "anthropic /v1/messages",
+            path: "/v1/messages",
+            body: format!(
+                r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
+            ),
+            headers: &[("anthropic-version", "2023-06-01")],
+            budget: 415,
+        },
+    ]
+}
+
+/// An upstream answering Converse and InvokeModel at once.
+async fn instant_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<Incoming>| async move {
+                    let invoke = req.uri().path().ends_with("/invoke");
+                    let _ = req.into_body().collect().await;
+                    let body = if invoke {
+                        INVOKE_ANSWER
+                    } else {
+                        CONVERSE_ANSWER
+                    };
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .header("x-amzn-bedrock-input-token-count", "12")
+                            .header("x-amzn-bedrock-output-token-count", "1")
+                            .body(Full::new(Bytes::from_static(body.as_bytes())))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+/// A gateway in us-east-1 exposing `chat` (claude-sonnet-4-5, US-only),
+/// every US region served by `upstream`; invocation records to `log` when given.
+async fn gateway(upstream: &str, log: Option<&Path>) -> String {
+    let toml = "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n";
+    let loaded = meridian_config::parse(toml, None).unwrap();
+    let endpoints: BTreeMap<String, String> = US
+        .iter()
+        .map(|r| (r.to_string(), upstream.to_string()))
+        .collect();
+    let client = BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default());
+    let info = UpstreamInfo {
+        mode: "aws",
+        detail: "alloc budget".into(),
+    };
+    let mut state = AppState::new(
+        loaded.config,
+        loaded.catalog,
+        "us-east-1".into(),
+        Step::Config,
+        client,
+        info,
+    );
+    state.log = Arc::new(InvocationLog::new(false, log, false, None, 16_384).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(meridian_gateway::serve(
+        listener,
+        Arc::new(state),
+        ServeOptions::default(),
+        std::future::pending(),
+    ));
+    url
+}
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+async fn send(http: &Http, url: &str, body: &str, headers: &[(&str, &str)]) {
+    let mut b = hyper::Request::post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let resp = http.request(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+}
+
+/// Fewest allocations per request over the rounds.
+fn per_request(
+    rt: &tokio::runtime::Runtime,
+    http: &Http,
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> u64 {
+    rt.block_on(async {
+        for _ in 0..50 {
+            send(http, url, body, headers).await; // pools, caches, router state
+        }
+    });
+    (0..ROUNDS)
+        .map(|_| {
+            let info = allocation_counter::measure(|| {
+                rt.block_on(async {
+                    for _ in 0..N {
+                        send(http, url, body, headers).await;
+                    }
+                });
+            });
+            info.count_total / N
+        })
+        .min()
+        .unwrap()
+}
+
+#[test]
+fn allocations_per_request_stay_within_budget() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("invocations.ndjson");
+    let (upstream, quiet, logged) = rt.block_on(async {
+        let upstream = instant_upstream().await;
+        let quiet = gateway(&upstream, None).await;
+        let logged = gateway(&upstream, Some(&log)).await;
+        (upstream, quiet, logged)
+    });
+    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+
+    let paths = paths();
+    let direct = per_request(
+        &rt,
+        &http,
+        &format!("{upstream}/model/m/converse"),
+        &paths[0].body,
+        &[],
+    );
+    println!("direct call (client and upstream only): {direct} allocations per request");
+    let mut over = Vec::new();
+    for p in &paths {
+        for (base, log) in [(&quiet, "no log"), (&logged, "log to a file")] {
+            let total = per_request(&rt, &http, &format!("{base}{}", p.path), &p.body, p.headers);
+            let gateway = total.saturating_sub(direct);
+            // The log adds the record: built and serialized on the request path.
+            let budget = p.budget + if log == "no log" { 0 } else { LOG_BUDGET };
+            println!(
+                "{:<34} {log:<14} {gateway:>5} allocations per request (budget {budget})",
+                p.name
+            );
+            if gateway > budget {
+                over.push(format!("{} ({log}): {gateway} > {budget}", p.name));
+            }
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200)); // the writer thread's last batch
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        written.lines().count() >= 4 * (50 + ROUNDS * N as usize),
+        "records missing from the log"
+    );
+    assert!(over.is_empty(), "over budget: {over:?}");
+}
+
+/// Allocations the invocation record adds per request.
+const LOG_BUDGET: u64 = 30;
