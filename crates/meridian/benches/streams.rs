@@ -1,0 +1,331 @@
+//! Streams at scale through a real `meridian serve` process.
+//!
+//! 1. Time to first byte of ConverseStream, one request at a time, straight
+//!    to an upstream that answers at once and through Meridian: what
+//!    Meridian adds.
+//! 2. 5,000 streams held at once (`--streams N`), each from an upstream
+//!    dripping one event every 100 ms for 10 s: the gateway's peak resident
+//!    memory, its CPU per forwarded event, and whether every event arrived.
+//!
+//! Also reports start-up time to `/ready` and idle memory. The gateway runs
+//! as its own process (its RSS and CPU are read from /proc); upstream and
+//! clients run in this one. Everything listens on 127.0.0.1 and stops by
+//! itself. `cargo bench -p meridian --bench streams` (`-- --quick`: 1,000
+//! streams for 5 s).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a bench binary
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use meridian_wire::eventstream;
+use tokio::time::Instant;
+
+const DRIP: Duration = Duration::from_millis(100);
+
+/// ConverseStream events: messageStart, `deltas` text deltas (one per
+/// `DRIP` when `drip`), contentBlockStop, messageStop, metadata.
+fn events(
+    deltas: usize,
+    drip: bool,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+    let first = eventstream::event("messageStart", br#"{"role":"assistant"}"#);
+    let delta = eventstream::event(
+        "contentBlockDelta",
+        br#"{"contentBlockIndex":0,"delta":{"text":"tok "}}"#,
+    );
+    let tail = [
+        eventstream::event("contentBlockStop", br#"{"contentBlockIndex":0}"#),
+        eventstream::event("messageStop", br#"{"stopReason":"end_turn"}"#),
+        eventstream::event(
+            "metadata",
+            br#"{"usage":{"inputTokens":12,"outputTokens":10,"totalTokens":22},"metrics":{"latencyMs":1}}"#,
+        ),
+    ];
+    let mut all = vec![first];
+    all.extend(std::iter::repeat_n(delta, deltas));
+    all.extend(tail);
+    futures_util::stream::iter(all.into_iter().enumerate()).then(move |(i, e)| async move {
+        if drip && i > 0 {
+            tokio::time::sleep(DRIP).await;
+        }
+        Ok(Frame::data(e))
+    })
+}
+
+/// An upstream answering ConverseStream: at once, or dripping when the
+/// request body says "drip" (then `deltas` deltas, one per 100 ms).
+async fn upstream(deltas: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<Incoming>| async move {
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let drip = body.windows(4).any(|w| w == b"drip");
+                    let n = if drip { deltas } else { 2 };
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/vnd.amazon.eventstream")
+                            .body(StreamBody::new(Box::pin(events(n, drip))))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `(VmRSS, VmHWM)` in KiB and CPU time in ms of a process.
+fn proc_stats(pid: u32) -> (u64, u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (field("VmRSS:"), field("VmHWM:"), ticks * 10.0) // 100 ticks per second
+}
+
+/// One ConverseStream request on its own connection: (time to the first
+/// body bytes, events received).
+async fn stream_once(addr: &str, model: &str, text: &str) -> Result<(Duration, u64), String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).ok();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let body = format!(
+        r#"{{"messages":[{{"role":"user","content":[{{"text":"{text}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
+    );
+    let req = hyper::Request::post(format!("/model/{model}/converse-stream"))
+        .header("host", addr)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let t = Instant::now();
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != 200 {
+        return Err(format!("status {}", resp.status()));
+    }
+    let mut body = resp.into_body();
+    let mut first = None;
+    let mut decoder = eventstream::Decoder::new();
+    let mut events = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            first.get_or_insert_with(|| t.elapsed());
+            decoder.push(&data);
+            while let Some(f) = decoder.next_frame().map_err(|e| e.to_string())? {
+                if matches!(f.kind, eventstream::FrameKind::Exception(_)) {
+                    return Err("exception event".into());
+                }
+                events += 1;
+            }
+        }
+    }
+    Ok((first.unwrap_or_default(), events))
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let arg = |name: &str| {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
+    };
+    let streams = arg("--streams").unwrap_or(if quick { 1_000 } else { 5_000 });
+    let seconds = arg("--seconds").unwrap_or(if quick { 5 } else { 10 });
+    let deltas = seconds * 10;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let up = upstream(deltas).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("meridian.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "region = \"us-east-1\"\n[upstream]\nmode = \"aws\"\nendpoints = {{ us-east-1 = \"{up}\" }}\n\
+                 [server]\nmax_concurrent_requests = 20000\n[routing]\ndeadline_ms = 600000\n\
+                 [models.chat]\nmodel = \"anthropic.claude-3-haiku-20240307-v1:0\"\nresidency = [\"us-east-1\"]\n\
+                 [logging]\nsink = \"none\"\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["serve", "--config", config.to_str().unwrap(), "--listen", &addr])
+            .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMS")
+            .env("AWS_SECRET_ACCESS_KEY", "streams-bench-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let ready = loop {
+            if ready(&addr).await {
+                break started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "meridian did not become ready");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (idle_rss, _, _) = proc_stats(pid);
+        println!("start-up to /ready: {:.0} ms; idle RSS {:.1} MB", ready.as_secs_f64() * 1e3, idle_rss as f64 / 1024.0);
+
+        // 1. Time to first byte, one stream at a time.
+        let up_addr = up.trim_start_matches("http://").to_string();
+        let n = if quick { 300 } else { 1_000 };
+        let (mut direct, mut through) = (Vec::new(), Vec::new());
+        for i in 0..2 * n {
+            let (target, model, out) = if i % 2 == 0 {
+                (&up_addr, "anthropic.claude-3-haiku-20240307-v1:0", &mut direct)
+            } else {
+                (&addr, "chat", &mut through)
+            };
+            let (ttfb, events) = stream_once(target, model, "fast").await.unwrap();
+            assert_eq!(events, 6, "a stream lost events");
+            out.push(ttfb.as_secs_f64() * 1e6);
+        }
+        let (d50, d99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99));
+        let (t50, t99) = (pct(&mut through, 0.5), pct(&mut through, 0.99));
+        println!("time to first byte, {n} streams each (µs): direct p50 {d50:.0} p99 {d99:.0}; through Meridian p50 {t50:.0} p99 {t99:.0}; added p50 {:.0} p99 {:.0}", t50 - d50, t99 - d99);
+
+        // 2. Many slow streams at once.
+        let (_, _, cpu0) = proc_stats(pid);
+        let events = Arc::new(AtomicU64::new(0));
+        let open = Arc::new(AtomicU64::new(0));
+        let peak_open = Arc::new(AtomicU64::new(0));
+        let t0 = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..streams {
+            if i % 250 == 0 && i > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await; // ramp: 5,000 per second
+            }
+            let (addr, events, open, peak_open) = (addr.clone(), events.clone(), open.clone(), peak_open.clone());
+            tasks.spawn(async move {
+                let now = open.fetch_add(1, Ordering::Relaxed) + 1;
+                peak_open.fetch_max(now, Ordering::Relaxed);
+                let r = stream_once(&addr, "chat", "drip").await;
+                open.fetch_sub(1, Ordering::Relaxed);
+                if let Ok((_, e)) = &r {
+                    events.fetch_add(*e, Ordering::Relaxed);
+                }
+                r.map(|(_, e)| e)
+            });
+        }
+        let mut peak_rss = 0;
+        let sampler = async {
+            loop {
+                let (rss, _, _) = proc_stats(pid);
+                peak_rss = peak_rss.max(rss);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let mut failed = 0;
+        let mut short = 0;
+        let expected = deltas as u64 + 4;
+        let collect = async {
+            while let Some(r) = tasks.join_next().await {
+                match r.unwrap() {
+                    Ok(e) if e == expected => {}
+                    Ok(_) => short += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+        };
+        tokio::select! {
+            () = collect => {}
+            () = sampler => {}
+            () = tokio::time::sleep(Duration::from_secs(seconds as u64 * 3 + 60)) => panic!("streams did not finish in time"),
+        }
+        let took = t0.elapsed();
+        let (_, hwm, cpu1) = proc_stats(pid);
+        let events = events.load(Ordering::Relaxed);
+        println!(
+            "{streams} streams ({} open at once at most), {deltas} deltas each at one per 100 ms: {events} events in {:.1} s; \
+             failed {failed}, incomplete {short}",
+            peak_open.load(Ordering::Relaxed),
+            took.as_secs_f64()
+        );
+        println!(
+            "gateway: peak RSS {:.1} MB (VmHWM {:.1} MB); CPU {:.0} ms = {:.2} µs per forwarded event",
+            peak_rss as f64 / 1024.0,
+            hwm as f64 / 1024.0,
+            cpu1 - cpu0,
+            (cpu1 - cpu0) * 1e3 / events.max(1) as f64
+        );
+        child.kill().ok();
+        child.wait().ok();
+        assert_eq!(failed + short, 0, "streams failed or lost events");
+    });
+}
+
+/// Whether `/ready` answers 200.
+async fn ready(addr: &str) -> bool {
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
+    else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/ready")
+        .header("host", addr)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    matches!(send.send_request(req).await, Ok(r) if r.status() == 200)
+}
