@@ -357,17 +357,20 @@ fn forward(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BedrockError>>(32);
     tokio::spawn(async move {
         let mut usage = StreamUsage::default();
+        // Whether a frame is one a stream ends with (see StreamUsage::see).
         let see = |frame: &Bytes, usage: &mut StreamUsage| {
             if let Ok(f) = meridian_wire::eventstream::decode_one(frame)
                 && let meridian_wire::eventstream::FrameKind::Event(kind) = &f.kind
             {
-                usage.see(kind, &f.payload);
+                return usage.see(kind, &f.payload);
             }
+            false
         };
         see(&first, &mut usage);
-        // The first event goes out at once (time to first token); after it,
-        // one event is held back so the stream's end is accounted for (and
-        // logged) before the client receives its last event.
+        // Events go out as they arrive; only a frame a stream ends with
+        // (Converse's metadata, the chunk with the invocation metrics) is
+        // held until the upstream ends or sends more, so the stream is
+        // accounted for (and logged) before the client receives its end.
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
@@ -402,19 +405,24 @@ fn forward(
                 },
                 Err(e) => break Some(bad_frames(e).error),
             };
-            see(&next, &mut usage);
-            let Some(prev) = held.replace(next) else {
-                continue;
+            // An end-looking frame is held; any other frame sends what was
+            // held (it was not the end after all), then itself.
+            let (earlier, now) = if see(&next, &mut usage) {
+                (held.replace(next), None)
+            } else {
+                (held.take(), Some(next))
             };
-            if tx.send(Ok(prev)).await.is_err() {
-                on_end(end(
-                    usage,
-                    Some(&BedrockError::new(
-                        ErrorKind::ModelStreamError,
-                        "client went away",
-                    )),
-                ));
-                return;
+            for out in earlier.into_iter().chain(now) {
+                if tx.send(Ok(out)).await.is_err() {
+                    on_end(end(
+                        usage,
+                        Some(&BedrockError::new(
+                            ErrorKind::ModelStreamError,
+                            "client went away",
+                        )),
+                    ));
+                    return;
+                }
             }
         };
         match failure {

@@ -86,54 +86,71 @@ pub struct StreamUsage {
 }
 
 impl StreamUsage {
-    /// Looks at one event frame's payload.
-    pub fn see(&mut self, event_type: &str, payload: &[u8]) {
-        let Ok(v) = serde_json::from_slice::<Value>(payload) else {
-            return;
-        };
+    /// Looks at one event frame's payload. True when the frame is one a
+    /// stream ends with: Converse's `metadata` event, or the chunk that
+    /// carries Bedrock's invocation metrics or Anthropic's `message_stop`.
+    /// Only frames that can carry usage are parsed; text deltas are not.
+    pub fn see(&mut self, event_type: &str, payload: &[u8]) -> bool {
         match event_type {
             "metadata" => {
-                if let Some(u) = usage_of(&v) {
+                if let Ok(v) = serde_json::from_slice::<Value>(payload)
+                    && let Some(u) = usage_of(&v)
+                {
                     self.usage = Usage {
                         service_tier: tier_of(&v),
                         ..u
                     };
                 }
+                true
             }
-            "chunk" => {
-                let inner = v
-                    .get("bytes")
-                    .and_then(Value::as_str)
-                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-                let Some(inner) = inner else { return };
-                match inner["type"].as_str() {
-                    Some("message_start") => {
-                        if let Some(u) = counts(&inner["message"]["usage"]) {
-                            self.usage = Usage {
-                                service_tier: self.usage.service_tier,
-                                ..u
-                            };
-                        }
-                    }
-                    Some("message_delta") => {
-                        if let Some(o) = inner["usage"]["output_tokens"].as_u64() {
-                            self.usage.output = o;
-                        }
-                    }
-                    _ => {}
+            "chunk" => self.see_chunk(payload),
+            _ => false,
+        }
+    }
+
+    fn see_chunk(&mut self, payload: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Chunk<'a> {
+            bytes: &'a str,
+        }
+        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(payload) else {
+            return false;
+        };
+        let Ok(inner) = base64::engine::general_purpose::STANDARD.decode(chunk.bytes) else {
+            return false;
+        };
+        let has = |pat: &[u8]| inner.windows(pat.len()).any(|w| w == pat);
+        const METRICS: &[u8] = b"amazon-bedrock-invocationMetrics";
+        if !(has(b"\"message_") || has(METRICS)) {
+            return false; // content deltas: no usage, not the end
+        }
+        let Ok(inner) = serde_json::from_slice::<Value>(&inner) else {
+            return false;
+        };
+        match inner["type"].as_str() {
+            Some("message_start") => {
+                if let Some(u) = counts(&inner["message"]["usage"]) {
+                    self.usage = Usage {
+                        service_tier: self.usage.service_tier,
+                        ..u
+                    };
                 }
-                if let Some(m) = inner.get("amazon-bedrock-invocationMetrics") {
-                    let get = |k: &str| m.get(k).and_then(Value::as_u64);
-                    if let (Some(input), Some(output)) =
-                        (get("inputTokenCount"), get("outputTokenCount"))
-                    {
-                        self.usage.input = input;
-                        self.usage.output = output;
-                    }
+            }
+            Some("message_delta") => {
+                if let Some(o) = inner["usage"]["output_tokens"].as_u64() {
+                    self.usage.output = o;
                 }
             }
             _ => {}
         }
+        let metrics = inner.get("amazon-bedrock-invocationMetrics");
+        if let Some(m) = metrics {
+            let get = |k: &str| m.get(k).and_then(Value::as_u64);
+            if let (Some(input), Some(output)) = (get("inputTokenCount"), get("outputTokenCount")) {
+                self.usage.input = input;
+                self.usage.output = output;
+            }
+        }
+        metrics.is_some() || inner["type"] == "message_stop"
     }
 }

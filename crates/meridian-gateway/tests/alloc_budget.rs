@@ -14,10 +14,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::convert::Infallible;
-use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -26,14 +25,9 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use meridian_catalog::detect::Step;
-use meridian_gateway::invocation::InvocationLog;
-use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
-use meridian_upstream::{BedrockClient, Timeouts};
 
 const CONVERSE_ANSWER: &str = r#"{"output":{"message":{"role":"assistant","content":[{"text":"ok"}]}},"stopReason":"end_turn","usage":{"inputTokens":12,"outputTokens":1,"totalTokens":13},"metrics":{"latencyMs":1}}"#;
 const INVOKE_ANSWER: &str = r#"{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}"#;
-const US: [&str; 4] = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"];
 const PROMPT: &str = "How far is Paris from Frankfurt?";
 
 /// Requests measured per round, and rounds (the lowest round counts).
@@ -41,7 +35,7 @@ const N: u64 = 200;
 const ROUNDS: usize = 3;
 
 /// One front door's request.
-struct Path_ {
+struct Door {
     name: &'static str,
     path: &'static str,
     body: String,
@@ -50,9 +44,9 @@ struct Path_ {
     budget: u64,
 }
 
-fn paths() -> Vec<Path_> {
+fn paths() -> Vec<Door> {
     vec![
-        Path_ {
+        Door {
             name: "bedrock converse",
             path: "/model/chat/converse",
             body: format!(
@@ -61,7 +55,7 @@ fn paths() -> Vec<Path_> {
             headers: &[],
             budget: 365,
         },
-        Path_ {
+        Door {
             name: "bedrock invoke (Anthropic body)",
             path: "/model/chat/invoke",
             body: format!(
@@ -70,7 +64,7 @@ fn paths() -> Vec<Path_> {
             headers: &[],
             budget: 362,
         },
-        Path_ {
+        Door {
             name: "openai /v1/chat/completions",
             path: "/v1/chat/completions",
             body: format!(
@@ -79,7 +73,7 @@ fn paths() -> Vec<Path_> {
             headers: &[],
             budget: 475,
         },
-        Path_ {
+        Door {
             name: "anthropic /v1/messages",
             path: "/v1/messages",
             body: format!(
@@ -124,40 +118,6 @@ async fn instant_upstream() -> String {
             });
         }
     });
-    url
-}
-
-/// A gateway in us-east-1 exposing `chat` (claude-sonnet-4-5, US-only),
-/// every US region served by `upstream`; invocation records to `log` when given.
-async fn gateway(upstream: &str, log: Option<&Path>) -> String {
-    let toml = "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n";
-    let loaded = meridian_config::parse(toml, None).unwrap();
-    let endpoints: BTreeMap<String, String> = US
-        .iter()
-        .map(|r| (r.to_string(), upstream.to_string()))
-        .collect();
-    let client = BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default());
-    let info = UpstreamInfo {
-        mode: "aws",
-        detail: "alloc budget".into(),
-    };
-    let mut state = AppState::new(
-        loaded.config,
-        loaded.catalog,
-        "us-east-1".into(),
-        Step::Config,
-        client,
-        info,
-    );
-    state.log = Arc::new(InvocationLog::new(false, log, false, None, 16_384).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(meridian_gateway::serve(
-        listener,
-        Arc::new(state),
-        ServeOptions::default(),
-        std::future::pending(),
-    ));
     url
 }
 
@@ -213,8 +173,8 @@ fn allocations_per_request_stay_within_budget() {
     let log = dir.path().join("invocations.ndjson");
     let (upstream, quiet, logged) = rt.block_on(async {
         let upstream = instant_upstream().await;
-        let quiet = gateway(&upstream, None).await;
-        let logged = gateway(&upstream, Some(&log)).await;
+        let quiet = common::gateway_before(&upstream, None).await;
+        let logged = common::gateway_before(&upstream, Some(&log)).await;
         (upstream, quiet, logged)
     });
     let http: Http = Client::builder(TokioExecutor::new()).build_http();

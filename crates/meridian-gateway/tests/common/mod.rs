@@ -152,3 +152,41 @@ pub async fn send(method: &str, url: &str, body: &'static str, headers: &[(&str,
         body,
     }
 }
+
+/// A gateway in us-east-1 exposing `chat` (claude-sonnet-4-5, US-only),
+/// every US region served by the Bedrock-compatible server at `upstream`
+/// (signed with static keys), writing invocation records to `log` when
+/// given; returns its base URL.
+pub async fn gateway_before(upstream: &str, log: Option<&std::path::Path>) -> String {
+    let toml = "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n";
+    let loaded = meridian_config::parse(toml, None).unwrap();
+    let endpoints = US
+        .iter()
+        .map(|r| (r.to_string(), upstream.to_string()))
+        .collect();
+    let client = BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default());
+    let info = UpstreamInfo {
+        mode: "aws",
+        detail: "test".into(),
+    };
+    let mut state = AppState::new(
+        loaded.config,
+        loaded.catalog,
+        "us-east-1".into(),
+        Step::Config,
+        client,
+        info,
+    );
+    state.log = Arc::new(
+        meridian_gateway::invocation::InvocationLog::new(false, log, false, None, 16_384).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(meridian_gateway::serve(
+        listener,
+        Arc::new(state),
+        ServeOptions::default(),
+        std::future::pending(),
+    ));
+    url
+}
