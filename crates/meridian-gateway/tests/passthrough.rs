@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -15,9 +16,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use meridian_catalog::detect::Step;
-use meridian_gateway::{AppState, ServeOptions, UpstreamInfo};
-use meridian_upstream::{BedrockClient, Timeouts};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -67,38 +65,13 @@ async fn recording_upstream() -> (String, Seen) {
 }
 
 async fn gateway(upstream: &str) -> String {
-    let loaded = meridian_config::parse(
-        "region = \"us-east-1\"\n[models.chat]\nmodel = \"claude-3-haiku\"\n",
-        None,
-    )
-    .unwrap();
-    let endpoints = BTreeMap::from([("us-east-1".to_string(), upstream.to_string())]);
-    let upstream =
-        BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default());
-    let info = UpstreamInfo {
-        mode: "aws",
-        detail: "test".into(),
-    };
-    let mut state = AppState::new(
-        loaded.config,
-        loaded.catalog,
-        "us-east-1".into(),
-        Step::Config,
-        upstream,
-        info,
-    );
-    state.max_body = 1_000_000;
-    state.max_attempts = 1;
-    let state = Arc::new(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(meridian_gateway::serve(
-        listener,
-        state,
-        ServeOptions::default(),
-        std::future::pending(),
-    ));
-    addr
+    let toml = "region = \"us-east-1\"\n[models.chat]\nmodel = \"claude-3-haiku\"\n";
+    let url = common::gateway_in_front(upstream, toml, &["us-east-1"], |state| {
+        state.max_body = 1_000_000;
+        state.max_attempts = 1;
+    })
+    .await;
+    url.trim_start_matches("http://").to_string()
 }
 
 async fn raw(addr: &str, request: &[u8]) -> String {

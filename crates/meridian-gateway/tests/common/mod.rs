@@ -159,8 +159,26 @@ pub async fn send(method: &str, url: &str, body: &'static str, headers: &[(&str,
 /// given; returns its base URL.
 pub async fn gateway_before(upstream: &str, log: Option<&std::path::Path>) -> String {
     let toml = "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n";
+    gateway_in_front(upstream, toml, &US, |state| {
+        state.log = Arc::new(
+            meridian_gateway::invocation::InvocationLog::new(false, log, false, None, 16_384)
+                .unwrap(),
+        );
+    })
+    .await
+}
+
+/// A gateway with this config whose `regions` are served by the
+/// Bedrock-compatible server at `upstream` (static keys), with `adjust`
+/// applied to its state; returns its base URL.
+pub async fn gateway_in_front(
+    upstream: &str,
+    toml: &str,
+    regions: &[&str],
+    adjust: impl FnOnce(&mut AppState),
+) -> String {
     let loaded = meridian_config::parse(toml, None).unwrap();
-    let endpoints = US
+    let endpoints = regions
         .iter()
         .map(|r| (r.to_string(), upstream.to_string()))
         .collect();
@@ -177,9 +195,7 @@ pub async fn gateway_before(upstream: &str, log: Option<&std::path::Path>) -> St
         client,
         info,
     );
-    state.log = Arc::new(
-        meridian_gateway::invocation::InvocationLog::new(false, log, false, None, 16_384).unwrap(),
-    );
+    adjust(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(meridian_gateway::serve(
