@@ -4,8 +4,9 @@
 //! exposed model names (or catalog aliases, else `other`), operation names
 //! and fixed outcome words; nothing per request.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 
 use parking_lot::Mutex;
 
@@ -152,23 +153,92 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// One labelled series of a family.
+#[derive(Debug, Clone)]
+struct Series<V> {
+    name: &'static str,
+    labels: Labels,
+    value: V,
+}
+
+/// Series by a hash of their family and labels, so the request path finds
+/// its series without building owned labels (they are built once, when a
+/// series first appears).
+type Store<V> = HashMap<u64, Vec<Series<V>>>;
+
 /// Counters and histograms updated on the request path.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, Labels), f64>>,
-    histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
+    counters: Mutex<Store<f64>>,
+    histograms: Mutex<Store<Histogram>>,
+}
+
+fn hash_of(name: &str, labels: &[(&'static str, &str)]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    for (k, v) in labels {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The series of `name` with these labels, created (at `V::default()`) when new.
+fn series<'s, V: Default>(
+    store: &'s mut Store<V>,
+    name: &'static str,
+    labels: &[(&'static str, &str)],
+) -> &'s mut V {
+    let same = |s: &Series<V>| {
+        s.name == name
+            && s.labels.len() == labels.len()
+            && s.labels
+                .iter()
+                .zip(labels)
+                .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+    };
+    let bucket = store.entry(hash_of(name, labels)).or_default();
+    let i = match bucket.iter().position(same) {
+        Some(i) => i,
+        None => {
+            bucket.push(Series {
+                name,
+                labels: owned(labels),
+                value: V::default(),
+            });
+            bucket.len() - 1
+        }
+    };
+    &mut bucket[i].value
+}
+
+/// Every series of a store, ordered by family and labels.
+fn sorted<V: Clone>(store: &Store<V>) -> Vec<Series<V>> {
+    let mut all: Vec<Series<V>> = store.values().flatten().cloned().collect();
+    all.sort_by(|a, b| (a.name, &a.labels).cmp(&(b.name, &b.labels)));
+    all
 }
 
 impl Metrics {
     /// Adds `by` to a counter.
-    pub fn add(&self, name: &'static str, labels: Labels, by: f64) {
-        *self.counters.lock().entry((name, labels)).or_default() += by;
+    pub fn add<'a>(
+        &self,
+        name: &'static str,
+        labels: impl AsRef<[(&'static str, &'a str)]>,
+        by: f64,
+    ) {
+        *series(&mut self.counters.lock(), name, labels.as_ref()) += by;
     }
 
     /// Adds one observation, in seconds, to a histogram.
-    pub fn observe(&self, name: &'static str, labels: Labels, secs: f64) {
+    pub fn observe<'a>(
+        &self,
+        name: &'static str,
+        labels: impl AsRef<[(&'static str, &'a str)]>,
+        secs: f64,
+    ) {
         let mut map = self.histograms.lock();
-        let h = map.entry((name, labels)).or_default();
+        let h = series(&mut map, name, labels.as_ref());
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
                 h.counts[i] += 1;
@@ -180,15 +250,16 @@ impl Metrics {
 
     /// The exposition text, with `gauges` (computed at scrape time) added.
     pub fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
-        let counters = self.counters.lock().clone();
-        let histograms = self.histograms.lock().clone();
+        let counters = sorted(&self.counters.lock());
+        let histograms = sorted(&self.histograms.lock());
         let mut out = String::new();
         for (name, kind, help) in FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             match *kind {
                 "histogram" => {
-                    for ((_, labels), h) in histograms.iter().filter(|((n, _), _)| n == name) {
+                    for s in histograms.iter().filter(|s| s.name == *name) {
+                        let (labels, h) = (&s.labels, &s.value);
                         for (i, b) in BUCKETS.iter().enumerate() {
                             let mut l = labels.clone();
                             l.push(("le", format!("{b}")));
@@ -203,8 +274,8 @@ impl Metrics {
                     }
                 }
                 _ => {
-                    for ((_, labels), v) in counters.iter().filter(|((n, _), _)| n == name) {
-                        let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels));
+                    for s in counters.iter().filter(|s| s.name == *name) {
+                        let _ = writeln!(out, "{name}{} {}", fmt_labels(&s.labels), s.value);
                     }
                     for (_, labels, v) in gauges.iter().filter(|(n, _, _)| n == name) {
                         let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels));
@@ -233,8 +304,16 @@ fn fmt_labels(labels: &[(&'static str, String)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-/// A label list.
-pub fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
+/// A label list, borrowed (what the request path passes to `add` and
+/// `observe`).
+pub fn labels<'a, const N: usize>(
+    pairs: [(&'static str, &'a str); N],
+) -> [(&'static str, &'a str); N] {
+    pairs
+}
+
+/// A label list, owned (gauges, stored series).
+pub fn owned(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
 }
 
@@ -259,10 +338,26 @@ mod tests {
             labels([("model", "chat"), ("operation", "Converse")]),
             0.2,
         );
+        m.add(
+            "meridian_requests_total",
+            labels([
+                ("model", "chat"),
+                ("operation", "Converse"),
+                ("outcome", "success"),
+            ]),
+            2.0,
+        );
+        m.add(
+            "meridian_requests_total",
+            labels([
+                ("model", "chat"),
+                ("operation", "Converse"),
+                ("outcome", "ThrottlingException"),
+            ]),
+            1.0,
+        );
         let text = m.render(&[("meridian_ready", Vec::new(), 1.0)]);
-        assert!(text.contains(
-            "meridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"success\"} 1\n"
-        ));
+        assert!(text.contains("meridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"ThrottlingException\"} 1\nmeridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"success\"} 3\n"), "{text}");
         assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.25\"} 1\n"));
         assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.1\"} 0\n"));
         assert!(text.contains(

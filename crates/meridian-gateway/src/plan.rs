@@ -123,13 +123,13 @@ pub fn build(
                         .as_ref()
                         .is_some_and(|v| meridian_upstream::openai_compat::serves(call.action, v))
                 }) {
-                    candidates.push(Candidate {
-                        account: p.to_string(),
-                        tier: m * accounts * per_tier.len(),
-                        model: model.to_string(),
-                        target: t.clone(),
-                        service_tier: None,
-                    });
+                    candidates.push(Candidate::new(
+                        p.to_string(),
+                        m * accounts * per_tier.len(),
+                        model.to_string(),
+                        t.clone(),
+                        None,
+                    ));
                 }
                 continue;
             }
@@ -142,13 +142,13 @@ pub fn build(
                     AccountMode::Pooled => 0,
                 };
                 for (s, service_tier) in per_tier.iter().enumerate() {
-                    candidates.push(Candidate {
-                        account: acct.name.clone(),
-                        tier: (m * accounts + tier) * per_tier.len() + s,
-                        model: model.to_string(),
-                        target: t.clone(),
-                        service_tier: *service_tier,
-                    });
+                    candidates.push(Candidate::new(
+                        acct.name.clone(),
+                        (m * accounts + tier) * per_tier.len() + s,
+                        model.to_string(),
+                        t.clone(),
+                        *service_tier,
+                    ));
                 }
             }
         }

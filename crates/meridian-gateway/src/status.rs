@@ -113,7 +113,7 @@ pub async fn ready(State(live): State<Arc<Live>>) -> axum::response::Response {
 /// Prometheus text exposition.
 pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response {
     let state = live.get();
-    use crate::metrics::labels;
+    use crate::metrics::owned;
     use axum::response::IntoResponse;
     let mut gauges = Vec::new();
     for v in state.router.views() {
@@ -123,7 +123,7 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        let l = labels([("region", region), ("account", account), ("model", model)]);
+        let l = owned(&[("region", region), ("account", account), ("model", model)]);
         let state_num = match v.breaker {
             "open" => 2.0,
             "half-open" => 1.0,
@@ -153,14 +153,14 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
         ));
         gauges.push((
             "meridian_log_records_dropped_total",
-            labels([("reason", "spool_full")]),
+            owned(&[("reason", "spool_full")]),
             st.dropped_records as f64,
         ));
     }
     if !state.log.sink_names().is_empty() {
         gauges.push((
             "meridian_log_records_dropped_total",
-            labels([("reason", "queue_full")]),
+            owned(&[("reason", "queue_full")]),
             state.log.dropped() as f64,
         ));
     }

@@ -40,10 +40,50 @@ pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     };
-    let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    let service_tier = tier_of(&v);
-    if let Some(u) = usage_of(&v) {
-        return Usage { service_tier, ..u };
+    // Only `usage` and `serviceTier` are read; the rest is skipped unparsed.
+    #[derive(serde::Deserialize)]
+    struct Counts {
+        #[serde(rename = "inputTokens", alias = "input_tokens")]
+        input: Option<u64>,
+        #[serde(rename = "outputTokens", alias = "output_tokens")]
+        output: Option<u64>,
+        #[serde(rename = "cacheReadInputTokens", alias = "cache_read_input_tokens")]
+        cache_read: Option<u64>,
+        #[serde(
+            rename = "cacheWriteInputTokens",
+            alias = "cache_creation_input_tokens"
+        )]
+        cache_write: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Tier<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        usage: Option<Counts>,
+        #[serde(rename = "serviceTier", borrow)]
+        service_tier: Option<Tier<'a>>,
+    }
+    let answer = serde_json::from_slice::<Answer<'_>>(body).ok();
+    let service_tier = answer
+        .as_ref()
+        .and_then(|a| ServiceTier::parse(a.service_tier.as_ref()?.kind.as_deref()?));
+    if let Some(Counts {
+        input: Some(input),
+        output,
+        cache_read,
+        cache_write,
+    }) = answer.and_then(|a| a.usage)
+    {
+        return Usage {
+            input,
+            output: output.unwrap_or(0),
+            cache_read: cache_read.unwrap_or(0),
+            cache_write: cache_write.unwrap_or(0),
+            service_tier,
+        };
     }
     match (
         header("x-amzn-bedrock-input-token-count"),
@@ -152,5 +192,44 @@ impl StreamUsage {
             }
         }
         metrics.is_some() || inner["type"] == "message_stop"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unary_usage_reads_converse_anthropic_and_headers() {
+        let none = http::HeaderMap::new();
+        let converse = br#"{"output":{"message":{"role":"assistant","content":[{"text":"a \"usage\" word"}]}},"usage":{"inputTokens":12,"outputTokens":3,"totalTokens":15,"cacheReadInputTokens":100,"cacheWriteInputTokens":7},"serviceTier":{"type":"flex"}}"#;
+        assert_eq!(
+            unary_usage(&none, converse),
+            Usage {
+                input: 12,
+                output: 3,
+                cache_read: 100,
+                cache_write: 7,
+                service_tier: Some(ServiceTier::Flex),
+            }
+        );
+        let anthropic = br#"{"id":"m","content":[{"type":"text","text":"x"}],"usage":{"input_tokens":5,"cache_creation_input_tokens":9,"cache_read_input_tokens":4,"output_tokens":2}}"#;
+        assert_eq!(
+            unary_usage(&none, anthropic),
+            Usage {
+                input: 5,
+                output: 2,
+                cache_read: 4,
+                cache_write: 9,
+                service_tier: None,
+            }
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-amzn-bedrock-input-token-count", "8".parse().unwrap());
+        headers.insert("x-amzn-bedrock-output-token-count", "1".parse().unwrap());
+        let titan = br#"{"embedding":[0.1,0.2],"inputTextTokenCount":8}"#;
+        assert_eq!(unary_usage(&headers, titan).input, 8);
+        assert_eq!(unary_usage(&headers, b"not json").output, 1);
+        assert_eq!(unary_usage(&none, b"{}"), Usage::default());
     }
 }

@@ -193,7 +193,7 @@ impl<'a> Attempts<'a> {
             decision: Decision {
                 strategy,
                 policy: policy.to_string(),
-                candidates: cands.iter().map(Candidate::key).collect(),
+                candidates: cands.iter().map(|c| c.key().to_string()).collect(),
                 attempts: Vec::new(),
                 served_by: None,
                 hedged: false,
@@ -273,7 +273,7 @@ impl<'a> Attempts<'a> {
             // Give back the probe `pick` may have taken.
             self.router
                 .health
-                .record(&self.cands[i].key(), Verdict::Neutral);
+                .record(self.cands[i].key(), Verdict::Neutral);
             return self.stop("the fleet-wide retry budget is spent");
         }
         let reason = if first {
@@ -309,7 +309,7 @@ impl<'a> Attempts<'a> {
                 }
                 self.router
                     .health
-                    .record(&self.cands[i].key(), Verdict::Neutral);
+                    .record(self.cands[i].key(), Verdict::Neutral);
             }
         }
         Action::Wait(self.limits.deadline)
@@ -326,7 +326,7 @@ impl<'a> Attempts<'a> {
             if self.unreachable.contains(&Endpoint::of(c)) {
                 continue;
             }
-            if self.router.health.try_acquire(&c.key()) {
+            if self.router.health.try_acquire(c.key()) {
                 return Some(i);
             }
         }
@@ -375,7 +375,7 @@ impl<'a> Attempts<'a> {
     pub fn succeeded(&mut self, attempt: usize, now: Instant) -> Option<usize> {
         let run = self.end(attempt, "success", now)?;
         let c = &self.cands[run.candidate];
-        self.router.health.record(&c.key(), Verdict::Healthy);
+        self.router.health.record(c.key(), Verdict::Healthy);
         self.router.observe(
             c,
             self.limits.streaming,
@@ -398,7 +398,7 @@ impl<'a> Attempts<'a> {
         } else {
             Verdict::Neutral
         };
-        self.router.health.record(&c.key(), verdict);
+        self.router.health.record(c.key(), verdict);
         if let Some(hint) = f.throttled {
             // A hint longer than the request's own deadline says nothing
             // more than "not during this request".
@@ -443,10 +443,10 @@ impl<'a> Attempts<'a> {
             let rec = &mut self.decision.attempts[r.attempt];
             let lost = winner_began.is_some_and(|w| rec.start_ms < w);
             if lost {
-                self.router.health.record(&c.key(), Verdict::Slow);
+                self.router.health.record(c.key(), Verdict::Slow);
                 self.router.slow(c, now.saturating_duration_since(r.since));
             }
-            self.router.health.record(&c.key(), Verdict::Neutral);
+            self.router.health.record(c.key(), Verdict::Neutral);
             rec.elapsed_ms = now_ms.saturating_sub(rec.start_ms);
             rec.outcome = if lost { "slow" } else { "cancelled" };
         }

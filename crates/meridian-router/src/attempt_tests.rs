@@ -119,14 +119,14 @@ async fn a_caller_error_ends_the_request_without_blaming_the_candidate() {
             "the request itself was refused"
         );
     }
-    assert_eq!(router.health.state(&cands[0].key()), State::Closed);
+    assert_eq!(router.health.state(cands[0].key()), State::Closed);
     // The same count of the candidate's own failures opens its breaker.
     for _ in 0..6 {
         let mut a = attempts(&router, &cands, limits(10_000, 1, false), Instant::now());
         let (n, _) = start(a.poll(Instant::now()));
         a.failed(n, &DOWN, Instant::now());
     }
-    assert_eq!(router.health.state(&cands[0].key()), State::Open);
+    assert_eq!(router.health.state(cands[0].key()), State::Open);
 }
 
 #[tokio::test(start_paused = true)]
@@ -245,7 +245,7 @@ async fn five_slow_verdicts_open_the_breaker() {
         let (hedge, _) = start(a.poll(Instant::now()));
         a.succeeded(hedge, Instant::now());
     }
-    assert_eq!(router.health.state(&cands[0].key()), State::Open);
+    assert_eq!(router.health.state(cands[0].key()), State::Open);
 }
 
 #[tokio::test(start_paused = true)]

@@ -64,28 +64,34 @@ impl Health {
     /// Whether `key` may be tried now (a half-open breaker hands out probes).
     /// Call right before the attempt, so probes are never leaked.
     pub fn try_acquire(&self, key: &str) -> bool {
+        self.with(key, |b| b.try_acquire(Instant::now()))
+    }
+
+    /// Runs `f` on `key`'s breaker (created closed when new) under the lock;
+    /// a known key is found without allocating.
+    fn with<R>(&self, key: &str, f: impl FnOnce(&mut Breaker) -> R) -> R {
         let mut map = self.breakers.lock();
-        map.entry(key.to_string())
-            .or_insert_with(|| Breaker::new(self.cfg))
-            .try_acquire(Instant::now())
+        if let Some(b) = map.get_mut(key) {
+            return f(b);
+        }
+        f(map
+            .entry(key.to_string())
+            .or_insert_with(|| Breaker::new(self.cfg)))
     }
 
     /// Records the attempt's verdict.
     pub fn record(&self, key: &str, verdict: Verdict) {
         let now = Instant::now();
-        let mut map = self.breakers.lock();
-        let b = map
-            .entry(key.to_string())
-            .or_insert_with(|| Breaker::new(self.cfg));
-        let before = b.state(now);
-        match verdict {
-            Verdict::Healthy => b.on_success(now),
-            Verdict::Unhealthy | Verdict::Slow => b.on_failure(now),
-            Verdict::Neutral => b.release(now),
-        }
-        if before != State::Open && b.state(now) == State::Open {
-            let for_ = b.open_for();
-            drop(map);
+        let opened = self.with(key, |b| {
+            let before = b.state(now);
+            match verdict {
+                Verdict::Healthy => b.on_success(now),
+                Verdict::Unhealthy | Verdict::Slow => b.on_failure(now),
+                Verdict::Neutral => b.release(now),
+            }
+            (before != State::Open && b.state(now) == State::Open).then(|| b.open_for())
+        });
+        if let Some(for_) = opened {
             self.opened.lock().push((key.to_string(), for_));
         }
     }
@@ -99,11 +105,7 @@ impl Health {
     /// just saw the candidate fail.
     pub fn hint_open(&self, key: &str, for_: std::time::Duration) {
         let now = Instant::now();
-        self.breakers
-            .lock()
-            .entry(key.to_string())
-            .or_insert_with(|| Breaker::new(self.cfg))
-            .hint_open(now, for_);
+        self.with(key, |b| b.hint_open(now, for_));
     }
 
     /// One breaker's state, without taking a probe.

@@ -19,8 +19,9 @@ use crate::ewma::PeakEwma;
 use crate::health::Health;
 use crate::quota::QuotaEstimate;
 
-/// One way to serve a request: an account calling a target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One way to serve a request: an account calling a target. Its key is
+/// built once, when first read: change no field after that.
+#[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
     /// Upstream account name.
     pub account: String,
@@ -34,13 +35,47 @@ pub struct Candidate {
     /// or standard).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<ServiceTier>,
+    /// [`Candidate::key`], built on first use: a request looks its
+    /// candidates up in the router's maps several times.
+    #[serde(skip)]
+    key: std::sync::OnceLock<String>,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            &self.account,
+            self.tier,
+            &self.model,
+            &self.target,
+            self.service_tier,
+        ) == (&o.account, o.tier, &o.model, &o.target, o.service_tier)
+    }
 }
 
 impl Candidate {
+    /// A candidate: `account` calling `target` for the exposed `model`.
+    pub fn new(
+        account: String,
+        tier: usize,
+        model: String,
+        target: Target,
+        service_tier: Option<ServiceTier>,
+    ) -> Candidate {
+        Candidate {
+            account,
+            tier,
+            model,
+            target,
+            service_tier,
+            key: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Key for breakers and statistics; a tier has its own (Flex is
     /// throttled on its own, apart from the standard tier).
-    pub fn key(&self) -> String {
-        match self.service_tier {
+    pub fn key(&self) -> &str {
+        self.key.get_or_init(|| match self.service_tier {
             None => format!(
                 "{}|{}|{}",
                 self.account, self.target.endpoint_region, self.target.model_id
@@ -52,7 +87,7 @@ impl Candidate {
                 self.target.model_id,
                 t.name()
             ),
-        }
+        })
     }
 }
 
@@ -224,7 +259,7 @@ impl Router {
     /// throughput) is the quota estimate's ceiling, so traffic spills to the
     /// next candidate before the capacity is used up, not after a throttle.
     fn with_candidate<R>(&self, c: &Candidate, f: impl FnOnce(&mut Stats, Instant) -> R) -> R {
-        self.with(&c.key(), |s, now| {
+        self.with(c.key(), |s, now| {
             if s.capacity != c.target.capacity_tpm {
                 s.capacity = c.target.capacity_tpm;
                 s.quota
@@ -244,7 +279,7 @@ impl Router {
     /// room, not cooling down after a Retry-After.
     pub fn is_available(&self, c: &Candidate, tokens: u64) -> bool {
         let key = c.key();
-        if self.health.state(&key) == State::Open {
+        if self.health.state(key) == State::Open {
             return false;
         }
         self.with_candidate(c, |s, now| {
@@ -283,7 +318,7 @@ impl Router {
                 .iter()
                 .copied()
                 .filter(|&i| cands[i].tier == top && available[i])
-                .max_by_key(|&i| splitmix(h ^ fnv(&cands[i].key())));
+                .max_by_key(|&i| splitmix(h ^ fnv(cands[i].key())));
             if let Some(s) = sticky {
                 idx.retain(|&i| i != s);
                 idx.insert(0, s);
@@ -318,7 +353,7 @@ impl Router {
     /// the one with the lower cost goes next.
     fn two_choices(&self, cands: &[Candidate], idx: Vec<usize>) -> Vec<usize> {
         let cost = |i: usize| {
-            self.with(&cands[i].key(), |s, _| {
+            self.with(cands[i].key(), |s, _| {
                 s.latency.millis() * f64::from(s.in_flight + 1)
             })
         };
@@ -352,13 +387,16 @@ impl Router {
             s.requests.reserve(1, now);
             s.in_flight += 1;
         });
-        InFlight { router: self, key }
+        InFlight {
+            router: self,
+            key: key.to_string(),
+        }
     }
 
     /// Records how long an attempt took to its first byte (`streaming`: to
     /// its first event).
     pub fn observe(&self, c: &Candidate, streaming: bool, first_byte: Duration) {
-        self.with(&c.key(), |s, now| {
+        self.with(c.key(), |s, now| {
             s.latency.observe(first_byte, now);
             s.first_byte[usize::from(streaming)].push(first_byte);
         });
@@ -379,13 +417,13 @@ impl Router {
 
     /// A slow attempt pushes the latency estimate up at once.
     pub fn slow(&self, c: &Candidate, waited: Duration) {
-        self.with(&c.key(), |s, now| s.latency.observe(waited, now));
+        self.with(c.key(), |s, now| s.latency.observe(waited, now));
     }
 
     /// When to hedge an attempt on `c`: its p95 time to first byte, once
     /// enough samples are known.
     pub fn hedge_delay(&self, c: &Candidate, streaming: bool) -> Option<Duration> {
-        self.with(&c.key(), |s, _| {
+        self.with(c.key(), |s, _| {
             s.first_byte[usize::from(streaming)]
                 .p95()
                 .map(|d| d.clamp(HEDGE_MIN, HEDGE_MAX))
@@ -446,11 +484,11 @@ pub fn fnv_bytes(b: &[u8]) -> u64 {
 /// An on-demand candidate of account `a` in `region` serving `model`, for tests.
 #[cfg(test)]
 pub(crate) fn test_candidate(region: &str, model: &str) -> Candidate {
-    Candidate {
-        account: "a".into(),
-        tier: 0,
-        model: model.into(),
-        target: Target {
+    Candidate::new(
+        "a".into(),
+        0,
+        model.into(),
+        Target {
             endpoint_region: region.into(),
             model_id: format!("{model}-{region}"),
             kind: meridian_catalog::TargetKind::OnDemand,
@@ -462,8 +500,8 @@ pub(crate) fn test_candidate(region: &str, model: &str) -> Candidate {
             distance_km: 0,
             capacity_tpm: None,
         },
-        service_tier: None,
-    }
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -494,7 +532,7 @@ mod tests {
         );
         for _ in 0..5 {
             r.health
-                .record(&c[0].key(), crate::health::Verdict::Unhealthy);
+                .record(c[0].key(), crate::health::Verdict::Unhealthy);
         }
         assert_eq!(
             regions(&c, &r.order(&c, &Order::Priority, 10, None)),
@@ -669,7 +707,7 @@ mod tests {
         let sticky = first(h);
         for _ in 0..5 {
             r.health
-                .record(&c[sticky].key(), crate::health::Verdict::Unhealthy);
+                .record(c[sticky].key(), crate::health::Verdict::Unhealthy);
         }
         assert_ne!(first(h), sticky);
     }
