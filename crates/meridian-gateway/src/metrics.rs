@@ -324,38 +324,25 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_gauges() {
         let m = Metrics::default();
-        m.add(
-            "meridian_requests_total",
-            labels([
-                ("model", "chat"),
-                ("operation", "Converse"),
-                ("outcome", "success"),
-            ]),
-            1.0,
-        );
+        let requests = |outcome: &str, n: f64| {
+            m.add(
+                "meridian_requests_total",
+                labels([
+                    ("model", "chat"),
+                    ("operation", "Converse"),
+                    ("outcome", outcome),
+                ]),
+                n,
+            );
+        };
+        requests("success", 1.0);
         m.observe(
             "meridian_request_duration_seconds",
             labels([("model", "chat"), ("operation", "Converse")]),
             0.2,
         );
-        m.add(
-            "meridian_requests_total",
-            labels([
-                ("model", "chat"),
-                ("operation", "Converse"),
-                ("outcome", "success"),
-            ]),
-            2.0,
-        );
-        m.add(
-            "meridian_requests_total",
-            labels([
-                ("model", "chat"),
-                ("operation", "Converse"),
-                ("outcome", "ThrottlingException"),
-            ]),
-            1.0,
-        );
+        requests("success", 2.0);
+        requests("ThrottlingException", 1.0);
         let text = m.render(&[("meridian_ready", Vec::new(), 1.0)]);
         assert!(text.contains("meridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"ThrottlingException\"} 1\nmeridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"success\"} 3\n"), "{text}");
         assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.25\"} 1\n"));

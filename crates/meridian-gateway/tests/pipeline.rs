@@ -220,7 +220,9 @@ async fn requests_total(base: &str, operation: &str, outcome: &str) -> f64 {
 async fn record(log: &Path, request_id: &str) -> Option<serde_json::Value> {
     for _ in 0..200 {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(request_id)) {
+        // Whole lines only: the writer may be in the middle of one.
+        let mut whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        if let Some(line) = whole.find(|l| l.contains(request_id)) {
             return Some(serde_json::from_str(line).unwrap());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

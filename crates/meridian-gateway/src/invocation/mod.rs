@@ -167,20 +167,24 @@ impl Lines {
         std::thread::Builder::new()
             .name("meridian-invocation-log".into())
             .spawn(move || {
+                let mut batch = Vec::new();
                 while let Ok(line) = rx.recv() {
-                    let mut batch = vec![line];
-                    // Take what else is queued, then flush once.
-                    batch.extend(rx.try_iter().take(BATCH_RECORDS - 1));
+                    // Take what else is queued, and write it whole, in one
+                    // write per sink: a reader never sees half a line
+                    // because a batch outgrew a buffer.
+                    batch.clear();
+                    batch.extend_from_slice(&line);
+                    let mut n = 1;
+                    for more in rx.try_iter().take(BATCH_RECORDS - 1) {
+                        batch.extend_from_slice(&more);
+                        n += 1;
+                    }
                     for sink in &mut sinks {
-                        let res = batch
-                            .iter()
-                            .try_for_each(|l| sink.write_all(l))
-                            .and_then(|()| sink.flush());
-                        if let Err(e) = res {
+                        if let Err(e) = sink.write_all(&batch).and_then(|()| sink.flush()) {
                             tracing::error!(error = %e, "cannot write an invocation record");
                         }
                     }
-                    left.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                    left.fetch_sub(n, Ordering::Relaxed);
                     // Let the next records gather instead of being woken for
                     // each: a sender wakes this thread only while it waits
                     // in `recv`, and a wake per record costs the request
@@ -253,13 +257,14 @@ impl InvocationLog {
     ) -> io::Result<InvocationLog> {
         let mut sinks: Vec<Box<dyn Write + Send>> = Vec::new();
         let mut names = Vec::new();
+        // Batches are written whole (see `Lines::start`): no buffering here.
         if stdout {
-            sinks.push(Box::new(io::BufWriter::new(io::stdout())));
+            sinks.push(Box::new(io::stdout()));
             names.push("stdout");
         }
         if let Some(p) = file {
             let f = OpenOptions::new().create(true).append(true).open(p)?;
-            sinks.push(Box::new(io::BufWriter::new(f)));
+            sinks.push(Box::new(f));
             names.push("file");
         }
         let lines = if sinks.is_empty() {
