@@ -406,16 +406,14 @@ fn canonical_request_with_hash(
     rules: &Rules<'_>,
     payload_hash: &str,
 ) -> Result<String, BedrockError> {
-    let mut out = String::with_capacity(256);
+    let mut out = String::with_capacity(256 + req.raw_path.len());
     out.push_str(req.method);
     out.push('\n');
-    out.push_str(&canonical_uri(
-        req.raw_path,
-        rules.normalize,
-        rules.encoding,
-    ));
+    push_canonical_uri(&mut out, req.raw_path, rules.normalize, rules.encoding);
     out.push('\n');
-    out.push_str(&canonical_query(req.raw_query));
+    if !req.raw_query.is_empty() {
+        out.push_str(&canonical_query(req.raw_query));
+    }
     out.push('\n');
     let mut names: Vec<&str> = signed_headers
         .split(';')
@@ -423,50 +421,78 @@ fn canonical_request_with_hash(
         .collect();
     names.sort_unstable();
     for name in &names {
-        let values: Vec<String> = req
-            .headers
-            .get_all(*name)
-            .iter()
-            .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
-            .collect();
-        if values.is_empty() {
+        let mut values = req.headers.get_all(*name).iter().peekable();
+        if values.peek().is_none() {
             return Err(incomplete(format!(
                 "signed header '{name}' is not in the request"
             )));
         }
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_collapsed(&mut out, &String::from_utf8_lossy(v.as_bytes()));
+        }
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(&names.join(";"));
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
     out.push('\n');
     out.push_str(payload_hash);
     Ok(out)
 }
 
-fn collapse_spaces(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+/// A header value with its whitespace trimmed and runs of it collapsed to one space.
+fn push_collapsed(out: &mut String, v: &str) {
+    for (i, word) in v.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
+#[cfg(test)]
 fn canonical_uri(raw_path: &str, normalize: bool, encoding: PathEncoding) -> String {
+    let mut out = String::with_capacity(raw_path.len() + 16);
+    push_canonical_uri(&mut out, raw_path, normalize, encoding);
+    out
+}
+
+fn push_canonical_uri(out: &mut String, raw_path: &str, normalize: bool, encoding: PathEncoding) {
     let path = if raw_path.is_empty() { "/" } else { raw_path };
-    let path = if normalize {
-        normalize_path(path)
+    // Most paths have nothing to normalize: no empty, `.` or `..` segments.
+    let plain = !path.contains("//") && !path.split('/').any(|s| s == "." || s == "..");
+    let normalized;
+    let path = if normalize && !plain {
+        normalized = normalize_path(path);
+        normalized.as_str()
     } else {
-        path.to_string()
+        path
     };
     let keep_percent = encoding == PathEncoding::Single;
-    let mut out = String::with_capacity(path.len() + 16);
     for b in path.bytes() {
         if b == b'/' || is_unreserved(b) || (keep_percent && b == b'%') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            push_escaped(out, b);
         }
     }
-    out
+}
+
+/// `%XX` for a byte.
+fn push_escaped(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(HEX[usize::from(b >> 4)] as char);
+    out.push(HEX[usize::from(b & 15)] as char);
 }
 
 fn normalize_path(path: &str) -> String {
@@ -517,7 +543,7 @@ fn encode_strict(bytes: &[u8]) -> String {
         if is_unreserved(b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            push_escaped(&mut out, b);
         }
     }
     out
