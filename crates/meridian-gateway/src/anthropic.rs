@@ -184,7 +184,7 @@ impl FrontDoor for Anthropic {
                 operation: "CountTokens",
                 action: "count-tokens",
                 requested: model,
-                body: Bytes::from(body.to_string()),
+                body: meridian_wire::json_bytes(&body),
                 json: Some(v),
                 streaming: false,
                 forward,
@@ -203,7 +203,7 @@ impl FrontDoor for Anthropic {
                     "invoke"
                 },
                 requested: model,
-                body: Bytes::from(v.to_string()),
+                body: meridian_wire::json_bytes(&v),
                 json: Some(v),
                 streaming: stream,
                 forward,
@@ -233,7 +233,7 @@ impl FrontDoor for Anthropic {
         let mut r = Response::builder()
             .status(served.status)
             .header("content-type", "application/json")
-            .body(Body::from(out.to_string()))
+            .body(Body::from(meridian_wire::json_bytes(&out)))
             .unwrap_or_default();
         headers(&mut r, &c);
         Ok(r)
@@ -293,7 +293,7 @@ impl FrontDoor for Anthropic {
         let mut r = Response::builder()
             .status(e.status)
             .header("content-type", "application/json")
-            .body(Body::from(e.body(request_id).to_string()))
+            .body(Body::from(meridian_wire::json_bytes(&e.body(request_id))))
             .unwrap_or_default();
         if let Ok(v) = HeaderValue::from_str(request_id) {
             r.headers_mut().insert("request-id", v);
@@ -359,7 +359,7 @@ fn converse_call(
         operation,
         action,
         requested: model,
-        body: Bytes::from(body.to_string()),
+        body: meridian_wire::json_bytes(&body),
         json: Some(converse),
         streaming: stream && !count,
         forward: Vec::new(),

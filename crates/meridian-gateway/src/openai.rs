@@ -138,7 +138,7 @@ impl FrontDoor for OpenAi {
                 "converse"
             },
             requested: t.model,
-            body: Bytes::from(t.converse.to_string()),
+            body: meridian_wire::json_bytes(&t.converse),
             json: Some(t.converse),
             streaming: t.stream,
             forward: Vec::new(),
@@ -172,7 +172,7 @@ impl FrontDoor for OpenAi {
             .status(served.status)
             .header("content-type", "application/json")
             .header("x-request-id", c.request_id)
-            .body(Body::from(out.to_string()))
+            .body(Body::from(meridian_wire::json_bytes(&out)))
             .unwrap_or_default())
     }
 
@@ -204,7 +204,7 @@ fn error(request_id: &str, e: &OpenAiError) -> Response {
     let mut r = Response::builder()
         .status(e.status)
         .header("content-type", "application/json")
-        .body(Body::from(e.body().to_string()))
+        .body(Body::from(meridian_wire::json_bytes(&e.body())))
         .unwrap_or_default();
     if let Ok(v) = HeaderValue::from_str(request_id) {
         r.headers_mut().insert("x-request-id", v);
@@ -234,7 +234,7 @@ fn embeddings_call(
     }
     let mut bodies = embeddings::bodies(&req, base.unwrap_or_default())?
         .into_iter()
-        .map(|b| Bytes::from(b.to_string()));
+        .map(|b| meridian_wire::json_bytes(&b));
     let first = bodies.next().unwrap_or_default();
     let ctx = Chat {
         request_id: request_id.to_string(),

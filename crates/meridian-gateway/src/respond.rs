@@ -56,7 +56,7 @@ pub fn json(value: &serde_json::Value) -> Response {
     Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .body(Body::from(value.to_string()))
+        .body(Body::from(meridian_wire::json_bytes(value)))
         .unwrap_or_default()
 }
 

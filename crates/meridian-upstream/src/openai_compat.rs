@@ -54,7 +54,7 @@ impl OpenAiClient {
             .method(Method::POST)
             .uri(&url)
             .header("content-type", "application/json")
-            .body(Bytes::from(body.to_string()))
+            .body(meridian_wire::json_bytes(body))
             .map_err(|e| {
                 Failure::new(
                     Outcome::Validation,
@@ -138,7 +138,7 @@ impl OpenAiClient {
                 HeaderValue::from_static("application/json"),
             );
             let (tx, rx) = tokio::sync::mpsc::channel(1);
-            let _ = tx.try_send(Ok(Bytes::from(out.to_string())));
+            let _ = tx.try_send(Ok(meridian_wire::json_bytes(&out)));
             return Ok(Response::local(
                 headers,
                 rx,

@@ -17,3 +17,19 @@ pub mod sigv4;
 
 pub use error::{BedrockError, ErrorKind};
 pub use operation::Operation;
+
+/// A JSON value's compact text as bytes. Serialized straight into a buffer:
+/// `Value::to_string` goes through the formatting machinery and costs more.
+pub fn json_bytes(v: &serde_json::Value) -> bytes::Bytes {
+    // A `Value`'s map keys are strings, so it always serializes.
+    bytes::Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_bytes_is_the_compact_text() {
+        let v = serde_json::json!({"a": [1, "x\"y", null], "b": {"c": 1.5}});
+        assert_eq!(super::json_bytes(&v), v.to_string());
+    }
+}

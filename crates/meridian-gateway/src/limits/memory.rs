@@ -19,8 +19,9 @@ struct TenantState {
     tokens_tat: (u64, f64),
     /// Request ID → lease expiry, ms.
     in_flight: HashMap<String, f64>,
-    day: (String, Usage),
-    month: (String, Usage),
+    /// Usage of the current day and month, by [`Period::number`].
+    day: (i64, Usage),
+    month: (i64, Usage),
 }
 
 /// In-process limits.
@@ -158,13 +159,13 @@ impl Memory {
 
 /// The usage of the period containing `wall`, started afresh when the period changed.
 fn current(st: &mut TenantState, period: Period, wall: SystemTime) -> &mut Usage {
-    let label = period.label(wall);
+    let number = period.number(wall);
     let slot = match period {
         Period::Day => &mut st.day,
         Period::Month => &mut st.month,
     };
-    if slot.0 != label {
-        *slot = (label, Usage::default());
+    if slot.0 != number {
+        *slot = (number, Usage::default());
     }
     &mut slot.1
 }

@@ -30,6 +30,18 @@ impl Period {
         }
     }
 
+    /// A number for the period `t` falls in, cheaper than its label: days
+    /// since 1970, or months since year 0.
+    pub fn number(self, t: SystemTime) -> i64 {
+        let u = meridian_wire::civil::utc(t);
+        match self {
+            Period::Day => t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() / 86_400) as i64,
+            Period::Month => u.year * 12 + i64::from(u.month) - 1,
+        }
+    }
+
     /// The period `t` falls in: `2026-12-01` or `2026-12`.
     pub fn label(self, t: SystemTime) -> String {
         let s = rfc3339(t);
