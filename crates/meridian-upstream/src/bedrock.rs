@@ -283,7 +283,6 @@ pub(crate) fn https_client(timeouts: &Timeouts) -> HttpsClient {
     };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .http1_read_buf_exact_size(8192)
         .build(connector)
 }
 
