@@ -4,6 +4,7 @@
 //! Errors name the file, the line, the key and what was expected.
 
 mod error;
+mod guard;
 mod raw;
 mod tenants;
 mod validate;
@@ -15,6 +16,9 @@ use meridian_catalog::resolve::{ResolveError, closest};
 use meridian_catalog::{AppProfile, Catalog, Policy, Resolution, Resolver};
 
 pub use error::ConfigError;
+pub use guard::{
+    Builtin, CacheSettings, Detector, Guard, GuardAction, GuardRule, Guardrail, parse_duration,
+};
 pub use tenants::{
     Backend, HASH_PREFIX, KeyHash, Limits, OnUnavailable, StateSettings, Tenant, Tls,
     parse_key_hash,
@@ -123,6 +127,13 @@ pub struct ExposedModel {
     /// The `[[providers]]` entry serving this model (`model` is then the
     /// name the provider knows it by); `None`: Bedrock.
     pub provider: Option<String>,
+    /// The `[guards]` entry applied to its requests and answers.
+    pub guard: Option<String>,
+    /// Bedrock guardrail per region; when any is set, a region without one
+    /// is never called for this model.
+    pub guardrails: BTreeMap<String, Guardrail>,
+    /// Response cache for exact repeats; `None`: off.
+    pub cache: Option<CacheSettings>,
 }
 
 /// An OpenAI-compatible server (vLLM, Ollama, LiteLLM, a company's own
@@ -299,6 +310,10 @@ pub struct Config {
     pub tenant_metric_label: bool,
     /// OpenAI-compatible servers models may be routed to.
     pub providers: Vec<Provider>,
+    /// `[guards.NAME]`.
+    pub guards: BTreeMap<String, Guard>,
+    /// Bytes the in-memory response cache may hold.
+    pub cache_max_bytes: u64,
 }
 
 /// OpenTelemetry trace export.

@@ -43,6 +43,17 @@ pub(crate) struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub guards: BTreeMap<Spanned<String>, crate::guard::RawGuard>,
+    #[serde(default)]
+    pub cache: RawCacheStore,
+}
+
+/// `[cache]`: the response cache's store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCacheStore {
+    pub max_bytes: Option<Spanned<u64>>,
 }
 
 /// An OpenAI-compatible server Meridian may route to.
@@ -71,6 +82,7 @@ pub(crate) struct RawTenant {
     pub max_concurrent: Option<Spanned<u64>>,
     pub budget_usd_per_day: Option<Spanned<f64>>,
     pub budget_usd_per_month: Option<Spanned<f64>>,
+    pub guard: Option<Spanned<String>>,
 }
 
 /// Where limits, budgets and runtime keys live.
@@ -217,6 +229,10 @@ pub(crate) struct RawModel {
     pub service_tiers: Vec<Spanned<String>>,
     #[serde(default)]
     pub provisioned: Vec<RawProvisioned>,
+    pub guard: Option<Spanned<String>>,
+    #[serde(default)]
+    pub guardrail: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub cache: Option<crate::guard::RawCache>,
 }
 
 /// Provisioned throughput bought for a model in one region.

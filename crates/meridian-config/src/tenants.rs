@@ -54,6 +54,8 @@ pub struct Tenant {
     pub residency: Option<Policy>,
     /// Limits and budgets.
     pub limits: Limits,
+    /// The `[guards]` entry applied to every request of the tenant.
+    pub guard: Option<String>,
 }
 
 impl Tenant {
@@ -66,6 +68,7 @@ impl Tenant {
             models: None,
             residency: None,
             limits: Limits::default(),
+            guard: None,
         }
     }
 
@@ -205,6 +208,7 @@ pub(crate) fn validate_tenants(
     raw: &RawConfig,
     models: &BTreeSet<&str>,
     policy: &PolicyOf<'_>,
+    guards: &BTreeMap<String, crate::guard::Guard>,
 ) -> Result<Vec<Tenant>, ConfigError> {
     let mut out = Vec::new();
     let mut hashes: BTreeMap<KeyHash, String> = BTreeMap::new();
@@ -305,6 +309,7 @@ pub(crate) fn validate_tenants(
             models: allowed,
             residency,
             limits,
+            guard: crate::guard::guard_ref(at, guards, t.guard.as_ref(), &format!("{key}.guard"))?,
         });
     }
     Ok(out)

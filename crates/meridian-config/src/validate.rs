@@ -148,6 +148,7 @@ pub(crate) fn validate(
     }
 
     let providers = validate_providers(&at, &catalog, &raw)?;
+    let guards = crate::guard::validate_guards(&at, &raw.guards)?;
     let models = if raw.models.is_empty() {
         catalog
             .models()
@@ -163,6 +164,9 @@ pub(crate) fn validate(
                 service_tiers: Vec::new(),
                 provisioned: Vec::new(),
                 provider: None,
+                guard: None,
+                guardrails: BTreeMap::new(),
+                cache: None,
             })
             .collect()
     } else {
@@ -197,6 +201,19 @@ pub(crate) fn validate(
                 service_tiers,
                 provisioned,
                 provider,
+                guard: crate::guard::guard_ref(
+                    &at,
+                    &guards,
+                    m.guard.as_ref(),
+                    &format!("{key}.guard"),
+                )?,
+                guardrails: crate::guard::guardrails(
+                    &at,
+                    &catalog,
+                    &m.guardrail,
+                    &format!("{key}.guardrail"),
+                )?,
+                cache: crate::guard::cache(&at, m.cache.as_ref(), &format!("{key}.cache"))?,
             });
         }
         for (name, m) in &raw.models {
@@ -247,7 +264,14 @@ pub(crate) fn validate(
     let upstream = validate_upstream(&at, &catalog, &raw)?;
     let server = validate_server(&at, &raw)?;
     let names: BTreeSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
-    let tenants = tenants::validate_tenants(&at, &raw, &names, &policy_for)?;
+    let tenants = tenants::validate_tenants(&at, &raw, &names, &policy_for, &guards)?;
+    let cache_max_bytes = match &raw.cache.max_bytes {
+        Some(b) if *b.get_ref() == 0 => {
+            return Err(at.at(b, "cache.max_bytes", "expected a positive number of bytes"));
+        }
+        Some(b) => *b.get_ref(),
+        None => 64 << 20,
+    };
     let state = tenants::validate_state(&at, &raw)?;
     let admin_key = tenants::validate_admin(&at, &raw)?;
     let tls = tenants::validate_tls(&at, &raw, dir)?;
@@ -288,6 +312,8 @@ pub(crate) fn validate(
             tls,
             tenant_metric_label: raw.metrics.tenant_label,
             providers,
+            guards,
+            cache_max_bytes,
         },
         catalog,
     })

@@ -39,6 +39,10 @@ pub struct Ledger {
     pub request_body: Option<Bytes>,
     /// The caller's tenant, once identified (when tenants are enforced).
     pub tenant: Option<String>,
+    /// What the guards did (set when they are done).
+    pub guard: Vec<crate::guard::Fired>,
+    /// `hit` when the response cache answered.
+    pub cache: Option<&'static str>,
 }
 
 /// Everything known about a finished request.
@@ -234,6 +238,25 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
             }
         }
     }
+    for g in &l.guard {
+        m.add(
+            "meridian_guard_findings_total",
+            labels([
+                ("model", &model),
+                ("direction", g.direction.name()),
+                ("detector", &g.label),
+                ("action", g.action),
+            ]),
+            g.count as f64,
+        );
+    }
+    if let Some(c) = l.cache {
+        m.add(
+            "meridian_cache_requests_total",
+            labels([("model", &model), ("outcome", c)]),
+            1.0,
+        );
+    }
     if let Some(t) = &state.tracer {
         trace(t, state, f, &model, outcome, region.as_deref());
     }
@@ -260,6 +283,8 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         service_tier: tier.map(meridian_catalog::ServiceTier::name),
         decision: f.decision.cloned(),
         tenant: l.tenant.clone(),
+        guard: l.guard.clone(),
+        cache: l.cache,
     };
     let mut rec = Record::new(
         &state.account_id,
@@ -390,7 +415,11 @@ pub fn at_stream_end(
     claim: crate::limits::Claim,
     hold: impl Send + 'static,
 ) -> crate::execute::OnEnd {
+    let mut ledger = ledger;
     Box::new(move |end: crate::execute::StreamEnd, served: &Served| {
+        if let Some(g) = end.guard {
+            ledger.guard = g;
+        }
         let mut done = Finished::served(&ledger, &plan, served, end.usage, end.error.as_deref());
         done.ttft = Some(end.ttft);
         finish_served(&state, &done, claim);

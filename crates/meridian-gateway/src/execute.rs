@@ -19,6 +19,7 @@ use meridian_wire::eventstream::FrameSplitter;
 use meridian_wire::{BedrockError, ErrorKind};
 use tokio::time::Instant;
 
+use crate::guard::stream::StreamGuard;
 use crate::plan::Plan;
 use crate::state::AppState;
 use crate::usage::{StreamUsage, Usage};
@@ -72,6 +73,32 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
                 http::HeaderName::from_static(crate::plan::TIER_HEADER),
                 http::HeaderValue::from_static(tier.name()),
             )),
+        }
+    }
+    if let Some((_, _, g)) = plan
+        .guardrails
+        .iter()
+        .find(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
+    {
+        if matches!(plan.action, "converse" | "converse-stream") {
+            if let Some(b) = crate::plan::with_guardrail(&body, g) {
+                body = b;
+            }
+        } else {
+            headers.retain(|(n, _)| {
+                !matches!(
+                    n.as_str(),
+                    "x-amzn-bedrock-guardrailidentifier" | "x-amzn-bedrock-guardrailversion"
+                )
+            });
+            for (n, v) in [
+                ("x-amzn-bedrock-guardrailidentifier", &g.id),
+                ("x-amzn-bedrock-guardrailversion", &g.version),
+            ] {
+                if let Ok(v) = http::HeaderValue::from_str(v) {
+                    headers.push((http::HeaderName::from_static(n), v));
+                }
+            }
         }
     }
     Call {
@@ -270,6 +297,8 @@ pub struct StreamEnd {
     pub error: Option<String>,
     /// From the request's start to its first event.
     pub ttft: Duration,
+    /// What the guards did, when the stream had any.
+    pub guard: Option<Vec<crate::guard::Fired>>,
 }
 
 /// Called once when a stream ends, before its last event (or its exception
@@ -282,11 +311,17 @@ pub type OnEnd = Box<dyn FnOnce(StreamEnd, &Served) + Send>;
 pub async fn streaming(
     state: &AppState,
     plan: &Plan,
+    guard: Option<StreamGuard>,
+    keep: Option<Keep>,
     on_end: OnEnd,
 ) -> Result<(Served, Frames), Exhausted> {
     let (served, answer) = run(state, plan).await?;
     let ttft = plan.started.elapsed();
     let copy = served.clone();
+    let keep = keep.map(|k| {
+        let copy = served.clone();
+        Box::new(move |b: Bytes| k(b, &copy)) as Box<dyn FnOnce(Bytes) + Send>
+    });
     let on_end: Box<dyn FnOnce(StreamEnd) + Send> = Box::new(move |mut end: StreamEnd| {
         end.ttft = ttft;
         on_end(end, &copy);
@@ -296,9 +331,21 @@ pub async fn streaming(
             first,
             upstream,
             splitter,
-        } => Ok((served, forward(first, *upstream, splitter, on_end))),
+        } => Ok((
+            served,
+            forward(first, *upstream, splitter, guard, keep, on_end),
+        )),
         Got::Unary(body) => {
-            on_end(StreamEnd::default());
+            // A whole answer in stream form (a provider's): guarded frame
+            // by frame all the same.
+            let mut guard = guard;
+            let mut end = StreamEnd::default();
+            let body = match guard.as_mut() {
+                None => Ok(body),
+                Some(g) => guard_whole(g, &body),
+            };
+            end.guard = guard.as_ref().map(|g| g.session().report());
+            on_end(end);
             Ok((served, forward_whole(body)))
         }
     }
@@ -342,20 +389,88 @@ fn bad_frames(e: meridian_wire::eventstream::FrameError) -> Failure {
 /// attempts.
 pub type Frames = tokio::sync::mpsc::Receiver<Result<Bytes, BedrockError>>;
 
-fn forward_whole(body: Bytes) -> Frames {
+fn forward_whole(body: Result<Bytes, BedrockError>) -> Frames {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let _ = tx.try_send(Ok(body));
+    let _ = tx.try_send(body);
     rx
+}
+
+/// Keeps a whole, unbroken stream (its raw upstream frames) once it ends.
+pub type Keep = Box<dyn FnOnce(Bytes, &Served) + Send>;
+
+/// A stream answered from the cache: its frames through the guard, and
+/// what the guard did.
+pub fn replay(
+    body: Bytes,
+    guard: Option<StreamGuard>,
+) -> (Frames, Option<Vec<crate::guard::Fired>>) {
+    let mut splitter = FrameSplitter::new();
+    splitter.push(&body);
+    let mut frames = Vec::new();
+    let mut guard = guard;
+    let mut failed = None;
+    loop {
+        let frame = match splitter.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                failed = Some(bad_frames(e).error);
+                break;
+            }
+        };
+        let r = match guard.as_mut() {
+            None => {
+                frames.push(frame);
+                Ok(())
+            }
+            Some(g) => g.frame(frame, &mut frames),
+        };
+        if let Err(e) = r {
+            failed = Some(e);
+            break;
+        }
+    }
+    if failed.is_none()
+        && let Some(g) = guard.as_mut()
+        && let Err(e) = g.finish(&mut frames)
+    {
+        failed = Some(e);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(frames.len() + 1);
+    for f in frames {
+        let _ = tx.try_send(Ok(f));
+    }
+    if let Some(e) = failed {
+        let _ = tx.try_send(Err(e));
+    }
+    (rx, guard.map(|g| g.session().report()))
+}
+
+/// Guards every frame of a whole event-stream body.
+fn guard_whole(g: &mut StreamGuard, body: &Bytes) -> Result<Bytes, BedrockError> {
+    let mut splitter = FrameSplitter::new();
+    splitter.push(body);
+    let mut out = Vec::new();
+    while let Some(frame) = splitter.next_frame().map_err(|e| bad_frames(e).error)? {
+        g.frame(frame, &mut out)?;
+    }
+    g.finish(&mut out)?;
+    Ok(Bytes::from(out.concat()))
 }
 
 fn forward(
     first: Bytes,
     mut upstream: Upstream,
     mut splitter: FrameSplitter,
+    mut guard: Option<StreamGuard>,
+    keep: Option<Box<dyn FnOnce(Bytes) + Send>>,
     on_end: Box<dyn FnOnce(StreamEnd) + Send>,
 ) -> Frames {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BedrockError>>(32);
     tokio::spawn(async move {
+        // The raw frames of the whole stream, for the cache; dropped when
+        // it grows past what an entry may hold.
+        let mut kept = keep.map(|k| (Vec::new(), k));
         let mut usage = StreamUsage::default();
         // Whether a frame is one a stream ends with (see StreamUsage::see).
         let see = |frame: &Bytes, usage: &mut StreamUsage| {
@@ -366,74 +481,117 @@ fn forward(
             }
             false
         };
-        see(&first, &mut usage);
+        let end =
+            |usage: StreamUsage, error: Option<&BedrockError>, guard: &Option<StreamGuard>| {
+                StreamEnd {
+                    usage: usage.usage,
+                    error: error.map(|e| e.kind.name().to_string()),
+                    ttft: Duration::ZERO,
+                    guard: guard.as_ref().map(|g| g.session().report()),
+                }
+            };
+        // What the guard lets out of one upstream frame (the frame itself
+        // without a guard); reused for every frame.
+        let mut out: Vec<Bytes> = Vec::with_capacity(2);
+        let pass = |frame: Bytes, out: &mut Vec<Bytes>, guard: &mut Option<StreamGuard>| {
+            out.clear();
+            match guard {
+                None => {
+                    out.push(frame);
+                    Ok(())
+                }
+                Some(g) => g.frame(frame, out),
+            }
+        };
         // Events go out as they arrive; only a frame a stream ends with
         // (Converse's metadata, the chunk with the invocation metrics) is
         // held until the upstream ends or sends more, so the stream is
         // accounted for (and logged) before the client receives its end.
-        if tx.send(Ok(first)).await.is_err() {
-            return;
-        }
         let mut held: Option<Bytes> = None;
-        let end = |usage: StreamUsage, error: Option<&BedrockError>| StreamEnd {
-            usage: usage.usage,
-            error: error.map(|e| e.kind.name().to_string()),
-            ttft: Duration::ZERO,
-        };
+        let mut next = Some(first);
         let failure = loop {
-            let next = match splitter.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => match upstream.next_chunk().await {
-                    Ok(Some(chunk)) => {
-                        splitter.push(&chunk);
-                        continue;
-                    }
-                    Ok(None) if splitter.pending() > 0 => {
-                        break Some(BedrockError::new(
-                            ErrorKind::ModelStreamError,
-                            "the upstream stream ended in the middle of an event",
-                        ));
-                    }
-                    Ok(None) => break None,
-                    Err(f) => {
-                        tracing::warn!(
-                            outcome = f.outcome.label(),
-                            "stream failed after the first byte"
-                        );
-                        break Some(f.error);
-                    }
+            let frame = match next.take() {
+                Some(f) => f,
+                None => match splitter.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => match upstream.next_chunk().await {
+                        Ok(Some(chunk)) => {
+                            splitter.push(&chunk);
+                            continue;
+                        }
+                        Ok(None) if splitter.pending() > 0 => {
+                            break Some(BedrockError::new(
+                                ErrorKind::ModelStreamError,
+                                "the upstream stream ended in the middle of an event",
+                            ));
+                        }
+                        Ok(None) => {
+                            // Whatever a guard still holds goes out now.
+                            out.clear();
+                            if let Some(g) = guard.as_mut()
+                                && let Err(e) = g.finish(&mut out)
+                            {
+                                break Some(e);
+                            }
+                            break None;
+                        }
+                        Err(f) => {
+                            tracing::warn!(
+                                outcome = f.outcome.label(),
+                                "stream failed after the first byte"
+                            );
+                            break Some(f.error);
+                        }
+                    },
+                    Err(e) => break Some(bad_frames(e).error),
                 },
-                Err(e) => break Some(bad_frames(e).error),
             };
-            // An end-looking frame is held; any other frame sends what was
-            // held (it was not the end after all), then itself.
-            let (earlier, now) = if see(&next, &mut usage) {
-                (held.replace(next), None)
-            } else {
-                (held.take(), Some(next))
-            };
-            for out in earlier.into_iter().chain(now) {
-                if tx.send(Ok(out)).await.is_err() {
-                    on_end(end(
-                        usage,
-                        Some(&BedrockError::new(
-                            ErrorKind::ModelStreamError,
-                            "client went away",
-                        )),
-                    ));
-                    return;
+            if let Some((buf, _)) = kept.as_mut() {
+                if buf.len() + frame.len() > crate::cache::MAX_ENTRY_BYTES {
+                    kept = None;
+                } else {
+                    buf.extend_from_slice(&frame);
+                }
+            }
+            if let Err(e) = pass(frame, &mut out, &mut guard) {
+                break Some(e);
+            }
+            for frame in out.drain(..) {
+                // An end-looking frame is held; any other frame sends what
+                // was held (it was not the end after all), then itself.
+                let (earlier, now) = if see(&frame, &mut usage) {
+                    (held.replace(frame), None)
+                } else {
+                    (held.take(), Some(frame))
+                };
+                for f in earlier.into_iter().chain(now) {
+                    if tx.send(Ok(f)).await.is_err() {
+                        let gone =
+                            BedrockError::new(ErrorKind::ModelStreamError, "client went away");
+                        on_end(end(usage, Some(&gone), &guard));
+                        return;
+                    }
                 }
             }
         };
         match failure {
             None => {
-                on_end(end(usage, None));
+                // Frames a guard let out at the end go before the held one.
+                for f in out.drain(..) {
+                    if tx.send(Ok(f)).await.is_err() {
+                        break;
+                    }
+                }
+                on_end(end(usage, None, &guard));
+                if let Some((buf, k)) = kept.take() {
+                    k(Bytes::from(buf));
+                }
                 if let Some(last) = held {
                     let _ = tx.send(Ok(last)).await;
                 }
             }
             Some(e) => {
-                on_end(end(usage, Some(&e)));
+                on_end(end(usage, Some(&e), &guard));
                 let sent = match held {
                     Some(last) => tx.send(Ok(last)).await.is_ok(),
                     None => true,

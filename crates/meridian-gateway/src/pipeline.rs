@@ -143,6 +143,8 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         invocation: head.invocation,
         request_body: None,
         tenant: None,
+        guard: Vec::new(),
+        cache: None,
     };
     let early = |ledger: &Ledger, e: BedrockError| {
         refuse::<F>(&state, ledger, Refusal::early(F::from_bedrock(&e)))
@@ -178,7 +180,7 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         ledger.tenant = Some(tenant.name.clone());
     }
     // decode
-    let (call, ctx) = match F::decode(&state, &parts, body, &ledger.request_id) {
+    let (mut call, ctx) = match F::decode(&state, &parts, body, &ledger.request_id) {
         Ok(Decoded::Invoke(call, ctx)) => (call, ctx),
         Ok(Decoded::Local(mut resp)) => {
             account::finish(&state, &Finished::local(&ledger));
@@ -190,9 +192,6 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
     ledger.operation = call.operation;
     ledger.requested.clone_from(&call.requested);
     ledger.invocation = true;
-    if state.log.include_bodies {
-        ledger.request_body = Some(call.body.clone());
-    }
     // admit: the tenant's model list, then its limits and budgets
     if !tenant.may_call(&call.requested) {
         let e = BedrockError::new(
@@ -228,8 +227,22 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         }
     };
     let rate = claim.ticket().map(limits::rate_headers).unwrap_or_default();
-    // guard input: pass-through until guardrails exist
-    // cache: pass-through until the response cache exists
+    // guard input: the tenant's and the model's guards on what goes upstream
+    let model_guard = state
+        .config
+        .model(&call.requested)
+        .and_then(|m| m.guard.as_deref());
+    let mut guard = state.guards.session([tenant.guard.as_deref(), model_guard]);
+    if let Some(g) = guard.as_mut() {
+        let blocked = guard_input(g, &mut call);
+        ledger.guard = g.report();
+        if let Err(b) = blocked {
+            return early(&ledger, b.error());
+        }
+    }
+    if state.log.include_bodies {
+        ledger.request_body = Some(call.body.clone());
+    }
     // plan: catalog, residency (model ∩ tenant ∩ request header), deadline
     let plan = match plan::build(
         &state,
@@ -242,11 +255,56 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         Ok(p) => p,
         Err(e) => return early(&ledger, e),
     };
-    // execute; then guard output (pass-through), account, log and settle, encode
+    // cache: an exact repeat, produced where this plan's policy allows
+    let store = match cache_stage(&state, &parts, &tenant.name, &plan, &mut ledger).await {
+        Ok(Lookup::Hit(served, body)) => {
+            let mut resp = if plan.streaming {
+                let on_end = account::at_stream_end(
+                    state.clone(),
+                    ledger.clone(),
+                    plan.clone(),
+                    claim,
+                    permit,
+                );
+                let guard = guard.map(crate::guard::stream::StreamGuard::new);
+                let (frames, report) = execute::replay(body, guard);
+                on_end(
+                    execute::StreamEnd {
+                        guard: report,
+                        ..execute::StreamEnd::default()
+                    },
+                    &served,
+                );
+                let mut resp = F::stream(ctx, &served, frames);
+                respond::served_headers(&mut resp, &ledger.request_id, &served);
+                resp
+            } else {
+                let usage = crate::usage::Usage::default();
+                let got = Got {
+                    served: &served,
+                    body,
+                    usage,
+                };
+                let resp =
+                    unary_answer::<F>(&state, &mut ledger, &plan, got, guard.as_mut(), ctx, claim);
+                drop(permit);
+                resp
+            };
+            resp.headers_mut()
+                .insert(crate::cache::HEADER, HeaderValue::from_static("hit"));
+            add_headers(&mut resp, &rate);
+            return resp;
+        }
+        Ok(Lookup::Miss(store)) => store,
+        Err(e) => return early(&ledger, e),
+    };
+    // execute; then guard output, account, log and settle, encode
     let mut resp = if plan.streaming {
         let on_end =
             account::at_stream_end(state.clone(), ledger.clone(), plan.clone(), claim, permit);
-        match execute::streaming(&state, &plan, on_end).await {
+        let guard = guard.map(crate::guard::stream::StreamGuard::new);
+        let keep = store.map(|(key, ttl)| keeper(state.clone(), key, ttl));
+        match execute::streaming(&state, &plan, guard, keep, on_end).await {
             Ok((served, frames)) => {
                 let mut resp = F::stream(ctx, &served, frames);
                 respond::served_headers(&mut resp, &ledger.request_id, &served);
@@ -257,14 +315,19 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
     } else {
         match run_unary(&state, &plan).await {
             Ok((served, body, usage)) => {
-                let mut done = Finished::served(&ledger, &plan, &served, usage, None);
-                done.response_body = Some(&body);
-                account::finish_served(&state, &done, claim);
-                let mut resp = match F::unary(ctx, &served, body) {
-                    Ok(r) => r,
-                    Err(e) => F::error(&ledger.request_id, &e),
+                if let Some((key, ttl)) = store
+                    && served.status == http::StatusCode::OK
+                    && body.len() <= crate::cache::MAX_ENTRY_BYTES
+                {
+                    keeper(state.clone(), key, ttl)(body.clone(), &served);
+                }
+                let got = Got {
+                    served: &served,
+                    body,
+                    usage,
                 };
-                respond::served_headers(&mut resp, &ledger.request_id, &served);
+                let resp =
+                    unary_answer::<F>(&state, &mut ledger, &plan, got, guard.as_mut(), ctx, claim);
                 drop(permit);
                 resp
             }
@@ -274,6 +337,163 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
     };
     add_headers(&mut resp, &rate);
     resp
+}
+
+/// A whole answer, as the upstream (or the cache) gave it.
+struct Got<'a> {
+    served: &'a Served,
+    body: Bytes,
+    usage: crate::usage::Usage,
+}
+
+/// Guard output, account, log and settle, encode: a whole answer.
+fn unary_answer<F: FrontDoor>(
+    state: &AppState,
+    ledger: &mut Ledger,
+    plan: &Plan,
+    got: Got<'_>,
+    guard: Option<&mut crate::guard::Session>,
+    ctx: F::Ctx,
+    claim: Claim,
+) -> Response {
+    let Got {
+        served,
+        body,
+        usage,
+    } = got;
+    let (body, refused) = match guard {
+        None => (body, None),
+        Some(g) => {
+            let out = g.body(&body, crate::guard::Direction::Output);
+            ledger.guard = g.report();
+            match out {
+                Ok(Some((b, _))) => (b, None),
+                Ok(None) => (body, None),
+                Err(b) => (body, Some(F::from_bedrock(&b.error()))),
+            }
+        }
+    };
+    let mut done = Finished::served(ledger, plan, served, usage, None);
+    if let Some(e) = &refused {
+        let (status, code) = F::code(e);
+        done.status = status;
+        done.error_code = Some(code);
+    } else {
+        done.response_body = Some(&body);
+    }
+    account::finish_served(state, &done, claim);
+    let outcome = match refused {
+        Some(e) => Err(e),
+        None => F::unary(ctx, served, body),
+    };
+    let mut resp = match outcome {
+        Ok(r) => r,
+        Err(e) => F::error(&ledger.request_id, &e),
+    };
+    respond::served_headers(&mut resp, &ledger.request_id, served);
+    resp
+}
+
+/// What the cache stage found.
+enum Lookup {
+    /// An entry this plan may serve: its answer, as served.
+    Hit(Box<Served>, Bytes),
+    /// None: where to keep the answer, and for how long (`None`: don't).
+    Miss(Option<(crate::cache::Key, Duration)>),
+}
+
+/// The cache stage, for a model with `cache` configured. It runs once the
+/// plan has resolved the residency policy: the key covers it, and an entry
+/// is served only when the region that produced it is allowed and its
+/// called endpoint is one of this plan's candidates.
+async fn cache_stage(
+    state: &AppState,
+    parts: &Parts,
+    tenant: &str,
+    plan: &Plan,
+    ledger: &mut Ledger,
+) -> Result<Lookup, BedrockError> {
+    use crate::cache::{self, Mode};
+    let Some(ttl) = state
+        .config
+        .model(&plan.requested)
+        .and_then(|m| m.cache)
+        .map(|c| c.ttl)
+    else {
+        return Ok(Lookup::Miss(None));
+    };
+    let mode = Mode::of(&parts.headers).map_err(BedrockError::validation)?;
+    if mode == Mode::NoStore || !plan.more.is_empty() {
+        ledger.cache = Some("bypass");
+        return Ok(Lookup::Miss(None));
+    }
+    let key = cache::key(
+        tenant,
+        &plan.requested,
+        &plan.policy,
+        plan.action,
+        &plan.body,
+    );
+    let shared = state.limiter.shared();
+    if mode == Mode::Use
+        && let Some(entry) = state.cache.get(shared, &key).await
+        && plan
+            .residency
+            .as_ref()
+            .is_some_and(|p| p.allows(&entry.region))
+        && let Some(c) = plan.candidates.iter().find(|c| {
+            c.account == entry.account
+                && c.target.endpoint_region == entry.endpoint_region
+                && c.target.model_id == entry.model_id
+        })
+    {
+        ledger.cache = Some("hit");
+        let served = Served {
+            status: http::StatusCode::OK,
+            headers: cache::header_map(&entry),
+            candidate: c.clone(),
+            attempts: 0,
+            decision: Decision {
+                strategy: "cache",
+                policy: plan.policy.clone(),
+                candidates: Vec::new(),
+                attempts: Vec::new(),
+                served_by: None,
+                hedged: false,
+                gave_up: None,
+            },
+        };
+        return Ok(Lookup::Hit(
+            Box::new(served),
+            Bytes::copy_from_slice(&entry.body),
+        ));
+    }
+    ledger.cache = Some(if mode == Mode::Refresh {
+        "refresh"
+    } else {
+        "miss"
+    });
+    Ok(Lookup::Miss(Some((key, ttl))))
+}
+
+/// Keeps an answer in the cache (a task: Redis is a round trip).
+fn keeper(state: Arc<AppState>, key: crate::cache::Key, ttl: Duration) -> execute::Keep {
+    Box::new(move |body: Bytes, served: &Served| {
+        let entry = crate::cache::Entry {
+            region: respond::served_region(served).to_string(),
+            endpoint_region: served.candidate.target.endpoint_region.clone(),
+            account: served.candidate.account.clone(),
+            model_id: served.candidate.target.model_id.clone(),
+            headers: crate::cache::kept_headers(&served.headers),
+            body: body.to_vec(),
+        };
+        tokio::spawn(async move {
+            state
+                .cache
+                .put(state.limiter.shared(), key, entry, ttl)
+                .await;
+        });
+    })
 }
 
 /// A unary request's calls: `plan.body`, then each of `plan.more` under the
@@ -310,6 +530,24 @@ async fn run_unary(
         http::HeaderValue::from(usage.input),
     );
     Ok((served, Bytes::from(joined), usage))
+}
+
+/// Guard input on the body (and any further bodies) sent upstream.
+fn guard_input(
+    g: &mut crate::guard::Session,
+    call: &mut Call,
+) -> Result<(), crate::guard::Blocked> {
+    use crate::guard::Direction;
+    if let Some((body, json)) = g.body(&call.body, Direction::Input)? {
+        call.body = body;
+        call.json = Some(json);
+    }
+    for b in &mut call.more {
+        if let Some((body, _)) = g.body(b, Direction::Input)? {
+            *b = body;
+        }
+    }
+    Ok(())
 }
 
 /// An in-flight lease outlives the longest deadline by this much before a

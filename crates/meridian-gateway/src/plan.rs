@@ -61,6 +61,11 @@ pub struct Plan {
     pub hedging: bool,
     /// Most attempts, hedges included.
     pub max_attempts: usize,
+    /// The residency policy itself (model ∩ tenant ∩ header), kept when
+    /// the response cache needs it to check an entry's region.
+    pub residency: Option<Policy>,
+    /// Bedrock guardrails to apply: (exposed model, called region, guardrail).
+    pub guardrails: Vec<(String, String, meridian_config::Guardrail)>,
 }
 
 /// Request header: the caller's region, for the `geo` strategy.
@@ -153,6 +158,7 @@ pub fn build(
             }
         }
     }
+    let guardrails = guardrail_stage(state, requested, &mut candidates, &resolution.policy)?;
     let tier_bodies = if matches!(call.action, "converse" | "converse-stream") {
         tiers
             .iter()
@@ -217,7 +223,64 @@ pub fn build(
         deadline_ms,
         hedging: exposed.and_then(|m| m.hedging).unwrap_or(routing.hedging),
         max_attempts: state.max_attempts,
+        residency: exposed
+            .and_then(|m| m.cache)
+            .map(|_| policy.clone()),
+        guardrails,
     })
+}
+
+/// Bedrock guardrails are regional resources: a model that maps any is
+/// called only in regions where one is mapped (a provider has none), exactly
+/// as a region outside the policy is not called. Returns the guardrails the
+/// remaining candidates need.
+fn guardrail_stage(
+    state: &AppState,
+    requested: &str,
+    candidates: &mut Vec<Candidate>,
+    policy: &Policy,
+) -> Result<Vec<(String, String, meridian_config::Guardrail)>, BedrockError> {
+    let mapped = |model: &str| {
+        state
+            .config
+            .model(model)
+            .map(|m| &m.guardrails)
+            .filter(|g| !g.is_empty())
+    };
+    if !candidates.iter().any(|c| mapped(&c.model).is_some()) {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<(String, String, meridian_config::Guardrail)> = Vec::new();
+    candidates.retain(|c| {
+        let Some(map) = mapped(&c.model) else {
+            return true;
+        };
+        if c.target.kind == meridian_catalog::TargetKind::Provider {
+            return false;
+        }
+        let Some(g) = map.get(&c.target.endpoint_region) else {
+            return false;
+        };
+        if !out
+            .iter()
+            .any(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
+        {
+            out.push((c.model.clone(), c.target.endpoint_region.clone(), g.clone()));
+        }
+        true
+    });
+    if candidates.is_empty() {
+        let regions: Vec<&str> = mapped(requested)
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        return Err(BedrockError::validation(format!(
+            "No region allowed by residency policy '{}' has a Bedrock guardrail for '{requested}': \
+             guardrails are mapped in {} only, and a region without one is never called.",
+            policy.name,
+            regions.join(", ")
+        )));
+    }
+    Ok(out)
 }
 
 /// Whether the client named a service tier itself (Converse `serviceTier`,
@@ -232,6 +295,21 @@ fn names_tier(call: &Call) -> bool {
 
 /// InvokeModel's service-tier request header.
 pub const TIER_HEADER: &str = "x-amzn-bedrock-service-tier";
+
+/// A Converse body with `guardrailConfig` naming `g` (the client's `trace`
+/// and `streamProcessingMode` kept).
+pub fn with_guardrail(body: &[u8], g: &meridian_config::Guardrail) -> Option<Bytes> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let o = v.as_object_mut()?;
+    let mut cfg = match o.remove("guardrailConfig") {
+        Some(Value::Object(c)) => c,
+        _ => serde_json::Map::new(),
+    };
+    cfg.insert("guardrailIdentifier".into(), Value::String(g.id.clone()));
+    cfg.insert("guardrailVersion".into(), Value::String(g.version.clone()));
+    o.insert("guardrailConfig".into(), Value::Object(cfg));
+    serde_json::to_vec(&v).ok().map(Bytes::from)
+}
 
 /// A Converse body with `serviceTier` set to `tier`.
 fn with_tier(body: &[u8], tier: ServiceTier) -> Option<Bytes> {

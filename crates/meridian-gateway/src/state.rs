@@ -98,6 +98,11 @@ pub struct AppState {
     /// Each exposed model's fallbacks with their targets, resolved at
     /// start-up under the model's policy as well as their own.
     fallbacks: HashMap<String, Fallbacks>,
+    /// The `[guards]`, compiled.
+    pub guards: Arc<crate::guard::Guards>,
+    /// The response cache (in memory; Redis goes through the limiter's
+    /// shared backend).
+    pub cache: Arc<crate::cache::Cache>,
 }
 
 /// Fallback models in order, each with its targets.
@@ -182,6 +187,8 @@ impl AppState {
             })
             .collect();
         AppState {
+            guards: Arc::new(crate::guard::Guards::new(&config)),
+            cache: Arc::new(crate::cache::Cache::new(config.cache_max_bytes)),
             providers: Arc::new(providers),
             max_attempts: config.routing.max_attempts as usize,
             router: Arc::new(Router::new(Health::new(Default::default(), budget))),

@@ -99,6 +99,8 @@ pub struct FleetConfig {
     pub app_profiles: Vec<AppProfile>,
     /// Provisioned throughput the fleet serves.
     pub provisioned: Vec<SimProvisioned>,
+    /// Bedrock guardrails, each in its one region.
+    pub guardrails: Vec<crate::guardrails::SimGuardrail>,
 }
 
 impl FleetConfig {
@@ -113,6 +115,7 @@ impl FleetConfig {
             capacity: CapacityModel::default(),
             app_profiles: Vec::new(),
             provisioned: Vec::new(),
+            guardrails: Vec::new(),
         }
     }
 }

@@ -27,7 +27,8 @@ struct Since {
 }
 
 /// Routes: `GET /manifest`, `GET /regions`, `PUT|DELETE /regions/{r}/faults`,
-/// `GET|DELETE /records?since=N`, `GET|DELETE /world`, `PUT /world/profiles`.
+/// `GET|DELETE /records?since=N`, `GET|DELETE /world`, `PUT /world/profiles`,
+/// `GET|PUT /guardrails`.
 pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
     let state = Control {
         shared,
@@ -46,7 +47,30 @@ pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
         .route("/records", get(records).delete(clear_records))
         .route("/world", get(get_world).delete(reset_world))
         .route("/world/profiles", put(put_profile))
+        .route("/guardrails", put(put_guardrails).get(get_guardrails))
         .with_state(state)
+}
+
+async fn get_guardrails(State(c): State<Control>) -> Json<Value> {
+    Json(json!(c.shared.config.read().guardrails))
+}
+
+/// Replaces every guardrail: a JSON list of guardrails.
+async fn put_guardrails(
+    State(c): State<Control>,
+    body: axum::body::Bytes,
+) -> (StatusCode, Json<Value>) {
+    match serde_json::from_slice::<Vec<crate::guardrails::SimGuardrail>>(&body) {
+        Ok(list) => {
+            let n = list.len();
+            c.shared.config.write().guardrails = list;
+            (StatusCode::OK, Json(json!({"guardrails": n})))
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": format!("guardrails: {e}")})),
+        ),
+    }
 }
 
 async fn regions(State(c): State<Control>) -> Json<Value> {

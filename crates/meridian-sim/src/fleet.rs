@@ -134,6 +134,11 @@ impl Fleet {
         self.shared.set_faults(region, faults)
     }
 
+    /// Replaces the fleet's guardrails.
+    pub fn set_guardrails(&self, guardrails: Vec<crate::guardrails::SimGuardrail>) {
+        self.shared.config.write().guardrails = guardrails;
+    }
+
     /// Every request the fleet has seen, in arrival order of completion.
     pub fn records(&self) -> Vec<Record> {
         self.shared.records.lock().clone()

@@ -41,6 +41,8 @@ pub struct Reply {
     pub cache: CacheUse,
     /// The service tier that served it, when the request named one.
     pub service_tier: Option<&'static str>,
+    /// Converse's `trace` (a guardrail's assessment), when asked for.
+    pub trace: Option<Value>,
 }
 
 /// Generates the reply to a Converse-shaped request processed in `region`.
@@ -77,6 +79,7 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
             output_tokens,
             cache: CacheUse::default(),
             service_tier: None,
+            trace: None,
         };
     }
 
@@ -91,6 +94,7 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
             output_tokens,
             cache: CacheUse::default(),
             service_tier: None,
+            trace: None,
         };
     }
     let mut words: Vec<String> = vec![
@@ -125,7 +129,7 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
             .unwrap_or_default()
             .split_whitespace()
             .take(8)
-            .map(str::to_string),
+            .flat_map(said),
     );
     let target = words.len() + 8 + (rng.next_u64() % 16) as usize;
     while words.len() < target {
@@ -144,7 +148,22 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
         output_tokens: n as u64,
         cache: CacheUse::default(),
         service_tier: None,
+        trace: None,
     }
+}
+
+/// A word of the prompt as the reply repeats it. `b64:TEXT` is repeated
+/// decoded, so a test can have the model say what its prompt does not
+/// contain (a card number that no input guard saw).
+fn said(word: &str) -> Vec<String> {
+    use base64::Engine;
+    word.strip_prefix("b64:")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .map_or_else(
+            || vec![word.to_string()],
+            |t| t.split_whitespace().map(str::to_string).collect(),
+        )
 }
 
 fn pick_tool<'t>(tools: &'t [Value], choice: &Value) -> Option<&'t Value> {
@@ -218,15 +237,28 @@ fn tool_use_id(rng: &mut Rng) -> String {
 
 /// A text split into one streamed delta per word (one word, one token);
 /// the deltas concatenate back to the text.
+///
+/// A word with more than eight digits (a card or account number) comes in
+/// pieces of four characters, as a model's tokenizer splits numbers.
 pub fn word_deltas(text: &str) -> impl Iterator<Item = String> + '_ {
     let mut words = text.split(' ').peekable();
+    let mut pieces: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     std::iter::from_fn(move || {
+        if let Some(p) = pieces.pop_front() {
+            return Some(p);
+        }
         let w = words.next()?;
-        Some(if words.peek().is_some() {
+        let w = if words.peek().is_some() {
             format!("{w} ")
         } else {
             w.to_string()
-        })
+        };
+        if w.bytes().filter(u8::is_ascii_digit).count() <= 8 {
+            return Some(w);
+        }
+        let chars: Vec<char> = w.chars().collect();
+        pieces.extend(chars.chunks(4).map(|c| c.iter().collect::<String>()));
+        pieces.pop_front()
     })
 }
 
@@ -253,6 +285,9 @@ pub fn converse_response(r: &Reply, latency_ms: u64) -> Value {
     });
     if let Some(t) = r.service_tier {
         body["serviceTier"] = json!({"type": t});
+    }
+    if let Some(t) = &r.trace {
+        body["trace"] = t.clone();
     }
     body
 }
@@ -330,6 +365,9 @@ pub fn converse_events(r: &Reply, latency_ms: u64) -> Vec<(&'static str, Value, 
     let mut metadata = json!({"usage": usage(r), "metrics": {"latencyMs": latency_ms}});
     if let Some(t) = r.service_tier {
         metadata["serviceTier"] = json!({"type": t});
+    }
+    if let Some(t) = &r.trace {
+        metadata["trace"] = t.clone();
     }
     ev.push(("metadata", metadata, 0));
     ev

@@ -26,4 +26,51 @@ pub struct Record {
     /// The service tier that served it, when the request named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<String>,
+    /// The text the model was given — system prompts, message texts and
+    /// tool results, one per line (the first 4 KiB) — so a test can see what
+    /// a gateway let through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+}
+
+/// Most bytes of a prompt kept in a record.
+const PROMPT_MAX: usize = 4096;
+
+/// The texts of a Converse-shaped request (or an embedding body), one per
+/// line, at most [`PROMPT_MAX`] bytes.
+pub fn prompt_of(conv: &serde_json::Value, native: &serde_json::Value) -> String {
+    fn texts(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    match (k.as_str(), x) {
+                        ("text" | "inputText", serde_json::Value::String(s)) => out.push(s.clone()),
+                        ("texts", serde_json::Value::Array(a)) => {
+                            out.extend(a.iter().filter_map(|t| t.as_str().map(str::to_string)));
+                        }
+                        ("json", j) => out.push(j.to_string()),
+                        _ => texts(x, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| texts(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if conv.is_null() {
+        texts(native, &mut out);
+    } else {
+        texts(&conv["system"], &mut out);
+        texts(&conv["messages"], &mut out);
+    }
+    let mut s = out.join("\n");
+    if s.len() > PROMPT_MAX {
+        let mut cut = PROMPT_MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
 }

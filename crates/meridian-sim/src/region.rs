@@ -140,6 +140,7 @@ impl Log {
                 input_tokens: 0,
                 output_tokens: 0,
                 service_tier: None,
+                prompt: None,
             }),
         }
     }
@@ -345,9 +346,29 @@ impl Ctx {
                 "The model is unsupported for streaming.",
             ));
         }
+        let prompt = crate::record::prompt_of(&conv, &parsed);
+        log.set(|r| r.prompt = Some(prompt));
         let tier = crate::tiers::requested(dialect.is_none(), &parts.headers, &parsed)?;
         log.set(|r| r.service_tier = tier.map(|t| t.name().to_string()));
         crate::tiers::check(tier, model, &placement.base)?;
+        // A guardrail is a regional resource: the called region must have it.
+        let guardrail =
+            match crate::guardrails::requested(dialect.is_none(), &parsed, &parts.headers) {
+                None => None,
+                Some((id, version, trace)) => {
+                    let cfg = self.shared.config.read();
+                    match cfg
+                        .guardrails
+                        .iter()
+                        .find(|g| *g.region == *self.region && g.id == id && g.version == version)
+                    {
+                        Some(g) => Some((g.clone(), trace)),
+                        None => {
+                            return Err(BedrockError::validation(crate::guardrails::NOT_FOUND));
+                        }
+                    }
+                }
+            };
         if !conv.is_null() {
             crate::thinking::check(&conv, model.is_some_and(|m| m.reasoning), &placement.base)?;
             check_structured(
@@ -415,7 +436,7 @@ impl Ctx {
                 ))
             }
             (_, false) => {
-                let reply = cached(generate::reply(&conv, &region, max_tokens, &mut rng));
+                let reply = cached(guarded(&guardrail, &conv, &region, max_tokens, &mut rng));
                 let total_ms = pace.first_ms + pace.per_token_ms * reply.output_tokens as f64;
                 sleep(Duration::from_millis(total_ms as u64)).await;
                 let body = match dialect {
@@ -441,7 +462,7 @@ impl Ctx {
                 Ok(json_response(request_id, &body, &headers))
             }
             (_, true) => {
-                let reply = cached(generate::reply(&conv, &region, max_tokens, &mut rng));
+                let reply = cached(guarded(&guardrail, &conv, &region, max_tokens, &mut rng));
                 let record = log.record.take();
                 Ok(self.stream(
                     request_id, dialect, &model_id, reply, pace, faults, region, release, record,
@@ -507,5 +528,21 @@ impl Drop for ReleaseGuard {
         if let Some(s) = self.shared.state(&self.region) {
             s.capacity.lock().release(&self.admission, self.used);
         }
+    }
+}
+
+/// The reply, under the request's guardrail when it named one.
+fn guarded(
+    guardrail: &Option<(crate::guardrails::SimGuardrail, bool)>,
+    conv: &Value,
+    region: &str,
+    max_tokens: u64,
+    rng: &mut Rng,
+) -> generate::Reply {
+    match guardrail {
+        Some((g, trace)) => crate::guardrails::run(g, *trace, conv, |c| {
+            generate::reply(c, region, max_tokens, rng)
+        }),
+        None => generate::reply(conv, region, max_tokens, rng),
     }
 }

@@ -74,6 +74,13 @@ pub struct Routing {
     /// The caller's tenant, when tenants are configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// What Meridian's guards found and did: types, actions and counts,
+    /// never values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guard: Vec<crate::guard::Fired>,
+    /// `hit` when the response cache answered (no upstream call, no cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
 }
 
 /// One invocation record.

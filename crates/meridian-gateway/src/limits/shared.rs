@@ -82,6 +82,31 @@ impl Shared {
         }
     }
 
+    /// The bytes under `key` (`None`: absent, or the backend is down).
+    pub async fn get_bytes(&self, key: &str) -> Option<Vec<u8>> {
+        let key = key.to_string();
+        self.call(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
+            .await
+            .flatten()
+    }
+
+    /// Keeps `value` under `key` for `ttl` (nothing when the backend is down).
+    pub async fn set_bytes(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        let key = key.to_string();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let _: Option<()> = self
+            .call(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+    }
+
     /// Whether the last call worked.
     pub fn is_up(&self) -> bool {
         self.health.up.load(Ordering::Relaxed)

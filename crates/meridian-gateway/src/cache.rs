@@ -1,0 +1,314 @@
+//! The response cache: exact repeats answered without an upstream call.
+//!
+//! Opt-in per model (`cache = { ttl = "10m" }`), and per request with
+//! `x-meridian-cache: no-store` (neither read nor written) or `refresh` (not
+//! read, written). The key covers the tenant, the model asked for, the
+//! residency policy the plan resolved, the Bedrock action and the upstream
+//! body (after guard input, without volatile fields). An entry keeps what
+//! the upstream sent — the answer before guard output, so placeholders are
+//! put back per request — and where it was produced; it is served only when
+//! that region is one the request's own policy allows and its called
+//! endpoint is one of the plan's candidates.
+//!
+//! Entries live in this process (size-bounded, oldest out first) or, with
+//! `[state] backend = "redis"`, in Redis with the TTL as its expiry, shared
+//! by every replica. An unreachable Redis is a miss, never an error.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::limits::Shared;
+
+/// Request header: `no-store` or `refresh`.
+pub const HEADER: &str = "x-meridian-cache";
+
+/// Most bytes one entry may hold (a longer answer is not cached).
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+
+/// Top-level body fields that do not change the answer.
+const VOLATILE: [&str; 3] = ["requestMetadata", "metadata", "user"];
+
+/// What a request asked of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read, and write on a miss.
+    Use,
+    /// Write only.
+    Refresh,
+    /// Neither.
+    NoStore,
+}
+
+impl Mode {
+    /// From the request header; an unknown value is an error.
+    pub fn of(headers: &HeaderMap) -> Result<Mode, String> {
+        match headers
+            .get(HEADER)
+            .map(|v| v.to_str().unwrap_or("?").trim())
+        {
+            None => Ok(Mode::Use),
+            Some("refresh") => Ok(Mode::Refresh),
+            Some("no-store") => Ok(Mode::NoStore),
+            Some(other) => Err(format!(
+                "x-meridian-cache must be no-store or refresh, not '{other}'"
+            )),
+        }
+    }
+}
+
+/// One cached answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// Region that processed it.
+    pub region: String,
+    /// Region whose endpoint was called.
+    pub endpoint_region: String,
+    /// Account that called it.
+    pub account: String,
+    /// Model ID called.
+    pub model_id: String,
+    /// Upstream headers kept (content type, `x-amzn-bedrock-*`).
+    pub headers: Vec<(String, String)>,
+    /// The whole answer: a JSON body, or every event-stream frame.
+    #[serde(with = "b64")]
+    pub body: Vec<u8>,
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A cache key: SHA-256 of everything the answer depends on.
+pub type Key = [u8; 32];
+
+/// The key of a request.
+pub fn key(tenant: &str, requested: &str, policy: &str, action: &str, body: &[u8]) -> Key {
+    let mut h = Sha256::new();
+    for part in [tenant, requested, policy, action] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut v) => {
+            if let Some(o) = v.as_object_mut() {
+                for f in VOLATILE {
+                    o.remove(f);
+                }
+            }
+            h.update(v.to_string().as_bytes());
+        }
+        Err(_) => h.update(body),
+    }
+    h.finalize().into()
+}
+
+struct Slot {
+    entry: std::sync::Arc<Entry>,
+    expires: Instant,
+    size: usize,
+}
+
+#[derive(Default)]
+struct Memory {
+    map: HashMap<Key, Slot>,
+    order: VecDeque<Key>,
+    bytes: usize,
+}
+
+/// The cache: in memory, or in Redis when the state backend is.
+pub struct Cache {
+    memory: parking_lot::Mutex<Memory>,
+    max_bytes: usize,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.memory.lock();
+        f.debug_struct("Cache")
+            .field("entries", &m.map.len())
+            .field("bytes", &m.bytes)
+            .finish()
+    }
+}
+
+fn redis_key(k: &Key) -> String {
+    format!("meridian:cache:{}", hex::encode(k))
+}
+
+impl Cache {
+    pub fn new(max_bytes: u64) -> Cache {
+        Cache {
+            memory: parking_lot::Mutex::new(Memory::default()),
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The entry under `key`, if one is fresh.
+    pub async fn get(&self, shared: Option<&Shared>, key: &Key) -> Option<std::sync::Arc<Entry>> {
+        if let Some(s) = shared {
+            let raw = s.get_bytes(&redis_key(key)).await?;
+            return serde_json::from_slice::<Entry>(&raw)
+                .ok()
+                .map(std::sync::Arc::new);
+        }
+        let mut m = self.memory.lock();
+        let slot = m.map.get(key)?;
+        if slot.expires > Instant::now() {
+            return Some(slot.entry.clone());
+        }
+        if let Some(old) = m.map.remove(key) {
+            m.bytes -= old.size;
+        }
+        None
+    }
+
+    /// Keeps `entry` under `key` for `ttl`.
+    pub async fn put(&self, shared: Option<&Shared>, key: Key, entry: Entry, ttl: Duration) {
+        if let Some(s) = shared {
+            if let Ok(raw) = serde_json::to_vec(&entry) {
+                s.set_bytes(&redis_key(&key), raw, ttl).await;
+            }
+            return;
+        }
+        let size = entry.body.len() + 256;
+        if size > self.max_bytes {
+            return;
+        }
+        let mut m = self.memory.lock();
+        if let Some(old) = m.map.remove(&key) {
+            m.bytes -= old.size;
+        }
+        while m.bytes + size > self.max_bytes {
+            let Some(oldest) = m.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = m.map.remove(&oldest) {
+                m.bytes -= old.size;
+            }
+        }
+        m.bytes += size;
+        m.order.push_back(key);
+        m.map.insert(
+            key,
+            Slot {
+                entry: std::sync::Arc::new(entry),
+                expires: Instant::now() + ttl,
+                size,
+            },
+        );
+        // Keys evicted by a later put of the same key stay in `order` once
+        // more; drop them when the queue grows well past the map.
+        if m.order.len() > 2 * m.map.len() + 64 {
+            let Memory { map, order, .. } = &mut *m;
+            order.retain(|k| map.contains_key(k));
+        }
+    }
+
+    /// Entries and bytes held in memory.
+    pub fn usage(&self) -> (usize, usize) {
+        let m = self.memory.lock();
+        (m.map.len(), m.bytes)
+    }
+}
+
+/// Upstream headers an entry keeps.
+pub fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.as_str();
+            k == "content-type"
+                || k.starts_with("x-amzn-bedrock-")
+                || k == "x-meridian-sim-inference-region"
+        })
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Headers of an entry, back as a map.
+pub fn header_map(entry: &Entry) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in &entry.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> Entry {
+        Entry {
+            region: "eu-west-1".into(),
+            endpoint_region: "eu-west-1".into(),
+            account: "default".into(),
+            model_id: "m".into(),
+            headers: Vec::new(),
+            body: vec![b'x'; n],
+        }
+    }
+
+    #[test]
+    fn keys_ignore_volatile_fields_and_see_everything_else() {
+        let a = key(
+            "t",
+            "chat",
+            "eu",
+            "converse",
+            br#"{"messages":[1],"requestMetadata":{"a":"1"}}"#,
+        );
+        let b = key(
+            "t",
+            "chat",
+            "eu",
+            "converse",
+            br#"{"messages":[1],"requestMetadata":{"a":"2"}}"#,
+        );
+        assert_eq!(a, b);
+        for other in [
+            key("u", "chat", "eu", "converse", br#"{"messages":[1]}"#),
+            key("t", "chat", "us", "converse", br#"{"messages":[1]}"#),
+            key("t", "chat", "eu", "converse-stream", br#"{"messages":[1]}"#),
+            key("t", "chat", "eu", "converse", br#"{"messages":[2]}"#),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_entries_expire_and_the_oldest_go_first_when_full() {
+        let c = Cache::new(3 * (1000 + 256));
+        for i in 0..4u8 {
+            c.put(None, [i; 32], entry(1000), Duration::from_secs(60))
+                .await;
+        }
+        assert!(c.get(None, &[0; 32]).await.is_none(), "oldest evicted");
+        assert!(c.get(None, &[3; 32]).await.is_some());
+        assert_eq!(c.usage().0, 3);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(c.get(None, &[3; 32]).await.is_none(), "expired");
+    }
+}
