@@ -310,6 +310,34 @@ def test_an_intervention_reaches_boto3_as_bedrock_shapes_it(gw, fleet):
     assert stops == ["guardrail_intervened"]
 
 
+def test_apply_guardrail_is_routed_to_a_region_with_the_guardrail_and_fails_over(gw, fleet):
+    def apply(text):
+        return brt(gw).apply_guardrail(guardrailIdentifier="eu-guarded", guardrailVersion="1", source="INPUT",
+                                       content=[{"text": {"text": text}}])
+    r = apply("the bluebird plan")
+    assert r["action"] == "GUARDRAIL_INTERVENED"
+    region = r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-region"]
+    assert r["outputs"] == [{"text": f"Blocked in {region}."}], r["outputs"]
+    assert apply("nothing to see")["action"] == "NONE"
+    other = "eu-central-1" if region == "eu-west-1" else "eu-west-1"
+    before = len(records(fleet))
+    control(fleet, "PUT", f"/regions/{region}/faults", {"outage": True})
+    try:
+        r = apply("bluebird again")
+    finally:
+        control(fleet, "DELETE", f"/regions/{region}/faults")
+    assert r["outputs"] == [{"text": f"Blocked in {other}."}]
+    assert {x["endpoint_region"] for x in new_records(fleet, before)} == {other}
+    # A guardrail ID mapped in one region also names the model's mapping.
+    r = brt(gw).apply_guardrail(guardrailIdentifier="gr-central", guardrailVersion="2", source="INPUT",
+                                content=[{"text": {"text": "hello"}}])
+    assert r["action"] == "NONE"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        brt(gw).apply_guardrail(guardrailIdentifier="unknown", guardrailVersion="1", source="INPUT",
+                                content=[{"text": {"text": "hello"}}])
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
 # ---- The response cache -------------------------------------------------------
 
 def test_a_repeat_is_answered_from_memory_without_the_fleet(single, fleet):

@@ -38,6 +38,11 @@ impl FrontDoor for Bedrock {
 
     fn head(parts: &Parts) -> Head {
         match Operation::from_request(parts.method.as_str(), parts.uri.path()) {
+            Ok(Operation::ApplyGuardrail { guardrail_id, .. }) => Head {
+                operation: "ApplyGuardrail",
+                requested: guardrail_id,
+                invocation: true,
+            },
             Ok(op) => Head {
                 operation: op.name(),
                 requested: op.model_id().unwrap_or_default().to_string(),
@@ -54,6 +59,9 @@ impl FrontDoor for Bedrock {
         _request_id: &str,
     ) -> Result<Decoded<()>, BedrockError> {
         let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
+        if let Operation::ApplyGuardrail { guardrail_id, .. } = &op {
+            return apply_guardrail(state, parts, body, guardrail_id);
+        }
         let Some(model) = op.model_id() else {
             let query = parts.uri.query().unwrap_or("");
             return control_plane::answer(state, &op, query).map(Decoded::Local);
@@ -111,6 +119,57 @@ impl FrontDoor for Bedrock {
     fn error(_request_id: &str, e: &BedrockError) -> Response {
         respond::error(e)
     }
+}
+
+/// ApplyGuardrail, routed like a model call: `{id}` names an exposed model
+/// with `guardrail` mapped, or a guardrail ID mapped to one. The plan keeps
+/// the regions that have the model's guardrail (and that its policy
+/// allows); each attempt calls the guardrail mapped in its region.
+fn apply_guardrail(
+    state: &AppState,
+    parts: &Parts,
+    body: Bytes,
+    id: &str,
+) -> Result<Decoded<()>, BedrockError> {
+    let models = &state.config.models;
+    let model = models
+        .iter()
+        .find(|m| m.name == id && !m.guardrails.is_empty())
+        .or_else(|| {
+            models
+                .iter()
+                .find(|m| m.guardrails.values().any(|g| g.id == id))
+        })
+        .ok_or_else(|| {
+            BedrockError::new(
+                meridian_wire::ErrorKind::ResourceNotFound,
+                format!(
+                    "'{id}' is neither an exposed model with a guardrail mapped nor a guardrail ID \
+                     mapped to one; Meridian routes ApplyGuardrail by those."
+                ),
+            )
+        })?;
+    let json: Value = serde_json::from_slice(&body).map_err(|e| {
+        BedrockError::validation(format!("The request body is not valid JSON: {e}"))
+    })?;
+    if !json["content"].is_array() || !json["source"].is_string() {
+        return Err(BedrockError::validation(
+            "ApplyGuardrail takes {\"source\": \"INPUT\"|\"OUTPUT\", \"content\": [...]}.",
+        ));
+    }
+    Ok(Decoded::Invoke(
+        Call {
+            operation: "ApplyGuardrail",
+            action: crate::plan::APPLY_GUARDRAIL,
+            requested: model.name.clone(),
+            body,
+            json: Some(json),
+            streaming: false,
+            forward: passthrough_request_headers(&parts.headers),
+            more: Vec::new(),
+        },
+        (),
+    ))
 }
 
 /// Request headers forwarded upstream: content negotiation and every

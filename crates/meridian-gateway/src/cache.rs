@@ -181,12 +181,19 @@ impl Cache {
 
     /// Keeps `entry` under `key` for `ttl`.
     pub async fn put(&self, shared: Option<&Shared>, key: Key, entry: Entry, ttl: Duration) {
-        if let Some(s) = shared {
-            if let Ok(raw) = serde_json::to_vec(&entry) {
-                s.set_bytes(&redis_key(&key), raw, ttl).await;
+        match shared {
+            Some(s) => {
+                if let Ok(raw) = serde_json::to_vec(&entry) {
+                    s.set_bytes(&redis_key(&key), raw, ttl).await;
+                }
             }
-            return;
+            None => self.put_local(key, entry, ttl),
         }
+    }
+
+    /// Keeps `entry` in this process (no I/O: done before the answer goes
+    /// out, so the next request sees it).
+    pub fn put_local(&self, key: Key, entry: Entry, ttl: Duration) {
         let size = entry.body.len() + 256;
         if size > self.max_bytes {
             return;

@@ -64,6 +64,17 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
         (Some(base), "count-tokens") => base.clone(),
         _ => c.target.model_id.clone(),
     };
+    // ApplyGuardrail calls the region's guardrail, named `ID:VERSION`.
+    let model_id = match plan
+        .guardrails
+        .iter()
+        .find(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
+    {
+        Some((_, _, g)) if plan.action == crate::plan::APPLY_GUARDRAIL => {
+            format!("{}:{}", g.id, g.version)
+        }
+        _ => model_id,
+    };
     let mut body = plan.body.clone();
     let mut headers = plan.headers.clone();
     if let Some(tier) = c.service_tier {
@@ -80,7 +91,9 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
         .iter()
         .find(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
     {
-        if matches!(plan.action, "converse" | "converse-stream") {
+        if plan.action == crate::plan::APPLY_GUARDRAIL {
+            // The path names the guardrail.
+        } else if matches!(plan.action, "converse" | "converse-stream") {
             if let Some(b) = crate::plan::with_guardrail(&body, g) {
                 body = b;
             }

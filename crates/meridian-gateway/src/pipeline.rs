@@ -319,7 +319,13 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
                     && served.status == http::StatusCode::OK
                     && body.len() <= crate::cache::MAX_ENTRY_BYTES
                 {
-                    keeper(state.clone(), key, ttl)(body.clone(), &served);
+                    // Kept before the answer goes out, so a repeat sent
+                    // once it has arrived (to any replica) finds it.
+                    let entry = entry_of(&served, &body);
+                    state
+                        .cache
+                        .put(state.limiter.shared(), key, entry, ttl)
+                        .await;
                 }
                 let got = Got {
                     served: &served,
@@ -476,17 +482,27 @@ async fn cache_stage(
     Ok(Lookup::Miss(Some((key, ttl))))
 }
 
-/// Keeps an answer in the cache (a task: Redis is a round trip).
+/// A cache entry for an answer.
+fn entry_of(served: &Served, body: &[u8]) -> crate::cache::Entry {
+    crate::cache::Entry {
+        region: respond::served_region(served).to_string(),
+        endpoint_region: served.candidate.target.endpoint_region.clone(),
+        account: served.candidate.account.clone(),
+        model_id: served.candidate.target.model_id.clone(),
+        headers: crate::cache::kept_headers(&served.headers),
+        body: body.to_vec(),
+    }
+}
+
+/// Keeps a stream in the cache once it ended whole (in memory at once;
+/// Redis in a task, as the stream's last event is already on its way).
 fn keeper(state: Arc<AppState>, key: crate::cache::Key, ttl: Duration) -> execute::Keep {
     Box::new(move |body: Bytes, served: &Served| {
-        let entry = crate::cache::Entry {
-            region: respond::served_region(served).to_string(),
-            endpoint_region: served.candidate.target.endpoint_region.clone(),
-            account: served.candidate.account.clone(),
-            model_id: served.candidate.target.model_id.clone(),
-            headers: crate::cache::kept_headers(&served.headers),
-            body: body.to_vec(),
-        };
+        let entry = entry_of(served, &body);
+        if state.limiter.shared().is_none() {
+            state.cache.put_local(key, entry, ttl);
+            return;
+        }
         tokio::spawn(async move {
             state
                 .cache
@@ -538,6 +554,13 @@ fn guard_input(
     call: &mut Call,
 ) -> Result<(), crate::guard::Blocked> {
     use crate::guard::Direction;
+    if call.action == "count-tokens" {
+        // CountTokens carries an InvokeModel body as base64: guard it inside.
+        if let Some(v) = count_tokens_input(g, &call.body)? {
+            call.body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+            call.json = Some(v);
+        }
+    }
     if let Some((body, json)) = g.body(&call.body, Direction::Input)? {
         call.body = body;
         call.json = Some(json);
@@ -548,6 +571,32 @@ fn guard_input(
         }
     }
     Ok(())
+}
+
+/// A CountTokens body whose `input.invokeModel.body` (base64 of a native
+/// body) the guard changed; `None` when it did not.
+fn count_tokens_input(
+    g: &mut crate::guard::Session,
+    body: &[u8],
+) -> Result<Option<serde_json::Value>, crate::guard::Blocked> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(None);
+    };
+    let Some(inner) = v["input"]["invokeModel"]["body"]
+        .as_str()
+        .and_then(|s| b64.decode(s).ok())
+    else {
+        return Ok(None);
+    };
+    match g.body(&inner, crate::guard::Direction::Input)? {
+        Some((guarded, _)) => {
+            v["input"]["invokeModel"]["body"] = serde_json::Value::String(b64.encode(&guarded));
+            Ok(Some(v))
+        }
+        None => Ok(None),
+    }
 }
 
 /// An in-flight lease outlives the longest deadline by this much before a

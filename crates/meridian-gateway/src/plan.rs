@@ -223,9 +223,7 @@ pub fn build(
         deadline_ms,
         hedging: exposed.and_then(|m| m.hedging).unwrap_or(routing.hedging),
         max_attempts: state.max_attempts,
-        residency: exposed
-            .and_then(|m| m.cache)
-            .map(|_| policy.clone()),
+        residency: exposed.and_then(|m| m.cache).map(|_| policy.clone()),
         guardrails,
     })
 }
@@ -292,6 +290,10 @@ fn names_tier(call: &Call) -> bool {
             .as_ref()
             .is_some_and(|j| j.get("serviceTier").is_some())
 }
+
+/// The action of ApplyGuardrail calls (the upstream path is
+/// `/guardrail/{id}/version/{v}/apply`, with the region's guardrail).
+pub const APPLY_GUARDRAIL: &str = "apply-guardrail";
 
 /// InvokeModel's service-tier request header.
 pub const TIER_HEADER: &str = "x-amzn-bedrock-service-tier";

@@ -6,7 +6,9 @@
 //! request IDs returned (served and refused), an early rejection counted in
 //! `/metrics` and written to the invocation log, the residency header
 //! narrowing (the fleet's own record shows EU processing), and the deadline
-//! header shortening the deadline. Control-plane reads have no plan or
+//! header shortening the deadline, guard input (the model sees a placeholder
+//! for an e-mail address; the record says what fired) and the response
+//! cache (a repeat is answered without the fleet). Control-plane reads have no plan or
 //! execute stage and get no invocation record (Bedrock logs invocations only).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
@@ -25,8 +27,21 @@ const KEY: &str = "mk-pipeline-table-0001";
 const CONFIG: &str = r#"
 region = "us-east-1"
 
+[guards.pii]
+email = "anonymize"
+
 [models.chat]
 model = "claude-sonnet-4-5"
+guard = "pii"
+cache = { ttl = "1m" }
+
+[models.nova-pro]
+model = "nova-pro"
+guard = "pii"
+
+[models.titan-embed-text-v2]
+model = "titan-embed-text-v2"
+guard = "pii"
 
 [auth]
 api_keys = ["mk-pipeline-table-0001"]
@@ -43,17 +58,16 @@ const REGIONS: [&str; 8] = [
     "eu-north-1",
 ];
 
-const CONVERSE: &str = r#"{"messages":[{"role":"user","content":[{"text":"table"}]}],"inferenceConfig":{"maxTokens":8}}"#;
-const ANTHROPIC: &str = r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,"messages":[{"role":"user","content":"table"}]}"#;
-const CHAT: &str =
-    r#"{"model":"chat","max_tokens":8,"messages":[{"role":"user","content":"table"}]}"#;
-const MESSAGES: &str =
-    r#"{"model":"chat","max_tokens":8,"messages":[{"role":"user","content":"table"}]}"#;
-const MESSAGES_STREAM: &str = r#"{"model":"chat","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table"}]}"#;
-const COUNT: &str = r#"{"model":"chat","messages":[{"role":"user","content":"table"}]}"#;
-const EMBED: &str = r#"{"model":"titan-embed-text-v2","input":["table","stages"]}"#;
-const MESSAGES_TRANSLATED: &str = r#"{"model":"nova-pro","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table"}]}"#;
-const CHAT_STREAM: &str = r#"{"model":"chat","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table"}]}"#;
+const CONVERSE: &str = r#"{"messages":[{"role":"user","content":[{"text":"table ann@example.com"}]}],"inferenceConfig":{"maxTokens":8}}"#;
+const ANTHROPIC: &str = r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,"messages":[{"role":"user","content":"table ann@example.com"}]}"#;
+const CHAT: &str = r#"{"model":"chat","max_tokens":8,"messages":[{"role":"user","content":"table ann@example.com"}]}"#;
+const MESSAGES: &str = r#"{"model":"chat","max_tokens":8,"messages":[{"role":"user","content":"table ann@example.com"}]}"#;
+const MESSAGES_STREAM: &str = r#"{"model":"chat","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table ann@example.com"}]}"#;
+const COUNT: &str =
+    r#"{"model":"chat","messages":[{"role":"user","content":"table ann@example.com"}]}"#;
+const EMBED: &str = r#"{"model":"titan-embed-text-v2","input":["table ann@example.com","stages"]}"#;
+const MESSAGES_TRANSLATED: &str = r#"{"model":"nova-pro","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table ann@example.com"}]}"#;
+const CHAT_STREAM: &str = r#"{"model":"chat","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table ann@example.com"}]}"#;
 
 /// One front door, and what it is expected to say.
 struct Door {
@@ -310,9 +324,63 @@ async fn every_front_door_passes_every_stage() {
         };
         assert_eq!(rec["meridian"]["api"], api, "{name}");
 
+        // guard input: the model saw a placeholder, never the address.
+        let fired = rec["meridian"]["guard"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            fired.iter().any(|g| g["direction"] == "input"
+                && g["type"] == "EMAIL"
+                && g["action"] == "anonymize"),
+            "{name}: guard input did not run: {fired:?}"
+        );
+        let upstream = fleet.records();
+        let seen_prompt = upstream
+            .iter()
+            .rev()
+            .find_map(|r| r.prompt.clone())
+            .unwrap_or_default();
+        assert!(
+            !upstream.iter().any(|r| r
+                .prompt
+                .as_deref()
+                .is_some_and(|p| p.contains("ann@example.com"))),
+            "{name}: the model saw the address: {seen_prompt}"
+        );
+
+        // cache: a repeat is answered without the fleet (a model with
+        // `cache`; embeddings make one call per input and are not cached).
+        if door.body.contains("\"chat\"") || door.path.starts_with("/model/chat") {
+            let calls = fleet.records().len();
+            let again = send(&gw, door, &authed).await;
+            assert_eq!(again.status, 200, "{name}: {}", again.body);
+            assert_eq!(
+                again.header("x-meridian-cache"),
+                "hit",
+                "{name}: no cache hit"
+            );
+            assert_eq!(
+                fleet.records().len(),
+                calls,
+                "{name}: the repeat reached the fleet"
+            );
+        }
+
         // plan: the residency header narrows; the fleet records where it processed.
         let seen = fleet.records().len();
-        let eu = send(&gw, door, &[authed[0], ("x-meridian-residency", "eu")]).await;
+        // (no-store: another front door may have cached the same upstream
+        // request under the same policy, and a hit would call nothing)
+        let eu = send(
+            &gw,
+            door,
+            &[
+                authed[0],
+                ("x-meridian-residency", "eu"),
+                ("x-meridian-cache", "no-store"),
+            ],
+        )
+        .await;
         assert_eq!(eu.status, 200, "{name}: {}", eu.body);
         assert!(
             eu.header("x-meridian-region").starts_with("eu-"),
@@ -337,7 +405,16 @@ async fn every_front_door_passes_every_stage() {
         for r in REGIONS {
             assert!(fleet.set_faults(r, stall.clone()));
         }
-        let late = send(&gw, door, &[authed[0], ("x-meridian-deadline-ms", "300")]).await;
+        let late = send(
+            &gw,
+            door,
+            &[
+                authed[0],
+                ("x-meridian-deadline-ms", "300"),
+                ("x-meridian-cache", "no-store"),
+            ],
+        )
+        .await;
         for r in REGIONS {
             fleet.set_faults(r, FaultSet::default());
         }

@@ -148,6 +148,60 @@ pub fn requested(
     Some((id, version, trace))
 }
 
+/// ApplyGuardrail: `{"source": "INPUT"|"OUTPUT", "content": [{"text":
+/// {"text": …}}]}` assessed by `g`.
+pub fn apply(g: &SimGuardrail, body: &Value) -> Result<Value, meridian_wire::BedrockError> {
+    let source = body["source"].as_str().unwrap_or_default();
+    if !matches!(source, "INPUT" | "OUTPUT") {
+        return Err(meridian_wire::BedrockError::validation(
+            "1 validation error detected: Value at 'source' failed to satisfy constraint: \
+             Member must satisfy enum value set: [INPUT, OUTPUT]",
+        ));
+    }
+    let mut found = Assessment::default();
+    let mut texts = Vec::new();
+    let mut chars = 0;
+    for c in body["content"].as_array().into_iter().flatten() {
+        if let Some(t) = c["text"]["text"].as_str() {
+            chars += t.chars().count();
+            let a = g.assess(t);
+            texts.push(a.text);
+            found.words.extend(a.words);
+            found.pii.extend(a.pii);
+            found.blocked |= a.blocked;
+        }
+    }
+    let intervened = found.blocked || !found.pii.is_empty();
+    let outputs: Vec<Value> = if found.blocked {
+        let m = if source == "INPUT" {
+            &g.blocked_input_message
+        } else {
+            &g.blocked_output_message
+        };
+        vec![json!({"text": m})]
+    } else if intervened {
+        texts.into_iter().map(|t| json!({"text": t})).collect()
+    } else {
+        Vec::new()
+    };
+    let units = chars.div_ceil(1000).max(1);
+    Ok(json!({
+        "action": if intervened { "GUARDRAIL_INTERVENED" } else { "NONE" },
+        "actionReason": if intervened { "Guardrail blocked." } else { "No action." },
+        "outputs": outputs,
+        "assessments": if intervened { vec![SimGuardrail::policies(&found)] } else { Vec::new() },
+        "usage": {
+            "topicPolicyUnits": 0,
+            "contentPolicyUnits": 0,
+            "wordPolicyUnits": if g.denied_words.is_empty() { 0 } else { units },
+            "sensitiveInformationPolicyUnits": if g.pii.is_empty() { 0 } else { units },
+            "sensitiveInformationPolicyFreeUnits": 0,
+            "contextualGroundingPolicyUnits": 0
+        },
+        "guardrailCoverage": {"textCharacters": {"guarded": chars, "total": chars}}
+    }))
+}
+
 /// Every text of a Converse-shaped request, in place, through `f`.
 fn texts_mut(v: &mut Value, f: &mut impl FnMut(&mut String)) {
     match v {

@@ -290,6 +290,35 @@ impl Ctx {
         let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
         log.set(|r| r.operation = op.name().to_string());
         let query = parts.uri.query().unwrap_or("");
+        if let Operation::ApplyGuardrail {
+            guardrail_id,
+            version,
+        } = &op
+        {
+            log.set(|r| {
+                r.model_id = format!("guardrail/{guardrail_id}");
+                r.inference_region = Some(self.region.to_string());
+            });
+            let g = self
+                .shared
+                .config
+                .read()
+                .guardrails
+                .iter()
+                .find(|g| {
+                    *g.region == *self.region && g.id == *guardrail_id && g.version == *version
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    BedrockError::new(ErrorKind::ResourceNotFound, crate::guardrails::NOT_FOUND)
+                })?;
+            let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
+                BedrockError::validation(format!("the request body is not valid JSON: {e}"))
+            })?;
+            let v = crate::guardrails::apply(&g, &parsed)?;
+            log.finish(self, "success");
+            return Ok(json_response(request_id, &v, &[]));
+        }
         if op.model_id().is_none() {
             let missing = |what: &str, id: &str| match what {
                 "profile" => format!("Inference profile {id} not found."),

@@ -364,12 +364,21 @@ impl BedrockClient {
 
     /// Sends one runtime call and waits for the response head.
     pub async fn call(&self, call: &Call) -> Result<Response, Failure> {
-        let url = format!(
-            "{}/model/{}/{}",
-            self.endpoints.url(&call.region),
-            encode_label(&call.model_id),
-            call.action
-        );
+        let url = match (call.action, call.model_id.rsplit_once(':')) {
+            // ApplyGuardrail: `model_id` is the region's `GUARDRAIL:VERSION`.
+            ("apply-guardrail", Some((id, version))) => format!(
+                "{}/guardrail/{}/version/{}/apply",
+                self.endpoints.url(&call.region),
+                encode_label(id),
+                encode_label(version)
+            ),
+            _ => format!(
+                "{}/model/{}/{}",
+                self.endpoints.url(&call.region),
+                encode_label(&call.model_id),
+                call.action
+            ),
+        };
         let req = self
             .build(
                 Method::POST,

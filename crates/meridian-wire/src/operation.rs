@@ -26,6 +26,11 @@ pub enum Operation {
     ListFoundationModels,
     /// `GET /foundation-models/{id}`.
     GetFoundationModel { id: String },
+    /// `POST /guardrail/{id}/version/{version}/apply`.
+    ApplyGuardrail {
+        guardrail_id: String,
+        version: String,
+    },
 }
 
 impl Operation {
@@ -47,6 +52,10 @@ impl Operation {
                     _ => return Err(unknown(method, raw_path)),
                 }
             }
+            ("POST", ["guardrail", id, "version", version, "apply"]) => Operation::ApplyGuardrail {
+                guardrail_id: decode_label(id)?,
+                version: decode_label(version)?,
+            },
             ("GET", ["inference-profiles"]) => Operation::ListInferenceProfiles,
             ("GET", ["inference-profiles", id]) => Operation::GetInferenceProfile {
                 id: decode_label(id)?,
@@ -72,6 +81,7 @@ impl Operation {
             Operation::GetInferenceProfile { .. } => "GetInferenceProfile",
             Operation::ListFoundationModels => "ListFoundationModels",
             Operation::GetFoundationModel { .. } => "GetFoundationModel",
+            Operation::ApplyGuardrail { .. } => "ApplyGuardrail",
         }
     }
 
