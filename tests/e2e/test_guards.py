@@ -17,7 +17,8 @@ import botocore
 import openai
 import pytest
 
-from conftest import NO_RETRY, Proc, Redis, clean_env, invocation_record, start_fleet_gateway, wait_file, wait_http
+from conftest import (NO_RETRY, Proc, Redis, clean_env, invocation_record, start_fleet_gateway, wait_file,
+                      wait_for, wait_http)
 
 REGIONS = "us-east-1,us-east-2,eu-west-1,eu-central-1,eu-west-3"
 EMAIL, CARD, IBAN = "jane.doe@example.com", "4111111111111111", "DE89370400440532013000"
@@ -198,6 +199,22 @@ def test_mask_hides_values_from_the_model_and_the_client(gw, fleet):
     fired = {(g["direction"], g["type"], g["action"]) for g in log["meridian"]["guard"]}
     assert {("input", t, "mask") for t in ("EMAIL", "CARD", "IBAN")} <= fired, fired
     assert EMAIL not in json.dumps(log), "a record must never carry a value"
+    with urllib.request.urlopen(gw["url"] + "/metrics", timeout=5) as m:
+        metrics = m.read().decode()
+    assert 'meridian_guard_findings_total{model="masked",direction="input",detector="CARD",action="mask"}' \
+        in metrics, [l for l in metrics.splitlines() if "guard" in l]
+
+    # The OpenAI SDK, plain and streamed: the model sees types, so does the client.
+    before = len(records(fleet))
+    c = oai(gw).chat.completions.create(model="masked", max_tokens=64,
+                                        messages=[{"role": "user", "content": PROMPT}])
+    assert "[IBAN]" in c.choices[0].message.content and IBAN not in c.choices[0].message.content
+    chunks = oai(gw).chat.completions.create(model="masked", max_tokens=64, stream=True,
+                                             messages=[{"role": "user", "content": PROMPT}])
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert "[CARD]" in streamed and CARD not in streamed, streamed
+    for rec in new_records(fleet, before):
+        assert EMAIL not in rec["prompt"] and "[EMAIL]" in rec["prompt"], rec
 
 
 def test_anonymize_gives_the_model_placeholders_and_the_client_its_values(gw, fleet):
@@ -265,6 +282,9 @@ def test_a_card_number_the_model_streams_across_events_is_caught(gw, fleet):
             seen.append(json.dumps(e))
     assert "CARD" in str(se.value), se.value
     assert not any("1111" in s for s in seen), seen
+    # The fleet records the stream it was cut off from once it notices; wait
+    # for that, so later tests counting the fleet's records do not see it.
+    wait_for(lambda: any(x["outcome"] == "client-gone" for x in records(fleet)), 10, "the cut stream's record")
 
 
 # ---- Bedrock Guardrails, region by region ---------------------------------
@@ -273,20 +293,22 @@ def test_guardrails_fail_over_between_eu_regions_and_unmapped_regions_are_never_
     # x-meridian-region is where the eu. profile processed the request; the
     # guardrail belongs to the region whose endpoint was called.
     before = len(records(fleet))
-    converse(gw, "eu-guarded", "hello there")
-    [rec] = new_records(fleet, before)
+    r = converse(gw, "eu-guarded", "hello there")
+    upstream_id = r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-upstream-request-id"]
+    [rec] = [x for x in records(fleet) if x["request_id"] == upstream_id]
     first = rec["endpoint_region"]
     assert first in ("eu-west-1", "eu-central-1"), rec
     other = "eu-central-1" if first == "eu-west-1" else "eu-west-1"
     control(fleet, "PUT", f"/regions/{first}/faults", {"outage": True})
     try:
         for _ in range(3):
-            mark = len(records(fleet))
             r = converse(gw, "eu-guarded", "hello again")
-            assert r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-region"].startswith("eu-")
+            h = r["ResponseMetadata"]["HTTPHeaders"]
+            assert h["x-meridian-region"].startswith("eu-")
             # The fleet refuses a guardrail ID its region does not have: an
             # answer called in `other` means its own guardrail was sent.
-            assert [x["endpoint_region"] for x in new_records(fleet, mark)] == [other]
+            [rec] = [x for x in records(fleet) if x["request_id"] == h["x-meridian-upstream-request-id"]]
+            assert rec["endpoint_region"] == other
     finally:
         control(fleet, "DELETE", f"/regions/{first}/faults")
     called = {x["endpoint_region"] for x in new_records(fleet, before)}

@@ -372,3 +372,70 @@ fn a_provider_model_is_one_target_in_its_declared_region_under_the_policy() {
     let e = err(&cfg("", "").replace("http://127.0.0.1:4000/v1", "127.0.0.1:4000"));
     assert!(e.contains("providers[0].base_url"), "{e}");
 }
+
+#[test]
+fn guards_guardrails_and_caches_are_checked_where_they_are_written() {
+    let ok = parse(
+        r#"
+[guards.pii]
+email = "anonymize"
+card = "block"
+custom = [{ name = "patient-id", regex = "PID-[0-9]{8}", action = "mask" }]
+words = [{ name = "codename", words = ["bluebird"], action = "log" }]
+
+[models.chat]
+model = "claude-sonnet-4-5"
+guard = "pii"
+guardrail = { eu-west-1 = "gr-abc:3", eu-central-1 = "gr-def:DRAFT" }
+cache = { ttl = "10m" }
+
+[tenants.t]
+credentials = [{ access_key_id = "AKIDGUARDTENANT", secret_access_key = "guard-tenant-secret" }]
+guard = "pii"
+"#,
+        None,
+    )
+    .unwrap();
+    let m = ok.config.model("chat").unwrap();
+    assert_eq!(m.guard.as_deref(), Some("pii"));
+    assert_eq!(m.guardrails["eu-central-1"].version, "DRAFT");
+    assert_eq!(m.cache.unwrap().ttl, std::time::Duration::from_secs(600));
+    let g = &ok.config.guards["pii"];
+    assert_eq!(g.rules.len(), 4);
+    assert_eq!(g.rules[2].detector.label(), "PATIENT_ID");
+    assert_eq!(ok.config.tenants[0].guard.as_deref(), Some("pii"));
+
+    for (text, expected) in [
+        (
+            "[guards.g]\nemail = \"redact\"\n",
+            "meridian.toml:2: guards.g.email: 'redact' is not an action",
+        ),
+        (
+            "[guards.g]\ncustom = [{ name = \"x\", regex = \"(\", action = \"mask\" }]\n",
+            "meridian.toml:2: guards.g.custom[0].regex: regex parse error",
+        ),
+        (
+            "[guards.g]\n",
+            "meridian.toml:1: guards.g: a guard names at least one detector",
+        ),
+        (
+            "[models.m]\nmodel = \"claude-sonnet-4-5\"\nguard = \"nope\"\n",
+            "meridian.toml:3: models.m.guard: 'nope' is not a [guards] entry",
+        ),
+        (
+            "[models.m]\nmodel = \"claude-sonnet-4-5\"\nguardrail = { eu-west-1 = \"gr-abc\" }\n",
+            "meridian.toml:3: models.m.guardrail.eu-west-1: expected \"GUARDRAIL_ID:VERSION\"",
+        ),
+        (
+            "[models.m]\nmodel = \"claude-sonnet-4-5\"\nguardrail = { mars-1 = \"gr:1\" }\n",
+            "meridian.toml:3: models.m.guardrail: 'mars-1' is not a known region",
+        ),
+        (
+            "[models.m]\nmodel = \"claude-sonnet-4-5\"\ncache = { ttl = \"10\" }\n",
+            "meridian.toml:3: models.m.cache.ttl: expected a duration",
+        ),
+    ] {
+        let e = err(text);
+        assert!(e.starts_with(expected), "{e}");
+    }
+}

@@ -103,6 +103,13 @@ async fn gateway(upstream: &str, log: Option<&Path>, extra: &str) -> String {
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 
+/// A model whose answers are cached (every request after the first is a
+/// hit) and one whose requests and answers pass the built-in detectors.
+const CACHED: &str = "[models.cached]\nmodel = \"claude-sonnet-4-5\"\ncache = { ttl = \"1h\" }\n\
+[models.guarded]\nmodel = \"claude-sonnet-4-5\"\nguard = \"pii\"\n\
+[guards.pii]\nemail = \"mask\"\nphone = \"mask\"\ncard = \"mask\"\niban = \"mask\"\nssn = \"mask\"\n\
+ip = \"mask\"\naws_access_key = \"mask\"\naws_secret_key = \"mask\"\n";
+
 /// A tenant whose limits are checked on every request but never reached.
 const TENANT_KEY: &str = "mk-bench-tenant-key-000000000000001";
 
@@ -228,7 +235,7 @@ fn main() {
         let upstream = instant_upstream().await;
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("invocations.ndjson");
-        let quiet = gateway(&upstream, None, "").await;
+        let quiet = gateway(&upstream, None, CACHED).await;
         let logged = gateway(&upstream, Some(&log), "").await;
         let limited = gateway(&upstream, None, &tenant("")).await;
         let redis = redis();
@@ -237,7 +244,12 @@ fn main() {
                 gateway(
                     &upstream,
                     None,
-                    &tenant(&format!("[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n")),
+                    &format!(
+                        "{CACHED}{}",
+                        tenant(&format!(
+                            "[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n"
+                        ))
+                    ),
                 )
                 .await,
             ),
@@ -259,6 +271,11 @@ fn main() {
         ];
         if let Some(s) = &shared {
             targets.push(("  + tenant limits, Redis", s.as_str(), "chat"));
+        }
+        targets.push(("cache hit, memory", quiet.as_str(), "cached"));
+        targets.push(("guard, 8 detectors (mask)", quiet.as_str(), "guarded"));
+        if let Some(s) = &shared {
+            targets.push(("cache hit, Redis (+ limits)", s.as_str(), "cached"));
         }
         // Rounds alternate between the three so that neither warm-up nor a
         // busy moment of the machine favours one of them.

@@ -87,6 +87,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Hedged requests, by model.",
     ),
     (
+        "meridian_guard_findings_total",
+        "counter",
+        "Guard findings, by model, direction (input, output), detector type and action (block, mask, anonymize, log); never values.",
+    ),
+    (
+        "meridian_cache_requests_total",
+        "counter",
+        "Requests to models with a response cache, by model and outcome (hit, miss, refresh, bypass).",
+    ),
+    (
         "meridian_breaker_state",
         "gauge",
         "Circuit breaker per candidate: 0 closed, 1 half-open, 2 open.",

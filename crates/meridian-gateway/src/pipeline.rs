@@ -6,9 +6,10 @@
 //! admit (server-wide cap) → identify (head only: the tenant) → read body
 //! (bounded size and time) → authenticate (the signature covers this body)
 //! → decode → admit (the tenant's models, limits and budgets) → guard input
-//! (pass-through) → cache (pass-through) → plan (residency: model ∩ tenant ∩
-//! header) → execute → guard output (pass-through) → account, log and
-//! settle → encode.
+//! (the tenant's and the model's detectors) → plan (residency: model ∩
+//! tenant ∩ header; Bedrock guardrails' regions) → cache (it needs the
+//! resolved policy) → execute → guard output → account, log and settle →
+//! encode.
 //!
 //! A request refused at any stage is accounted for and logged like one that
 //! was served. A front door cannot skip a stage, because it has no code path

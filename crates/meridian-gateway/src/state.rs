@@ -334,7 +334,8 @@ impl AppState {
     /// This gateway with a new config: tenants, keys, limits, models and
     /// routing come from it; what lives across configs is shared — breakers
     /// and estimates, metrics, invocation logs, traces, endpoint probes,
-    /// upstream accounts, the state backend and the request cap. Returns the
+    /// upstream accounts, the state backend, the response cache and the
+    /// request cap. Returns the
     /// sections that changed but only take effect after a restart.
     pub fn reloaded(&self, config: Config, catalog: Catalog) -> (AppState, Vec<&'static str>) {
         let old = &self.config;
@@ -362,6 +363,9 @@ impl AppState {
         if old.routing.retry_budget != config.routing.retry_budget {
             restart.push("routing.retry_budget");
         }
+        if old.cache_max_bytes != config.cache_max_bytes {
+            restart.push("cache");
+        }
         let mut next = AppState::with_accounts(
             config,
             catalog,
@@ -378,6 +382,9 @@ impl AppState {
         next.probes = self.probes.clone();
         next.limiter = self.limiter.clone();
         next.admission = self.admission.clone();
+        // Entries stay: each is checked against the new plan's policy and
+        // candidates when it is served.
+        next.cache = self.cache.clone();
         next.max_body = self.max_body;
         next.account_id.clone_from(&self.account_id);
         // Keep the settings that did not take effect, so /status tells the truth.

@@ -19,7 +19,8 @@ pub struct Finding {
 /// A compiled rule.
 #[derive(Debug)]
 pub struct Rule {
-    pub label: String,
+    /// Type name, interned (labels come from the config: a closed set).
+    pub label: &'static str,
     pub action: GuardAction,
     check: Option<fn(&str) -> bool>,
 }
@@ -207,7 +208,7 @@ impl Scanner {
                 }
             }
             rules.push(Rule {
-                label: r.detector.label().to_string(),
+                label: super::intern(r.detector.label()),
                 action: r.action,
                 check,
             });
@@ -336,7 +337,7 @@ mod tests {
         out.iter()
             .map(|f| {
                 (
-                    s.rules[f.rule].label.clone(),
+                    s.rules[f.rule].label.to_string(),
                     text[f.start..f.end].to_string(),
                 )
             })

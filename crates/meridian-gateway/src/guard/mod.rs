@@ -225,7 +225,7 @@ impl Session {
             out.push(Hit {
                 start: f.start,
                 end: f.end,
-                label: leak_label(&rule.label),
+                label: rule.label,
                 action: rule.action,
             });
         }
@@ -389,8 +389,9 @@ impl Session {
     }
 }
 
-/// Labels come from the config, a closed set: each is interned once.
-fn leak_label(label: &str) -> &'static str {
+/// Labels come from the config, a closed set: each is interned once, when
+/// a guard is compiled (a reload adds only labels it did not have).
+fn intern(label: &str) -> &'static str {
     static INTERNED: std::sync::OnceLock<parking_lot::Mutex<Vec<&'static str>>> =
         std::sync::OnceLock::new();
     let mut list = INTERNED.get_or_init(Default::default).lock();
