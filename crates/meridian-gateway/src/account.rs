@@ -260,7 +260,30 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     if let Some(t) = &state.tracer {
         trace(t, state, f, &model, outcome, region.as_deref());
     }
-    if !l.invocation || !state.log.enabled() {
+    if l.invocation {
+        let called = f
+            .served
+            .map(|s| s.candidate.target.endpoint_region.as_str());
+        state.stats.finished(&crate::traffic::Finished {
+            model: &model,
+            policy: f.plan.map(|p| p.policy.as_str()),
+            tenant: l.tenant.as_deref(),
+            served: called,
+            processed: region.as_deref(),
+            first: f
+                .plan
+                .and_then(|p| p.candidates.first())
+                .map(|c| c.target.endpoint_region.as_str()),
+            attempts: f
+                .decision
+                .map(|d| d.attempts.as_slice())
+                .unwrap_or_default(),
+            latency_ms: f.latency.as_secs_f64() * 1000.0,
+            ttft_ms: f.ttft.map(|t| t.as_secs_f64() * 1000.0),
+        });
+    }
+    let watched = l.invocation && state.stats.watched();
+    if !l.invocation || !(state.log.enabled() || watched) {
         return cost;
     }
     let model_id = f
@@ -307,7 +330,43 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
             .and_then(|b| serde_json::from_slice(b).ok());
         rec.output.output_body_json = f.response_body.and_then(|b| serde_json::from_slice(b).ok());
     }
-    state.log.write(&rec);
+    if watched {
+        state.stats.tail(crate::traffic::TailEntry {
+            seq: 0,
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            request_id: l.request_id.clone(),
+            api: l.api,
+            operation: l.operation,
+            model: model.clone(),
+            tenant: l.tenant.clone().unwrap_or_default(),
+            region: rec.inference_region.clone().unwrap_or_default(),
+            route: f.decision.map(Decision::summary).unwrap_or_default(),
+            status: f.status,
+            outcome: outcome.to_string(),
+            latency_ms: f.latency.as_millis() as u64,
+            input_tokens: f.usage.input,
+            output_tokens: f.usage.output,
+            cost_usd: cost,
+            cache: l.cache,
+            guard: l.guard.iter().map(|g| g.count).sum(),
+            record: {
+                // The tail never shows bodies.
+                let mut v = serde_json::to_value(&rec).unwrap_or_default();
+                if let Some(i) = v["input"].as_object_mut() {
+                    i.remove("inputBodyJson");
+                }
+                if let Some(o) = v["output"].as_object_mut() {
+                    o.remove("outputBodyJson");
+                }
+                v
+            },
+        });
+    }
+    if state.log.enabled() {
+        state.log.write(&rec);
+    }
     cost
 }
 

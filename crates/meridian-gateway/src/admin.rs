@@ -141,12 +141,19 @@ pub async fn usage(State(live): State<Arc<Live>>, headers: HeaderMap) -> Respons
     if let Some(r) = check(&state, &headers) {
         return r;
     }
-    let Some(rows) = state.limiter.usage(state.tenants.all()).await else {
-        return message(
+    match usage_json(&state).await {
+        Some(v) => answer(StatusCode::OK, v),
+        None => message(
             StatusCode::SERVICE_UNAVAILABLE,
             "the state backend is unreachable; usage cannot be read now",
-        );
-    };
+        ),
+    }
+}
+
+/// Every tenant's usage today and this month, with its limits; `None` when
+/// the state backend cannot be read.
+pub(crate) async fn usage_json(state: &AppState) -> Option<Value> {
+    let rows = state.limiter.usage(state.tenants.all()).await?;
     let tenants: Vec<Value> = rows
         .into_iter()
         .zip(state.tenants.all())
@@ -166,5 +173,5 @@ pub async fn usage(State(live): State<Arc<Live>>, headers: HeaderMap) -> Respons
             })
         })
         .collect();
-    answer(StatusCode::OK, json!({ "tenants": tenants }))
+    Some(json!({ "tenants": tenants }))
 }

@@ -411,12 +411,9 @@ fn forward_whole(body: Result<Bytes, BedrockError>) -> Frames {
 /// Keeps a whole, unbroken stream (its raw upstream frames) once it ends.
 pub type Keep = Box<dyn FnOnce(Bytes, &Served) + Send>;
 
-/// A stream answered from the cache: its frames through the guard, and
-/// what the guard did.
-pub fn replay(
-    body: Bytes,
-    guard: Option<StreamGuard>,
-) -> (Frames, Option<Vec<crate::guard::Fired>>) {
+/// A stream answered from the cache: its frames through the guard, and how
+/// it ends for the record (what the guard did; the error it ended with).
+pub fn replay(body: Bytes, guard: Option<StreamGuard>) -> (Frames, StreamEnd) {
     let mut splitter = FrameSplitter::new();
     splitter.push(&body);
     let mut frames = Vec::new();
@@ -449,6 +446,11 @@ pub fn replay(
     {
         failed = Some(e);
     }
+    let end = StreamEnd {
+        error: failed.as_ref().map(|e| e.kind.name().to_string()),
+        guard: guard.map(|g| g.session().report()),
+        ..StreamEnd::default()
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(frames.len() + 1);
     for f in frames {
         let _ = tx.try_send(Ok(f));
@@ -456,7 +458,7 @@ pub fn replay(
     if let Some(e) = failed {
         let _ = tx.try_send(Err(e));
     }
-    (rx, guard.map(|g| g.session().report()))
+    (rx, end)
 }
 
 /// Guards every frame of a whole event-stream body.

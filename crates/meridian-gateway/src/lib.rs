@@ -15,6 +15,7 @@ mod cache;
 mod canonical;
 pub mod catalog_refresh;
 mod control_plane;
+mod drills;
 mod execute;
 pub mod guard;
 pub mod invocation;
@@ -34,6 +35,8 @@ mod status;
 mod tenancy;
 pub mod tls;
 pub mod traces;
+mod traffic;
+mod ui;
 mod usage;
 
 pub use live::Live;

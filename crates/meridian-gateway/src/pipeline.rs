@@ -268,14 +268,8 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
                     permit,
                 );
                 let guard = guard.map(crate::guard::stream::StreamGuard::new);
-                let (frames, report) = execute::replay(body, guard);
-                on_end(
-                    execute::StreamEnd {
-                        guard: report,
-                        ..execute::StreamEnd::default()
-                    },
-                    &served,
-                );
+                let (frames, end) = execute::replay(body, guard);
+                on_end(end, &served);
                 let mut resp = F::stream(ctx, &served, frames);
                 respond::served_headers(&mut resp, &ledger.request_id, &served);
                 resp

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::live::Live;
 use crate::state::AppState;
-use crate::{admin, anthropic, bedrock, openai, status};
+use crate::{admin, anthropic, bedrock, openai, status, ui};
 
 /// How long accepting pauses after an accept error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -59,6 +59,16 @@ pub fn router(state: Arc<Live>) -> Router {
         )
         .route("/admin/keys/{id}", axum::routing::delete(admin::revoke))
         .route("/admin/usage", get(admin::usage))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/app.css", get(ui::app_css))
+        .route("/ui/api/auth", get(ui::auth))
+        .route("/ui/api/stream", get(ui::stream))
+        .route("/ui/api/snapshot", get(ui::snapshot_once))
+        .route("/ui/api/requests/{id}", get(ui::request))
+        .route("/ui/api/drills", axum::routing::post(ui::start_drill))
+        .route("/ui/api/drills/{id}/report", get(ui::drill_report))
         .fallback(bedrock::handle)
         .with_state(state)
 }

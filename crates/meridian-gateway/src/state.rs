@@ -103,6 +103,10 @@ pub struct AppState {
     /// The response cache (in memory; Redis goes through the limiter's
     /// shared backend).
     pub cache: Arc<crate::cache::Cache>,
+    /// What the dashboard shows.
+    pub stats: Arc<crate::traffic::Stats>,
+    /// Drills started from the dashboard.
+    pub drills: Arc<crate::drills::Drills>,
 }
 
 /// Fallback models in order, each with its targets.
@@ -189,6 +193,8 @@ impl AppState {
         AppState {
             guards: Arc::new(crate::guard::Guards::new(&config)),
             cache: Arc::new(crate::cache::Cache::new(config.cache_max_bytes)),
+            stats: Arc::default(),
+            drills: Arc::default(),
             providers: Arc::new(providers),
             max_attempts: config.routing.max_attempts as usize,
             router: Arc::new(Router::new(Health::new(Default::default(), budget))),
@@ -385,6 +391,8 @@ impl AppState {
         // Entries stay: each is checked against the new plan's policy and
         // candidates when it is served.
         next.cache = self.cache.clone();
+        next.stats = self.stats.clone();
+        next.drills = self.drills.clone();
         next.max_body = self.max_body;
         next.account_id.clone_from(&self.account_id);
         // Keep the settings that did not take effect, so /status tells the truth.

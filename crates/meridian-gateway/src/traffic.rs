@@ -1,0 +1,455 @@
+//! What the dashboard shows, gathered as requests finish: per model and
+//! region, one-second buckets for the last hour (requests served, attempts,
+//! errors, throttles, latency and time-to-first-token histograms); the
+//! regions each residency policy's requests were processed in; the last
+//! reroute per region; and, while a browser watches, a tail of recent
+//! requests with their records.
+//!
+//! A finished request costs one short lock and no allocation once its
+//! model and region have been seen; the tail is kept only while someone
+//! watches.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Seconds of history kept.
+pub const HISTORY_S: usize = 3600;
+/// Requests kept in the tail.
+pub const TAIL: usize = 500;
+/// Upper bounds of the latency buckets, ms.
+pub const BUCKETS_MS: [f64; 16] = [
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10000.0,
+    30000.0,
+    60000.0,
+    f64::INFINITY,
+];
+
+/// One second of one (model, region).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Second {
+    /// Requests served (answered) by this region.
+    pub served: u64,
+    /// Upstream attempts that called this region.
+    pub attempts: u64,
+    /// Of those, failed (throttles included).
+    pub errors: u64,
+    /// Of those, throttled.
+    pub throttles: u64,
+    /// Latency of served requests.
+    pub latency: [u32; BUCKETS_MS.len()],
+    /// Time to first token of served streams.
+    pub ttft: [u32; BUCKETS_MS.len()],
+}
+
+impl Second {
+    fn add(&mut self, o: &Second) {
+        self.served += o.served;
+        self.attempts += o.attempts;
+        self.errors += o.errors;
+        self.throttles += o.throttles;
+        for i in 0..BUCKETS_MS.len() {
+            self.latency[i] += o.latency[i];
+            self.ttft[i] += o.ttft[i];
+        }
+    }
+}
+
+fn bucket(ms: f64) -> usize {
+    BUCKETS_MS
+        .iter()
+        .position(|b| ms <= *b)
+        .unwrap_or(BUCKETS_MS.len() - 1)
+}
+
+/// The `p` quantile (0–1) of a histogram, as the bucket's upper bound (ms);
+/// `None` when empty.
+pub fn quantile(h: &[u32; BUCKETS_MS.len()], p: f64) -> Option<f64> {
+    let total: u64 = h.iter().map(|&c| u64::from(c)).sum();
+    if total == 0 {
+        return None;
+    }
+    let want = (p * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, &c) in h.iter().enumerate() {
+        seen += u64::from(c);
+        if seen >= want {
+            return Some(if BUCKETS_MS[i].is_finite() {
+                BUCKETS_MS[i]
+            } else {
+                BUCKETS_MS[i - 1]
+            });
+        }
+    }
+    None
+}
+
+/// One (model, region) series: the current second and the history.
+#[derive(Debug)]
+struct Series {
+    model: String,
+    region: String,
+    /// Requests answered since start (served here).
+    total: u64,
+    /// Unix second → bucket, newest last, at most [`HISTORY_S`].
+    seconds: VecDeque<(u64, Second)>,
+}
+
+impl Series {
+    fn at(&mut self, now: u64) -> &mut Second {
+        if self.seconds.back().is_none_or(|(t, _)| *t != now) {
+            self.seconds.push_back((now, Second::default()));
+            while self.seconds.len() > HISTORY_S
+                || self
+                    .seconds
+                    .front()
+                    .is_some_and(|(t, _)| *t + HISTORY_S as u64 <= now)
+            {
+                self.seconds.pop_front();
+            }
+        }
+        let last = self.seconds.len() - 1;
+        &mut self.seconds[last].1
+    }
+
+    /// The sum of the seconds in `[from, to]`.
+    fn window(&self, from: u64, to: u64) -> Second {
+        let mut out = Second::default();
+        for (t, s) in self.seconds.iter().rev() {
+            if *t < from {
+                break;
+            }
+            if *t <= to {
+                out.add(s);
+            }
+        }
+        out
+    }
+}
+
+/// Where a policy's (and tenant's) requests were processed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Processed {
+    pub policy: String,
+    pub tenant: String,
+    pub region: String,
+    pub count: u64,
+    /// Unix seconds of the last one.
+    pub last: u64,
+}
+
+/// A request served somewhere other than its first choice.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reroute {
+    pub at: u64,
+    pub model: String,
+    pub from: String,
+    pub to: String,
+    /// Why the first choice did not answer (its attempt's outcome).
+    pub reason: String,
+}
+
+/// One request in the live tail.
+#[derive(Debug, Clone, Serialize)]
+pub struct TailEntry {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub request_id: String,
+    pub api: &'static str,
+    pub operation: &'static str,
+    pub model: String,
+    pub tenant: String,
+    pub region: String,
+    pub route: String,
+    pub status: u16,
+    pub outcome: String,
+    pub latency_ms: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Option<f64>,
+    pub cache: Option<&'static str>,
+    pub guard: u64,
+    /// The whole record (no bodies), opened from the tail.
+    #[serde(skip)]
+    pub record: Value,
+}
+
+/// What one finished request tells the dashboard.
+#[derive(Debug)]
+pub struct Finished<'a> {
+    pub model: &'a str,
+    pub policy: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    /// The region whose endpoint answered it, when one did.
+    pub served: Option<&'a str>,
+    /// The region that processed it (a profile's destination), when known.
+    pub processed: Option<&'a str>,
+    /// The region the first attempt called.
+    pub first: Option<&'a str>,
+    /// Every attempt, in start order.
+    pub attempts: &'a [meridian_router::AttemptRecord],
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+}
+
+/// The dashboard's store; shared by every config a process serves.
+#[derive(Debug, Default)]
+pub struct Stats {
+    series: Mutex<Vec<Series>>,
+    processed: Mutex<Vec<Processed>>,
+    reroutes: Mutex<Vec<Reroute>>,
+    tail: Mutex<VecDeque<Arc<TailEntry>>>,
+    seq: AtomicU64,
+    /// Browsers connected to the live stream.
+    pub viewers: AtomicUsize,
+}
+
+fn series_of<'s>(all: &'s mut Vec<Series>, model: &str, region: &str) -> &'s mut Series {
+    let i = match all
+        .iter()
+        .position(|s| s.model == model && s.region == region)
+    {
+        Some(i) => i,
+        None => {
+            all.push(Series {
+                model: model.to_string(),
+                region: region.to_string(),
+                total: 0,
+                seconds: VecDeque::new(),
+            });
+            all.len() - 1
+        }
+    };
+    &mut all[i]
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Stats {
+    /// Whether a browser is watching (the tail is kept only then).
+    pub fn watched(&self) -> bool {
+        self.viewers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Counts a finished model invocation.
+    pub fn finished(&self, f: &Finished<'_>) {
+        let now = unix_now();
+        {
+            let mut all = self.series.lock();
+            for a in f.attempts {
+                if matches!(a.outcome, "running" | "cancelled") {
+                    continue;
+                }
+                let s = series_of(&mut all, f.model, &a.region).at(now);
+                s.attempts += 1;
+                if a.outcome != "success" {
+                    s.errors += 1;
+                }
+                if a.outcome == "throttled" {
+                    s.throttles += 1;
+                }
+            }
+            if let Some(region) = f.served {
+                let series = series_of(&mut all, f.model, region);
+                series.total += 1;
+                let s = series.at(now);
+                s.served += 1;
+                s.latency[bucket(f.latency_ms)] += 1;
+                if let Some(t) = f.ttft_ms {
+                    s.ttft[bucket(t)] += 1;
+                }
+            }
+        }
+        if let (Some(region), Some(policy)) = (f.processed.or(f.served), f.policy) {
+            let tenant = f.tenant.unwrap_or("");
+            let mut p = self.processed.lock();
+            match p
+                .iter_mut()
+                .find(|x| x.region == region && x.policy == policy && x.tenant == tenant)
+            {
+                Some(x) => {
+                    x.count += 1;
+                    x.last = now;
+                }
+                None => p.push(Processed {
+                    policy: policy.to_string(),
+                    tenant: tenant.to_string(),
+                    region: region.to_string(),
+                    count: 1,
+                    last: now,
+                }),
+            }
+        }
+        if let (Some(to), Some(from)) = (f.served, f.first)
+            && to != from
+        {
+            let reason = f
+                .attempts
+                .first()
+                .map_or("unknown", |a| a.outcome)
+                .to_string();
+            let mut r = self.reroutes.lock();
+            r.retain(|x| x.from != from || x.model != f.model);
+            r.push(Reroute {
+                at: now,
+                model: f.model.to_string(),
+                from: from.to_string(),
+                to: to.to_string(),
+                reason,
+            });
+            if r.len() > 64 {
+                r.remove(0);
+            }
+        }
+    }
+
+    /// Adds a request to the tail (only while watched).
+    pub fn tail(&self, mut e: TailEntry) {
+        e.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut t = self.tail.lock();
+        t.push_back(Arc::new(e));
+        while t.len() > TAIL {
+            t.pop_front();
+        }
+    }
+
+    /// Tail entries after `since`.
+    pub fn tail_since(&self, since: u64) -> Vec<Arc<TailEntry>> {
+        self.tail
+            .lock()
+            .iter()
+            .filter(|e| e.seq > since)
+            .cloned()
+            .collect()
+    }
+
+    /// One request's record, while it is in the tail.
+    pub fn record(&self, request_id: &str) -> Option<Value> {
+        self.tail
+            .lock()
+            .iter()
+            .find(|e| e.request_id == request_id)
+            .map(|e| e.record.clone())
+    }
+
+    /// Per (model, region): totals and the window `[now - span + 1, now]`,
+    /// plus the requests per second of the last 60 s (oldest first).
+    pub fn regions(&self, now: u64, span: u64) -> Vec<RegionModel> {
+        let all = self.series.lock();
+        all.iter()
+            .map(|s| {
+                let w = s.window(now + 1 - span, now);
+                let spark = (0..60)
+                    .rev()
+                    .map(|k| s.window(now - k, now - k).served)
+                    .collect();
+                RegionModel {
+                    model: s.model.clone(),
+                    region: s.region.clone(),
+                    total: s.total,
+                    window: w,
+                    served_per_s: spark,
+                }
+            })
+            .collect()
+    }
+
+    /// Where requests were processed in the last hour.
+    pub fn processed(&self, now: u64) -> Vec<Processed> {
+        let mut p = self.processed.lock();
+        p.retain(|x| x.last + HISTORY_S as u64 > now);
+        p.clone()
+    }
+
+    /// The last reroutes, newest last.
+    pub fn reroutes(&self) -> Vec<Reroute> {
+        self.reroutes.lock().clone()
+    }
+}
+
+/// One (model, region) for the page.
+#[derive(Debug, Clone)]
+pub struct RegionModel {
+    pub model: String,
+    pub region: String,
+    pub total: u64,
+    pub window: Second,
+    pub served_per_s: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_bucket_bounds() {
+        let mut h = [0u32; BUCKETS_MS.len()];
+        h[bucket(3.0)] += 90;
+        h[bucket(700.0)] += 10;
+        assert_eq!(quantile(&h, 0.5), Some(5.0));
+        assert_eq!(quantile(&h, 0.99), Some(1000.0));
+        assert_eq!(quantile(&[0; BUCKETS_MS.len()], 0.5), None);
+    }
+
+    #[test]
+    fn a_request_counts_where_it_was_served_and_where_it_was_tried() {
+        let s = Stats::default();
+        let attempt = |region: &str, outcome: &'static str| meridian_router::AttemptRecord {
+            account: "a".into(),
+            region: region.into(),
+            model_id: "m".into(),
+            reason: "first",
+            start_ms: 0,
+            elapsed_ms: 1,
+            outcome,
+        };
+        let attempts = vec![
+            attempt("us-east-1", "throttled"),
+            attempt("us-west-2", "success"),
+        ];
+        s.finished(&Finished {
+            model: "chat",
+            policy: Some("us"),
+            tenant: None,
+            served: Some("us-west-2"),
+            processed: None,
+            first: Some("us-east-1"),
+            attempts: &attempts,
+            latency_ms: 12.0,
+            ttft_ms: None,
+        });
+        let now = unix_now();
+        let r = s.regions(now, 3);
+        let east = r.iter().find(|x| x.region == "us-east-1").unwrap();
+        assert_eq!(
+            (east.window.attempts, east.window.throttles, east.total),
+            (1, 1, 0)
+        );
+        let west = r.iter().find(|x| x.region == "us-west-2").unwrap();
+        assert_eq!((west.window.served, west.total), (1, 1));
+        assert_eq!(s.reroutes()[0].reason, "throttled");
+        assert_eq!(s.processed(now)[0].region, "us-west-2");
+        assert!(s.tail_since(0).is_empty(), "no tail without a viewer");
+    }
+}

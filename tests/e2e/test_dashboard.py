@@ -1,0 +1,282 @@
+"""The live dashboard at /ui in a real headless Chromium (Debian's chromium
+and chromium-driver, selenium from PyPI): behind the admin key, it shows a
+region's breaker open and its traffic share fall to zero within 5 s of the
+region going down in the fleet while the next region's share rises; its
+figures match /status and /metrics; the residency view lists only allowed
+regions; a decision record opens from the live tail; a drill started from
+the page shows its report. Screenshots of each view are saved under
+target/screenshots/."""
+import hashlib
+import json
+import re
+import shutil
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from conftest import NO_RETRY, ROOT, Proc, clean_env, start_fleet_gateway, wait_file, wait_http
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+ADMIN_KEY = "mk-e2e-dashboard-admin-0000000000001"
+WEB = ("AKIDWEBTENANT", "web-tenant-secret")
+SHOTS = ROOT / "target" / "screenshots"
+
+
+def h(key):
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+CONFIG = f"""
+default_residency = ["us"]
+
+[models.chat]
+model = "claude-sonnet-4-5"
+
+[routing]
+hedging = false
+
+[admin]
+key_hash = "{h(ADMIN_KEY)}"
+
+[tenants.web]
+credentials = [{{ access_key_id = "{WEB[0]}", secret_access_key = "{WEB[1]}" }}]
+requests_per_minute = 100000
+budget_usd_per_day = 50
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dsim")
+    manifest = d / "manifest.json"
+    proc = Proc(["sim", "--regions", "us-east-1,us-east-2,us-west-2", "--seed", "3", "--manifest", str(manifest)],
+                clean_env(d), d, d / "sim.log")
+    try:
+        m = wait_file(manifest, proc)
+        wait_http(m["control_url"] + "/regions", proc)
+        yield m
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(fleet, tmp_path_factory):
+    g = start_fleet_gateway(fleet, tmp_path_factory.mktemp("dash"), CONFIG)
+    yield g
+    g["proc"].stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    assert CHROMIUM and CHROMEDRIVER, "scripts/test installs Debian's chromium and chromium-driver"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1000", f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Traffic:
+    """boto3 Converse calls as the `web` tenant, about 20 a second, until stopped."""
+
+    def __init__(self, gw):
+        self.client = boto3.client("bedrock-runtime", endpoint_url=gw["url"], region_name="us-east-1",
+                                   aws_access_key_id=WEB[0], aws_secret_access_key=WEB[1], config=NO_RETRY)
+        self.stop_at = None
+        self.sent = 0
+        self.failed = 0
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.running = True
+        self.t.start()
+
+    def run(self):
+        while self.running:
+            try:
+                self.client.converse(modelId="chat", messages=[{"role": "user", "content": [{"text": "hello"}]}],
+                                     inferenceConfig={"maxTokens": 16})
+            except Exception:
+                self.failed += 1
+            self.sent += 1
+            time.sleep(0.05)
+
+    def stop(self):
+        self.running = False
+        self.t.join(timeout=30)
+
+
+def control(sim, method, path, body=None):
+    req = urllib.request.Request(sim["control_url"] + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read() or b"null")
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def wait(browser, seconds, poll=0.2):
+    """A wait that retries when the page re-rendered what it was reading."""
+    return WebDriverWait(browser, seconds, poll_frequency=poll,
+                         ignored_exceptions=(StaleElementReferenceException,))
+
+
+def cell(browser, region, field, model="chat"):
+    # Read in one script: the page re-renders every second.
+    return browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+        f'article[data-region="{region}"] [data-model="{model}"] [data-field="{field}"]')
+
+
+def share(browser, region):
+    v = cell(browser, region, "share")
+    return None if v is None else int(v.rstrip("%"))
+
+
+def view(browser, name):
+    browser.find_element(By.CSS_SELECTOR, f'.tab[data-view="{name}"]').click()
+    wait(browser, 5).until(lambda b: b.find_element(By.ID, name).is_displayed())
+
+
+def shot(browser, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / f"dashboard-{name}.png"))
+
+
+def test_the_dashboard_follows_an_outage_and_agrees_with_status_and_metrics(gw, fleet, browser):
+    # Without the admin key the data is refused; the page asks for it.
+    with pytest.raises(urllib.error.HTTPError) as e:
+        get_json(gw["url"] + "/ui/api/snapshot")
+    assert e.value.code == 401
+    browser.get(gw["url"] + "/ui")
+    key = wait(browser, 10).until(lambda b: b.find_element(By.ID, "key") if b.find_element(
+        By.ID, "login").is_displayed() else None)
+    key.send_keys(ADMIN_KEY)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+
+    traffic = Traffic(gw)
+    try:
+        # The region serving everything now.
+        first = wait(browser, 15).until(lambda b: next(
+            (r for r in ("us-east-1", "us-east-2", "us-west-2") if (share(b, r) or 0) >= 90), None))
+        shot(browser, "regions")
+        control(fleet, "PUT", f"/regions/{first}/faults", {"outage": True})
+        t0 = time.time()
+        try:
+            def moved(b):
+                others = [r for r in ("us-east-1", "us-east-2", "us-west-2") if r != first]
+                return (cell(b, first, "breaker") == "open" and share(b, first) == 0
+                        and any((share(b, r) or 0) > 0 for r in others))
+            wait(browser, 5).until(moved)
+            took = time.time() - t0
+            assert took <= 5.0, took
+            shot(browser, "regions-outage")
+            # The page's breaker agrees with /status.
+            status = get_json(gw["url"] + "/status")
+            states = {b["target"].split("|")[1]: b["state"] for b in status["breakers"]
+                      if b["target"].split("|")[1] == first}
+            assert states.get(first) == "open", status["breakers"]
+        finally:
+            control(fleet, "DELETE", f"/regions/{first}/faults")
+    finally:
+        traffic.stop()
+    assert traffic.sent > 10
+
+    # Totals on the page match /metrics once traffic stops (the page updates every second).
+    def totals_match(b):
+        page = sum(int(c.text) for c in b.find_elements(
+            By.CSS_SELECTOR, '[data-model="chat"] [data-field="total"]'))
+        with urllib.request.urlopen(gw["url"] + "/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                     if line.startswith("meridian_requests_total{") and 'model="chat"' in line
+                     and 'outcome="success"' in line)
+        return page if page == int(served) and page > 0 else None
+    wait(browser, 5).until(totals_match)
+
+    # Residency: only regions the policy allows, no violation banner.
+    view(browser, "residency")
+    row = browser.find_element(By.CSS_SELECTOR, '#residency-table tr[data-tenant="web"]')
+    allowed = row.find_element(By.CSS_SELECTOR, 'td[data-field="allowed"]').text.split(", ")
+    processed = [s.get_attribute("data-region") for s in row.find_elements(By.CSS_SELECTOR, "span[data-region]")]
+    assert processed and all(r in allowed for r in processed), (processed, allowed)
+    assert all(r.startswith("us-") for r in processed)
+    assert row.find_elements(By.CSS_SELECTOR, "span.no") == []
+    assert not browser.find_element(By.ID, "violations").is_displayed()
+    shot(browser, "residency")
+
+    # The live tail: one click opens a request's whole decision record.
+    view(browser, "decisions")
+    wait(browser, 5).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#tail tbody tr"))
+    rid = browser.execute_script("return document.querySelector('#tail tbody tr').dataset.id")
+    wait(browser, 5).until(lambda b: b.find_element(
+        By.CSS_SELECTOR, f'#tail tr[data-id="{rid}"] button.open-record').click() or True)
+    text = wait(browser, 5).until(lambda b: b.find_element(By.ID, "record-json").text or None)
+    record = json.loads(text)
+    assert record["requestId"] == rid
+    assert record["meridian"]["decision"]["attempts"], record["meridian"]
+    assert record["meridian"]["tenant"] == "web"
+    shot(browser, "decision-record")
+    browser.find_element(By.CSS_SELECTOR, "#record form button").click()
+
+    view(browser, "tenants")
+    wait(browser, 5).until(lambda b: b.find_elements(By.CSS_SELECTOR, '#tenant-table tr[data-tenant="web"]'))
+    shot(browser, "tenants")
+
+    # A drill started from the page, watched, and its report opened.
+    view(browser, "drills")
+    Select(browser.find_element(By.ID, "scenario")).select_by_value("region-outage")
+    duration = browser.find_element(By.ID, "duration")
+    duration.clear()
+    duration.send_keys("8")
+    browser.find_element(By.ID, "start-drill").click()
+    wait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, 'article[data-drill][data-status="running"]'))
+    wait(browser, 90, poll=1).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, "button.show-report"))
+    wait(browser, 5).until(lambda b: b.find_element(By.CSS_SELECTOR, "button.show-report").click() or True)
+    frame = wait(browser, 10).until(lambda b: b.find_element(By.ID, "report") if b.find_element(
+        By.ID, "report").is_displayed() else None)
+    shot(browser, "drills")
+    browser.switch_to.frame(frame)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "meridian drill: region-outage"
+    assert browser.find_elements(By.TAG_NAME, "svg"), "the report's charts"
+    browser.switch_to.default_content()
+
+    # A phone-sized window still shows the regions.
+    browser.set_window_size(390, 844)
+    view(browser, "regions")
+    assert browser.find_element(By.ID, "region-cards").is_displayed()
+    shot(browser, "phone")
+    browser.set_window_size(1280, 1000)
+
+    errors = [l for l in browser.get_log("browser") if l["level"] == "SEVERE"]
+    assert errors == [], errors
+
+
+def test_no_browser_no_tail(gw):
+    # Without a viewer no request is kept for the tail.
+    snap = json.loads(urllib.request.urlopen(urllib.request.Request(
+        gw["url"] + "/ui/api/snapshot?since=999999999", headers={"authorization": f"Bearer {ADMIN_KEY}"}),
+        timeout=5).read())
+    assert snap["tail"] == []
+    assert re.fullmatch(r"\d+", str(snap["now"]))
