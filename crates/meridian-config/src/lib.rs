@@ -312,6 +312,9 @@ pub struct Config {
     pub providers: Vec<Provider>,
     /// `[guards.NAME]`.
     pub guards: BTreeMap<String, Guard>,
+    /// A policy must allow the gateway's own region too (no transit): a
+    /// gateway outside any policy it serves refuses to start.
+    pub strict_residency: bool,
     /// Bytes the in-memory response cache may hold.
     pub cache_max_bytes: u64,
 }
@@ -405,6 +408,55 @@ pub fn parse(text: &str, file: Option<&Path>) -> Result<Loaded, ConfigError> {
 }
 
 impl Config {
+    /// The residency policies (of exposed models and tenants) that do not
+    /// allow `gateway_region`: a gateway there would have their prompts
+    /// transit a region they exclude. Each with who uses it
+    /// (`models.NAME`, `tenants.NAME`).
+    pub fn transit_policies(&self, gateway_region: &str) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        let uses = self
+            .models
+            .iter()
+            .map(|m| (&m.policy, format!("models.{}", m.name)))
+            .chain(
+                self.tenants
+                    .iter()
+                    .filter_map(|t| Some((t.residency.as_ref()?, format!("tenants.{}", t.name)))),
+            );
+        for (policy, user) in uses {
+            if policy.allows(gateway_region) {
+                continue;
+            }
+            match out.iter_mut().find(|(p, _)| *p == policy.name) {
+                Some((_, users)) => users.push(user),
+                None => out.push((policy.name.clone(), vec![user])),
+            }
+        }
+        out
+    }
+
+    /// With `strict_residency`, the error for a gateway in `gateway_region`
+    /// outside a policy it serves; `None` when it may serve them all.
+    pub fn strict_violation(&self, gateway_region: &str) -> Option<String> {
+        if !self.strict_residency {
+            return None;
+        }
+        let outside = self.transit_policies(gateway_region);
+        if outside.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = outside
+            .iter()
+            .map(|(p, users)| format!("'{p}' ({})", users.join(", ")))
+            .collect();
+        Some(format!(
+            "strict_residency: a gateway in {gateway_region} may not serve residency policy {} — \
+             prompts would pass through {gateway_region}, which the policy does not allow; \
+             run Meridian in an allowed region or turn strict_residency off",
+            list.join(", ")
+        ))
+    }
+
     /// The exposed model called `name`.
     pub fn model(&self, name: &str) -> Option<&ExposedModel> {
         self.models.iter().find(|m| m.name == name)

@@ -13,6 +13,7 @@ use crate::error::{ConfigError, line_of};
 pub(crate) struct RawConfig {
     pub region: Option<Spanned<String>>,
     pub default_residency: Option<Spanned<RawResidency>>,
+    pub strict_residency: Option<Spanned<bool>>,
     #[serde(default)]
     pub catalog: RawCatalog,
     #[serde(default)]

@@ -290,7 +290,8 @@ pub(crate) fn validate(
         auth.api_keys.push(k.get_ref().clone());
     }
 
-    Ok(Loaded {
+    let strict_residency = raw.strict_residency.as_ref().is_some_and(|s| *s.get_ref());
+    let loaded = Loaded {
         config: Config {
             file: file.map(Path::to_path_buf),
             region,
@@ -314,9 +315,17 @@ pub(crate) fn validate(
             providers,
             guards,
             cache_max_bytes,
+            strict_residency,
         },
         catalog,
-    })
+    };
+    // A fixed region is checked now; `auto` when the region is detected.
+    if let (Some(s), RegionSetting::Fixed(r)) = (&raw.strict_residency, &loaded.config.region)
+        && let Some(why) = loaded.config.strict_violation(r)
+    {
+        return Err(at.at(s, "strict_residency", why));
+    }
+    Ok(loaded)
 }
 
 fn strategy_of(

@@ -63,6 +63,12 @@ pub async fn status(State(live): State<Arc<Live>>) -> Json<Value> {
         })).collect::<Vec<_>>(),
         "inbound_auth": if state.config.auth.is_enforced() { "enforced" } else { "not enforced (no [auth] in config)" },
         "models": models,
+        "residency_transit": {
+            "strict_residency": state.config.strict_residency,
+            "policies_outside_this_region": state.config.transit_policies(&state.region).into_iter()
+                .map(|(p, users)| json!({"policy": p, "used_by": users}))
+                .collect::<Vec<_>>(),
+        },
         "ready": state.readiness().iter().all(|r| r.healthy > 0),
         "invocation_log": {
             "sinks": state.log.sink_names(),

@@ -111,6 +111,22 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// What changes when this config is served from another region: targets,
+    /// destinations, distance, prices, IAM, partition, the log bucket. Exit 1
+    /// when a model would become unservable (or, with strict_residency, a
+    /// policy would be served from outside it).
+    PlanMigration {
+        /// The region to move to.
+        #[arg(long)]
+        to: String,
+        /// The region it runs in now (default: from the config, else detected).
+        #[arg(long)]
+        from: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Compare the compiled catalog with Bedrock's control plane.
     Catalog {
         #[command(subcommand)]

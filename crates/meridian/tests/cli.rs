@@ -285,3 +285,151 @@ fn doctor_and_config_check_exit_codes() {
     let v: Value = serde_json::from_slice(&v.stdout).unwrap();
     assert_eq!(v["ok"], false);
 }
+
+/// A config file in a fresh directory.
+fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meridian.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn plan_migration_reports_moves_refusals_and_unservable_models() {
+    // us-east-1 → eu-west-3: every model still served; the report says how.
+    let (_d, cfg) = config_file(
+        "region = \"us-east-1\"\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n[models.lite]\nmodel = \"nova-lite\"\n",
+    );
+    let out = meridian()
+        .args(["plan-migration", "--to", "eu-west-3", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["from"].as_str(), v["to"].as_str()),
+        (Some("us-east-1"), Some("eu-west-3"))
+    );
+    let chat = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "chat")
+        .unwrap();
+    assert!(
+        chat["before"]["model_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("us."),
+        "{chat}"
+    );
+    assert!(
+        chat["after"]["model_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("eu."),
+        "{chat}"
+    );
+    assert_eq!(chat["after"]["call_in"], "eu-west-3");
+    assert!(
+        chat["destinations_gained"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("eu-"))
+    );
+    assert!(
+        chat["destinations_lost"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("us-"))
+    );
+    assert!(!v["iam_arns_added"].as_array().unwrap().is_empty());
+    assert!(
+        v["notes"]
+            .to_string()
+            .contains("region = \\\"us-east-1\\\""),
+        "{}",
+        v["notes"]
+    );
+    let table = meridian()
+        .args(["plan-migration", "--to", "eu-west-3", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("verdict: every model can be served"),
+        "{text}"
+    );
+
+    // eu-west-3 → ca-central-1 with an EU policy, strict: refused, naming it.
+    let (_d2, strict) = config_file(
+        "region = \"eu-west-3\"\nstrict_residency = true\n[residency.eu-only]\nallow = [\"eu\"]\n\
+         [models.chat]\nmodel = \"claude-sonnet-4-5\"\nresidency = \"eu-only\"\n",
+    );
+    let out = meridian()
+        .args(["plan-migration", "--to", "ca-central-1", "--config"])
+        .arg(&strict)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("eu-only") && text.contains("refused (strict_residency"),
+        "{text}"
+    );
+    // The same config, fixed in a region outside its policy, is refused at load.
+    let (_d3, bad) = config_file(
+        "region = \"ca-central-1\"\nstrict_residency = true\n[residency.eu-only]\nallow = [\"eu\"]\n\
+         [models.chat]\nmodel = \"claude-sonnet-4-5\"\nresidency = \"eu-only\"\n",
+    );
+    let out = meridian()
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("strict_residency") && err.contains("'eu-only'"),
+        "{err}"
+    );
+
+    // us-east-1 → us-gov-west-1: models GovCloud does not serve are unservable.
+    let out = meridian()
+        .args([
+            "plan-migration",
+            "--to",
+            "us-gov-west-1",
+            "--json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["partition_to"], "aws-us-gov");
+    assert!(
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| !m["unservable"].is_null()),
+        "{v}"
+    );
+    assert!(
+        v["notes"].to_string().contains("partition changes"),
+        "{}",
+        v["notes"]
+    );
+}

@@ -162,6 +162,26 @@ async fn check_loaded(loaded: &Loaded, report: &mut Report) {
         ),
         Some(r) => report.add(Level::Ok, "region", format!("{} {} (from {})", r.code, r.name, step.label()), None),
     }
+    if let Some(why) = config.strict_violation(&region) {
+        report.add(
+            Level::Error,
+            "residency",
+            why,
+            Some("run Meridian in a region every policy allows, or set strict_residency = false"),
+        );
+    } else {
+        for (policy, users) in config.transit_policies(&region) {
+            report.add(
+                Level::Warn,
+                "residency",
+                format!(
+                    "this gateway runs in {region}, outside residency policy '{policy}' ({}): prompts pass through it",
+                    users.join(", ")
+                ),
+                Some("run Meridian inside the policy, or set strict_residency = true to refuse this"),
+            );
+        }
+    }
     if catalog.region(&region).is_some() {
         for m in &config.models {
             check_model(loaded, &m.name, &region, report);

@@ -7,6 +7,7 @@ mod doctor;
 pub mod drill;
 mod iam_policy;
 mod keys;
+mod plan_migration;
 mod regions;
 mod resolve;
 mod serve;
@@ -71,6 +72,12 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Catalog {
             command: CatalogCommand::Diff { config, all, json },
         } => catalog::diff_cmd(config.config.as_deref(), all, json.json).await,
+        Command::PlanMigration {
+            to,
+            from,
+            config,
+            json,
+        } => plan_migration::run(&to, from, config.config.as_deref(), json.json).await,
     }
 }
 

@@ -31,6 +31,16 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             step.label()
         );
     }
+    if let Some(why) = config.strict_violation(&region) {
+        anyhow::bail!("{why}");
+    }
+    for (policy, users) in config.transit_policies(&region) {
+        tracing::warn!(
+            policy = %policy,
+            used_by = %users.join(", "),
+            "this gateway runs in {region}, outside residency policy '{policy}': its prompts pass through {region} (set strict_residency = true to refuse this)"
+        );
+    }
     let (accounts, info, fleet) = upstream(&config, &catalog, &region, sim_seed).await?;
     tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
     let log = invocation_log(&config, &region).await?;
