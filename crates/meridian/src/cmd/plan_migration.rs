@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use meridian_catalog::arn::partition_of;
 use meridian_catalog::iam::resources;
-use meridian_catalog::{Catalog, Target, TargetKind};
+use meridian_catalog::{Catalog, Target};
 use serde::Serialize;
 
 use super::{emit, emit_json, source_region};
@@ -63,24 +63,12 @@ struct Plan {
     ok: bool,
 }
 
-fn kind(k: TargetKind) -> &'static str {
-    match k {
-        TargetKind::GeoProfile => "geo-profile",
-        TargetKind::GlobalProfile => "global-profile",
-        TargetKind::OnDemand => "in-region",
-        TargetKind::AppProfile => "app-profile",
-        TargetKind::Provisioned => "provisioned",
-        TargetKind::PassThrough => "pass-through",
-        TargetKind::Provider => "provider",
-    }
-}
-
 fn side(catalog: &Catalog, gateway: &str, t: &Target) -> Side {
     let geo = |r: &str| catalog.region(r).map(|x| x.geography.clone());
     Side {
         call_in: t.endpoint_region.clone(),
         model_id: t.model_id.clone(),
-        kind: kind(t.kind),
+        kind: super::resolve::kind(t),
         processed_in: t.destinations.iter().cloned().collect(),
         in_region: t.endpoint_region == gateway,
         crosses_geography: geo(&t.endpoint_region) != geo(gateway),

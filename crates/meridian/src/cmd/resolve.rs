@@ -85,7 +85,8 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-fn kind(t: &Target) -> &'static str {
+/// A target's kind, as the tables name it.
+pub(super) fn kind(t: &Target) -> &'static str {
     match t.kind {
         TargetKind::GeoProfile => "geo-profile",
         TargetKind::GlobalProfile => "global-profile",
