@@ -127,20 +127,6 @@ impl Series {
         let last = self.seconds.len() - 1;
         &mut self.seconds[last].1
     }
-
-    /// The sum of the seconds in `[from, to]`.
-    fn window(&self, from: u64, to: u64) -> Second {
-        let mut out = Second::default();
-        for (t, s) in self.seconds.iter().rev() {
-            if *t < from {
-                break;
-            }
-            if *t <= to {
-                out.add(s);
-            }
-        }
-        out
-    }
 }
 
 /// Where a policy's (and tenant's) requests were processed.
@@ -359,11 +345,22 @@ impl Stats {
         let all = self.series.lock();
         all.iter()
             .map(|s| {
-                let w = s.window(now + 1 - span, now);
-                let spark = (0..60)
-                    .rev()
-                    .map(|k| s.window(now - k, now - k).served)
-                    .collect();
+                // One pass from the newest second back over the last minute.
+                let mut spark = vec![0u64; 60];
+                let mut w = Second::default();
+                for (t, sec) in s.seconds.iter().rev() {
+                    if *t > now {
+                        continue;
+                    }
+                    let age = now - t;
+                    if age >= 60 {
+                        break;
+                    }
+                    spark[59 - age as usize] = sec.served;
+                    if age < span {
+                        w.add(sec);
+                    }
+                }
                 RegionModel {
                     model: s.model.clone(),
                     region: s.region.clone(),
@@ -448,6 +445,19 @@ mod tests {
         );
         let west = r.iter().find(|x| x.region == "us-west-2").unwrap();
         assert_eq!((west.window.served, west.total), (1, 1));
+        assert_eq!(west.served_per_s.len(), 60);
+        assert_eq!(
+            west.served_per_s[59], 1,
+            "this second is the sparkline's last point"
+        );
+        assert_eq!(
+            s.regions(now + 2, 3)[1].window.served + s.regions(now + 2, 3)[0].window.served,
+            1
+        );
+        assert!(
+            s.regions(now + 3, 3).iter().all(|r| r.window.served == 0),
+            "out of the window"
+        );
         assert_eq!(s.reroutes()[0].reason, "throttled");
         assert_eq!(s.processed(now)[0].region, "us-west-2");
         assert!(s.tail_since(0).is_empty(), "no tail without a viewer");
