@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use crate::keys;
 use crate::limits::runtime_keys::KeyError;
@@ -22,7 +21,7 @@ fn answer(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn message(status: StatusCode, text: &str) -> Response {
+pub(crate) fn message(status: StatusCode, text: &str) -> Response {
     answer(status, json!({ "message": text }))
 }
 
@@ -34,13 +33,7 @@ fn check(state: &AppState, headers: &HeaderMap) -> Option<Response> {
             "the admin API is off: set [admin] key_hash (meridian keys create --tenant admin)",
         ));
     };
-    let token = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
-    if bool::from(keys::hash(token).ct_eq(want)) {
+    if keys::bearer_is(headers, want) {
         None
     } else {
         Some(message(

@@ -28,6 +28,19 @@ pub fn hash_text(h: &KeyHash) -> String {
     format!("{HASH_PREFIX}{}", hex::encode(h))
 }
 
+/// Whether the request's `Authorization: Bearer` key hashes to `want`
+/// (compared in constant time).
+pub fn bearer_is(headers: &http::HeaderMap, want: &KeyHash) -> bool {
+    use subtle::ConstantTimeEq;
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    bool::from(hash(token).ct_eq(want))
+}
+
 /// A key's public id: `key_` and the first 12 hex digits of its hash.
 pub fn id(h: &KeyHash) -> String {
     format!("key_{}", &hex::encode(h)[..12])

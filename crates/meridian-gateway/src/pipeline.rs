@@ -257,49 +257,30 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         Err(e) => return early(&ledger, e),
     };
     // cache: an exact repeat, produced where this plan's policy allows
-    let store = match cache_stage(&state, &parts, &tenant.name, &plan, &mut ledger).await {
-        Ok(Lookup::Hit(served, body)) => {
-            let mut resp = if plan.streaming {
-                let on_end = account::at_stream_end(
-                    state.clone(),
-                    ledger.clone(),
-                    plan.clone(),
-                    claim,
-                    permit,
-                );
-                let guard = guard.map(crate::guard::stream::StreamGuard::new);
-                let (frames, end) = execute::replay(body, guard);
-                on_end(end, &served);
-                let mut resp = F::stream(ctx, &served, frames);
-                respond::served_headers(&mut resp, &ledger.request_id, &served);
-                resp
-            } else {
-                let usage = crate::usage::Usage::default();
-                let got = Got {
-                    served: &served,
-                    body,
-                    usage,
-                };
-                let resp =
-                    unary_answer::<F>(&state, &mut ledger, &plan, got, guard.as_mut(), ctx, claim);
-                drop(permit);
-                resp
-            };
-            resp.headers_mut()
-                .insert(crate::cache::HEADER, HeaderValue::from_static("hit"));
-            add_headers(&mut resp, &rate);
-            return resp;
-        }
-        Ok(Lookup::Miss(store)) => store,
+    let (hit, store) = match cache_stage(&state, &parts, &tenant.name, &plan, &mut ledger).await {
+        Ok(Lookup::Hit(served, body)) => (Some((*served, body)), None),
+        Ok(Lookup::Miss(store)) => (None, store),
         Err(e) => return early(&ledger, e),
     };
-    // execute; then guard output, account, log and settle, encode
+    let cached = hit.is_some();
+    // execute (or replay the hit); then guard output, account, log and
+    // settle, encode
     let mut resp = if plan.streaming {
         let on_end =
             account::at_stream_end(state.clone(), ledger.clone(), plan.clone(), claim, permit);
         let guard = guard.map(crate::guard::stream::StreamGuard::new);
-        let keep = store.map(|(key, ttl)| keeper(state.clone(), key, ttl));
-        match execute::streaming(&state, &plan, guard, keep, on_end).await {
+        let answered = match hit {
+            Some((served, body)) => {
+                let (frames, end) = execute::replay(body, guard);
+                on_end(end, &served);
+                Ok((served, frames))
+            }
+            None => {
+                let keep = store.map(|(key, ttl)| keeper(state.clone(), key, ttl));
+                execute::streaming(&state, &plan, guard, keep, on_end).await
+            }
+        };
+        match answered {
             Ok((served, frames)) => {
                 let mut resp = F::stream(ctx, &served, frames);
                 respond::served_headers(&mut resp, &ledger.request_id, &served);
@@ -308,7 +289,12 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
             Err(ex) => exhausted::<F>(&state, &ledger, &plan, &ex),
         }
     } else {
-        match run_unary(&state, &plan).await {
+        let answered = match hit {
+            // A hit costs nothing upstream: no tokens are charged.
+            Some((served, body)) => Ok((served, body, crate::usage::Usage::default())),
+            None => run_unary(&state, &plan).await,
+        };
+        match answered {
             Ok((served, body, usage)) => {
                 if let Some((key, ttl)) = store
                     && served.status == http::StatusCode::OK
@@ -336,6 +322,10 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
             Err(ex) => exhausted::<F>(&state, &ledger, &plan, &ex),
         }
     };
+    if cached {
+        resp.headers_mut()
+            .insert(crate::cache::HEADER, HeaderValue::from_static("hit"));
+    }
     add_headers(&mut resp, &rate);
     resp
 }

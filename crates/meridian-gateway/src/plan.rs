@@ -245,7 +245,11 @@ fn guardrail_stage(
             .map(|m| &m.guardrails)
             .filter(|g| !g.is_empty())
     };
-    if !candidates.iter().any(|c| mapped(&c.model).is_some()) {
+    // Most configs map no guardrail at all: one look at the models, not one
+    // per candidate.
+    if state.config.models.iter().all(|m| m.guardrails.is_empty())
+        || !candidates.iter().any(|c| mapped(&c.model).is_some())
+    {
         return Ok(Vec::new());
     }
     let mut out: Vec<(String, String, meridian_config::Guardrail)> = Vec::new();

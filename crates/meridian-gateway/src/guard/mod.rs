@@ -110,10 +110,10 @@ impl Guards {
 
 /// A finding, resolved to what it is and what to do.
 #[derive(Debug, Clone, Copy)]
-struct Hit<'s> {
+struct Hit {
     start: usize,
     end: usize,
-    label: &'s str,
+    label: &'static str,
     action: GuardAction,
 }
 
@@ -189,7 +189,7 @@ impl Session {
             .unwrap_or(1)
     }
 
-    fn hits(&mut self, text: &str) -> Vec<Hit<'static>> {
+    fn hits(&mut self, text: &str) -> Vec<Hit> {
         // Findings of every scanner, stricter first where two overlap.
         let mut all: Vec<(Finding, usize)> = Vec::new();
         for (si, s) in self.scanners.iter().enumerate() {
@@ -207,7 +207,7 @@ impl Session {
                 .then(b.0.end.cmp(&a.0.end))
                 .then(action(b).cmp(&action(a)))
         });
-        let mut out: Vec<Hit<'static>> = Vec::new();
+        let mut out: Vec<Hit> = Vec::new();
         let mut reach = 0;
         for (i, (f, si)) in all.iter().enumerate() {
             if i > 0 && f.start < reach {

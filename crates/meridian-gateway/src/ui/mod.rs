@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
+use crate::admin::message;
 use crate::live::Live;
 use crate::state::AppState;
 
@@ -57,26 +57,28 @@ pub async fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-/// `None` when the caller may read the dashboard's data; else the refusal.
-fn check(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    let want = state.config.admin_key.as_ref()?;
-    let token = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
-    if bool::from(crate::keys::hash(token).ct_eq(want)) {
-        None
-    } else {
-        Some(
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"message": "the dashboard needs the admin key"})),
-            )
-                .into_response(),
-        )
-    }
+/// Whether the caller may read the dashboard's data: the admin key, when
+/// one is configured.
+fn allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    state
+        .config
+        .admin_key
+        .as_ref()
+        .is_none_or(|want| crate::keys::bearer_is(headers, want))
+}
+
+/// The state for a dashboard call, when the caller may make it.
+fn authorized(live: &Live, headers: &HeaderMap) -> Option<Arc<AppState>> {
+    let state = live.get();
+    allowed(&state, headers).then_some(state)
+}
+
+/// The answer to a caller without the admin key.
+fn refused() -> Response {
+    message(
+        StatusCode::UNAUTHORIZED,
+        "the dashboard needs the admin key",
+    )
 }
 
 /// `GET /ui/api/auth`: whether the dashboard needs the admin key and
@@ -86,7 +88,7 @@ pub async fn auth(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response
     let state = live.get();
     Json(json!({
         "key_required": state.config.admin_key.is_some(),
-        "authorized": check(&state, &headers).is_none(),
+        "authorized": allowed(&state, &headers),
     }))
     .into_response()
 }
@@ -111,10 +113,9 @@ pub async fn stream(
     headers: HeaderMap,
     Query(q): Query<Since>,
 ) -> Response {
-    let state = live.get();
-    if let Some(r) = check(&state, &headers) {
-        return r;
-    }
+    let Some(state) = authorized(&live, &headers) else {
+        return refused();
+    };
     let stats = state.stats.clone();
     stats.viewers.fetch_add(1, Ordering::Relaxed);
     let viewer = Viewer(stats);
@@ -125,7 +126,7 @@ pub async fn stream(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let snap = snapshot(&live, since).await;
+            let snap = snapshot(&live.get(), since).await;
             if let Some(s) = snap["tail_seq"].as_u64() {
                 since = s;
             }
@@ -151,11 +152,10 @@ pub async fn snapshot_once(
     headers: HeaderMap,
     Query(q): Query<Since>,
 ) -> Response {
-    let state = live.get();
-    if let Some(r) = check(&state, &headers) {
-        return r;
-    }
-    Json(snapshot(&live, q.since.unwrap_or(0)).await).into_response()
+    let Some(state) = authorized(&live, &headers) else {
+        return refused();
+    };
+    Json(snapshot(&state, q.since.unwrap_or(0)).await).into_response()
 }
 
 /// `GET /ui/api/requests/{id}`: a request's record, while it is in the tail.
@@ -164,23 +164,20 @@ pub async fn request(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let state = live.get();
-    if let Some(r) = check(&state, &headers) {
-        return r;
-    }
+    let Some(state) = authorized(&live, &headers) else {
+        return refused();
+    };
     match state.stats.record(&id) {
         Some(r) => Json(r).into_response(),
-        None => (
+        None => message(
             StatusCode::NOT_FOUND,
-            Json(json!({"message": format!("request {id} is no longer in the live tail")})),
-        )
-            .into_response(),
+            &format!("request {id} is no longer in the live tail"),
+        ),
     }
 }
 
 /// Everything the page shows, now; tail entries after `since`.
-async fn snapshot(live: &Live, since: u64) -> Value {
-    let state = live.get();
+async fn snapshot(state: &AppState, since: u64) -> Value {
     let now = crate::traffic::unix_now();
     let views = state.router.views();
     // Per region, per model: traffic, latency, errors, breakers and quotas.
@@ -194,7 +191,7 @@ async fn snapshot(live: &Live, since: u64) -> Value {
         let w = &r.window;
         let of_model = model_served.get(r.model.as_str()).copied().unwrap_or(0);
         // Breaker and quota of this region's candidates for the model.
-        let ids = model_ids(&state, &r.model);
+        let ids = model_ids(state, &r.model);
         let mine: Vec<_> = views
             .iter()
             .filter(|v| {
@@ -262,7 +259,7 @@ async fn snapshot(live: &Live, since: u64) -> Value {
         })
         .collect();
     let processed = state.stats.processed(now);
-    let residency = residency(&state, &processed);
+    let residency = residency(state, &processed);
     let tail: Vec<Value> = state
         .stats
         .tail_since(since)
@@ -271,7 +268,7 @@ async fn snapshot(live: &Live, since: u64) -> Value {
         .collect();
     let tail_seq = tail.last().and_then(|e| e["seq"].as_u64()).unwrap_or(since);
     let tenants = if state.tenants.enforced() {
-        crate::admin::usage_json(&state).await
+        crate::admin::usage_json(state).await
     } else {
         None
     };
@@ -296,7 +293,7 @@ async fn snapshot(live: &Live, since: u64) -> Value {
         "tail_seq": tail_seq,
         "tenants": tenants,
         "drills": state.drills.list(),
-        "drills_allowed": drills_allowed(&state),
+        "drills_allowed": drills_allowed(state),
         "scenarios": crate::drills::SCENARIOS,
     })
 }
@@ -374,30 +371,27 @@ pub async fn start_drill(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let state = live.get();
-    if let Some(r) = check(&state, &headers) {
-        return r;
-    }
+    let Some(state) = authorized(&live, &headers) else {
+        return refused();
+    };
     if !drills_allowed(&state) {
-        return (
+        return message(
             StatusCode::FORBIDDEN,
-            Json(json!({"message": "drills start from the page when the fleet is simulated, or with [admin] key_hash set"})),
-        )
-            .into_response();
+            "drills start from the page when the fleet is simulated, or with [admin] key_hash set",
+        );
     }
     let req: crate::drills::Start = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return (
+            return message(
                 StatusCode::BAD_REQUEST,
-                Json(json!({"message": format!("expected {{\"scenario\": NAME, \"duration_s\": N}}: {e}")})),
-            )
-                .into_response();
+                &format!("expected {{\"scenario\": NAME, \"duration_s\": N}}: {e}"),
+            );
         }
     };
     match state.drills.start(&req).await {
         Ok(d) => (StatusCode::ACCEPTED, Json(d)).into_response(),
-        Err(m) => (StatusCode::CONFLICT, Json(json!({"message": m}))).into_response(),
+        Err(m) => message(StatusCode::CONFLICT, &m),
     }
 }
 
@@ -413,10 +407,9 @@ pub async fn drill_report(
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Response {
-    let state = live.get();
-    if let Some(r) = check(&state, &headers) {
-        return r;
-    }
+    let Some(state) = authorized(&live, &headers) else {
+        return refused();
+    };
     match state.drills.report(id).await {
         Some(html) => (
             [
@@ -429,10 +422,9 @@ pub async fn drill_report(
             html,
         )
             .into_response(),
-        None => (
+        None => message(
             StatusCode::NOT_FOUND,
-            Json(json!({"message": format!("drill {id} has no report (yet)")})),
-        )
-            .into_response(),
+            &format!("drill {id} has no report (yet)"),
+        ),
     }
 }
