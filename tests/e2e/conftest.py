@@ -3,8 +3,10 @@
 Every process is started with a clean environment (no AWS credentials, no
 metadata service) and is stopped at teardown; every wait is bounded.
 """
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,14 +91,12 @@ def wait_file(path, proc, timeout=20):
     raise TimeoutError(f"{path} was not written:\n{proc.output()}")
 
 
-@pytest.fixture(scope="session")
-def sim(tmp_path_factory):
-    """A standalone simulated fleet: `meridian sim`."""
-    d = tmp_path_factory.mktemp("sim")
+def run_sim(d, regions, seed, *extra):
+    """`meridian sim` over `regions` in directory `d`: yields its manifest,
+    stops it afterwards (use with `yield from` in a fixture)."""
     manifest = d / "manifest.json"
-    (d / "profiles.toml").write_text(APP_PROFILES)
-    proc = Proc(["sim", "--regions", "us-east-1,us-east-2,us-west-1,us-west-2,eu-west-1", "--seed", "7",
-                 "--manifest", str(manifest), "--config", str(d / "profiles.toml")], clean_env(d), d, d / "sim.log")
+    proc = Proc(["sim", "--regions", regions, "--seed", str(seed), "--manifest", str(manifest), *extra],
+                clean_env(d), d, d / "sim.log")
     try:
         m = wait_file(manifest, proc)
         wait_http(m["control_url"] + "/regions", proc)
@@ -105,19 +105,57 @@ def sim(tmp_path_factory):
         proc.stop()
 
 
-def put_faults(sim, region, faults):
-    req = urllib.request.Request(f"{sim['control_url']}/regions/{region}/faults", method="PUT",
-                                 data=json.dumps(faults).encode(), headers={"content-type": "application/json"})
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory):
+    """A standalone simulated fleet: `meridian sim`."""
+    d = tmp_path_factory.mktemp("sim")
+    (d / "profiles.toml").write_text(APP_PROFILES)
+    yield from run_sim(d, "us-east-1,us-east-2,us-west-1,us-west-2,eu-west-1", 7,
+                       "--config", str(d / "profiles.toml"))
+
+
+def sim_control(sim, method, path, body=None):
+    """A call to the fleet's control API; its JSON answer."""
+    req = urllib.request.Request(sim["control_url"] + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
+        return json.loads(r.read() or b"null")
+
+
+def put_faults(sim, region, faults):
+    return sim_control(sim, "PUT", f"/regions/{region}/faults", faults)
 
 
 def sim_records(sim):
     """The fleet's records of model invocations. Control-plane reads (no
     model ID: every gateway's catalog refresh lists profiles at start-up)
     are left out, so they never count as traffic."""
-    with urllib.request.urlopen(sim["control_url"] + "/records", timeout=5) as r:
-        return [x for x in json.loads(r.read()) if x["model_id"]]
+    return [x for x in sim_control(sim, "GET", "/records") if x["model_id"]]
+
+
+def key_hash(key):
+    """A key as the config stores it."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def headless_chromium(profile, *flags):
+    """Debian's chromium driven by chromedriver, headless, its console logged;
+    the caller quits it."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and chromedriver, "scripts/test installs Debian's chromium and chromium-driver"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}", *flags):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(chromedriver))
+    driver.set_page_load_timeout(30)
+    return driver
 
 
 def sim_client(sim, region, service="bedrock-runtime", config=NO_RETRY):

@@ -1,22 +1,17 @@
 """The Anthropic Python SDK against Meridian's /v1/messages, with a tenant key."""
 import base64
-import hashlib
 import struct
 import zlib
 
 import anthropic
 import pytest
 
-from conftest import fleet_gateway, put_faults, sim_records
+from conftest import fleet_gateway, key_hash, put_faults, sim_records
 
 KEY = "mk-e2e-anthropic-tenant-key-000000001"
 EU_KEY = "mk-e2e-anthropic-eu-tenant-key-000001"
 TOOLS = [{"name": "get_weather", "description": "weather for a city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
-
-
-def h(key):
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +24,10 @@ model = "claude-sonnet-4-5"
 model = "nova-pro"
 
 [tenants.apps]
-api_keys = ["{h(KEY)}"]
+api_keys = ["{key_hash(KEY)}"]
 
 [tenants.eu]
-api_keys = ["{h(EU_KEY)}"]
+api_keys = ["{key_hash(EU_KEY)}"]
 residency = ["eu"]
 """)
 

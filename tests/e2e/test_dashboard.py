@@ -6,33 +6,24 @@ figures match /status and /metrics; the residency view lists only allowed
 regions; a decision record opens from the live tail; a drill started from
 the page shows its report. Screenshots of each view are saved under
 target/screenshots/."""
-import hashlib
 import json
 import re
-import shutil
 import threading
 import time
+import urllib.error
 import urllib.request
-from pathlib import Path
 
 import boto3
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import NO_RETRY, ROOT, Proc, clean_env, start_fleet_gateway, wait_file, wait_http
+from conftest import NO_RETRY, ROOT, headless_chromium, key_hash, run_sim, sim_control, start_fleet_gateway
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ADMIN_KEY = "mk-e2e-dashboard-admin-0000000000001"
 WEB = ("AKIDWEBTENANT", "web-tenant-secret")
 SHOTS = ROOT / "target" / "screenshots"
-
-
-def h(key):
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 CONFIG = f"""
@@ -45,7 +36,7 @@ model = "claude-sonnet-4-5"
 hedging = false
 
 [admin]
-key_hash = "{h(ADMIN_KEY)}"
+key_hash = "{key_hash(ADMIN_KEY)}"
 
 [tenants.web]
 credentials = [{{ access_key_id = "{WEB[0]}", secret_access_key = "{WEB[1]}" }}]
@@ -56,16 +47,7 @@ budget_usd_per_day = 50
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    d = tmp_path_factory.mktemp("dsim")
-    manifest = d / "manifest.json"
-    proc = Proc(["sim", "--regions", "us-east-1,us-east-2,us-west-2", "--seed", "3", "--manifest", str(manifest)],
-                clean_env(d), d, d / "sim.log")
-    try:
-        m = wait_file(manifest, proc)
-        wait_http(m["control_url"] + "/regions", proc)
-        yield m
-    finally:
-        proc.stop()
+    yield from run_sim(tmp_path_factory.mktemp("dsim"), "us-east-1,us-east-2,us-west-2", 3)
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +59,7 @@ def gw(fleet, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    assert CHROMIUM and CHROMEDRIVER, "scripts/test installs Debian's chromium and chromium-driver"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000", f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"), "--window-size=1280,1000")
     try:
         yield driver
     finally:
@@ -120,14 +92,6 @@ class Traffic:
     def stop(self):
         self.running = False
         self.t.join(timeout=30)
-
-
-def control(sim, method, path, body=None):
-    req = urllib.request.Request(sim["control_url"] + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read() or b"null")
 
 
 def get_json(url):
@@ -180,7 +144,7 @@ def test_the_dashboard_follows_an_outage_and_agrees_with_status_and_metrics(gw, 
         first = wait(browser, 15).until(lambda b: next(
             (r for r in ("us-east-1", "us-east-2", "us-west-2") if (share(b, r) or 0) >= 90), None))
         shot(browser, "regions")
-        control(fleet, "PUT", f"/regions/{first}/faults", {"outage": True})
+        sim_control(fleet, "PUT", f"/regions/{first}/faults", {"outage": True})
         t0 = time.time()
         try:
             def moved(b):
@@ -197,7 +161,7 @@ def test_the_dashboard_follows_an_outage_and_agrees_with_status_and_metrics(gw, 
                       if b["target"].split("|")[1] == first}
             assert states.get(first) == "open", status["breakers"]
         finally:
-            control(fleet, "DELETE", f"/regions/{first}/faults")
+            sim_control(fleet, "DELETE", f"/regions/{first}/faults")
     finally:
         traffic.stop()
     assert traffic.sent > 10

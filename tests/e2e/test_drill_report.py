@@ -5,31 +5,17 @@ JSON report says each region served, the p99 line has a point per second,
 the checks are listed, and the embedded report is the --json output."""
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from conftest import BIN, clean_env
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+from conftest import BIN, clean_env, headless_chromium
 
 
 @pytest.fixture
 def browser(tmp_path):
-    assert CHROMIUM and CHROMEDRIVER, "scripts/test installs Debian's chromium and chromium-driver"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
+    driver = headless_chromium(tmp_path / "chromium-profile")
     try:
         yield driver
     finally:

@@ -17,8 +17,8 @@ import botocore
 import openai
 import pytest
 
-from conftest import (NO_RETRY, Proc, Redis, clean_env, invocation_record, start_fleet_gateway, wait_file,
-                      wait_for, wait_http)
+from conftest import (NO_RETRY, Redis, invocation_record, run_sim, sim_control, sim_records, start_fleet_gateway,
+                      wait_for)
 
 REGIONS = "us-east-1,us-east-2,eu-west-1,eu-central-1,eu-west-3"
 EMAIL, CARD, IBAN = "jane.doe@example.com", "4111111111111111", "DE89370400440532013000"
@@ -94,29 +94,10 @@ GUARDRAILS = [
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """A fleet of its own, with three EU regions and the guardrails above."""
-    d = tmp_path_factory.mktemp("gsim")
-    manifest = d / "manifest.json"
-    proc = Proc(["sim", "--regions", REGIONS, "--seed", "11", "--manifest", str(manifest)], clean_env(d), d,
-                d / "sim.log")
-    try:
-        m = wait_file(manifest, proc)
-        wait_http(m["control_url"] + "/regions", proc)
-        control(m, "PUT", "/guardrails", GUARDRAILS)
+    for m in run_sim(tmp_path_factory.mktemp("gsim"), REGIONS, 11):
+        sim_control(m, "PUT", "/guardrails", GUARDRAILS)
         yield m
-    finally:
-        proc.stop()
 
-
-def control(sim, method, path, body=None):
-    req = urllib.request.Request(sim["control_url"] + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read() or b"null")
-
-
-def records(sim):
-    return [x for x in control(sim, "GET", "/records") if x["model_id"]]
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +157,7 @@ def stream_text(events):
 
 
 def new_records(sim, before):
-    return records(sim)[before:]
+    return sim_records(sim)[before:]
 
 
 def b64(text):
@@ -186,7 +167,7 @@ def b64(text):
 # ---- Meridian's own detectors ------------------------------------------------
 
 def test_mask_hides_values_from_the_model_and_the_client(gw, fleet):
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     r = converse(gw, "masked", PROMPT)
     [rec] = new_records(fleet, before)
     for value in (EMAIL, CARD, IBAN):
@@ -205,7 +186,7 @@ def test_mask_hides_values_from_the_model_and_the_client(gw, fleet):
         in metrics, [l for l in metrics.splitlines() if "guard" in l]
 
     # The OpenAI SDK, plain and streamed: the model sees types, so does the client.
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     c = oai(gw).chat.completions.create(model="masked", max_tokens=64,
                                         messages=[{"role": "user", "content": PROMPT}])
     assert "[IBAN]" in c.choices[0].message.content and IBAN not in c.choices[0].message.content
@@ -218,7 +199,7 @@ def test_mask_hides_values_from_the_model_and_the_client(gw, fleet):
 
 
 def test_anonymize_gives_the_model_placeholders_and_the_client_its_values(gw, fleet):
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     r = converse(gw, "anon", PROMPT)
     [rec] = new_records(fleet, before)
     assert "<EMAIL_1>" in rec["prompt"] and "<CARD_1>" in rec["prompt"] and "<IBAN_1>" in rec["prompt"], rec
@@ -230,7 +211,7 @@ def test_anonymize_gives_the_model_placeholders_and_the_client_its_values(gw, fl
     assert "<EMAIL_1>" not in text
 
     # The OpenAI SDK, plain and streamed.
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     c = oai(gw).chat.completions.create(model="anon", max_tokens=64,
                                         messages=[{"role": "user", "content": PROMPT}])
     assert EMAIL in c.choices[0].message.content and CARD in c.choices[0].message.content
@@ -243,7 +224,7 @@ def test_anonymize_gives_the_model_placeholders_and_the_client_its_values(gw, fl
 
 
 def test_block_refuses_naming_types_never_values_before_the_model(gw, fleet):
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     with pytest.raises(botocore.exceptions.ClientError) as e:
         converse(gw, "blocked", PROMPT)
     err = e.value.response["Error"]
@@ -256,7 +237,7 @@ def test_block_refuses_naming_types_never_values_before_the_model(gw, fleet):
         oai(gw).chat.completions.create(model="blocked", max_tokens=8,
                                         messages=[{"role": "user", "content": f"card {CARD}"}])
     assert "CARD" in str(oe.value) and CARD not in str(oe.value)
-    assert len(records(fleet)) == before, "a blocked prompt reached the model"
+    assert len(sim_records(fleet)) == before, "a blocked prompt reached the model"
 
 
 def test_a_card_number_the_model_streams_across_events_is_caught(gw, fleet):
@@ -284,7 +265,7 @@ def test_a_card_number_the_model_streams_across_events_is_caught(gw, fleet):
     assert not any("1111" in s for s in seen), seen
     # The fleet records the stream it was cut off from once it notices; wait
     # for that, so later tests counting the fleet's records do not see it.
-    wait_for(lambda: any(x["outcome"] == "client-gone" for x in records(fleet)), 10, "the cut stream's record")
+    wait_for(lambda: any(x["outcome"] == "client-gone" for x in sim_records(fleet)), 10, "the cut stream's record")
 
 
 # ---- Bedrock Guardrails, region by region ---------------------------------
@@ -292,14 +273,14 @@ def test_a_card_number_the_model_streams_across_events_is_caught(gw, fleet):
 def test_guardrails_fail_over_between_eu_regions_and_unmapped_regions_are_never_called(gw, fleet):
     # x-meridian-region is where the eu. profile processed the request; the
     # guardrail belongs to the region whose endpoint was called.
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     r = converse(gw, "eu-guarded", "hello there")
     upstream_id = r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-upstream-request-id"]
-    [rec] = [x for x in records(fleet) if x["request_id"] == upstream_id]
+    [rec] = [x for x in sim_records(fleet) if x["request_id"] == upstream_id]
     first = rec["endpoint_region"]
     assert first in ("eu-west-1", "eu-central-1"), rec
     other = "eu-central-1" if first == "eu-west-1" else "eu-west-1"
-    control(fleet, "PUT", f"/regions/{first}/faults", {"outage": True})
+    sim_control(fleet, "PUT", f"/regions/{first}/faults", {"outage": True})
     try:
         for _ in range(3):
             r = converse(gw, "eu-guarded", "hello again")
@@ -307,10 +288,10 @@ def test_guardrails_fail_over_between_eu_regions_and_unmapped_regions_are_never_
             assert h["x-meridian-region"].startswith("eu-")
             # The fleet refuses a guardrail ID its region does not have: an
             # answer called in `other` means its own guardrail was sent.
-            [rec] = [x for x in records(fleet) if x["request_id"] == h["x-meridian-upstream-request-id"]]
+            [rec] = [x for x in sim_records(fleet) if x["request_id"] == h["x-meridian-upstream-request-id"]]
             assert rec["endpoint_region"] == other
     finally:
-        control(fleet, "DELETE", f"/regions/{first}/faults")
+        sim_control(fleet, "DELETE", f"/regions/{first}/faults")
     called = {x["endpoint_region"] for x in new_records(fleet, before)}
     assert called <= {"eu-west-1", "eu-central-1"}, called
 
@@ -320,7 +301,7 @@ def test_an_intervention_reaches_boto3_as_bedrock_shapes_it(gw, fleet):
     # in the guardrail of the region it calls.
     r = converse(gw, "eu-guarded", "tell me about bluebird",
                  guardrailConfig={"guardrailIdentifier": "placeholder", "guardrailVersion": "1", "trace": "enabled"})
-    region = [x for x in records(fleet) if x["request_id"] == r["ResponseMetadata"]["HTTPHeaders"].get(
+    region = [x for x in sim_records(fleet) if x["request_id"] == r["ResponseMetadata"]["HTTPHeaders"].get(
         "x-meridian-upstream-request-id")][0]["endpoint_region"]
     assert r["stopReason"] == "guardrail_intervened"
     assert answer_text(r) == f"Blocked in {region}."
@@ -342,12 +323,12 @@ def test_apply_guardrail_is_routed_to_a_region_with_the_guardrail_and_fails_over
     assert r["outputs"] == [{"text": f"Blocked in {region}."}], r["outputs"]
     assert apply("nothing to see")["action"] == "NONE"
     other = "eu-central-1" if region == "eu-west-1" else "eu-west-1"
-    before = len(records(fleet))
-    control(fleet, "PUT", f"/regions/{region}/faults", {"outage": True})
+    before = len(sim_records(fleet))
+    sim_control(fleet, "PUT", f"/regions/{region}/faults", {"outage": True})
     try:
         r = apply("bluebird again")
     finally:
-        control(fleet, "DELETE", f"/regions/{region}/faults")
+        sim_control(fleet, "DELETE", f"/regions/{region}/faults")
     assert r["outputs"] == [{"text": f"Blocked in {other}."}]
     assert {x["endpoint_region"] for x in new_records(fleet, before)} == {other}
     # A guardrail ID mapped in one region also names the model's mapping.
@@ -364,10 +345,10 @@ def test_apply_guardrail_is_routed_to_a_region_with_the_guardrail_and_fails_over
 
 def test_a_repeat_is_answered_from_memory_without_the_fleet(single, fleet):
     text = "cache me please"
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     a = converse(single, "cached", text)
     b = converse(single, "cached", text)
-    assert len(records(fleet)) == before + 1, "the repeat reached the fleet"
+    assert len(sim_records(fleet)) == before + 1, "the repeat reached the fleet"
     hb = b["ResponseMetadata"]["HTTPHeaders"]
     assert hb.get("x-meridian-cache") == "hit" and "x-meridian-attempts" not in hb, hb
     assert answer_text(a) == answer_text(b)
@@ -382,14 +363,14 @@ def test_a_repeat_is_answered_from_memory_without_the_fleet(single, fleet):
                                lambda request, **_: request.headers.__setitem__("x-meridian-cache", mode))
         c.converse(modelId="cached", messages=[{"role": "user", "content": [{"text": text}]}],
                    inferenceConfig={"maxTokens": 64})
-    assert len(records(fleet)) == before + 3
+    assert len(sim_records(fleet)) == before + 3
 
 
 def test_an_entry_made_in_the_us_is_never_served_to_an_eu_only_request(single, fleet):
     text = "residency and caches"
     us = converse(single, "cached", text)
     assert us["ResponseMetadata"]["HTTPHeaders"]["x-meridian-region"].startswith("us-")
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     c = brt(single)
     c.meta.events.register("before-send.bedrock-runtime.Converse",
                            lambda request, **_: request.headers.__setitem__("x-meridian-residency", "eu"))
@@ -402,7 +383,7 @@ def test_an_entry_made_in_the_us_is_never_served_to_an_eu_only_request(single, f
 
 
 def test_streaming_hits_parse_in_boto3_the_openai_sdk_and_the_anthropic_sdk(single, fleet):
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     msgs = [{"role": "user", "content": [{"text": "stream me twice"}]}]
     runs = []
     for _ in range(2):
@@ -428,14 +409,14 @@ def test_streaming_hits_parse_in_boto3_the_openai_sdk_and_the_anthropic_sdk(sing
             got.append(s.get_final_text())
     assert got[0] == got[1] and got[0]
     # Three streams made, three repeated: the fleet saw each once.
-    assert len(records(fleet)) == before + 3
+    assert len(sim_records(fleet)) == before + 3
 
 
 def test_a_cached_anonymized_answer_gives_each_client_its_own_values(single, fleet):
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     a = converse(single, "cached-anon", "write to first@example.com")
     b = converse(single, "cached-anon", "write to second@example.com")
-    assert len(records(fleet)) == before + 1, "same prompt after anonymizing: one upstream call"
+    assert len(sim_records(fleet)) == before + 1, "same prompt after anonymizing: one upstream call"
     assert b["ResponseMetadata"]["HTTPHeaders"].get("x-meridian-cache") == "hit"
     assert "first@example.com" in answer_text(a)
     assert "second@example.com" in answer_text(b) and "first@example.com" not in answer_text(b)
@@ -443,10 +424,10 @@ def test_a_cached_anonymized_answer_gives_each_client_its_own_values(single, fle
 
 def test_another_replica_is_answered_from_redis(replicas, fleet):
     text = "shared across replicas"
-    before = len(records(fleet))
+    before = len(sim_records(fleet))
     a = converse(replicas[0], "cached", text)
     b = converse(replicas[1], "cached", text)
-    assert len(records(fleet)) == before + 1, "the second replica reached the fleet"
+    assert len(sim_records(fleet)) == before + 1, "the second replica reached the fleet"
     assert b["ResponseMetadata"]["HTTPHeaders"].get("x-meridian-cache") == "hit"
     assert answer_text(a) == answer_text(b)
     s = [brt(g).converse_stream(modelId="cached", messages=[{"role": "user", "content": [{"text": "redis stream"}]}])

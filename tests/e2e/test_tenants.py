@@ -3,7 +3,6 @@ rate and token limits held across replicas while another tenant is
 unaffected, a budget that runs out on every replica with /admin usage equal
 to the invocation records' costs, key revocation seen by every replica within
 a second, and Redis killed and restarted mid-run (last: it ends the module)."""
-import hashlib
 import json
 import threading
 import time
@@ -16,7 +15,7 @@ import botocore
 import openai
 import pytest
 
-from conftest import NO_RETRY, Redis, start_fleet_gateway
+from conftest import NO_RETRY, Redis, key_hash, start_fleet_gateway
 
 ADMIN_KEY = "mk-e2e-admin-key-000000000000000001"
 BETA_KEY = "mk-e2e-beta-key-0000000000000000001"
@@ -26,10 +25,6 @@ ALPHA = ("AKIDALPHATENANT", "alpha-tenant-secret")
 CENTS = ("AKIDCENTSTENANT", "cents-tenant-secret")
 RPM, TPM = 240, 3000
 MSG = [{"role": "user", "content": [{"text": "hi"}]}]
-
-
-def h(key):
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def tenants_toml(redis_url, on_unavailable="fail_open"):
@@ -42,14 +37,14 @@ credentials = [{{ access_key_id = "{ALPHA[0]}", secret_access_key = "{ALPHA[1]}"
 requests_per_minute = {RPM}
 
 [tenants.beta]
-api_keys = ["{h(BETA_KEY)}"]
+api_keys = ["{key_hash(BETA_KEY)}"]
 tokens_per_minute = {TPM}
 
 [tenants.gamma]
-api_keys = ["{h(GAMMA_KEY)}"]
+api_keys = ["{key_hash(GAMMA_KEY)}"]
 
 [tenants.cents]
-api_keys = ["{h(CENTS_KEY)}"]
+api_keys = ["{key_hash(CENTS_KEY)}"]
 credentials = [{{ access_key_id = "{CENTS[0]}", secret_access_key = "{CENTS[1]}" }}]
 budget_usd_per_day = 0.01
 
@@ -60,7 +55,7 @@ replicas = 3
 on_unavailable = "{on_unavailable}"
 
 [admin]
-key_hash = "{h(ADMIN_KEY)}"
+key_hash = "{key_hash(ADMIN_KEY)}"
 
 [logging]
 sink = "file"

@@ -2,7 +2,6 @@
 reload under load: new limits and models apply, nothing fails because of the
 reload, an invalid file is refused and reported while the old config stays."""
 import datetime
-import hashlib
 import ipaddress
 import json
 import os
@@ -23,13 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import start_fleet_gateway
+from conftest import key_hash, start_fleet_gateway
 
 KEY = "mk-e2e-tls-tenant-key-00000000000001"
-
-
-def h(key):
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def self_signed(d):
@@ -60,7 +55,7 @@ def tls_gateway(sim, tmp_path_factory):
 model = "claude-sonnet-4-5"
 
 [tenants.team]
-api_keys = ["{h(KEY)}"]
+api_keys = ["{key_hash(KEY)}"]
 
 [server]
 tls_cert = "cert.pem"
@@ -130,7 +125,7 @@ def reloads(gw):
 
 def test_hot_reload_under_load(sim, tmp_path_factory):
     d = tmp_path_factory.mktemp("reload")
-    body = RELOAD.format(key=h(KEY), models='["chat"]', rpm=60)
+    body = RELOAD.format(key=key_hash(KEY), models='["chat"]', rpm=60)
     gw = start_fleet_gateway(sim, d, body)
     path = d / "meridian.toml"
     seen, stop = [], threading.Event()
