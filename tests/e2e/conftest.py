@@ -285,6 +285,14 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}"
 
 
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory):
+    """A `redis-server` of the test module's own."""
+    r = Redis(tmp_path_factory.mktemp("redis"))
+    yield r
+    r.kill()
+
+
 def gw_client(gw, service="bedrock-runtime", config=NO_RETRY):
     return boto3.client(service, endpoint_url=gw["url"], region_name="us-east-1",
                         aws_access_key_id="AKIDCLIENT", aws_secret_access_key="client-secret", config=config)

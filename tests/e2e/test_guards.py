@@ -17,7 +17,7 @@ import botocore
 import openai
 import pytest
 
-from conftest import (NO_RETRY, Redis, invocation_record, run_sim, sim_control, sim_records, start_fleet_gateway,
+from conftest import (NO_RETRY, invocation_record, run_sim, sim_control, sim_records, start_fleet_gateway,
                       wait_for)
 
 REGIONS = "us-east-1,us-east-2,eu-west-1,eu-central-1,eu-west-3"
@@ -105,13 +105,6 @@ def gw(fleet, tmp_path_factory):
     g = start_fleet_gateway(fleet, tmp_path_factory.mktemp("guards"), GUARDS)
     yield g
     g["proc"].stop()
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory):
-    r = Redis(tmp_path_factory.mktemp("cache-redis"))
-    yield r
-    r.kill()
 
 
 @pytest.fixture(scope="module")

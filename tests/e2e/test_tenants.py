@@ -15,7 +15,7 @@ import botocore
 import openai
 import pytest
 
-from conftest import NO_RETRY, Redis, key_hash, start_fleet_gateway
+from conftest import NO_RETRY, key_hash, start_fleet_gateway
 
 ADMIN_KEY = "mk-e2e-admin-key-000000000000000001"
 BETA_KEY = "mk-e2e-beta-key-0000000000000000001"
@@ -61,13 +61,6 @@ key_hash = "{key_hash(ADMIN_KEY)}"
 sink = "file"
 file = "invocations.ndjson"
 """
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory):
-    r = Redis(tmp_path_factory.mktemp("redis"))
-    yield r
-    r.kill()
 
 
 @pytest.fixture(scope="module")
