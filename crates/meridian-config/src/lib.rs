@@ -385,13 +385,32 @@ pub struct Loaded {
     pub catalog: Catalog,
 }
 
-/// Loads `path`; with `None`, `./meridian.toml` when it exists, else defaults.
+/// The environment variable that may hold the whole config as TOML text
+/// (containers with no file to mount: ECS injects it from SSM).
+pub const CONFIG_TEXT_ENV: &str = "MERIDIAN_CONFIG_TOML";
+
+/// Loads `path`; with `None`, the TOML text in `MERIDIAN_CONFIG_TOML` when
+/// set, else `./meridian.toml` when it exists, else defaults.
 pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
-    let path = match path {
-        Some(p) => Some(p.to_path_buf()),
-        None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
-    };
-    match path {
+    use meridian_catalog::env::EnvSource as _;
+    load_with(
+        path,
+        meridian_catalog::env::ProcessEnv.non_empty(CONFIG_TEXT_ENV),
+    )
+}
+
+/// [`load`] with the config text from the environment given.
+pub fn load_with(path: Option<&Path>, env_text: Option<String>) -> Result<Loaded, ConfigError> {
+    if let Some(p) = path {
+        let text = std::fs::read_to_string(p).map_err(|e| ConfigError::io(p, e))?;
+        return parse(&text, Some(p));
+    }
+    if let Some(text) = env_text {
+        // No file: relative paths are taken from the working directory, and
+        // there is nothing to watch for reloads (a new task brings a new config).
+        return parse(&text, None);
+    }
+    match Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()) {
         Some(p) => {
             let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::io(&p, e))?;
             parse(&text, Some(&p))

@@ -92,6 +92,7 @@ pub(crate) struct RawTenant {
 pub(crate) struct RawState {
     pub backend: Option<Spanned<String>>,
     pub url: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
     pub on_unavailable: Option<Spanned<String>>,
     pub replicas: Option<Spanned<u32>>,
     pub timeout_ms: Option<Spanned<u64>>,

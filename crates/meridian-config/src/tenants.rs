@@ -112,6 +112,10 @@ pub struct StateSettings {
     pub replicas: u32,
     /// Longest wait for one backend call before it counts as unreachable.
     pub timeout_ms: u64,
+    /// `url_env` named a variable that is not set where the config was
+    /// read: fine for `config check` or `iam-policy` on a laptop, refused by
+    /// `serve` (and reported by `doctor`).
+    pub url_env_unset: Option<String>,
 }
 
 impl Default for StateSettings {
@@ -121,7 +125,19 @@ impl Default for StateSettings {
             on_unavailable: OnUnavailable::FailOpen,
             replicas: 1,
             timeout_ms: 100,
+            url_env_unset: None,
         }
+    }
+}
+
+impl StateSettings {
+    /// Why the Redis URL is missing, when `url_env` names an unset variable.
+    pub fn missing_url(&self) -> Option<String> {
+        self.url_env_unset.as_ref().map(|var| {
+            format!(
+                "state.url_env: the environment variable {var} is not set (it should hold redis://HOST:PORT)"
+            )
+        })
     }
 }
 
@@ -321,27 +337,43 @@ pub(crate) fn validate_state(at: &At<'_>, raw: &RawConfig) -> Result<StateSettin
     let mut out = StateSettings::default();
     match r.backend.as_ref().map(|b| (b, b.get_ref().as_str())) {
         None | Some((_, "memory")) => {
-            if let Some(u) = &r.url {
+            if let Some(u) = r.url.as_ref().or(r.url_env.as_ref()) {
                 return Err(at.at(u, "state.url", "a url is for backend = \"redis\""));
             }
         }
         Some((_, "redis")) => {
-            let Some(url) = &r.url else {
-                return Err(at.err(
-                    None,
-                    "state.url",
-                    "backend = \"redis\" needs url = \"redis://HOST:PORT\"",
-                ));
+            let (url, key) = match (&r.url, &r.url_env) {
+                (Some(u), None) => (u.get_ref().clone(), u),
+                (None, Some(var)) => {
+                    use meridian_catalog::env::EnvSource as _;
+                    match meridian_catalog::env::ProcessEnv.non_empty(var.get_ref()) {
+                        Some(u) => (u, var),
+                        None => {
+                            out.url_env_unset = Some(var.get_ref().clone());
+                            ("redis://unset".to_string(), var)
+                        }
+                    }
+                }
+                (Some(u), Some(_)) => {
+                    return Err(at.at(u, "state.url", "set url or url_env, not both"));
+                }
+                (None, None) => {
+                    return Err(at.err(
+                        None,
+                        "state.url",
+                        "backend = \"redis\" needs url = \"redis://HOST:PORT\" (or url_env = \"VARIABLE\" naming where it is)",
+                    ));
+                }
             };
-            let u = url.get_ref();
-            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+            // The URL may carry a password: errors name where it came from, never its text.
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(at.at(
-                    url,
+                    key,
                     "state.url",
                     "expected redis://HOST:PORT[/DB] or rediss://…",
                 ));
             }
-            out.backend = Backend::Redis { url: u.clone() };
+            out.backend = Backend::Redis { url };
         }
         Some((b, other)) => {
             return Err(at.at(

@@ -439,3 +439,54 @@ guard = "pii"
         assert!(e.starts_with(expected), "{e}");
     }
 }
+
+#[test]
+fn the_redis_url_may_come_from_the_environment_and_is_never_echoed() {
+    // Unset where the config is read (a laptop running `config check` or
+    // `iam-policy`): the config is valid, and `serve` refuses it with this.
+    let unset = parse(
+        "[state]\nbackend = \"redis\"\nurl_env = \"MERIDIAN_TEST_SURELY_UNSET_VARIABLE\"\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        unset.config.state.missing_url().unwrap(),
+        "state.url_env: the environment variable MERIDIAN_TEST_SURELY_UNSET_VARIABLE is not set (it should hold redis://HOST:PORT)"
+    );
+    // Cargo sets CARGO_MANIFEST_DIR for every test process: set, but no Redis URL.
+    let e = err("[state]\nbackend = \"redis\"\nurl_env = \"CARGO_MANIFEST_DIR\"\n");
+    assert!(
+        e.starts_with("meridian.toml:3: state.url: expected redis://"),
+        "{e}"
+    );
+    assert!(
+        !e.contains(env!("CARGO_MANIFEST_DIR")),
+        "the value is not echoed: {e}"
+    );
+    let e = err("[state]\nbackend = \"redis\"\nurl = \"redis://a:1\"\nurl_env = \"REDIS_URL\"\n");
+    assert!(e.contains("set url or url_env, not both"), "{e}");
+    let e = err("[state]\nurl_env = \"REDIS_URL\"\n");
+    assert!(e.contains("a url is for backend = \"redis\""), "{e}");
+}
+
+#[test]
+fn config_text_may_come_from_the_environment_but_a_named_file_wins() {
+    let from_env =
+        meridian_config::load_with(None, Some("region = \"eu-west-3\"\n".into())).unwrap();
+    assert_eq!(
+        from_env.config.region,
+        meridian_config::RegionSetting::Fixed("eu-west-3".into())
+    );
+    assert_eq!(from_env.config.file, None);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.toml");
+    std::fs::write(&file, "region = \"ca-central-1\"\n").unwrap();
+    let from_file =
+        meridian_config::load_with(Some(&file), Some("region = \"eu-west-3\"\n".into())).unwrap();
+    assert_eq!(
+        from_file.config.region,
+        meridian_config::RegionSetting::Fixed("ca-central-1".into())
+    );
+    let bad = meridian_config::load_with(None, Some("region = 7\n".into())).unwrap_err();
+    assert!(bad.to_string().contains("region"), "{bad}");
+}

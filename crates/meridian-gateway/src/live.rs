@@ -14,6 +14,9 @@ pub struct Live {
     pub reloads: parking_lot::RwLock<ReloadStatus>,
     /// What catalog refreshes did.
     pub catalog_status: parking_lot::RwLock<RefreshStatus>,
+    /// Set when the process was asked to stop: `/ready` answers 503 so load
+    /// balancers take the replica out while it still serves.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Live {
@@ -23,7 +26,19 @@ impl Live {
             current: parking_lot::RwLock::new(state),
             reloads: Default::default(),
             catalog_status: Default::default(),
+            draining: Default::default(),
         })
+    }
+
+    /// From now on `/ready` says the replica is going away.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the process was asked to stop.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The state for a new request.

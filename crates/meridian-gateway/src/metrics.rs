@@ -112,6 +112,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Tokens reserved per candidate in the last minute.",
     ),
     (
+        "meridian_quota_utilization",
+        "gauge",
+        "Used / learned quota per candidate (only once a throttle was seen); alerts fire above 0.85.",
+    ),
+    (
         "meridian_log_spool_bytes",
         "gauge",
         "Bytes in the invocation-log spool.",

@@ -101,13 +101,14 @@ fn state_backend(state: &AppState) -> Value {
 
 /// Readiness: every exposed model has at least one allowed candidate whose
 /// endpoint answers the prober and whose breaker is not open. 503 otherwise,
-/// naming the models that have none.
+/// naming the models that have none — and 503 once the process is draining.
 pub async fn ready(State(live): State<Arc<Live>>) -> axum::response::Response {
     let state = live.get();
     use axum::response::IntoResponse;
     let models = state.readiness();
-    let ready = models.iter().all(|m| m.healthy > 0);
-    let body = Json(json!({"ready": ready, "models": models}));
+    let draining = live.is_draining();
+    let ready = !draining && models.iter().all(|m| m.healthy > 0);
+    let body = Json(json!({"ready": ready, "draining": draining, "models": models}));
     let status = if ready {
         http::StatusCode::OK
     } else {
@@ -142,6 +143,15 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
             v.tokens_last_min as f64,
         ));
         if let Some(q) = v.quota_tokens_per_min {
+            if q > 0 {
+                // The ratio alerts use, ready-made for backends without
+                // label joins (CloudWatch alarms take its maximum).
+                gauges.push((
+                    "meridian_quota_utilization",
+                    l.clone(),
+                    v.tokens_last_min as f64 / q as f64,
+                ));
+            }
             gauges.push(("meridian_quota_estimate_tokens_per_minute", l, q as f64));
         }
     }

@@ -15,7 +15,8 @@ pub struct Cli {
 /// Options shared by commands that read the config.
 #[derive(Debug, Args)]
 pub struct ConfigArg {
-    /// Config file (default: ./meridian.toml when present, else built-in defaults).
+    /// Config file (default: the TOML text in MERIDIAN_CONFIG_TOML when set,
+    /// else ./meridian.toml when present, else built-in defaults).
     #[arg(long, short = 'c', env = "MERIDIAN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -40,6 +41,11 @@ pub enum Command {
         /// Seed of the in-process simulated fleet, when one is used.
         #[arg(long, default_value_t = 1)]
         sim_seed: u64,
+        /// On SIGTERM, answer `/ready` with 503 and keep serving this many
+        /// seconds before the listener closes (load balancers stop sending
+        /// first); then requests under way get up to 30 s to finish.
+        #[arg(long, env = "MERIDIAN_DRAIN_DELAY_S", default_value_t = 0)]
+        drain_delay_s: u64,
     },
     /// Run a simulated Bedrock region fleet on 127.0.0.1.
     Sim(SimArgs),
@@ -90,6 +96,11 @@ pub enum Command {
         account: String,
         #[command(flatten)]
         config: ConfigArg,
+        /// `json`: the policy document; `cloudformation`: an entry for an
+        /// `AWS::IAM::Role`'s `Policies` (name and document), as
+        /// deploy/aws/meridian.yaml carries it.
+        #[arg(long, value_enum, default_value_t = PolicyFormat::Json)]
+        format: PolicyFormat,
         /// Accepted for symmetry; the policy is always JSON.
         #[arg(long, hide = true)]
         json: bool,
@@ -127,11 +138,33 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Ask a running gateway for `/ready` (the container health check: the
+    /// image has no shell or curl). Exit 0 on a 2xx answer, 1 otherwise.
+    Probe {
+        /// The gateway's listen address; 0.0.0.0 and [::] are asked on loopback.
+        #[arg(long, env = "MERIDIAN_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Path to GET (`/health`: the process answers; `/ready`: it can serve).
+        #[arg(long, default_value = "/ready")]
+        path: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Compare the compiled catalog with Bedrock's control plane.
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+}
+
+/// What `meridian iam-policy` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyFormat {
+    /// An IAM policy document.
+    Json,
+    /// `{"PolicyName", "PolicyDocument"}` for a CloudFormation role's `Policies`.
+    Cloudformation,
 }
 
 #[derive(Debug, Subcommand)]

@@ -101,7 +101,14 @@ pub async fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> 
 
 /// The Redis state backend answers; the TLS pair loads.
 async fn check_shared(config: &meridian_config::Config, report: &mut Report) {
-    if let meridian_config::Backend::Redis { url } = &config.state.backend {
+    if let Some(why) = config.state.missing_url() {
+        report.add(
+            Level::Error,
+            "state",
+            why,
+            Some("set it to the Redis URL (a Kubernetes Secret or an ECS secret holds it)"),
+        );
+    } else if let meridian_config::Backend::Redis { url } = &config.state.backend {
         let shared = meridian_gateway::limits::Shared::new(
             url,
             std::time::Duration::from_millis(config.state.timeout_ms),

@@ -8,6 +8,7 @@ pub mod drill;
 mod iam_policy;
 mod keys;
 mod plan_migration;
+mod probe;
 mod regions;
 mod resolve;
 mod serve;
@@ -30,7 +31,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config,
             listen,
             sim_seed,
-        } => serve::run(config.config.as_deref(), &listen, sim_seed).await,
+            drain_delay_s,
+        } => {
+            let drain_delay = std::time::Duration::from_secs(drain_delay_s);
+            serve::run(config.config.as_deref(), &listen, sim_seed, drain_delay).await
+        }
         Command::Sim(args) => sim::run(&args).await,
         Command::Drill(args) => drill::run(&args).await,
         Command::Regions { geo, bedrock, json } => regions::run(geo.as_deref(), bedrock, json.json),
@@ -57,8 +62,9 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             region,
             account,
             config,
+            format,
             ..
-        } => iam_policy::run(region, &account, config.config.as_deref()).await,
+        } => iam_policy::run(region, &account, config.config.as_deref(), format).await,
         Command::Doctor { config, json } => doctor::run(config.config.as_deref(), json.json).await,
         Command::Config {
             command: ConfigCommand::Check { file, json },
@@ -78,6 +84,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config,
             json,
         } => plan_migration::run(&to, from, config.config.as_deref(), json.json).await,
+        Command::Probe {
+            listen,
+            path,
+            timeout_ms,
+        } => probe::run(&listen, &path, std::time::Duration::from_millis(timeout_ms)).await,
     }
 }
 
@@ -121,6 +132,14 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     out.write_all(text.as_bytes())
         .context("writing to stdout")?;
     out.flush().context("writing to stdout")
+}
+
+/// Writes text to stderr.
+pub fn emit_err(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stderr().lock();
+    out.write_all(text.as_bytes())
+        .context("writing to stderr")?;
+    out.flush().context("writing to stderr")
 }
 
 /// Writes a value as pretty JSON to stdout.

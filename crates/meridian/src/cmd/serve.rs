@@ -21,7 +21,12 @@ use meridian_upstream::{Auth, BedrockClient, Endpoints, Timeouts};
 
 use super::{init_logging, shutdown_signal, source_region};
 
-pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    config: Option<&Path>,
+    listen: &str,
+    sim_seed: u64,
+    drain_delay: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     init_logging();
     let Loaded { config, catalog } = meridian_config::load(config)?;
     let (region, step) = source_region(None, &config).await;
@@ -30,6 +35,9 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
             "region '{region}' (from {}) is not a region Meridian knows; run `meridian doctor`",
             step.label()
         );
+    }
+    if let Some(why) = config.state.missing_url() {
+        anyhow::bail!("{why}");
     }
     if let Some(why) = config.strict_violation(&region) {
         anyhow::bail!("{why}");
@@ -99,14 +107,20 @@ pub async fn run(config: Option<&Path>, listen: &str, sim_seed: u64) -> anyhow::
         .with_context(|| format!("cannot listen on {listen}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %listener.local_addr()?, scheme, "meridian is listening");
-    meridian_gateway::serve_with(
-        listener,
-        live,
-        ServeOptions::default(),
-        tls,
-        shutdown_signal(),
-    )
-    .await?;
+    let draining = live.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        draining.start_draining();
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                seconds = drain_delay.as_secs(),
+                "asked to stop: /ready answers 503 while load balancers take this replica out"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+        tracing::info!("no longer accepting connections; finishing requests under way");
+    };
+    meridian_gateway::serve_with(listener, live, ServeOptions::default(), tls, stop).await?;
     // Records still queued for stdout or the file get a moment to be written.
     state.log.drain(std::time::Duration::from_secs(2)).await;
     if let Some(f) = fleet {
