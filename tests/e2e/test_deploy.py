@@ -11,10 +11,8 @@ from PyPI in .venv-deploy."""
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from math import prod
@@ -102,7 +100,7 @@ def test_the_dockerfile_passes_hadolint_and_the_buildah_image_matches_it(image):
     (lint, _), = [c for c in readme_block("## Run it in a container") if c[0].startswith("hadolint")]
     sh(lint)
     # hadolint fails on what it flags: a Dockerfile with a known mistake proves it runs.
-    bad = sh(f"hadolint - <<'EOF'\nFROM debian\nRUN cd /tmp && apt-get install curl\nEOF", check=False)
+    bad = sh("hadolint - <<'EOF'\nFROM debian\nRUN cd /tmp && apt-get install curl\nEOF", check=False)
     assert bad.returncode != 0 and "DL3006" in bad.stdout, bad.stdout
 
     stage = dockerfile_final_stage()
@@ -341,13 +339,15 @@ def test_the_ecs_commands_pass_and_the_template_carries_the_generated_policy_and
     generated = json.loads(outputs["meridian iam-policy"])
     policies = res["TaskRole"]["Properties"]["Policies"]
     assert policies[0] == generated, "TaskRole's first policy is not what `meridian iam-policy` generates now"
-    assert generated["PolicyName"] == "meridian-bedrock-eu-west-1"
+    # One region throughout: the config's, the README's --region, the policy's name, the stack rule's.
+    region = re.search(r'^region = "([a-z0-9-]+)"', (ROOT / "deploy/aws/meridian.toml").read_text(), re.M).group(1)
+    assert generated["PolicyName"] == f"meridian-bedrock-{region}"
     # The only Bedrock permissions are the generated ones.
     others = json.dumps(policies[1:])
     assert "bedrock:" not in others
     # The template refuses any region but the one the policy was made for.
     assertion = t["Rules"]["PolicyRegionMatches"]["Assertions"][0]["Assert"]["Fn::Equals"]
-    assert assertion == [{"Ref": "AWS::Region"}, "eu-west-1"]
+    assert assertion == [{"Ref": "AWS::Region"}, region]
 
     # The task's config is deploy/aws/meridian.toml plus the stack's bucket.
     container = res["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
@@ -355,9 +355,8 @@ def test_the_ecs_commands_pass_and_the_template_carries_the_generated_policy_and
     text = env["MERIDIAN_CONFIG_TOML"]["Fn::Sub"]
     file_text = (ROOT / "deploy/aws/meridian.toml").read_text()
     assert text.startswith(file_text) and '[logging.s3]\nbucket = "${LogBucket}"' in text
-    assert 'region = "eu-west-1"' in file_text
     cfg = tmp_path / "task.toml"
-    cfg.write_text(text.replace("${LogBucket}", "meridian-logs-example").replace("${AWS::Region}", "eu-west-1"))
+    cfg.write_text(text.replace("${LogBucket}", "meridian-logs-example").replace("${AWS::Region}", region))
     sh(f"meridian config check {cfg}")
     secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
     assert secrets["MERIDIAN_REDIS_URL"] == {"Ref": "RedisUrl"}

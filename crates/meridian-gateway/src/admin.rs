@@ -55,16 +55,18 @@ pub struct NewKey {
 }
 
 /// `POST /admin/keys {"tenant": NAME}`: a new key for a configured tenant.
+/// The body is JSON whatever its content type says (`curl -d` sends a form
+/// type), and every refusal is a JSON message.
 pub async fn issue(
     State(live): State<Arc<Live>>,
     headers: HeaderMap,
-    body: Option<Json<NewKey>>,
+    body: axum::body::Bytes,
 ) -> Response {
     let state = live.get();
     if let Some(r) = check(&state, &headers) {
         return r;
     }
-    let Some(Json(req)) = body else {
+    let Ok(req) = serde_json::from_slice::<NewKey>(&body) else {
         return message(
             StatusCode::BAD_REQUEST,
             "expected a JSON body {\"tenant\": NAME}",
