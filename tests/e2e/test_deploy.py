@@ -171,6 +171,7 @@ def test_the_image_serves_converse_checks_its_health_and_stops_cleanly_on_sigter
             except (urllib.error.URLError, ConnectionError):
                 return None
         status = wait_for(up, 30, "the container's /status")
+        assert urllib.request.urlopen(url + "/health", timeout=2).status == 200
         assert status["region"] == "us-east-1" and status["region_source"] == "meridian.toml", status
         assert status["upstream"]["mode"] == "simulated"
         r = gw_client({"url": url}).converse(modelId="chat", messages=[{"role": "user", "content": [{"text": "in a box"}]}],
