@@ -386,7 +386,7 @@ pub struct Loaded {
 }
 
 /// The environment variable that may hold the whole config as TOML text
-/// (containers with no file to mount: ECS injects it from SSM).
+/// (containers with no file to mount: the ECS task definition sets it).
 pub const CONFIG_TEXT_ENV: &str = "MERIDIAN_CONFIG_TOML";
 
 /// Loads `path`; with `None`, the TOML text in `MERIDIAN_CONFIG_TOML` when
@@ -401,16 +401,16 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
 
 /// [`load`] with the config text from the environment given.
 pub fn load_with(path: Option<&Path>, env_text: Option<String>) -> Result<Loaded, ConfigError> {
-    if let Some(p) = path {
-        let text = std::fs::read_to_string(p).map_err(|e| ConfigError::io(p, e))?;
-        return parse(&text, Some(p));
-    }
-    if let Some(text) = env_text {
+    if let (None, Some(text)) = (path, env_text) {
         // No file: relative paths are taken from the working directory, and
         // there is nothing to watch for reloads (a new task brings a new config).
         return parse(&text, None);
     }
-    match Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()) {
+    let path = match path {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+    };
+    match path {
         Some(p) => {
             let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::io(&p, e))?;
             parse(&text, Some(&p))
