@@ -94,7 +94,8 @@ def admin(gw, method, path, body=None):
 
 
 def status(gw):
-    with urllib.request.urlopen(gw["url"] + "/status", timeout=5) as r:
+    req = urllib.request.Request(gw["url"] + "/status", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 

@@ -119,7 +119,9 @@ def call(gw, model):
 
 
 def reloads(gw):
-    with urllib.request.urlopen(gw["url"] + "/status", timeout=5) as r:
+    # With tenants, /status needs a key: a tenant's shows its own view.
+    req = urllib.request.Request(gw["url"] + "/status", headers={"authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())["config"]["reloads"]
 
 

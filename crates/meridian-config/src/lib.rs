@@ -5,6 +5,7 @@
 
 mod error;
 mod guard;
+pub mod posture;
 mod raw;
 mod tenants;
 mod validate;

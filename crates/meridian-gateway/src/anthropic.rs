@@ -121,6 +121,7 @@ impl FrontDoor for Anthropic {
         parts: &Parts,
         body: Bytes,
         request_id: &str,
+        _tenant: &meridian_config::Tenant,
     ) -> Result<Decoded<Ctx>, AnthropicError> {
         if parts.method != http::Method::POST {
             return Err(AnthropicError {
@@ -266,9 +267,7 @@ impl FrontDoor for Anthropic {
             | ErrorKind::UnrecognizedClient
             | ErrorKind::MissingAuthenticationToken => (401, "authentication_error"),
             // A wrong API key is Bedrock's AccessDenied; Anthropic calls it 401.
-            ErrorKind::AccessDenied if e.message.contains("API key") => {
-                (401, "authentication_error")
-            }
+            ErrorKind::AccessDenied if e.unauthenticated => (401, "authentication_error"),
             ErrorKind::AccessDenied => (403, "permission_error"),
             ErrorKind::ResourceNotFound | ErrorKind::UnknownOperation => (404, "not_found_error"),
             ErrorKind::Throttling | ErrorKind::ServiceQuotaExceeded => (429, "rate_limit_error"),

@@ -25,8 +25,17 @@ pub enum Identified<'h> {
     Signed(Arc<Tenant>, Prechecked<'h>),
 }
 
+impl Identified<'_> {
+    /// The tenant the head names (a signature still to be verified).
+    pub fn tenant(&self) -> &Tenant {
+        match self {
+            Identified::Done(t) | Identified::Signed(t, _) => t,
+        }
+    }
+}
+
 fn bad_key() -> BedrockError {
-    BedrockError::new(
+    BedrockError::unauthenticated(
         ErrorKind::AccessDenied,
         "The API key is not valid for this Meridian.",
     )
@@ -55,11 +64,17 @@ pub async fn identify<'h>(
         if let Some(t) = tenants.by_key(&h) {
             return Ok(Identified::Done(t));
         }
-        let issued = state.limiter.find_key(&h).await;
-        return issued
-            .and_then(|name| tenants.named(&name))
-            .map(Identified::Done)
-            .ok_or_else(bad_key);
+        return match state.limiter.find_key(&h).await {
+            Ok(issued) => issued
+                .and_then(|name| tenants.named(&name))
+                .map(Identified::Done)
+                .ok_or_else(bad_key),
+            // Retryable: the key may well be valid.
+            Err(_) => Err(BedrockError::new(
+                ErrorKind::ServiceUnavailable,
+                "The API key cannot be checked: the shared state backend is unreachable; retry shortly.",
+            )),
+        };
     }
     let mut tenant = None;
     let lookup = |key: &str| {

@@ -57,6 +57,7 @@ impl FrontDoor for Bedrock {
         parts: &Parts,
         body: Bytes,
         _request_id: &str,
+        _tenant: &meridian_config::Tenant,
     ) -> Result<Decoded<()>, BedrockError> {
         let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
         if let Operation::ApplyGuardrail { guardrail_id, .. } = &op {

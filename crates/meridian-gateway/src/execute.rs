@@ -346,7 +346,15 @@ pub async fn streaming(
             splitter,
         } => Ok((
             served,
-            forward(first, *upstream, splitter, guard, keep, on_end),
+            forward(
+                plan.input_tokens,
+                first,
+                *upstream,
+                splitter,
+                guard,
+                keep,
+                on_end,
+            ),
         )),
         Got::Unary(body) => {
             // A whole answer in stream form (a provider's): guarded frame
@@ -473,7 +481,11 @@ fn guard_whole(g: &mut StreamGuard, body: &Bytes) -> Result<Bytes, BedrockError>
     Ok(Bytes::from(out.concat()))
 }
 
+/// The error code of a stream whose client went away before its end.
+pub const CLIENT_GONE: &str = "client-gone";
+
 fn forward(
+    input_estimate: u64,
     first: Bytes,
     mut upstream: Upstream,
     mut splitter: FrameSplitter,
@@ -497,13 +509,11 @@ fn forward(
             false
         };
         let end =
-            |usage: StreamUsage, error: Option<&BedrockError>, guard: &Option<StreamGuard>| {
-                StreamEnd {
-                    usage: usage.usage,
-                    error: error.map(|e| e.kind.name().to_string()),
-                    ttft: Duration::ZERO,
-                    guard: guard.as_ref().map(|g| g.session().report()),
-                }
+            |usage: StreamUsage, error: Option<&str>, guard: &Option<StreamGuard>| StreamEnd {
+                usage: usage.settled(input_estimate),
+                error: error.map(str::to_string),
+                ttft: Duration::ZERO,
+                guard: guard.as_ref().map(|g| g.session().report()),
             };
         // What the guard lets out of one upstream frame (the frame itself
         // without a guard); reused for every frame.
@@ -581,9 +591,7 @@ fn forward(
                 };
                 for f in earlier.into_iter().chain(now) {
                     if tx.send(Ok(f)).await.is_err() {
-                        let gone =
-                            BedrockError::new(ErrorKind::ModelStreamError, "client went away");
-                        on_end(end(usage, Some(&gone), &guard));
+                        on_end(end(usage, Some(CLIENT_GONE), &guard));
                         return;
                     }
                 }
@@ -606,7 +614,7 @@ fn forward(
                 }
             }
             Some(e) => {
-                on_end(end(usage, Some(&e), &guard));
+                on_end(end(usage, Some(e.kind.name()), &guard));
                 let sent = match held {
                     Some(last) => tx.send(Ok(last)).await.is_ok(),
                     None => true,

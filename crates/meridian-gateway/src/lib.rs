@@ -14,6 +14,7 @@ pub mod breaker_share;
 mod cache;
 mod canonical;
 pub mod catalog_refresh;
+pub mod conn;
 mod control_plane;
 mod drills;
 mod execute;

@@ -17,6 +17,10 @@ pub struct Live {
     /// Set when the process was asked to stop: `/ready` answers 503 so load
     /// balancers take the replica out while it still serves.
     draining: std::sync::atomic::AtomicBool,
+    /// Open connections and their limits, once the server runs.
+    connections: parking_lot::RwLock<Option<Arc<crate::conn::Gate>>>,
+    /// Whether a reload may lower the security posture (`--allow-weaker-reload`).
+    allow_weaker: std::sync::atomic::AtomicBool,
 }
 
 impl Live {
@@ -27,6 +31,8 @@ impl Live {
             reloads: Default::default(),
             catalog_status: Default::default(),
             draining: Default::default(),
+            allow_weaker: Default::default(),
+            connections: Default::default(),
         })
     }
 
@@ -39,6 +45,27 @@ impl Live {
     /// Whether the process was asked to stop.
     pub fn is_draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// From now on a reload may lower the security posture.
+    pub fn allow_weaker_reloads(&self) {
+        self.allow_weaker
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a reload may lower the security posture.
+    pub fn allows_weaker_reloads(&self) -> bool {
+        self.allow_weaker.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The server's connection gate, once it serves.
+    pub fn connections(&self) -> Option<Arc<crate::conn::Gate>> {
+        self.connections.read().clone()
+    }
+
+    /// Serves connections through `gate`.
+    pub fn set_connections(&self, gate: Arc<crate::conn::Gate>) {
+        *self.connections.write() = Some(gate);
     }
 
     /// The state for a new request.
@@ -63,6 +90,8 @@ pub struct ReloadStatus {
     pub last_error: Option<String>,
     /// Sections that changed but wait for a restart.
     pub needs_restart: Vec<&'static str>,
+    /// How the last refused file would have lowered the security posture.
+    pub weaker: Vec<String>,
 }
 
 /// What the refresh has done, for `/status` and `meridian doctor`.

@@ -144,7 +144,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "meridian_config_reloads_total",
         "counter",
-        "Config reloads, by outcome (success, refused).",
+        "Config reloads, by outcome (success, refused, weaker: it would have lowered the security posture).",
     ),
     (
         "meridian_catalog_refreshes_total",
@@ -160,6 +160,26 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "meridian_catalog_age_seconds",
         "gauge",
         "Seconds since the served catalog facts were read from Bedrock (absent: compiled data only).",
+    ),
+    (
+        "meridian_connections_open",
+        "gauge",
+        "Client connections open now.",
+    ),
+    (
+        "meridian_connections_max",
+        "gauge",
+        "The cap on open client connections; at it, accepting waits.",
+    ),
+    (
+        "meridian_connections_closed_total",
+        "counter",
+        "Client connections closed by a deadline: reason first_byte (nothing sent after accept) or idle (no request and no traffic).",
+    ),
+    (
+        "meridian_connections_refused_total",
+        "counter",
+        "Client connections refused at accept: reason per_peer (the address is at its cap) or accept_error (out of descriptors).",
     ),
     (
         "meridian_ready",

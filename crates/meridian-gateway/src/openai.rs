@@ -76,11 +76,12 @@ impl FrontDoor for OpenAi {
         parts: &Parts,
         body: Bytes,
         request_id: &str,
+        tenant: &meridian_config::Tenant,
     ) -> Result<Decoded<Chat>, OpenAiError> {
         match (parts.method.as_str(), parts.uri.path()) {
             ("POST", "/v1/chat/completions") => {}
             ("POST", "/v1/embeddings") => return embeddings_call(state, &body, request_id),
-            ("GET", "/v1/models") => return Ok(Decoded::Local(models(state))),
+            ("GET", "/v1/models") => return Ok(Decoded::Local(models(state, tenant))),
             (method, path) => {
                 return Err(OpenAiError {
                     status: 404,
@@ -300,12 +301,13 @@ impl crate::sse::Translate for Chunks {
     }
 }
 
-/// `GET /v1/models`: the exposed models.
-fn models(state: &AppState) -> Response {
+/// `GET /v1/models`: the exposed models the caller's tenant may call.
+fn models(state: &AppState, tenant: &meridian_config::Tenant) -> Response {
     let data: Vec<Value> = state
         .config
         .models
         .iter()
+        .filter(|m| tenant.may_call(&m.name))
         .map(|m| {
             let owner = state
                 .catalog

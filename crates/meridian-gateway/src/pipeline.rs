@@ -65,6 +65,7 @@ pub trait FrontDoor: Send + Sync + 'static {
         parts: &Parts,
         body: Bytes,
         request_id: &str,
+        tenant: &meridian_config::Tenant,
     ) -> Result<Decoded<Self::Ctx>, Self::Error>;
     /// A whole answer.
     fn unary(ctx: Self::Ctx, served: &Served, body: Bytes) -> Result<Response, Self::Error>;
@@ -167,6 +168,21 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         Ok(i) => i,
         Err(e) => return early(&ledger, e),
     };
+    // admit: the tenant's slot on this replica before its body is buffered,
+    // and a declared length over the limit refused before it is read
+    let tenant_slot = match state.limiter.slots.take(identified.tenant()) {
+        Ok(s) => s,
+        Err(refused) => {
+            let name = &identified.tenant().name;
+            let mut r = Refusal::early(F::from_bedrock(&refused.error(name)));
+            r.headers = refused.headers();
+            return refuse::<F>(&state, &ledger, r);
+        }
+    };
+    if let Some(e) = declared_too_long(&state, &parts.headers) {
+        return early(&ledger, e);
+    }
+    let permit = (permit, tenant_slot);
     // read the body, bounded in size and time
     let body = match read_body(&state, body).await {
         Ok(b) => b,
@@ -181,7 +197,7 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         ledger.tenant = Some(tenant.name.clone());
     }
     // decode
-    let (mut call, ctx) = match F::decode(&state, &parts, body, &ledger.request_id) {
+    let (mut call, ctx) = match F::decode(&state, &parts, body, &ledger.request_id, &tenant) {
         Ok(Decoded::Invoke(call, ctx)) => (call, ctx),
         Ok(Decoded::Local(mut resp)) => {
             account::finish(&state, &Finished::local(&ledger));
@@ -212,7 +228,8 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         );
         return early(&ledger, e);
     }
-    let tokens = plan::reserve_tokens(&call);
+    let reserve = plan::reserve(&call);
+    let tokens = reserve.total();
     let ask = limits::Ask {
         tenant: tenant.clone(),
         request_id: ledger.request_id.clone(),
@@ -250,7 +267,7 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
         &call,
         &parts.headers,
         tenant.residency.as_ref(),
-        tokens,
+        reserve,
         started,
     ) {
         Ok(p) => p,
@@ -602,6 +619,24 @@ fn exhausted<F: FrontDoor>(
         headers: Vec::new(),
     };
     refuse::<F>(state, ledger, r)
+}
+
+/// The error for a `Content-Length` over the body limit (checked before
+/// any of the body is read).
+fn declared_too_long(state: &AppState, headers: &http::HeaderMap) -> Option<BedrockError> {
+    let declared: u64 = headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (declared > state.max_body as u64).then(|| {
+        BedrockError::validation(format!(
+            "The request body ({declared} bytes) is larger than the {} bytes this endpoint accepts.",
+            state.max_body
+        ))
+    })
 }
 
 /// Reads the whole body: at most `max_body` bytes, within the configured

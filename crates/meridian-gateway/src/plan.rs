@@ -51,6 +51,9 @@ pub struct Plan {
     pub streaming: bool,
     /// Tokens reserved per attempt (input estimate + max tokens).
     pub tokens: u64,
+    /// The input estimate alone: what a stream cut before its usage
+    /// arrived is charged for input.
+    pub input_tokens: u64,
     /// When the request arrived.
     pub started: Instant,
     /// When the whole request must be done.
@@ -81,15 +84,16 @@ const AFFINITY_PREFIX: usize = 2048;
 /// Builds a request's plan from what the caller asked for and its headers:
 /// `x-meridian-residency` (narrows the policy), `x-meridian-deadline-ms`
 /// (shortens the deadline) and `x-meridian-caller-region` (for `geo`).
-/// `tokens` is what admission reserved ([`reserve_tokens`]).
+/// `reserve` is what admission reserved ([`reserve`]).
 pub fn build(
     state: &AppState,
     call: &Call,
     headers: &HeaderMap,
     tenant_policy: Option<&Policy>,
-    tokens: u64,
+    reserve: Reserve,
     started: Instant,
 ) -> Result<Plan, BedrockError> {
+    let tokens = reserve.total();
     // The model's policy, narrowed by the tenant's, narrowed by the header's.
     let narrow = match (tenant_policy, residency_header(state, headers)?) {
         (None, h) => h,
@@ -218,6 +222,7 @@ pub fn build(
         headers: call.forward.clone(),
         streaming: call.streaming,
         tokens,
+        input_tokens: reserve.input,
         started,
         deadline: started + Duration::from_millis(deadline_ms),
         deadline_ms,
@@ -328,25 +333,34 @@ fn with_tier(body: &[u8], tier: ServiceTier) -> Option<Bytes> {
 }
 
 /// The policy in `x-meridian-residency`, if the request has one: it can
-/// only narrow the model's policy, never widen it.
+/// only narrow the model's policy, never widen it. Repeated headers (a proxy
+/// that appends its own) intersect: each one narrows further.
 fn residency_header(state: &AppState, headers: &HeaderMap) -> Result<Option<Policy>, BedrockError> {
-    let Some(v) = headers.get(RESIDENCY_HEADER) else {
-        return Ok(None);
-    };
-    let v = v
-        .to_str()
-        .map_err(|_| BedrockError::validation("x-meridian-residency must be ASCII"))?;
-    let terms: Vec<&str> = v
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
-    if terms.is_empty() {
-        return Ok(None);
+    let mut policy: Option<Policy> = None;
+    for v in headers.get_all(RESIDENCY_HEADER) {
+        let v = v
+            .to_str()
+            .map_err(|_| BedrockError::validation("x-meridian-residency must be ASCII"))?;
+        let terms: Vec<&str> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        if terms.is_empty() {
+            continue;
+        }
+        let one = Policy::from_terms(RESIDENCY_HEADER, &state.catalog, &terms, &[])
+            .map_err(|e| BedrockError::validation(format!("x-meridian-residency: {e}")))?;
+        policy = Some(match policy {
+            None => one,
+            Some(p) => {
+                let mut both = p.intersect(&one);
+                both.name = RESIDENCY_HEADER.to_string();
+                both
+            }
+        });
     }
-    Policy::from_terms(RESIDENCY_HEADER, &state.catalog, &terms, &[])
-        .map(Some)
-        .map_err(|e| BedrockError::validation(format!("x-meridian-residency: {e}")))
+    Ok(policy)
 }
 
 /// The Bedrock error for a model that does not resolve.
@@ -417,15 +431,38 @@ fn deadline_ms(headers: &HeaderMap, configured: u64) -> Result<u64, BedrockError
     Ok(ms.min(configured))
 }
 
-/// Tokens Bedrock reserves for a request: input estimate plus the most it
-/// may generate. Admission reserves the same.
-pub fn reserve_tokens(call: &Call) -> u64 {
-    tokens(call.json.as_ref(), &call.body)
+/// What a request may consume: its input estimate and the most it may
+/// generate. Bedrock reserves their sum; so does admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserve {
+    /// Estimated input tokens.
+    pub input: u64,
+    /// The most output tokens the request allows.
+    pub max_output: u64,
 }
 
-fn tokens(json: Option<&Value>, body: &Bytes) -> u64 {
-    let Some(v) = json else {
-        return (body.len() as u64).div_ceil(4) + DEFAULT_MAX_TOKENS;
+impl Reserve {
+    /// Input estimate plus maximum output, saturating (a `maxTokens` of
+    /// 2^64−1 reserves everything, it does not wrap).
+    pub fn total(self) -> u64 {
+        self.input.saturating_add(self.max_output)
+    }
+}
+
+/// What a request may consume, for admission and for settling a stream cut
+/// before the upstream reported its usage.
+pub fn reserve(call: &Call) -> Reserve {
+    let body_estimate = (call.body.len() as u64).div_ceil(4);
+    let more: u64 = call
+        .more
+        .iter()
+        .map(|b| (b.len() as u64).div_ceil(4))
+        .fold(0, u64::saturating_add);
+    let Some(v) = call.json.as_ref() else {
+        return Reserve {
+            input: body_estimate.saturating_add(more),
+            max_output: DEFAULT_MAX_TOKENS,
+        };
     };
     let max = converse::max_tokens(v)
         .or_else(|| {
@@ -441,9 +478,13 @@ fn tokens(json: Option<&Value>, body: &Bytes) -> u64 {
     let input = if v.get("messages").is_some() {
         converse::estimate_input_tokens(v)
     } else {
-        (body.len() as u64).div_ceil(4)
+        body_estimate
     };
-    input + max
+    // An embeddings batch is one call per input: each reserves its own.
+    Reserve {
+        input: input.saturating_add(more),
+        max_output: max,
+    }
 }
 
 /// A hash of the prompt's beginning (system prompt, then messages).

@@ -1,9 +1,17 @@
-//! Hot reload: on SIGHUP, or when the config file changes, the file is read
-//! and validated again (off the runtime). A valid config switches tenants,
-//! keys, limits, models and routing atomically for new requests — requests
-//! already running finish with the config they started with. An invalid
-//! one is refused with the same file:line errors as `meridian config check`,
-//! and the running config stays.
+//! Hot reload: on SIGHUP, or when the config file changes and then stays
+//! unchanged for a second, the file is read and validated again (off the
+//! runtime). A valid config switches tenants, keys, limits, models and
+//! routing atomically for new requests — requests already running finish
+//! with the config they started with. An invalid one is refused with the
+//! same file:line errors as `meridian config check`, and the running config
+//! stays.
+//!
+//! A reload fails closed: an empty file, or one that would lower the inbound
+//! security posture (tenants or `[auth]` gone, `[admin]` gone, a residency
+//! policy widened, a guard removed, `strict_residency` off) is refused,
+//! logged, counted and shown in `/status` — a half-written file parses as a
+//! valid config without tenants. Such a change takes a restart, or
+//! `serve --allow-weaker-reload`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,13 +23,19 @@ use crate::metrics::labels;
 /// How often the file's modification time is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-fn modified(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+/// What identifies one version of the file: its modification time and size.
+fn version(p: &Path) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(p)
+        .and_then(|m| Ok((m.modified()?, m.len())))
+        .ok()
 }
 
-/// Forever: reloads `path` on SIGHUP and when it changes.
+/// Forever: reloads `path` on SIGHUP, and when it changed and then did not
+/// change for one more check (a writer still writing is not read).
 pub async fn watch(live: Arc<Live>, path: PathBuf) {
-    let mut last = modified(&path);
+    let mut last = version(&path);
+    // A version seen once: read when the next check sees it again.
+    let mut settling: Option<Option<(SystemTime, u64)>> = None;
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -40,10 +54,16 @@ pub async fn watch(live: Arc<Live>, path: PathBuf) {
             () = hangup => "SIGHUP",
             () = tokio::time::sleep(CHECK_EVERY) => {
                 let p = path.clone();
-                let now = tokio::task::spawn_blocking(move || modified(&p)).await.ok().flatten();
+                let now = tokio::task::spawn_blocking(move || version(&p)).await.ok().flatten();
                 if now == last {
+                    settling = None;
                     continue;
                 }
+                if settling != Some(now) {
+                    settling = Some(now);
+                    continue;
+                }
+                settling = None;
                 last = now;
                 "the file changed"
             }
@@ -55,20 +75,23 @@ pub async fn watch(live: Arc<Live>, path: PathBuf) {
 /// Reads, validates and applies `path`; refuses it when invalid.
 pub async fn reload(live: &Live, path: &Path, why: &str) {
     let p = path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || meridian_config::load(Some(&p))).await;
+    let loaded = tokio::task::spawn_blocking(move || {
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if text.trim().is_empty() {
+            return Err(format!(
+                "{}: the file is empty; an empty config is never applied by a reload",
+                p.display()
+            ));
+        }
+        meridian_config::parse(&text, Some(&p)).map_err(|e| e.to_string())
+    })
+    .await;
     let state = live.get();
     let loaded = match loaded {
         Ok(Ok(l)) => l,
         Ok(Err(e)) => {
             tracing::error!(error = %e, trigger = why, "config reload refused; the running config stays");
-            state.metrics.add(
-                "meridian_config_reloads_total",
-                labels([("outcome", "refused")]),
-                1.0,
-            );
-            let mut s = live.reloads.write();
-            s.refused += 1;
-            s.last_error = Some(e.to_string());
+            refuse(live, &state, "refused", e, Vec::new());
             return;
         }
         Err(e) => {
@@ -76,6 +99,21 @@ pub async fn reload(live: &Live, path: &Path, why: &str) {
             return;
         }
     };
+    let weaker =
+        meridian_config::posture::weakenings(&state.config, &loaded.config, &state.catalog);
+    if !weaker.is_empty() {
+        if live.allows_weaker_reloads() {
+            tracing::warn!(trigger = why, weaker = ?weaker, "config reload lowers the security posture; applied because --allow-weaker-reload is set");
+        } else {
+            tracing::error!(trigger = why, file = %path.display(), weaker = ?weaker, "config reload refused: it would lower the security posture; restart to apply it (or serve with --allow-weaker-reload)");
+            let e = format!(
+                "refused: the new config would lower the security posture ({}); restart to apply it",
+                weaker.join("; ")
+            );
+            refuse(live, &state, "weaker", e, weaker);
+            return;
+        }
+    }
     // What the last catalog refresh read still applies to the new catalog.
     let catalog = match state.catalog.discovered() {
         Some(found) => loaded.catalog.with_discovered(found.clone()),
@@ -96,5 +134,25 @@ pub async fn reload(live: &Live, path: &Path, why: &str) {
     let mut s = live.reloads.write();
     s.applied += 1;
     s.last_error = None;
+    s.weaker = Vec::new();
     s.needs_restart = restart;
+}
+
+/// Counts and records a refused reload; the running config stays.
+fn refuse(
+    live: &Live,
+    state: &crate::state::AppState,
+    outcome: &'static str,
+    error: String,
+    weaker: Vec<String>,
+) {
+    state.metrics.add(
+        "meridian_config_reloads_total",
+        labels([("outcome", outcome)]),
+        1.0,
+    );
+    let mut s = live.reloads.write();
+    s.refused += 1;
+    s.last_error = Some(error);
+    s.weaker = weaker;
 }

@@ -1,4 +1,5 @@
-//! The HTTP server: HTTP/1.1 and HTTP/2, header read timeout, graceful shutdown.
+//! The HTTP server: HTTP/1.1 and HTTP/2, connection caps and deadlines
+//! (`conn.rs`), header read timeout, graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,10 +10,11 @@ use axum::routing::get;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use crate::conn::{Activity, Closed, Deadlines};
 use crate::live::Live;
+use crate::metrics::labels;
 use crate::state::AppState;
 use crate::{admin, anthropic, bedrock, openai, status, ui};
 
@@ -28,6 +30,8 @@ pub struct ServeOptions {
     pub max_header_bytes: usize,
     /// How long in-flight requests get to finish on shutdown.
     pub drain: Duration,
+    /// Connection caps and deadlines.
+    pub connections: crate::conn::Limits,
 }
 
 impl Default for ServeOptions {
@@ -36,6 +40,7 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             drain: Duration::from_secs(30),
+            connections: crate::conn::Limits::default(),
         }
     }
 }
@@ -95,6 +100,11 @@ pub async fn serve_with(
     tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let gate = crate::conn::Gate::new(opts.connections);
+    state.set_connections(gate.clone());
+    let limits = gate.limits();
+    tracing::debug!(?limits, "connection limits");
+    let metrics = state.get().metrics.clone();
     let app = router(state);
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -105,53 +115,78 @@ pub async fn serve_with(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Out of descriptors (EMFILE) or memory: back off
-                        // instead of spinning on accept.
-                        tracing::warn!(error = %e, "accept failed; pausing accepts for 100 ms");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
+        // At the connection cap, accepting waits for a connection to close.
+        let accept = async {
+            let slot = gate.slot().await;
+            (listener.accept().await, slot)
+        };
+        let (accepted, slot) = tokio::select! {
+            a = accept => a,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors (EMFILE) or memory: back off
+                // instead of spinning on accept.
+                tracing::warn!(error = %e, "accept failed; pausing accepts for 100 ms");
+                metrics.add(
+                    CONNECTIONS_REFUSED,
+                    labels([("reason", "accept_error")]),
+                    1.0,
+                );
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Some(admitted) = gate.admit(peer.ip(), slot) else {
+            metrics.add(
+                CONNECTIONS_REFUSED,
+                labels([("reason", Closed::PerPeer.label())]),
+                1.0,
+            );
+            tracing::debug!(peer = %peer.ip(), "connection refused: the peer is at its connection cap");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
+        let io = Deadlines::new(stream, &limits, activity.clone());
+        let svc = tracked(app.clone(), activity.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let metrics = metrics.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
                     }
-                };
-                let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(app.clone());
-                match &tls {
-                    None => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                        let conn = graceful.watch(conn.into_owned());
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, "connection ended with an error");
+                }
+                Some(tls) => {
+                    let stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(io))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
                             }
-                        });
-                    }
-                    Some(tls) => {
-                        let acceptor = tls.acceptor();
-                        let builder = builder.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return,
-                            };
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
+                            Err(_) => return,
+                        };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
                     }
                 }
             }
-            () = &mut shutdown => break,
-        }
+            if let Some(why) = activity.closed() {
+                metrics.add(CONNECTIONS_CLOSED, labels([("reason", why.label())]), 1.0);
+            }
+        });
     }
     drop(listener);
     tokio::select! {
@@ -159,6 +194,40 @@ pub async fn serve_with(
         () = tokio::time::sleep(opts.drain) => tracing::warn!("shutdown: in-flight requests did not finish in time"),
     }
     Ok(())
+}
+
+/// Connections closed by their deadlines, by reason.
+const CONNECTIONS_CLOSED: &str = "meridian_connections_closed_total";
+/// Connections refused at accept, by reason.
+const CONNECTIONS_REFUSED: &str = "meridian_connections_refused_total";
+
+/// The router as a hyper service that marks each request in flight on its
+/// connection until its response body is done (or dropped), so a quiet
+/// stream keeps its connection while an idle one does not.
+fn tracked(
+    app: Router,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        use http_body_util::BodyExt as _;
+        use tower_service::Service as _;
+        let in_flight = activity.enter();
+        let answer = app.clone().call(req);
+        async move {
+            let resp = answer.await?;
+            Ok(resp.map(|body| {
+                axum::body::Body::new(body.map_frame(move |f| {
+                    let _held = &in_flight;
+                    f
+                }))
+            }))
+        }
+    })
 }
 
 /// Probes every endpoint an exposed model may call, every `interval`: a TCP

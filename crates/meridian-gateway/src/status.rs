@@ -15,14 +15,86 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Who may read `/status`: everyone without tenants; with tenants, the
+/// admin key (everything) or a tenant's key (its own tenant and the models
+/// it may call).
+enum Viewer {
+    Operator,
+    Tenant(Arc<meridian_config::Tenant>),
+}
+
+/// The viewer of a `/status` request, or its refusal.
+async fn viewer(
+    state: &AppState,
+    parts: &http::request::Parts,
+) -> Result<Viewer, axum::response::Response> {
+    if !state.tenants.enforced() {
+        return Ok(Viewer::Operator);
+    }
+    if let Some(want) = &state.config.admin_key
+        && crate::keys::bearer_is(&parts.headers, want)
+    {
+        return Ok(Viewer::Operator);
+    }
+    let refused = |status, text: &str| crate::admin::message(status, text);
+    match crate::auth::identify(state, &parts.headers).await {
+        Ok(identified) => match crate::auth::authenticate(identified, parts, b"") {
+            Ok(t) => Ok(Viewer::Tenant(t)),
+            Err(e) => Err(refused(http::StatusCode::UNAUTHORIZED, &e.message)),
+        },
+        Err(e) if e.kind == meridian_wire::ErrorKind::ServiceUnavailable => {
+            Err(refused(http::StatusCode::SERVICE_UNAVAILABLE, &e.message))
+        }
+        Err(_) => Err(refused(
+            http::StatusCode::UNAUTHORIZED,
+            "/status needs the admin key or a tenant's key when [tenants] are configured",
+        )),
+    }
+}
+
+/// Which inbound authentication is enforced, in words.
+fn inbound_auth(state: &AppState) -> String {
+    let tenants = state.config.tenants.len();
+    match (tenants, state.config.auth.is_enforced()) {
+        (0, false) => "none: every caller is accepted (no [tenants] or [auth] in config)".into(),
+        (0, true) => "enforced: [auth] keys and SigV4 credentials".into(),
+        (n, auth) => format!(
+            "enforced: {n} tenant(s) by API key or SigV4{}",
+            if auth {
+                ", and [auth] as tenant 'default'"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
 /// What this Meridian is and where it sends requests.
-pub async fn status(State(live): State<Arc<Live>>) -> Json<Value> {
+pub async fn status(
+    State(live): State<Arc<Live>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let state = live.get();
+    let (parts, _) = req.into_parts();
+    let viewer = match viewer(&state, &parts).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    let sees_model = |name: &str| match &viewer {
+        Viewer::Operator => true,
+        Viewer::Tenant(t) => t.may_call(name),
+    };
+    let sees_tenant = |name: &str| match &viewer {
+        Viewer::Operator => true,
+        Viewer::Tenant(t) => t.name == name,
+    };
     let reloads = live.reloads.read().clone();
     let models: Vec<Value> = state
         .config
         .models
         .iter()
+        .filter(|m| sees_model(&m.name))
         .map(|m| match state.resolve(&m.name, None) {
             Ok(res) => json!({
                 "name": m.name, "model": m.model, "residency": m.policy.to_string(),
@@ -47,7 +119,8 @@ pub async fn status(State(live): State<Arc<Live>>) -> Json<Value> {
         },
         "tls": state.config.tls.is_some(),
         "catalog": live.catalog_status.read().to_status(&state),
-        "tenants": state.tenants.all().iter().map(|t| json!({
+        "viewer": match &viewer { Viewer::Operator => "operator".to_string(), Viewer::Tenant(t) => format!("tenant {}", t.name) },
+        "tenants": state.tenants.all().iter().filter(|t| sees_tenant(&t.name)).map(|t| json!({
             "name": t.name,
             "api_keys": t.api_keys.len(),
             "sigv4_keys": t.credentials.iter().map(|c| c.access_key_id.clone()).collect::<Vec<_>>(),
@@ -61,7 +134,7 @@ pub async fn status(State(live): State<Arc<Live>>) -> Json<Value> {
                 "budget_usd_per_month": t.limits.budget_usd_per_month,
             },
         })).collect::<Vec<_>>(),
-        "inbound_auth": if state.config.auth.is_enforced() { "enforced" } else { "not enforced (no [auth] in config)" },
+        "inbound_auth": inbound_auth(&state),
         "models": models,
         "residency_transit": {
             "strict_residency": state.config.strict_residency,
@@ -81,6 +154,7 @@ pub async fn status(State(live): State<Arc<Live>>) -> Json<Value> {
         "breakers": state.router.health.states().into_iter().map(|(k, st)| json!({"target": k, "state": format!("{st:?}").to_lowercase()})).collect::<Vec<_>>(),
         "candidates": state.router.views(),
     }))
+    .into_response()
 }
 
 fn state_backend(state: &AppState) -> Value {
@@ -154,6 +228,14 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
             }
             gauges.push(("meridian_quota_estimate_tokens_per_minute", l, q as f64));
         }
+    }
+    if let Some(gate) = live.connections() {
+        gauges.push(("meridian_connections_open", Vec::new(), gate.open() as f64));
+        gauges.push((
+            "meridian_connections_max",
+            Vec::new(),
+            gate.limits().max as f64,
+        ));
     }
     if let Some(s3) = &state.log.s3 {
         let st = s3.status();

@@ -120,18 +120,94 @@ fn counts(u: &Value) -> Option<Usage> {
 /// event; in InvokeModel chunks, Anthropic's `message_start` (input and
 /// cache) and `message_delta` (output) usage, or the
 /// `amazon-bedrock-invocationMetrics` of the last chunk.
+///
+/// Output is also estimated as deltas pass (about four bytes of text a
+/// token, at least one a delta), so a stream cut before its usage arrived —
+/// the client went away, the deadline passed, the upstream broke — is
+/// settled with what it consumed, not with nothing ([`StreamUsage::settled`]).
 #[derive(Debug, Default)]
 pub struct StreamUsage {
     pub usage: Usage,
+    /// Output tokens estimated from the deltas that passed.
+    passed: u64,
+    /// Whether the upstream reported its final output count.
+    output_reported: bool,
+}
+
+/// Bytes of text per token, for estimates.
+const BYTES_PER_TOKEN: u64 = 4;
+/// What an Anthropic `content_block_delta` chunk carries besides its text.
+const CHUNK_DELTA_OVERHEAD: u64 = 75;
+
+/// Tokens in `text_bytes` of streamed text: at least one a delta.
+fn delta_tokens(text_bytes: u64) -> u64 {
+    (text_bytes / BYTES_PER_TOKEN).max(1)
+}
+
+/// The text bytes of a Converse `contentBlockDelta` (text, reasoning text or
+/// tool input); `None` for deltas that carry no generated text (signatures).
+fn converse_delta_bytes(payload: &[u8]) -> Option<u64> {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Reasoning<'a> {
+        #[serde(borrow)]
+        text: Option<Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ToolUse<'a> {
+        #[serde(borrow)]
+        input: Option<Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Delta<'a> {
+        #[serde(borrow)]
+        text: Option<Cow<'a, str>>,
+        #[serde(rename = "reasoningContent", borrow)]
+        reasoning: Option<Reasoning<'a>>,
+        #[serde(rename = "toolUse", borrow)]
+        tool_use: Option<ToolUse<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        delta: Delta<'a>,
+    }
+    let e: Event<'_> = serde_json::from_slice(payload).ok()?;
+    let d = e.delta;
+    let text = d
+        .text
+        .or(d.reasoning.and_then(|r| r.text))
+        .or(d.tool_use.and_then(|t| t.input))?;
+    Some(text.len() as u64)
 }
 
 impl StreamUsage {
+    /// The usage to settle: what the upstream reported, with output no less
+    /// than the deltas that passed when the final count never came, and the
+    /// input estimate when no input count came either.
+    pub fn settled(&self, input_estimate: u64) -> Usage {
+        let mut u = self.usage;
+        if !self.output_reported {
+            u.output = u.output.max(self.passed);
+        }
+        if u.input == 0 && u.cache_read == 0 && u.cache_write == 0 {
+            u.input = input_estimate;
+        }
+        u
+    }
+
     /// Looks at one event frame's payload. True when the frame is one a
     /// stream ends with: Converse's `metadata` event, or the chunk that
     /// carries Bedrock's invocation metrics or Anthropic's `message_stop`.
     /// Only frames that can carry usage are parsed; text deltas are not.
     pub fn see(&mut self, event_type: &str, payload: &[u8]) -> bool {
         match event_type {
+            "contentBlockDelta" => {
+                if let Some(n) = converse_delta_bytes(payload) {
+                    self.passed = self.passed.saturating_add(delta_tokens(n));
+                }
+                false
+            }
             "metadata" => {
                 if let Ok(v) = serde_json::from_slice::<Value>(payload)
                     && let Some(u) = usage_of(&v)
@@ -140,6 +216,7 @@ impl StreamUsage {
                         service_tier: tier_of(&v),
                         ..u
                     };
+                    self.output_reported = true;
                 }
                 true
             }
@@ -162,7 +239,12 @@ impl StreamUsage {
         let has = |pat: &[u8]| inner.windows(pat.len()).any(|w| w == pat);
         const METRICS: &[u8] = b"amazon-bedrock-invocationMetrics";
         if !(has(b"\"message_") || has(METRICS)) {
-            return false; // content deltas: no usage, not the end
+            // Content deltas: no usage, not the end; estimated from size.
+            if has(b"content_block_delta") {
+                let text = (inner.len() as u64).saturating_sub(CHUNK_DELTA_OVERHEAD);
+                self.passed = self.passed.saturating_add(delta_tokens(text));
+            }
+            return false;
         }
         let Ok(inner) = serde_json::from_slice::<Value>(&inner) else {
             return false;
@@ -179,6 +261,7 @@ impl StreamUsage {
             Some("message_delta") => {
                 if let Some(o) = inner["usage"]["output_tokens"].as_u64() {
                     self.usage.output = o;
+                    self.output_reported = true;
                 }
             }
             _ => {}
@@ -189,6 +272,7 @@ impl StreamUsage {
             if let (Some(input), Some(output)) = (get("inputTokenCount"), get("outputTokenCount")) {
                 self.usage.input = input;
                 self.usage.output = output;
+                self.output_reported = true;
             }
         }
         metrics.is_some() || inner["type"] == "message_stop"

@@ -130,6 +130,10 @@ pub struct BedrockError {
     pub kind: ErrorKind,
     /// The human-readable message.
     pub message: String,
+    /// The caller's credentials were refused (a wrong or unknown key), as
+    /// opposed to a permission it lacks: OpenAI and Anthropic say 401 for
+    /// the first and 403 for the second, where Bedrock says 403 for both.
+    pub unauthenticated: bool,
 }
 
 impl BedrockError {
@@ -138,6 +142,15 @@ impl BedrockError {
         BedrockError {
             kind,
             message: message.into(),
+            unauthenticated: false,
+        }
+    }
+
+    /// An error of `kind` refusing the caller's credentials.
+    pub fn unauthenticated(kind: ErrorKind, message: impl Into<String>) -> Self {
+        BedrockError {
+            unauthenticated: true,
+            ..Self::new(kind, message)
         }
     }
 

@@ -46,6 +46,11 @@ pub enum Command {
         /// first); then requests under way get up to 30 s to finish.
         #[arg(long, env = "MERIDIAN_DRAIN_DELAY_S", default_value_t = 0)]
         drain_delay_s: u64,
+        /// Let a config reload lower the security posture (remove tenants,
+        /// `[auth]` or `[admin]`, widen residency, drop guards); without it
+        /// such a file is refused until a restart.
+        #[arg(long, env = "MERIDIAN_ALLOW_WEAKER_RELOAD")]
+        allow_weaker_reload: bool,
     },
     /// Run a simulated Bedrock region fleet on 127.0.0.1.
     Sim(SimArgs),

@@ -11,6 +11,7 @@ mod memory;
 mod period;
 pub mod runtime_keys;
 mod shared;
+mod slots;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,6 +167,9 @@ pub struct Limiter {
     settings: StateSettings,
     /// Requests admitted by local limits because the shared backend was down.
     pub degraded: AtomicU64,
+    /// Each tenant's `max_concurrent` on this replica, taken before its
+    /// body is read.
+    pub slots: slots::Slots,
     /// Keys issued at run time, when there is no shared backend.
     runtime_keys: parking_lot::RwLock<
         std::collections::HashMap<meridian_config::KeyHash, runtime_keys::KeyRecord>,
@@ -190,6 +194,7 @@ impl Limiter {
             shared,
             settings: settings.clone(),
             degraded: AtomicU64::new(0),
+            slots: slots::Slots::default(),
             runtime_keys: Default::default(),
             key_cache: Default::default(),
         }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::Limiter;
 use crate::invocation::rfc3339;
 use crate::keys;
+use meridian_config::OnUnavailable;
 
 /// How long a lookup's answer is reused.
 pub const CACHE_FOR: Duration = Duration::from_millis(500);
@@ -62,30 +63,38 @@ impl Limiter {
         Ok((key, record))
     }
 
-    /// The tenant of an issued key, if it is live.
-    pub async fn find_key(&self, h: &KeyHash) -> Option<String> {
+    /// The tenant of an issued key, if it is live; `Unavailable` when the
+    /// shared backend cannot say (and, under fail_open, never said).
+    pub async fn find_key(&self, h: &KeyHash) -> Result<Option<String>, KeyError> {
         let Some(s) = self.shared() else {
-            return self.runtime_keys.read().get(h).map(|r| r.tenant.clone());
+            return Ok(self.runtime_keys.read().get(h).map(|r| r.tenant.clone()));
         };
-        if let Some((tenant, at)) = self.key_cache.lock().get(h)
+        let known = self.key_cache.lock().get(h).cloned();
+        if let Some((tenant, at)) = &known
             && at.elapsed() < CACHE_FOR
         {
-            return tenant.clone();
+            return Ok(tenant.clone());
         }
         let tenant = match s.get_key(&hex::encode(h)).await {
             Some(Some(json)) => serde_json::from_str::<KeyRecord>(&json)
                 .ok()
                 .map(|r| r.tenant),
             Some(None) => None,
-            // Unreachable: not cached, so the next request asks again.
-            None => return None,
+            // Unreachable: never "invalid key" — under fail_open the last
+            // answer Redis gave for this key stands; else a retryable error.
+            None => {
+                return match (self.settings.on_unavailable, known) {
+                    (OnUnavailable::FailOpen, Some((tenant, _))) => Ok(tenant),
+                    _ => Err(KeyError::Unavailable),
+                };
+            }
         };
         let mut cache = self.key_cache.lock();
         if cache.len() > 10_000 {
             cache.retain(|_, (_, at)| at.elapsed() < CACHE_FOR);
         }
         cache.insert(*h, (tenant.clone(), Instant::now()));
-        tenant
+        Ok(tenant)
     }
 
     /// Every issued key's record.

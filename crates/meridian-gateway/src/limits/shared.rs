@@ -75,6 +75,7 @@ impl Shared {
             health: Arc::new(Health {
                 up: AtomicBool::new(true),
                 probing: AtomicBool::new(false),
+                orphans: parking_lot::Mutex::default(),
             }),
             timeout,
             admit: Script::new(ADMIT),
@@ -207,9 +208,16 @@ impl Shared {
             .arg(l.budget_usd_per_day.unwrap_or(-1.0))
             .arg(l.budget_usd_per_month.unwrap_or(-1.0));
         type Reply = (i64, String, i64, i64, i64, i64, i64, String, String);
-        let r: Reply = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let Some(r) = self
+            .call(|mut c| async move { inv.invoke_async::<Reply>(&mut c).await })
+            .await
+        else {
+            if l.max_concurrent.is_some() {
+                // The script may still run once a hung Redis resumes.
+                self.health.orphan(&t.name, &ask.request_id);
+            }
+            return None;
+        };
         let (ok, by, retry, rq_left, rq_reset, tk_left, tk_reset, spent_day, spent_month) = r;
         let win = |limit: Option<u64>, left: i64, reset: i64| {
             limit.map(|limit| Window {
@@ -265,6 +273,7 @@ impl Shared {
     pub fn settle(&self, ticket: Ticket, used: Usage) {
         let Some(conn) = self.conn() else { return };
         if !self.is_up() {
+            self.health.orphan(&ticket.tenant.name, &ticket.request_id);
             return;
         }
         let name = &ticket.tenant.name;
@@ -304,6 +313,7 @@ impl Shared {
                 Err(_) => format!("no answer within {timeout:?}"),
             };
             tracing::warn!(error = %why, "a request's usage could not be settled in Redis");
+            health.orphan(&ticket.tenant.name, &ticket.request_id);
             mark_down(&health, conn, timeout, &why);
         });
     }
@@ -447,6 +457,49 @@ fn usage_of(m: &std::collections::HashMap<String, String>) -> Usage {
 struct Health {
     up: AtomicBool,
     probing: AtomicBool,
+    /// In-flight leases Redis may hold for requests that are over: an
+    /// admission that timed out here may still run when a hung Redis
+    /// resumes, and a settlement that could not be sent never released its
+    /// lease. Removed once Redis answers again (the commands queued before
+    /// the probe's PING have run by then).
+    orphans: parking_lot::Mutex<Vec<(String, String)>>,
+}
+
+/// At most this many orphaned leases are remembered (each expires with its
+/// lease anyway).
+const MAX_ORPHANS: usize = 100_000;
+
+impl Health {
+    fn orphan(&self, tenant: &str, request_id: &str) {
+        let mut o = self.orphans.lock();
+        if o.len() >= MAX_ORPHANS {
+            o.remove(0);
+        }
+        o.push((key(tenant, "if"), request_id.to_string()));
+    }
+
+    /// Releases the orphaned leases; false (and they stay) when Redis does
+    /// not answer.
+    async fn reconcile(&self, conn: &mut ConnectionManager, timeout: Duration) -> bool {
+        let orphans = std::mem::take(&mut *self.orphans.lock());
+        if orphans.is_empty() {
+            return true;
+        }
+        let mut pipe = redis::pipe();
+        for (k, id) in &orphans {
+            pipe.zrem(k, id).ignore();
+        }
+        let done = tokio::time::timeout(timeout, pipe.query_async::<()>(conn)).await;
+        if matches!(done, Ok(Ok(()))) {
+            tracing::info!(
+                leases = orphans.len(),
+                "released in-flight leases of requests that ended while Redis did not answer"
+            );
+            return true;
+        }
+        self.orphans.lock().extend(orphans);
+        false
+    }
 }
 
 /// Marks the backend down and starts the one probe that marks it up again.
@@ -469,7 +522,7 @@ fn mark_down(health: &Arc<Health>, conn: ConnectionManager, timeout: Duration, w
                 conn: conn.clone(),
                 timeout,
             };
-            if probe.ping().await {
+            if probe.ping().await && health.reconcile(&mut conn.clone(), timeout).await {
                 health.up.store(true, Ordering::Relaxed);
                 health.probing.store(false, Ordering::Release);
                 tracing::warn!("the Redis state backend answers again; shared limits resume");

@@ -59,6 +59,11 @@ impl From<&BedrockError> for OpenAiError {
             ErrorKind::ResourceNotFound | ErrorKind::UnknownOperation => {
                 (404, "invalid_request_error", Some("model_not_found"))
             }
+            // A permission the caller lacks (a model its tenant may not
+            // call, IAM upstream) — not a wrong key.
+            ErrorKind::AccessDenied if !e.unauthenticated => {
+                (403, "permission_denied", Some("permission_denied"))
+            }
             ErrorKind::AccessDenied
             | ErrorKind::InvalidSignature
             | ErrorKind::UnrecognizedClient

@@ -32,9 +32,15 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             sim_seed,
             drain_delay_s,
+            allow_weaker_reload,
         } => {
-            let drain_delay = std::time::Duration::from_secs(drain_delay_s);
-            serve::run(config.config.as_deref(), &listen, sim_seed, drain_delay).await
+            let options = serve::Options {
+                listen,
+                sim_seed,
+                drain_delay: std::time::Duration::from_secs(drain_delay_s),
+                allow_weaker_reload,
+            };
+            serve::run(config.config.as_deref(), &options).await
         }
         Command::Sim(args) => sim::run(&args).await,
         Command::Drill(args) => drill::run(&args).await,

@@ -21,12 +21,26 @@ use meridian_upstream::{Auth, BedrockClient, Endpoints, Timeouts};
 
 use super::{init_logging, shutdown_signal, source_region};
 
-pub async fn run(
-    config: Option<&Path>,
-    listen: &str,
-    sim_seed: u64,
-    drain_delay: std::time::Duration,
-) -> anyhow::Result<ExitCode> {
+/// How the process runs (flags, not config).
+pub struct Options {
+    /// Address to listen on.
+    pub listen: String,
+    /// Seed of the in-process fleet.
+    pub sim_seed: u64,
+    /// How long `/ready` answers 503 before the listener closes.
+    pub drain_delay: std::time::Duration,
+    /// Whether a reload may lower the security posture.
+    pub allow_weaker_reload: bool,
+}
+
+pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<ExitCode> {
+    let Options {
+        listen,
+        sim_seed,
+        drain_delay,
+        allow_weaker_reload,
+    } = options;
+    let (listen, sim_seed, drain_delay) = (listen.as_str(), *sim_seed, *drain_delay);
     init_logging();
     let Loaded { config, catalog } = meridian_config::load(config)?;
     let (region, step) = source_region(None, &config).await;
@@ -74,6 +88,10 @@ pub async fn run(
         tokio::spawn(s3.run());
     }
     let live = Live::new(state.clone());
+    if *allow_weaker_reload {
+        live.allow_weaker_reloads();
+        tracing::warn!("--allow-weaker-reload: a config reload may lower the security posture");
+    }
     tokio::spawn(meridian_gateway::probe_endpoints(
         live.clone(),
         std::time::Duration::from_secs(2),
