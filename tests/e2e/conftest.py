@@ -47,12 +47,19 @@ def clean_env(home, **extra):
 
 
 class Proc:
-    def __init__(self, args, env, cwd, log, stdout=None):
-        """`stdout`: where the process's stdout goes (default: the log file with stderr)."""
+    def __init__(self, args, env, cwd, log, stdout=None, nofile=None):
+        """`stdout`: where the process's stdout goes (default: the log file with stderr);
+        `nofile`: its open-file limit (soft and hard), as `ulimit -n` would set it."""
         self.log = log
         out = open(log, "w")
+
+        def limit():
+            if nofile is not None:
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.p = subprocess.Popen([BIN, *args], env=env, cwd=cwd, stdout=out if stdout is None else stdout,
-                                  stderr=out)
+                                  stderr=out, preexec_fn=limit if nofile is not None else None)
 
     def stop(self):
         if self.p.poll() is None:
@@ -204,9 +211,10 @@ def fleet_gateway(sim, d, models, env=None):
         gw["proc"].stop()
 
 
-def start_fleet_gateway(sim, d, models, scheme="http", wait=True, env=None):
+def start_fleet_gateway(sim, d, models, scheme="http", wait=True, env=None, nofile=None):
     """Starts `meridian serve` as `fleet_gateway` does; the caller stops
-    `result["proc"]`. `models` is any TOML to add (models, tenants, state, …)."""
+    `result["proc"]`. `models` is any TOML to add (models, tenants, state, …);
+    `nofile`: the process's open-file limit."""
     endpoints = ", ".join(f'{r} = "{v["url"]}"' for r, v in sim["regions"].items())
     (d / "meridian.toml").write_text(f"""
 region = "us-east-1"
@@ -227,7 +235,7 @@ profile = "fleet"
     port = free_port()
     env = clean_env(d, AWS_SHARED_CREDENTIALS_FILE=str(d / "credentials"), AWS_CONFIG_FILE=str(d / "config"),
                     **(env or {}))
-    proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], env, d, d / "serve.log")
+    proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], env, d, d / "serve.log", nofile=nofile)
     url = f"{scheme}://127.0.0.1:{port}"
     if wait:
         try:

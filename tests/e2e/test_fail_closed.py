@@ -2,6 +2,7 @@
 refused and the running config keeps authenticating; the findings of the
 adversarial pass, each reproduced against `meridian serve`."""
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -113,3 +114,161 @@ def test_a_reload_never_switches_authentication_off(sim, tmp_path_factory):
         assert "would lower the security posture" in log, log[-2000:]
     finally:
         gw["proc"].stop()
+
+
+def metric(gw, name, **labels):
+    """The value of one series in /metrics (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    series = f"{name}{{{want}}}" if want else name
+    with urllib.request.urlopen(gw["url"] + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def closed_by_peer(sock, within):
+    """Whether the other side closes `sock` within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_connections_that_send_nothing_are_closed_and_capped(sim, tmp_path_factory):
+    """200 silent sockets from one address under `ulimit -n 256`: the peer gets
+    its share (half of 256 − 64), the rest are closed at once, the share is
+    closed at the first-byte deadline; /health from another address answers
+    throughout. An idle h2c connection and an idle keep-alive connection are
+    closed at the idle deadline."""
+    d = tmp_path_factory.mktemp("connections")
+    gw = start_fleet_gateway(sim, d, MODELS + "\n[server]\nfirst_byte_timeout_ms = 3000\nidle_timeout_ms = 3000\n",
+                             nofile=256)
+    socks = []
+    try:
+        started = time.time()
+        for _ in range(200):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", gw["port"]))
+            socks.append(s)
+        health = []
+        while time.time() < started + 2:
+            with urllib.request.urlopen(gw["url"] + "/health", timeout=2) as r:
+                health.append(r.status)
+            time.sleep(0.1)
+        assert health and set(health) == {200}, health
+        assert metric(gw, "meridian_connections_max") == 192
+        refused = metric(gw, "meridian_connections_refused_total", reason="per_peer")
+        assert refused == 200 - 96, refused
+        # Every one of them is closed by the gateway, the last at the deadline.
+        assert all(closed_by_peer(s, max(0.1, started + 8 - time.time())) for s in socks)
+        assert metric(gw, "meridian_connections_closed_total", reason="first_byte") >= 96
+
+        # HTTP/2 without TLS: the preface and SETTINGS, then nothing.
+        h2 = socket.create_connection(("127.0.0.1", gw["port"]))
+        h2.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        # HTTP/1.1 keep-alive: one request answered, then nothing.
+        h1 = socket.create_connection(("127.0.0.1", gw["port"]))
+        h1.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        h1.settimeout(5)
+        assert b"200 OK" in h1.recv(4096)
+        idle_before = metric(gw, "meridian_connections_closed_total", reason="idle")
+        assert closed_by_peer(h2, 8), "an idle h2c connection is closed"
+        assert closed_by_peer(h1, 8), "an idle keep-alive connection is closed"
+        assert metric(gw, "meridian_connections_closed_total", reason="idle") >= idle_before + 2
+        assert "Too many open files" not in gw["proc"].output()
+    finally:
+        for s in socks:
+            s.close()
+        gw["proc"].stop()
+
+
+def test_streams_cut_by_the_client_are_charged_for_what_passed(sim, tmp_path_factory):
+    """Streams the client drops at about half are logged as `client-gone` with
+    the input and the output that passed (ConverseStream,
+    InvokeModelWithResponseStream with an Anthropic body, /v1/messages) — not
+    0/0, not input only — and never more than the fleet produced."""
+    import anthropic
+    import boto3
+    from botocore.config import Config
+
+    from conftest import NO_RETRY, put_faults, sim_control, sim_records
+
+    d = tmp_path_factory.mktemp("cut-streams")
+    gw = start_fleet_gateway(sim, d, MODELS + '\n[logging]\nsink = "file"\nfile = "invocations.ndjson"\n')
+    regions = list(sim["regions"])
+    for r in regions:
+        put_faults(sim, r, {"drip_tokens_per_sec": 40})
+    rt = boto3.client("bedrock-runtime", endpoint_url=gw["url"], region_name="us-east-1",
+                      aws_access_key_id="x", aws_secret_access_key="y",
+                      config=Config(retries={"max_attempts": 1}, read_timeout=30))
+    prompt = "tell me a long story about regions"
+    try:
+        cut = []
+        # ConverseStream: five deltas read, then the client goes away.
+        r = rt.converse_stream(modelId="chat", messages=[{"role": "user", "content": [{"text": prompt}]}],
+                               inferenceConfig={"maxTokens": 200})
+        deltas = 0
+        for ev in r["stream"]:
+            if "contentBlockDelta" in ev:
+                deltas += 1
+                if deltas == 5:
+                    break
+        r["stream"].close()
+        cut.append((r["ResponseMetadata"]["RequestId"], deltas))
+
+        # InvokeModelWithResponseStream, Anthropic's body.
+        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200,
+                "messages": [{"role": "user", "content": prompt}]}
+        r = rt.invoke_model_with_response_stream(modelId="chat", body=json.dumps(body))
+        deltas = 0
+        for ev in r["body"]:
+            chunk = json.loads(ev["chunk"]["bytes"])
+            if chunk["type"] == "content_block_delta":
+                deltas += 1
+                if deltas == 5:
+                    break
+        r["body"].close()
+        cut.append((r["ResponseMetadata"]["RequestId"], deltas))
+
+        # The Anthropic SDK on /v1/messages.
+        client = anthropic.Anthropic(base_url=gw["url"], api_key="unused", max_retries=0)
+        with client.messages.stream(model="chat", max_tokens=200,
+                                    messages=[{"role": "user", "content": prompt}]) as s:
+            deltas = 0
+            for ev in s:
+                if ev.type == "content_block_delta":
+                    deltas += 1
+                    if deltas == 5:
+                        break
+            rid = s.response.headers["x-amzn-requestid"]
+        cut.append((rid, deltas))
+
+        for rid, deltas in cut:
+            rec = wait_for(lambda: record_of(gw, rid), 30, f"the record of {rid}")
+            assert rec["errorCode"] == "client-gone", rec
+            assert rec["input"]["inputTokenCount"] > 0, rec
+            out = rec["output"]["outputTokenCount"]
+            assert out >= deltas, (out, deltas, rec)
+            fleet = [x for x in sim_records(sim) if x["model_id"] == rec["modelId"]]
+            produced = max(x["output_tokens"] for x in fleet)
+            assert out <= 2 * produced, (out, produced)
+    finally:
+        for r in regions:
+            sim_control(sim, "DELETE", f"/regions/{r}/faults")
+        gw["proc"].stop()
+
+
+def record_of(gw, request_id):
+    path = gw["dir"] / "invocations.ndjson"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        r = json.loads(line)
+        if r["requestId"] == request_id:
+            return r
+    return None

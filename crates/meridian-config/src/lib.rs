@@ -255,6 +255,14 @@ pub struct Server {
     /// Invocation records queued for the stdout or file sink; when the
     /// queue is full, records for those sinks are dropped and counted.
     pub log_queue_records: usize,
+    /// A connection must send its first byte within this time.
+    pub first_byte_timeout_ms: u64,
+    /// With no request in flight, a connection silent this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open connections at once; `None`: `RLIMIT_NOFILE` less a reserve.
+    pub max_connections: Option<usize>,
+    /// Open connections per peer address; `None`: half of the cap.
+    pub max_connections_per_peer: Option<usize>,
 }
 
 impl Default for Server {
@@ -263,6 +271,10 @@ impl Default for Server {
             max_concurrent_requests: 4096,
             body_read_timeout_ms: 30_000,
             log_queue_records: 16_384,
+            first_byte_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            max_connections: None,
+            max_connections_per_peer: None,
         }
     }
 }

@@ -120,6 +120,10 @@ pub(crate) struct RawServer {
     pub max_concurrent_requests: Option<Spanned<u64>>,
     pub body_read_timeout_ms: Option<Spanned<u64>>,
     pub log_queue_records: Option<Spanned<u64>>,
+    pub first_byte_timeout_ms: Option<Spanned<u64>>,
+    pub idle_timeout_ms: Option<Spanned<u64>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub max_connections_per_peer: Option<Spanned<u64>>,
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
 }

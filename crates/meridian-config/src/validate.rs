@@ -410,6 +410,31 @@ fn validate_server(at: &At<'_>, raw: &RawConfig) -> Result<Server, ConfigError> 
         out.log_queue_records =
             within(v, "server.log_queue_records", 1, 10_000_000, "records")? as usize;
     }
+    if let Some(v) = &r.first_byte_timeout_ms {
+        out.first_byte_timeout_ms = within(
+            v,
+            "server.first_byte_timeout_ms",
+            100,
+            600_000,
+            "milliseconds",
+        )?;
+    }
+    if let Some(v) = &r.idle_timeout_ms {
+        out.idle_timeout_ms = within(v, "server.idle_timeout_ms", 100, 3_600_000, "milliseconds")?;
+    }
+    if let Some(v) = &r.max_connections {
+        out.max_connections =
+            Some(within(v, "server.max_connections", 1, 1_000_000, "connections")? as usize);
+    }
+    if let Some(v) = &r.max_connections_per_peer {
+        out.max_connections_per_peer = Some(within(
+            v,
+            "server.max_connections_per_peer",
+            1,
+            1_000_000,
+            "connections",
+        )? as usize);
+    }
     Ok(out)
 }
 

@@ -45,6 +45,19 @@ pub struct Limits {
     pub per_peer: usize,
 }
 
+impl Limits {
+    /// The limits `[server]` sets, defaults for what it leaves out.
+    pub fn from_config(server: &meridian_config::Server) -> Limits {
+        let max = server.max_connections.unwrap_or_else(default_max);
+        Limits {
+            first_byte: Duration::from_millis(server.first_byte_timeout_ms),
+            idle: Duration::from_millis(server.idle_timeout_ms),
+            max,
+            per_peer: server.max_connections_per_peer.unwrap_or((max / 2).max(1)),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         let max = default_max();

@@ -535,8 +535,8 @@ async fn run_unary(
         part.body = b.clone();
         let (s, body) = execute::unary(state, &part).await?;
         let u = unary_usage(&s.headers, &body);
-        usage.input += u.input;
-        usage.output += u.output;
+        usage.input = usage.input.saturating_add(u.input);
+        usage.output = usage.output.saturating_add(u.output);
         joined.push(b',');
         joined.extend_from_slice(&body);
     }

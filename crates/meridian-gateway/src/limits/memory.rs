@@ -123,7 +123,7 @@ impl Memory {
         let mut map = self.tenants.lock();
         let st = map.entry(t.tenant.name.clone()).or_default();
         st.in_flight.remove(&t.request_id);
-        let used_tokens = used.input_tokens + used.output_tokens;
+        let used_tokens = used.input_tokens.saturating_add(used.output_tokens);
         if let Some(per_minute) = t.tokens.map(|w| w.limit) {
             let rate = Rate::per_minute(per_minute);
             let tat = tat_under(st.tokens_tat, per_minute);
@@ -138,9 +138,9 @@ impl Memory {
         }
         for period in [Period::Day, Period::Month] {
             let u = current(st, period, wall);
-            u.requests += used.requests;
-            u.input_tokens += used.input_tokens;
-            u.output_tokens += used.output_tokens;
+            u.requests = u.requests.saturating_add(used.requests);
+            u.input_tokens = u.input_tokens.saturating_add(used.input_tokens);
+            u.output_tokens = u.output_tokens.saturating_add(used.output_tokens);
             u.cost_usd += used.cost_usd;
         }
     }
@@ -187,5 +187,54 @@ fn window((v, limit): (gcra::Verdict, u64)) -> Window {
         limit,
         remaining: v.remaining,
         reset_ms: v.reset.ceil() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use meridian_config::Tenant;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Token arithmetic saturates: any number, up to `u64::MAX`, in any
+        /// field of a request's reservation or usage, admits or refuses and
+        /// settles without wrapping (a debug build would panic).
+        #[test]
+        fn token_arithmetic_saturates(
+            tokens in prop_oneof![Just(u64::MAX), any::<u64>()],
+            input in prop_oneof![Just(u64::MAX), any::<u64>()],
+            output in prop_oneof![Just(u64::MAX), any::<u64>()],
+            requests in prop_oneof![Just(u64::MAX), any::<u64>()],
+            tpm in prop_oneof![Just(u64::MAX), 1..100_000u64],
+            lease_ms in prop_oneof![Just(u64::MAX), any::<u64>()],
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let _guard = rt.enter();
+            let memory = Memory::new();
+            let mut tenant = Tenant::implicit();
+            tenant.limits.tokens_per_minute = Some(tpm);
+            tenant.limits.max_concurrent = Some(4);
+            let ask = Ask { tenant: Arc::new(tenant), request_id: "r".into(), tokens, lease_ms };
+            let mut settled = 0;
+            for _ in 0..2 {
+                if let Ok(ticket) = memory.admit(&ask, 1) {
+                    let used = Usage { requests, input_tokens: input, output_tokens: output, cost_usd: 0.0 };
+                    memory.settle(&ticket, used);
+                    settled += 1;
+                }
+            }
+            // Sums never wrap below what one settlement added.
+            let (day, _) = memory.usage("default");
+            if settled > 0 {
+                prop_assert!(day.input_tokens >= input && day.output_tokens >= output);
+                prop_assert!(day.requests >= requests);
+            }
+        }
     }
 }

@@ -284,7 +284,7 @@ impl Shared {
             key(name, &format!("d:{}", Period::Day.label(now))),
             key(name, &format!("m:{}", Period::Month.label(now))),
         ];
-        let used_tokens = used.input_tokens + used.output_tokens;
+        let used_tokens = used.input_tokens.saturating_add(used.output_tokens);
         let (tk_int, _) = rate_args(ticket.tokens.map(|w| w.limit));
         let script = self.settle.clone();
         let (timeout, health) = (
@@ -296,7 +296,12 @@ impl Shared {
             for k in &keys {
                 inv.key(k);
             }
-            let give_back = ticket.reserved as i64 - used_tokens as i64;
+            let give_back = i64::try_from(i128::from(ticket.reserved) - i128::from(used_tokens))
+                .unwrap_or(if ticket.reserved > used_tokens {
+                    i64::MAX
+                } else {
+                    i64::MIN
+                });
             inv.arg(tk_int)
                 .arg(give_back)
                 .arg(&ticket.request_id)

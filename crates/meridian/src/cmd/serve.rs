@@ -138,7 +138,11 @@ pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<Exi
         }
         tracing::info!("no longer accepting connections; finishing requests under way");
     };
-    meridian_gateway::serve_with(listener, live, ServeOptions::default(), tls, stop).await?;
+    let options = ServeOptions {
+        connections: meridian_gateway::conn::Limits::from_config(&state.config.server),
+        ..ServeOptions::default()
+    };
+    meridian_gateway::serve_with(listener, live, options, tls, stop).await?;
     // Records still queued for stdout or the file get a moment to be written.
     state.log.drain(std::time::Duration::from_secs(2)).await;
     if let Some(f) = fleet {
