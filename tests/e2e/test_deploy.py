@@ -9,6 +9,7 @@ The tools come from scripts/test: buildah, podman and runc from Debian,
 kubectl from the machine, hadolint, cfn-lint, checkov and kubernetes-validate
 from PyPI in .venv-deploy."""
 import json
+import tomllib
 import os
 import re
 import signal
@@ -195,8 +196,10 @@ def test_the_image_serves_converse_checks_its_health_and_stops_cleanly_on_sigter
 
 def test_sigterm_turns_ready_to_503_while_it_still_serves_then_exits(tmp_path):
     port = free_port()
+    # The fleet on purpose: `auto` falling back to it would never be ready.
     proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"],
-                clean_env(tmp_path, MERIDIAN_DRAIN_DELAY_S="3", MERIDIAN_LOG="info"), tmp_path, tmp_path / "serve.log")
+                clean_env(tmp_path, MERIDIAN_DRAIN_DELAY_S="3", MERIDIAN_LOG="info",
+                          MERIDIAN_CONFIG_TOML='[upstream]\nmode = "simulated"\n'), tmp_path, tmp_path / "serve.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/health", proc)
@@ -284,6 +287,7 @@ def test_the_kubernetes_renders_validate_and_hold_together(tmp_path):
         toml = tmp_path / f"{overlay}-meridian.toml"
         toml.write_text(next(iter(cm["data"].values())))
         sh(f"meridian config check {toml}")
+        assert tomllib.loads(toml.read_text())["upstream"]["mode"] == "aws", "production never simulates"
         # The Redis URL comes from the Secret the config's url_env names.
         assert 'url_env = "MERIDIAN_REDIS_URL"' in toml.read_text()
         secret_ref = env["MERIDIAN_REDIS_URL"]["valueFrom"]["secretKeyRef"]
@@ -355,6 +359,8 @@ def test_the_ecs_commands_pass_and_the_template_carries_the_generated_policy_and
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     text = env["MERIDIAN_CONFIG_TOML"]["Fn::Sub"]
     file_text = (ROOT / "deploy/aws/meridian.toml").read_text()
+    # A task whose role fails to resolve refuses to start; it never serves the simulator.
+    assert tomllib.loads(file_text)["upstream"]["mode"] == "aws"
     assert text.startswith(file_text) and '[logging.s3]\nbucket = "${LogBucket}"' in text
     cfg = tmp_path / "task.toml"
     cfg.write_text(text.replace("${LogBucket}", "meridian-logs-example").replace("${AWS::Region}", region))
@@ -383,7 +389,7 @@ def duration_s(text):
 
 # Rules CloudWatch cannot state as Prometheus does (no label joins in alarms):
 # the alarm asks a fleet-wide question and says so in its description.
-APPROXIMATED = {"MeridianSecondaryRegionServesMost": "fleet-wide"}
+APPROXIMATED = {"MeridianSecondaryRegionServesMost": "fleet-wide", "MeridianResidencyViolation": "fleet-wide"}
 
 
 def test_every_prometheus_alert_has_a_cloudwatch_alarm_with_its_threshold_window_and_metrics(zero_config_gateway):

@@ -272,3 +272,79 @@ def record_of(gw, request_id):
         if r["requestId"] == request_id:
             return r
     return None
+
+
+def test_a_request_processed_outside_its_narrowed_policy_is_counted_and_flagged(sim, tmp_path_factory):
+    """The fleet misroutes eu-west-1's requests to us-east-1: for a request
+    whose policy is the tenant's EU narrowed by its header to eu-west-1,
+    meridian_residency_violations_total{policy,region} rises and the
+    dashboard flags it — the same computation. Repeated residency headers
+    intersect: `*` then `eu` is served in the EU."""
+    from conftest import put_faults, sim_control
+
+    d = tmp_path_factory.mktemp("residency")
+    gw = start_fleet_gateway(sim, d, MODELS + f"""
+[tenants.team]
+api_keys = ["{key_hash(KEY)}"]
+residency = ["eu"]
+""" + ADMIN_SECTION)
+
+    def call(headers):
+        req = urllib.request.Request(gw["url"] + "/model/chat/converse", method="POST",
+                                     data=json.dumps({"messages": [{"role": "user", "content": [{"text": "r"}]}],
+                                                      "inferenceConfig": {"maxTokens": 4}}).encode())
+        req.add_header("content-type", "application/json")
+        req.add_header("authorization", f"Bearer {KEY}")
+        for k, v in headers:
+            req.add_header(k, v)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.headers
+
+    try:
+        assert metric(gw, "meridian_residency_violations_total") == 0
+        # Before the fault: no violation.
+        call([("x-meridian-residency", "eu")])
+        put_faults(sim, "eu-west-1", {"misroute_to": "us-east-1"})
+        h = call([("x-meridian-residency", "eu")])
+        # Called in the EU, processed (the answer says) in us-east-1.
+        assert h["x-meridian-route"] == "first:eu-west-1:success" and h["x-meridian-region"] == "us-east-1", dict(h)
+        with urllib.request.urlopen(gw["url"] + "/metrics", timeout=5) as r:
+            lines = [l for l in r.read().decode().splitlines()
+                     if l.startswith("meridian_residency_violations_total{")]
+        assert len(lines) == 1 and 'region="us-east-1"' in lines[0] and lines[0].endswith(" 1"), lines
+        assert "x-meridian-residency" in lines[0], "the narrowed policy is the one counted"
+        req = urllib.request.Request(gw["url"] + "/ui/api/snapshot", headers={"authorization": f"Bearer {ADMIN}"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            violations = json.loads(r.read())["residency"]["violations"]
+        assert [(v["region"], v["count"]) for v in violations] == [("us-east-1", 1)], violations
+        assert "residency violation" in gw["proc"].output()
+    finally:
+        sim_control(sim, "DELETE", "/regions/eu-west-1/faults")
+        gw["proc"].stop()
+
+
+def test_repeated_residency_headers_intersect(sim, tmp_path_factory):
+    import http.client
+
+    d = tmp_path_factory.mktemp("residency-headers")
+    gw = start_fleet_gateway(sim, d, MODELS)
+    try:
+        served = set()
+        for order in (("*", "eu"), ("eu", "*")):
+            c = http.client.HTTPConnection("127.0.0.1", gw["port"], timeout=30)
+            c.putrequest("POST", "/model/chat/converse")
+            c.putheader("content-type", "application/json")
+            for v in order:
+                c.putheader("x-meridian-residency", v)
+            body = json.dumps({"messages": [{"role": "user", "content": [{"text": "r"}]}],
+                               "inferenceConfig": {"maxTokens": 4}}).encode()
+            c.putheader("content-length", str(len(body)))
+            c.endheaders(body)
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+            served.add(r.getheader("x-meridian-region"))
+            c.close()
+        assert served and all(r.startswith("eu-") for r in served), served
+    finally:
+        gw["proc"].stop()

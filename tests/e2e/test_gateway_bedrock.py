@@ -1,6 +1,7 @@
 """Unmodified boto3 against `meridian serve`: Bedrock Runtime, control plane,
 errors, and honest streaming failure."""
 import json
+import urllib.error
 import urllib.request
 
 import botocore
@@ -26,9 +27,26 @@ def test_zero_config_serve_answers_converse(zero_config_gateway):
     assert "SIMULATED BEDROCK" in zero_config_gateway["proc"].output()
 
 
+def test_a_gateway_that_fell_back_to_the_fleet_is_never_ready(zero_config_gateway):
+    """`auto` without credentials serves the fleet (zero config is useful) but
+    `/ready` and `meridian_ready` say no: behind a load balancer it takes no traffic."""
+    try:
+        urllib.request.urlopen(zero_config_gateway["url"] + "/ready", timeout=5)
+        raise AssertionError("/ready answered 200 while serving the simulator by fallback")
+    except urllib.error.HTTPError as e:
+        assert e.code == 503
+        body = json.loads(e.read())
+    assert body["ready"] is False and "fell back to the simulated fleet" in body["upstream"], body
+    metrics = urllib.request.urlopen(zero_config_gateway["url"] + "/metrics", timeout=5).read().decode()
+    assert "\nmeridian_ready 0\n" in metrics
+    status = json.loads(urllib.request.urlopen(zero_config_gateway["url"] + "/status", timeout=5).read())
+    assert status["upstream"]["fallback"] is True and status["ready"] is False
+
+
 def test_converse_through_the_gateway(gateway, sim):
     status = json.loads(urllib.request.urlopen(gateway["url"] + "/status", timeout=5).read())
-    assert status["upstream"] == {"mode": "aws", "detail": "Amazon Bedrock, credentials from AWS profile 'fleet'"}
+    assert status["upstream"] == {"mode": "aws", "detail": "Amazon Bedrock, credentials from AWS profile 'fleet'",
+                                  "fallback": False}
     c = gw_client(gateway)
     r = c.converse(modelId="chat", messages=msg("through meridian"), inferenceConfig={"maxTokens": 80},
                    additionalModelRequestFields={"top_k": 5})

@@ -9,6 +9,7 @@ another replica through Redis, never across residency, streams replayed to
 boto3, the OpenAI SDK and the Anthropic SDK."""
 import base64
 import json
+import urllib.error
 import urllib.request
 
 import anthropic
@@ -231,6 +232,56 @@ def test_block_refuses_naming_types_never_values_before_the_model(gw, fleet):
                                         messages=[{"role": "user", "content": f"card {CARD}"}])
     assert "CARD" in str(oe.value) and CARD not in str(oe.value)
     assert len(sim_records(fleet)) == before, "a blocked prompt reached the model"
+
+
+def post_raw(gw, path, body, content_type="application/json"):
+    """(status, parsed JSON body) of a raw POST: bodies boto3 would not send."""
+    req = urllib.request.Request(gw["url"] + path, data=body, method="POST",
+                                 headers={"content-type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def test_what_the_guard_cannot_read_does_not_go_upstream(gw, fleet):
+    """Bodies the guard's JSON parser refuses are refused, not forwarded
+    unscanned; text documents (Converse `source.text` and text-format bytes,
+    Anthropic text sources) are read like any text."""
+    before = len(sim_records(fleet))
+    native = ('{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,'
+              '"messages":[{"role":"user","content":"card %s %s"}]}')
+    unreadable = {
+        "a lone surrogate": (native % (CARD, "\\ud800")).encode(),
+        "a byte-order mark": b"\xef\xbb\xbf" + (native % (CARD, "")).encode(),
+        "trailing bytes": (native % (CARD, "")).encode() + b" trailing",
+        "nesting 200 deep": ('{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,"messages":'
+                             '[{"role":"user","content":"hi"}],"x":' + "[" * 200 + f'"{CARD}"' + "]" * 200 + "}").encode(),
+    }
+    for what, body in unreadable.items():
+        status, err = post_raw(gw, "/model/blocked/invoke", body)
+        assert status == 400 and "cannot read" in err["message"], (what, status, err)
+    doc = lambda source: {"messages": [{"role": "user", "content": [  # noqa: E731
+        {"document": {"format": "txt", "name": "notes", "source": source}}, {"text": "summarize"}]}],
+        "inferenceConfig": {"maxTokens": 8}}
+    for source in ({"text": f"card {CARD}"},
+                   {"bytes": base64.b64encode(f"card {CARD}".encode()).decode()}):
+        status, err = post_raw(gw, "/model/blocked/converse", json.dumps(doc(source)).encode())
+        assert status == 400 and "CARD" in err["message"], (source, status, err)
+    with pytest.raises(anthropic.BadRequestError) as e:
+        anthropic.Anthropic(base_url=gw["url"], api_key="unused", max_retries=0).messages.create(
+            model="blocked", max_tokens=8, messages=[{"role": "user", "content": [
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                                "data": f"card {CARD}"}},
+                {"type": "text", "text": "summarize"}]}])
+    assert "CARD" in str(e.value)
+    assert len(sim_records(fleet)) == before, "an unscanned prompt reached the model"
+    # Masked, a text document's bytes reach the model without the card.
+    status, _ = post_raw(gw, "/model/masked/converse", json.dumps(doc(
+        {"bytes": base64.b64encode(f"card {CARD}".encode()).decode()})).encode())
+    assert status == 200
+    assert len(sim_records(fleet)) == before + 1
 
 
 def test_a_card_number_the_model_streams_across_events_is_caught(gw, fleet):

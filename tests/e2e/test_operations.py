@@ -6,6 +6,7 @@ the bucket's region."""
 import base64
 import gzip
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -232,15 +233,23 @@ sink = "none"
 
         # /ready: every candidate of `small` down in the fleet → not ready; back → ready.
         assert get_json(url + "/ready")[0] == 200
-        control = get_json(url + "/status")[1]["upstream"]["detail"].split("control API ")[1].strip()
+        # The in-process fleet's control API: its address in /status, its token only in the log.
+        control = get_json(url + "/status")[1]["upstream"]["detail"].split("control API ")[1].split()[0]
+        token = re.search(r"token=(\w+)", gw.output()).group(1)
+        auth = {"authorization": f"Bearer {token}"}
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"{control}/records"), timeout=5)
+            raise AssertionError("the control API answered without its token")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401
         for region in ("us-east-1", "us-west-2"):
             req = urllib.request.Request(f"{control}/regions/{region}/faults", method="PUT",
-                                         data=b'{"outage": true}', headers={"content-type": "application/json"})
+                                         data=b'{"outage": true}', headers={"content-type": "application/json", **auth})
             urllib.request.urlopen(req, timeout=5).read()
         code, body = wait_for(lambda: (r := get_json(url + "/ready"))[0] == 503 and r, 15, "not ready")
         assert body["ready"] is False and body["models"][0]["healthy"] == 0
         for region in ("us-east-1", "us-west-2"):
-            req = urllib.request.Request(f"{control}/regions/{region}/faults", method="DELETE")
+            req = urllib.request.Request(f"{control}/regions/{region}/faults", method="DELETE", headers=auth)
             urllib.request.urlopen(req, timeout=5).read()
         wait_for(lambda: get_json(url + "/ready")[0] == 200, 15, "ready again")
         # The log went to a file, not a terminal: plain text, no colour codes.

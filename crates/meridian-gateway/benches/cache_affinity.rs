@@ -47,6 +47,7 @@ async fn gateway(fleet: &Fleet, affinity: bool) -> String {
     );
     let info = UpstreamInfo {
         mode: "simulated",
+        fallback: false,
         detail: "bench".into(),
     };
     let state = Arc::new(AppState::new(

@@ -80,6 +80,7 @@ async fn gateway(upstream: &str, log: Option<&Path>, extra: &str) -> String {
     let client = BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default());
     let info = UpstreamInfo {
         mode: "aws",
+        fallback: false,
         detail: "bench".into(),
     };
     let mut state = AppState::new(

@@ -133,6 +133,9 @@ pub fn model_label(state: &AppState, requested: &str) -> String {
 
 /// Accounts for a finished request and writes its invocation record;
 /// returns its estimated cost.
+/// Answers processed outside their request's residency policy.
+const RESIDENCY_VIOLATIONS: &str = "meridian_residency_violations_total";
+
 pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     let l = f.ledger;
     let model = model_label(state, &l.requested);
@@ -260,6 +263,25 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     if let Some(t) = &state.tracer {
         trace(t, state, f, &model, outcome, region.as_deref());
     }
+    // Residency, checked against where the answer says it was processed:
+    // whatever planning promised, a region outside the policy is counted.
+    let allowed = match (f.plan, region.as_deref()) {
+        (Some(plan), Some(r)) => plan.policy_in(state).map(|p| p.allows(r)),
+        _ => None,
+    };
+    if let (Some(false), Some(plan), Some(r)) = (allowed, f.plan, region.as_deref()) {
+        m.add(
+            RESIDENCY_VIOLATIONS,
+            labels([("policy", plan.policy.as_str()), ("region", r)]),
+            1.0,
+        );
+        tracing::error!(
+            request_id = %l.request_id,
+            policy = %plan.policy,
+            region = r,
+            "residency violation: the answer says it was processed outside the request's policy"
+        );
+    }
     if l.invocation {
         let called = f
             .served
@@ -267,6 +289,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         state.stats.finished(&crate::traffic::Finished {
             model: &model,
             policy: f.plan.map(|p| p.policy.as_str()),
+            allowed,
             tenant: l.tenant.as_deref(),
             served: called,
             processed: region.as_deref(),

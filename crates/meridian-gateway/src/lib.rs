@@ -43,6 +43,7 @@ mod usage;
 pub use live::Live;
 pub use server::{ServeOptions, probe_endpoints, router, serve, serve_with};
 pub use state::{AppState, ModelReadiness, UpstreamAccount, UpstreamInfo};
+pub use status::SIMULATED_BY_FALLBACK;
 
 /// Response header naming the region that served the request.
 pub const REGION_HEADER: &str = "x-meridian-region";

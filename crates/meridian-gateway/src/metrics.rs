@@ -162,6 +162,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Seconds since the served catalog facts were read from Bedrock (absent: compiled data only).",
     ),
     (
+        "meridian_residency_violations_total",
+        "counter",
+        "Answers processed in a region their request's residency policy (model, tenant and header together) does not allow, by policy and region. Should stay absent.",
+    ),
+    (
         "meridian_connections_open",
         "gauge",
         "Client connections open now.",

@@ -586,11 +586,14 @@ fn count_tokens_input(
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Ok(None);
     };
-    let Some(inner) = v["input"]["invokeModel"]["body"]
-        .as_str()
-        .and_then(|s| b64.decode(s).ok())
-    else {
+    let Some(encoded) = v["input"]["invokeModel"]["body"].as_str() else {
         return Ok(None);
+    };
+    let Ok(inner) = b64.decode(encoded) else {
+        return Err(crate::guard::Blocked::unreadable(
+            crate::guard::Direction::Input,
+            "an invokeModel body that is not base64".into(),
+        ));
     };
     match g.body(&inner, crate::guard::Direction::Input)? {
         Some((guarded, _)) => {

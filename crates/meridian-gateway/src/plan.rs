@@ -4,6 +4,7 @@
 //! policy), multiplied by the accounts allowed in each called region; the
 //! router then orders them.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,11 +65,21 @@ pub struct Plan {
     pub hedging: bool,
     /// Most attempts, hedges included.
     pub max_attempts: usize,
-    /// The residency policy itself (model ∩ tenant ∩ header), kept when
-    /// the response cache needs it to check an entry's region.
+    /// The residency policy itself (model ∩ tenant ∩ header), kept when it
+    /// is not the exposed model's start-up policy, or when the response
+    /// cache needs it to check an entry's region. See [`Plan::policy_in`].
     pub residency: Option<Policy>,
     /// Bedrock guardrails to apply: (exposed model, called region, guardrail).
     pub guardrails: Vec<(String, String, meridian_config::Guardrail)>,
+}
+
+impl Plan {
+    /// The residency policy this request was planned under.
+    pub fn policy_in<'a>(&'a self, state: &'a AppState) -> Option<&'a Policy> {
+        self.residency
+            .as_ref()
+            .or_else(|| state.planned_policy(&self.requested))
+    }
 }
 
 /// Request header: the caller's region, for the `geo` strategy.
@@ -228,7 +239,11 @@ pub fn build(
         deadline_ms,
         hedging: exposed.and_then(|m| m.hedging).unwrap_or(routing.hedging),
         max_attempts: state.max_attempts,
-        residency: exposed.and_then(|m| m.cache).map(|_| policy.clone()),
+        // The policy itself when it is not the start-up snapshot's (a
+        // narrowed one, a raw model ID) or the cache needs it; else it is
+        // found by name ([`AppState::planned_policy`]).
+        residency: (matches!(resolution, Cow::Owned(_)) || exposed.and_then(|m| m.cache).is_some())
+            .then(|| policy.clone()),
         guardrails,
     })
 }

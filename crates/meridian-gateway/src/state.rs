@@ -26,6 +26,10 @@ pub struct UpstreamInfo {
     pub mode: &'static str,
     /// How that was decided, in a few words.
     pub detail: String,
+    /// `auto` fell back to the simulated fleet (no credentials resolved):
+    /// `/ready` fails, since a gateway meant for Bedrock must not answer
+    /// from the simulator unnoticed. `mode = "simulated"` is on purpose.
+    pub fallback: bool,
 }
 
 /// One exposed model's readiness.
@@ -318,6 +322,11 @@ impl AppState {
             ModelRef::Arn(_) => return None,
         };
         self.catalog.model_by_id(base)
+    }
+
+    /// The start-up residency policy of exposed model `name`.
+    pub fn planned_policy(&self, name: &str) -> Option<&Policy> {
+        self.plans.get(name)?.as_ref().ok().map(|r| &r.policy)
     }
 
     /// The targets for what a client asked for: the start-up snapshot for an

@@ -142,7 +142,7 @@ pub async fn status(
                 .map(|(p, users)| json!({"policy": p, "used_by": users}))
                 .collect::<Vec<_>>(),
         },
-        "ready": state.readiness().iter().all(|r| r.healthy > 0),
+        "ready": !state.upstream_info.fallback && state.readiness().iter().all(|r| r.healthy > 0),
         "invocation_log": {
             "sinks": state.log.sink_names(),
             "queued": state.log.queued(),
@@ -173,6 +173,9 @@ fn state_backend(state: &AppState) -> Value {
     })
 }
 
+/// Why a gateway whose `auto` mode fell back to the fleet is not ready.
+pub const SIMULATED_BY_FALLBACK: &str = "not ready: no AWS credentials resolved, so upstream mode \"auto\" fell back to the simulated fleet, whose answers are not model output; provide credentials, or set [upstream] mode = \"simulated\" to serve from the fleet on purpose";
+
 /// Readiness: every exposed model has at least one allowed candidate whose
 /// endpoint answers the prober and whose breaker is not open. 503 otherwise,
 /// naming the models that have none — and 503 once the process is draining.
@@ -181,8 +184,13 @@ pub async fn ready(State(live): State<Arc<Live>>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let models = state.readiness();
     let draining = live.is_draining();
-    let ready = !draining && models.iter().all(|m| m.healthy > 0);
-    let body = Json(json!({"ready": ready, "draining": draining, "models": models}));
+    let fallback = state.upstream_info.fallback;
+    let ready = !draining && !fallback && models.iter().all(|m| m.healthy > 0);
+    let mut body = json!({"ready": ready, "draining": draining, "models": models});
+    if fallback {
+        body["upstream"] = json!(SIMULATED_BY_FALLBACK);
+    }
+    let body = Json(body);
     let status = if ready {
         http::StatusCode::OK
     } else {
@@ -262,7 +270,7 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
             state.log.dropped() as f64,
         ));
     }
-    let ready = state.readiness().iter().all(|r| r.healthy > 0);
+    let ready = !state.upstream_info.fallback && state.readiness().iter().all(|r| r.healthy > 0);
     gauges.push(("meridian_ready", Vec::new(), if ready { 1.0 } else { 0.0 }));
     {
         let c = live.catalog_status.read();

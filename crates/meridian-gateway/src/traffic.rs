@@ -135,6 +135,9 @@ pub struct Processed {
     pub policy: String,
     pub tenant: String,
     pub region: String,
+    /// Whether the policy allows the region (`None`: unknown), as
+    /// `meridian_residency_violations_total` counts it.
+    pub allowed: Option<bool>,
     pub count: u64,
     /// Unix seconds of the last one.
     pub last: u64,
@@ -181,6 +184,9 @@ pub struct TailEntry {
 pub struct Finished<'a> {
     pub model: &'a str,
     pub policy: Option<&'a str>,
+    /// Whether the request's own policy (model ∩ tenant ∩ header) allows
+    /// the processed region.
+    pub allowed: Option<bool>,
     pub tenant: Option<&'a str>,
     /// The region whose endpoint answered it, when one did.
     pub served: Option<&'a str>,
@@ -282,6 +288,7 @@ impl Stats {
                     policy: policy.to_string(),
                     tenant: tenant.to_string(),
                     region: region.to_string(),
+                    allowed: f.allowed,
                     count: 1,
                     last: now,
                 }),
@@ -428,6 +435,7 @@ mod tests {
         s.finished(&Finished {
             model: "chat",
             policy: Some("us"),
+            allowed: Some(true),
             tenant: None,
             served: Some("us-west-2"),
             processed: None,

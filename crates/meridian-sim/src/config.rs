@@ -101,7 +101,17 @@ pub struct FleetConfig {
     pub provisioned: Vec<SimProvisioned>,
     /// Bedrock guardrails, each in its one region.
     pub guardrails: Vec<crate::guardrails::SimGuardrail>,
+    /// Records kept (the oldest are dropped first).
+    pub max_records: usize,
+    /// Whether records keep the prompt text (for tests that check what a
+    /// gateway let through); `serve`'s in-process fleet keeps none.
+    pub keep_prompts: bool,
+    /// When set, the control API answers only `Authorization: Bearer TOKEN`.
+    pub control_token: Option<String>,
 }
+
+/// Records a fleet keeps by default.
+pub const MAX_RECORDS: usize = 100_000;
 
 impl FleetConfig {
     /// A fleet of `regions` with defaults and the default credential.
@@ -116,6 +126,9 @@ impl FleetConfig {
             app_profiles: Vec::new(),
             provisioned: Vec::new(),
             guardrails: Vec::new(),
+            max_records: MAX_RECORDS,
+            keep_prompts: true,
+            control_token: None,
         }
     }
 }

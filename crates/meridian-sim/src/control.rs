@@ -30,11 +30,12 @@ struct Since {
 /// `GET|DELETE /records?since=N`, `GET|DELETE /world`, `PUT /world/profiles`,
 /// `GET|PUT /guardrails`.
 pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
+    let token = shared.config.read().control_token.clone();
     let state = Control {
         shared,
         manifest: Arc::new(manifest),
     };
-    Router::new()
+    let router = Router::new()
         .route(
             "/manifest",
             get(|State(c): State<Control>| async move { Json(json!(*c.manifest)) }),
@@ -48,7 +49,29 @@ pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
         .route("/world", get(get_world).delete(reset_world))
         .route("/world/profiles", put(put_profile))
         .route("/guardrails", put(put_guardrails).get(get_guardrails))
-        .with_state(state)
+        .with_state(state);
+    match token {
+        None => router,
+        Some(token) => router.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let want = format!("Bearer {token}");
+            async move {
+                let ok = req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .is_some_and(|v| v.as_bytes() == want.as_bytes());
+                if ok {
+                    next.run(req).await
+                } else {
+                    use axum::response::IntoResponse;
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        Json(json!({"message": "the fleet's control API needs its token (printed in the log at start-up)"})),
+                    )
+                        .into_response()
+                }
+            }
+        })),
+    }
 }
 
 async fn get_guardrails(State(c): State<Control>) -> Json<Value> {

@@ -32,6 +32,10 @@ pub struct FaultSet {
     pub drip_tokens_per_sec: Option<f64>,
     /// No Flex capacity left: every Flex-tier request is throttled.
     pub flex_throttled: bool,
+    /// Requests called in this region are processed in this other region,
+    /// whatever the model's destinations say (and the answer says so): a
+    /// provider-side misroute, to rehearse residency alarms.
+    pub misroute_to: Option<String>,
 }
 
 impl Default for FaultSet {
@@ -48,6 +52,7 @@ impl Default for FaultSet {
             not_ready: false,
             drip_tokens_per_sec: None,
             flex_throttled: false,
+            misroute_to: None,
         }
     }
 }

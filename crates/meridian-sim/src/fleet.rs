@@ -141,7 +141,7 @@ impl Fleet {
 
     /// Every request the fleet has seen, in arrival order of completion.
     pub fn records(&self) -> Vec<Record> {
-        self.shared.records.lock().clone()
+        self.shared.records.lock().iter().cloned().collect()
     }
 
     /// Stops every listener.

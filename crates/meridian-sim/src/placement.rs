@@ -227,7 +227,8 @@ impl Ctx {
                     .lock()
                     .admit(pool, tokens, &capacity, factor, now)
             {
-                return Ok(((*d).clone(), a));
+                let processed = self.shared.faults(&self.region).misroute_to;
+                return Ok((processed.unwrap_or_else(|| (*d).clone()), a));
             }
         }
         Err(BedrockError::new(

@@ -46,7 +46,8 @@ pub struct Shared {
     pub catalog: Catalog,
     pub config: RwLock<FleetConfig>,
     pub regions: HashMap<String, RegionState>,
-    pub records: Mutex<Vec<Record>>,
+    /// The most recent records, at most `config.max_records`.
+    pub records: Mutex<std::collections::VecDeque<Record>>,
     pub seq: AtomicU64,
     /// Every region's prompt cache.
     pub prompt_cache: crate::prompt_cache::PromptCache,
@@ -73,7 +74,7 @@ impl Shared {
             catalog,
             config: RwLock::new(config),
             regions,
-            records: Mutex::new(Vec::new()),
+            records: Mutex::new(std::collections::VecDeque::new()),
             seq: AtomicU64::new(0),
             prompt_cache: Default::default(),
             world: Default::default(),
@@ -174,7 +175,18 @@ impl Shared {
 
     pub fn push_record(&self, mut r: Record) {
         r.seq = self.seq.fetch_add(1, Ordering::SeqCst);
-        self.records.lock().push(r);
+        let (max, prompts) = {
+            let c = self.config.read();
+            (c.max_records.max(1), c.keep_prompts)
+        };
+        if !prompts {
+            r.prompt = None;
+        }
+        let mut records = self.records.lock();
+        while records.len() >= max {
+            records.pop_front();
+        }
+        records.push_back(r);
     }
 }
 

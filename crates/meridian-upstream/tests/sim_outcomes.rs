@@ -359,3 +359,56 @@ async fn caller_errors_are_never_retryable() {
     assert_eq!(e.outcome, Outcome::AccessDenied);
     assert_eq!(e.error.kind.name(), "InvalidSignatureException");
 }
+
+/// The status line of a raw GET to the fleet's control API.
+async fn control_status(url: &str, path: &str, token: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_bounded_fleet_keeps_its_newest_records_without_prompts_behind_a_token() {
+    let mut config = fast_config(&["us-east-1"], 1);
+    config.max_records = 3;
+    config.keep_prompts = false;
+    config.control_token = Some("s3cret".into());
+    let f = fleet(config, None).await;
+    let c = client(&f, timeouts());
+    for i in 0..5 {
+        c.call(&converse(
+            "us-east-1",
+            SONNET_US,
+            &format!("card {i}"),
+            20,
+            false,
+        ))
+        .await
+        .unwrap();
+    }
+    let records = f.records();
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![2, 3, 4], "the newest three");
+    assert!(
+        records.iter().all(|r| r.prompt.is_none()),
+        "no prompts kept"
+    );
+    let url = &f.manifest().control_url;
+    assert!(control_status(url, "/records", None).await.contains("401"));
+    assert!(
+        control_status(url, "/records", Some("wrong"))
+            .await
+            .contains("401")
+    );
+    assert!(
+        control_status(url, "/records", Some("s3cret"))
+            .await
+            .contains("200")
+    );
+}

@@ -26,17 +26,21 @@ use serde_json::Value;
 pub use detect::{Finding, Scanner, iban_mod97, luhn};
 
 /// String fields never scanned: binary content, signatures and identifiers.
-const SKIP_KEYS: [&str; 9] = [
+/// (A document's text — Converse `source.text`, Anthropic's text `source`,
+/// the bytes of a text format — is read: see [`Session::walk`].)
+const SKIP_KEYS: [&str; 8] = [
     "bytes",
     "data",
     "signature",
     "redactedContent",
     "toolUseId",
     "image",
-    "document",
     "video",
     "anthropic_version",
 ];
+
+/// Converse document formats whose bytes are text the model reads.
+const TEXT_DOCUMENT_FORMATS: [&str; 4] = ["txt", "md", "csv", "html"];
 
 /// Which way the text flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -125,6 +129,15 @@ pub struct Blocked {
 }
 
 impl Blocked {
+    /// Input the guard cannot read (not JSON it can parse, a text document
+    /// that does not decode): it does not go upstream unscanned.
+    pub fn unreadable(direction: Direction, what: String) -> Blocked {
+        Blocked {
+            direction,
+            labels: vec![format!("{what} that the guard cannot read")],
+        }
+    }
+
     /// The error the client gets: it names the types, never the values.
     pub fn error(&self) -> BedrockError {
         let what = match self.direction {
@@ -344,16 +357,7 @@ impl Session {
                     *changed = true;
                 }
                 Ok(None) => {}
-                Err(b) => match blocked {
-                    Some(all) => {
-                        for l in b.labels {
-                            if !all.labels.contains(&l) {
-                                all.labels.push(l);
-                            }
-                        }
-                    }
-                    None => *blocked = Some(b),
-                },
+                Err(b) => merge(blocked, b),
             },
             Value::Array(a) => {
                 for x in a {
@@ -361,8 +365,15 @@ impl Session {
                 }
             }
             Value::Object(o) => {
+                // Anthropic's text document source: `data` is plain text.
+                let text_source = o.get("type").and_then(Value::as_str) == Some("text")
+                    && o.get("media_type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|m| m.starts_with("text/"));
                 for (k, x) in o.iter_mut() {
-                    if !SKIP_KEYS.contains(&k.as_str()) {
+                    if k == "document" {
+                        self.document(x, direction, changed, blocked);
+                    } else if !SKIP_KEYS.contains(&k.as_str()) || (text_source && k == "data") {
                         self.walk(x, direction, changed, blocked);
                     }
                 }
@@ -371,21 +382,79 @@ impl Session {
         }
     }
 
+    /// A Converse document: its text source is walked like any text, and
+    /// the bytes of a text format are decoded, scanned and encoded again.
+    /// Binary formats (PDF, Word, Excel) are passed as they are.
+    fn document(
+        &mut self,
+        v: &mut Value,
+        direction: Direction,
+        changed: &mut bool,
+        blocked: &mut Option<Blocked>,
+    ) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let textual = v
+            .get("format")
+            .and_then(Value::as_str)
+            .is_some_and(|f| TEXT_DOCUMENT_FORMATS.contains(&f));
+        if textual && let Some(Value::String(bytes)) = v.pointer_mut("/source/bytes") {
+            let text = b64
+                .decode(bytes.as_bytes())
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok());
+            let Some(text) = text else {
+                let b = Blocked::unreadable(direction, "a text document".into());
+                merge(blocked, b);
+                return;
+            };
+            let mut t = Value::String(text);
+            let mut here = false;
+            self.walk(&mut t, direction, &mut here, blocked);
+            if here && let Value::String(t) = t {
+                *bytes = b64.encode(t.as_bytes());
+                *changed = true;
+            }
+        }
+        // Everything else in it (the name, `source.text`, `source.content`)
+        // as any JSON; `bytes` stays skipped.
+        self.walk(v, direction, changed, blocked);
+    }
     /// Applies the guards to a JSON body; `Ok(None)` when it is unchanged
-    /// (or not JSON).
+    /// (or, for an answer, not JSON). A request body that is not JSON the
+    /// guard can parse — a lone surrogate, a byte-order mark, trailing bytes,
+    /// nesting too deep — is refused: it never goes upstream unscanned.
     pub fn body(
         &mut self,
         body: &[u8],
         direction: Direction,
     ) -> Result<Option<(bytes::Bytes, Value)>, Blocked> {
-        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-            return Ok(None);
+        let mut v = match serde_json::from_slice::<Value>(body) {
+            Ok(v) => v,
+            Err(_) if direction == Direction::Output => return Ok(None),
+            Err(e) => {
+                return Err(Blocked::unreadable(direction, format!("a body ({e})")));
+            }
         };
         if self.json(&mut v, direction)? {
             let bytes = bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
             return Ok(Some((bytes, v)));
         }
         Ok(None)
+    }
+}
+
+/// Adds `b`'s labels to what is already blocked.
+fn merge(blocked: &mut Option<Blocked>, b: Blocked) {
+    match blocked {
+        Some(all) => {
+            for l in b.labels {
+                if !all.labels.contains(&l) {
+                    all.labels.push(l);
+                }
+            }
+        }
+        None => *blocked = Some(b),
     }
 }
 
@@ -473,5 +542,144 @@ mod tests {
         let mut body =
             json!({"content": [{"image": {"source": {"bytes": "AKIAIOSFODNN7EXAMPLE"}}}]});
         assert!(!s.json(&mut body, Direction::Input).unwrap());
+    }
+
+    /// The card every generated text may carry.
+    const CARD: &str = "4111111111111111";
+
+    /// Every string a model reads in `v`, found independently of the
+    /// guard's walker: binary fields are the only ones left out.
+    fn readable(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| readable(x, out)),
+            Value::Object(o) => {
+                for (k, x) in o {
+                    if !["bytes", "data", "image", "video", "signature"].contains(&k.as_str()) {
+                        readable(x, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn json_tree() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            "[a-z ]{0,12}".prop_map(Value::String),
+            "[a-z ]{0,6}".prop_map(|p| Value::String(format!("{p} card {CARD} {p}"))),
+            any::<u32>().prop_map(|n| json!(n)),
+        ];
+        text.prop_recursive(6, 64, 6, |inner| {
+            let keys = prop_oneof![
+                Just("text"),
+                Just("content"),
+                Just("messages"),
+                Just("system"),
+                Just("document"),
+                Just("source"),
+                Just("name"),
+                Just("input"),
+                Just("toolResult"),
+                Just("json"),
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((keys, inner), 0..4).prop_map(|kv| {
+                    Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The guard input stage on arbitrary bytes: either the body is
+        /// refused, or it is JSON and no string a model reads carries the
+        /// blocked card.
+        #[test]
+        fn arbitrary_bytes_are_parsed_whole_or_refused(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let g = guards(&[(Builtin::Card, GuardAction::Block)]);
+            let mut s = g.session([Some("g"), None]).unwrap();
+            if s.body(&body, Direction::Input).is_ok() {
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                let mut texts = Vec::new();
+                readable(&v, &mut texts);
+                proptest::prop_assert!(texts.iter().all(|t| !t.contains(CARD)));
+            }
+        }
+
+        /// Arbitrary JSON trees of the keys requests use, some strings with
+        /// the card: the guard blocks exactly when a string a model reads
+        /// carries it.
+        #[test]
+        fn every_string_a_model_reads_is_scanned(v in json_tree()) {
+            let g = guards(&[(Builtin::Card, GuardAction::Block)]);
+            let mut s = g.session([Some("g"), None]).unwrap();
+            let body = serde_json::to_vec(&v).unwrap();
+            let mut texts = Vec::new();
+            readable(&v, &mut texts);
+            let carries = texts.iter().any(|t| t.contains(CARD));
+            proptest::prop_assert_eq!(s.body(&body, Direction::Input).is_err(), carries);
+        }
+    }
+
+    #[test]
+    fn text_documents_are_read_and_binary_ones_passed() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let g = guards(&[(Builtin::Card, GuardAction::Mask)]);
+        let mut s = g.session([Some("g"), None]).unwrap();
+        let text = format!("card {CARD}");
+        let mut body = json!({"content": [
+            {"document": {"format": "txt", "name": "a", "source": {"bytes": b64.encode(&text)}}},
+            {"document": {"format": "pdf", "name": "b", "source": {"bytes": b64.encode(&text)}}},
+            {"document": {"format": "md", "name": "c", "source": {"text": text.clone()}}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text.clone()}},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": CARD}}
+        ]});
+        assert!(s.json(&mut body, Direction::Input).unwrap());
+        let txt = b64
+            .decode(
+                body.pointer("/content/0/document/source/bytes")
+                    .unwrap()
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        assert!(
+            !String::from_utf8(txt).unwrap().contains(CARD),
+            "txt bytes masked"
+        );
+        let pdf = body
+            .pointer("/content/1/document/source/bytes")
+            .unwrap()
+            .as_str()
+            .unwrap();
+        assert_eq!(pdf, b64.encode(&text), "a binary format is passed as it is");
+        assert!(
+            !body
+                .pointer("/content/2/document/source/text")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .contains(CARD)
+        );
+        assert!(
+            !body
+                .pointer("/content/3/source/data")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .contains(CARD)
+        );
+        assert_eq!(
+            body.pointer("/content/4/source/data").unwrap(),
+            CARD,
+            "base64 data is binary"
+        );
+        let bad = json!({"document": {"format": "txt", "name": "a", "source": {"bytes": "%%%"}}});
+        let err = s.json(&mut bad.clone(), Direction::Input).unwrap_err();
+        assert!(err.labels[0].contains("cannot read"), "{:?}", err.labels);
     }
 }

@@ -313,7 +313,11 @@ fn residency(state: &AppState, processed: &[crate::traffic::Processed]) -> Value
     let mut violations = Vec::new();
     let mut groups: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
     for p in processed {
-        let allowed = policy_allows(state, &p.policy, &p.region);
+        // The same computation as meridian_residency_violations_total: the
+        // request's own policy, narrowed ones included.
+        let allowed = p
+            .allowed
+            .or_else(|| policy_allows(state, &p.policy, &p.region));
         if allowed == Some(false) {
             violations.push(json!({"policy": p.policy, "tenant": p.tenant, "region": p.region, "count": p.count}));
         }

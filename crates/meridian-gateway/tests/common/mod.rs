@@ -82,6 +82,7 @@ pub async fn gateway_custom(
     }
     let info = UpstreamInfo {
         mode: "simulated",
+        fallback: false,
         detail: "test".into(),
     };
     let mut state = AppState::with_accounts(
@@ -185,6 +186,7 @@ pub async fn gateway_in_front(
     let client = BedrockClient::with_static_keys("AKID", "secret", endpoints, Timeouts::default());
     let info = UpstreamInfo {
         mode: "aws",
+        fallback: false,
         detail: "test".into(),
     };
     let mut state = AppState::new(

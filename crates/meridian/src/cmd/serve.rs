@@ -88,6 +88,17 @@ pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<Exi
         tokio::spawn(s3.run());
     }
     let live = Live::new(state.clone());
+    if state.upstream_info.fallback {
+        // Said again every minute: a replica meant for Bedrock answering
+        // from the simulator must not go unnoticed in a log.
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                tracing::warn!("{}", meridian_gateway::SIMULATED_BY_FALLBACK);
+            }
+        });
+    }
     if *allow_weaker_reload {
         live.allow_weaker_reloads();
         tracing::warn!("--allow-weaker-reload: a config reload may lower the security posture");
@@ -152,6 +163,9 @@ pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// Records the in-process fleet keeps (without prompts).
+const IN_PROCESS_RECORDS: usize = 10_000;
+
 /// The upstream accounts for `config`: Amazon Bedrock with the resolved
 /// credentials, or — in simulated mode, or with no credentials in `auto` —
 /// a simulated fleet of every region an exposed model may be called in.
@@ -188,6 +202,12 @@ pub(crate) async fn upstream(
             .collect();
         let mut fc = FleetConfig::new(regions.clone());
         fc.seed = sim_seed;
+        // In-process: a bounded ring of records without prompts, and a
+        // control API on loopback that only the log's token opens.
+        fc.max_records = IN_PROCESS_RECORDS;
+        fc.keep_prompts = false;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        fc.control_token = Some(token.clone());
         fc.app_profiles = config.app_profiles.clone();
         fc.provisioned = super::fleet_provisioned(config, catalog);
         let f = Fleet::start(catalog.clone(), fc, None, None).await?;
@@ -199,9 +219,14 @@ pub(crate) async fn upstream(
             Ok(_) => String::new(),
         };
         let detail = format!(
-            "{why}; simulated fleet of {} regions, control API {}",
+            "{why}; simulated fleet of {} regions, control API {} (its token is in the log)",
             regions.len(),
             m.control_url
+        );
+        tracing::warn!(
+            control_api = %m.control_url,
+            token = %token,
+            "the simulated fleet's control API (faults, records) answers requests with `Authorization: Bearer <token>`"
         );
         let _ = writeln!(
             std::io::stderr(),
@@ -216,6 +241,7 @@ pub(crate) async fn upstream(
             accounts_with(config, |_| Ok(client.clone()))?,
             UpstreamInfo {
                 mode: "simulated",
+                fallback: config.upstream.mode == UpstreamMode::Auto,
                 detail,
             },
         )
@@ -253,6 +279,7 @@ pub(crate) async fn upstream(
             accounts,
             UpstreamInfo {
                 mode: "aws",
+                fallback: false,
                 detail: format!("Amazon Bedrock, credentials from {}", sources.join("; ")),
             },
         )

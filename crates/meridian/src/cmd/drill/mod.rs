@@ -66,6 +66,7 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<ExitCode> {
     let client = crate::cmd::fleet_client(m);
     let info = UpstreamInfo {
         mode: "simulated",
+        fallback: false,
         detail: format!("drill '{}'", sc.name.as_str()),
     };
     let state = Arc::new(AppState::new(
