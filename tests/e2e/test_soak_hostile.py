@@ -3,7 +3,7 @@ slow heads, slow bodies, oversize Content-Length, cancelled streams and h2c
 streams whose answers are never read — for a bounded time
 (MERIDIAN_SOAK_S, 60 s by default). Bounds, stated here and in the README:
 normal traffic fails ≤ 1 % with p99 ≤ 2 s (debug build, 2 cores), the
-gateway's RSS stays ≤ 200 MB, /health answers every probe, and every served
+gateway's RSS stays ≤ 150 MB, /health answers every probe, and every served
 request is in the invocation log with its tokens."""
 import json
 import os
