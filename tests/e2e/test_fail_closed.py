@@ -7,6 +7,8 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from conftest import key_hash, start_fleet_gateway, wait_for
 
 KEY = "mk-e2e-fail-closed-tenant-key-000001"
@@ -189,7 +191,14 @@ def test_connections_that_send_nothing_are_closed_and_capped(sim, tmp_path_facto
         gw["proc"].stop()
 
 
-def test_streams_cut_by_the_client_are_charged_for_what_passed(sim, tmp_path_factory):
+@pytest.fixture
+def own_fleet(tmp_path_factory):
+    """A fleet of this test's own: its faults and records touch no other test."""
+    from conftest import run_sim
+    yield from run_sim(tmp_path_factory.mktemp("own-fleet"), "us-east-1,eu-west-1", 5)
+
+
+def test_streams_cut_by_the_client_are_charged_for_what_passed(own_fleet, tmp_path_factory):
     """Streams the client drops at about half are logged as `client-gone` with
     the input and the output that passed (ConverseStream,
     InvokeModelWithResponseStream with an Anthropic body, /v1/messages) — not
@@ -200,6 +209,7 @@ def test_streams_cut_by_the_client_are_charged_for_what_passed(sim, tmp_path_fac
 
     from conftest import NO_RETRY, put_faults, sim_control, sim_records
 
+    sim = own_fleet
     d = tmp_path_factory.mktemp("cut-streams")
     gw = start_fleet_gateway(sim, d, MODELS + '\n[logging]\nsink = "file"\nfile = "invocations.ndjson"\n')
     regions = list(sim["regions"])
@@ -274,7 +284,7 @@ def record_of(gw, request_id):
     return None
 
 
-def test_a_request_processed_outside_its_narrowed_policy_is_counted_and_flagged(sim, tmp_path_factory):
+def test_a_request_processed_outside_its_narrowed_policy_is_counted_and_flagged(own_fleet, tmp_path_factory):
     """The fleet misroutes eu-west-1's requests to us-east-1: for a request
     whose policy is the tenant's EU narrowed by its header to eu-west-1,
     meridian_residency_violations_total{policy,region} rises and the
@@ -282,6 +292,7 @@ def test_a_request_processed_outside_its_narrowed_policy_is_counted_and_flagged(
     intersect: `*` then `eu` is served in the EU."""
     from conftest import put_faults, sim_control
 
+    sim = own_fleet
     d = tmp_path_factory.mktemp("residency")
     gw = start_fleet_gateway(sim, d, MODELS + f"""
 [tenants.team]

@@ -176,10 +176,12 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
             let name = &identified.tenant().name;
             let mut r = Refusal::early(F::from_bedrock(&refused.error(name)));
             r.headers = refused.headers();
+            discard(&state, body);
             return refuse::<F>(&state, &ledger, r);
         }
     };
     if let Some(e) = declared_too_long(&state, &parts.headers) {
+        discard(&state, body);
         return early(&ledger, e);
     }
     let permit = (permit, tenant_slot);
@@ -622,6 +624,35 @@ fn exhausted<F: FrontDoor>(
         headers: Vec::new(),
     };
     refuse::<F>(state, ledger, r)
+}
+
+/// Bytes of a refused request's body read and thrown away, at most.
+const DISCARD_MAX: u64 = 64 * 1024 * 1024;
+
+/// Reads a refused request's body and throws it away, in the background,
+/// bounded in bytes and time: a client that writes its whole body before
+/// reading (most do, without `Expect: 100-continue`) then gets its error
+/// instead of a broken pipe. Nothing is kept, and no slot is held.
+fn discard(state: &AppState, body: Body) {
+    use axum::body::HttpBody as _;
+    use http_body_util::BodyExt as _;
+    if body.size_hint().lower() > DISCARD_MAX {
+        return; // closed with the connection: not worth reading
+    }
+    let limit = Duration::from_millis(state.config.server.body_read_timeout_ms);
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut read = 0u64;
+        let _ = tokio::time::timeout(limit, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if read > DISCARD_MAX {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// The error for a `Content-Length` over the body limit (checked before
