@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use meridian_router::KeyId;
+
 use crate::live::Live;
 
 /// How often replicas exchange breaker openings through the shared backend.
@@ -18,7 +20,15 @@ pub async fn share_breakers(live: Arc<Live>) {
         let Some(shared) = state.limiter.shared() else {
             return;
         };
-        let opened = state.router.health.opened();
+        // Keys travel as their text; a key this replica has no candidate
+        // for is of no use here and is skipped.
+        let opened: Vec<(String, Duration)> = state
+            .router
+            .health
+            .opened()
+            .into_iter()
+            .map(|(k, d)| (k.text().to_string(), d))
+            .collect();
         let Some(open) = shared.exchange_breakers(&opened).await else {
             continue;
         };
@@ -26,10 +36,12 @@ pub async fn share_breakers(live: Arc<Live>) {
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         for (key, until) in open {
-            state
-                .router
-                .health
-                .hint_open(&key, Duration::from_millis(until.saturating_sub(now)));
+            if let Some(id) = KeyId::find(&key) {
+                state
+                    .router
+                    .health
+                    .hint_open(id, Duration::from_millis(until.saturating_sub(now)));
+            }
         }
     }
 }

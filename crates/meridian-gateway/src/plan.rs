@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use meridian_catalog::resolve::ResolveError;
 use meridian_catalog::{Policy, ServiceTier};
-use meridian_config::{AccountMode, Strategy};
+use meridian_config::Strategy;
 use meridian_router::route::fnv_bytes;
 use meridian_router::{Candidate, Order};
 use meridian_wire::{BedrockError, ErrorKind, converse};
@@ -120,7 +120,6 @@ pub fn build(
     let fallbacks = state.fallbacks(requested, narrow.as_ref(), &resolution.policy);
     let models = std::iter::once((requested, resolution.targets.as_slice()))
         .chain(fallbacks.iter().map(|(m, t)| (m.as_str(), t.as_slice())));
-    let accounts = state.accounts.len().max(1);
     // The model's service tiers, in order, unless the client named its own.
     let tiers: &[ServiceTier] = match exposed {
         Some(m) if !m.service_tiers.is_empty() && !names_tier(call) => &m.service_tiers,
@@ -131,48 +130,16 @@ pub fn build(
     } else {
         tiers.iter().copied().map(Some).collect()
     };
-    let mut candidates = Vec::new();
     // A provider takes only what it can answer in the front door's terms;
     // asked once, and only when a provider is among the targets.
-    let mut provider_serves = None;
-    for (m, (model, targets)) in models.enumerate() {
-        for t in targets {
-            if let Some(p) = crate::state::provider_of(&state.config, model, t) {
-                if *provider_serves.get_or_insert_with(|| {
-                    call.json
-                        .as_ref()
-                        .is_some_and(|v| meridian_upstream::openai_compat::serves(call.action, v))
-                }) {
-                    candidates.push(Candidate::new(
-                        p.to_string(),
-                        m * accounts * per_tier.len(),
-                        model.to_string(),
-                        t.clone(),
-                        None,
-                    ));
-                }
-                continue;
-            }
-            for (a, acct) in state.accounts.iter().enumerate() {
-                if !acct.regions.is_empty() && !acct.regions.contains(&t.endpoint_region) {
-                    continue;
-                }
-                let tier = match routing.accounts {
-                    AccountMode::Tiered => a,
-                    AccountMode::Pooled => 0,
-                };
-                for (s, service_tier) in per_tier.iter().enumerate() {
-                    candidates.push(Candidate::new(
-                        acct.name.clone(),
-                        (m * accounts + tier) * per_tier.len() + s,
-                        model.to_string(),
-                        t.clone(),
-                        *service_tier,
-                    ));
-                }
-            }
-        }
-    }
+    let provider_serves = std::cell::OnceCell::new();
+    let mut candidates = state.candidates(models, &per_tier, || {
+        *provider_serves.get_or_init(|| {
+            call.json
+                .as_ref()
+                .is_some_and(|v| meridian_upstream::openai_compat::serves(call.action, v))
+        })
+    });
     let guardrails = guardrail_stage(state, requested, &mut candidates, &resolution.policy)?;
     let tier_bodies = if matches!(call.action, "converse" | "converse-stream") {
         tiers

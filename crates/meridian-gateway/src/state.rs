@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use meridian_catalog::detect::Step;
 use meridian_catalog::resolve::ResolveError;
-use meridian_catalog::{Catalog, Policy, Resolution, Target, TargetKind};
+use meridian_catalog::{Catalog, Policy, Resolution, ServiceTier, Target, TargetKind};
 use meridian_config::Config;
 use std::collections::BTreeSet;
 
-use meridian_router::Router;
+use meridian_router::breaker::State as BreakerState;
 use meridian_router::budget::BudgetConfig;
 use meridian_router::health::Health;
+use meridian_router::{Router, Surface};
 use meridian_upstream::BedrockClient;
 use serde::Serialize;
 
@@ -56,6 +57,16 @@ pub struct UpstreamAccount {
     pub client: BedrockClient,
     /// Regions this account may be called in; empty means every region.
     pub regions: BTreeSet<String>,
+}
+
+impl meridian_router::plan::Account for UpstreamAccount {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn serves(&self, region: &str) -> bool {
+        self.regions.is_empty() || self.regions.contains(region)
+    }
 }
 
 /// Shared, read-only gateway state.
@@ -194,7 +205,7 @@ impl AppState {
                 (p.name.clone(), client)
             })
             .collect();
-        AppState {
+        let state = AppState {
             guards: Arc::new(crate::guard::Guards::new(&config)),
             cache: Arc::new(crate::cache::Cache::new(config.cache_max_bytes)),
             stats: Arc::default(),
@@ -219,7 +230,12 @@ impl AppState {
             limiter,
             plans,
             fallbacks,
-        }
+        };
+        // Builds every exposed model's candidates once, which interns their
+        // keys: a breaker another replica opened is known here before this
+        // replica's first request.
+        let _ = state.readiness();
+        state
     }
 
     /// Per exposed model: how many of its allowed candidates are healthy
@@ -232,37 +248,32 @@ impl AppState {
             .map(|m| {
                 let (candidates, healthy, error) = match self.plans.get(&m.name) {
                     Some(Ok(res)) => {
-                        let mut total = 0;
-                        let mut ok = 0;
-                        for t in &res.targets {
-                            // A provider is its own one account, not probed
-                            // like Bedrock's regional endpoints.
-                            let provider = provider_of(&self.config, &m.name, t);
-                            let accounts: Vec<&str> = match provider {
-                                Some(p) => vec![p],
-                                None => self
-                                    .accounts
-                                    .iter()
-                                    .filter(|a| {
-                                        a.regions.is_empty()
-                                            || a.regions.contains(&t.endpoint_region)
-                                    })
-                                    .map(|a| a.name.as_str())
-                                    .collect(),
-                            };
-                            for a in accounts {
-                                total += 1;
-                                let key = format!("{a}|{}|{}", t.endpoint_region, t.model_id);
-                                let reachable = provider.is_some()
-                                    || probes.get(&t.endpoint_region).copied().unwrap_or(true);
-                                let open = self.router.health.state(&key)
-                                    == meridian_router::breaker::State::Open;
-                                if reachable && !open {
-                                    ok += 1;
-                                }
-                            }
-                        }
-                        (total, ok, None)
+                        // The candidates a request for the model gets,
+                        // built as the plan builds them (tiers included).
+                        let per_tier: Vec<Option<ServiceTier>> = if m.service_tiers.is_empty() {
+                            vec![None]
+                        } else {
+                            m.service_tiers.iter().copied().map(Some).collect()
+                        };
+                        let cands = self.candidates(
+                            [(m.name.as_str(), res.targets.as_slice())],
+                            &per_tier,
+                            || true,
+                        );
+                        let healthy = cands
+                            .iter()
+                            .filter(|c| {
+                                // A provider is its own one account, not
+                                // probed like Bedrock's regional endpoints.
+                                let reachable = Surface::of(&c.target) == Surface::Provider
+                                    || probes
+                                        .get(&c.target.endpoint_region)
+                                        .copied()
+                                        .unwrap_or(true);
+                                reachable && self.router.health.state(c.key()) != BreakerState::Open
+                            })
+                            .count();
+                        (cands.len(), healthy, None)
                     }
                     Some(Err(e)) => (0, 0, Some(e.to_string())),
                     None => (0, 0, Some("not resolved".into())),
@@ -275,6 +286,28 @@ impl AppState {
                 }
             })
             .collect()
+    }
+
+    /// The candidates for these models' targets (the requested model first,
+    /// then its fallbacks) before ordering; see [`meridian_router::plan::candidates`].
+    pub fn candidates<'a>(
+        &'a self,
+        models: impl IntoIterator<Item = (&'a str, &'a [Target])>,
+        per_tier: &[Option<ServiceTier>],
+        provider_serves: impl FnMut() -> bool,
+    ) -> Vec<meridian_router::Candidate> {
+        let mode = match self.config.routing.accounts {
+            meridian_config::AccountMode::Tiered => meridian_router::plan::Accounts::Tiered,
+            meridian_config::AccountMode::Pooled => meridian_router::plan::Accounts::Pooled,
+        };
+        meridian_router::plan::candidates(
+            models,
+            &self.accounts,
+            mode,
+            per_tier,
+            |model, t| provider_of(&self.config, model, t),
+            provider_serves,
+        )
     }
 
     /// Every (region, endpoint URL) an exposed model may call.

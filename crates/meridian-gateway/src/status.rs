@@ -151,7 +151,7 @@ pub async fn status(
             "include_bodies": state.log.include_bodies,
             "s3": state.log.s3.as_ref().map(|s| s.status()),
         },
-        "breakers": state.router.health.states().into_iter().map(|(k, st)| json!({"target": k, "state": format!("{st:?}").to_lowercase()})).collect::<Vec<_>>(),
+        "breakers": crate::status::breakers(&state),
         "candidates": state.router.views(),
     }))
     .into_response()
@@ -206,19 +206,18 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
     use axum::response::IntoResponse;
     let mut gauges = Vec::new();
     for v in state.router.views() {
-        let mut parts = v.key.splitn(3, '|');
-        let (account, region, model) = (
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-        );
-        let l = owned(&[("region", region), ("account", account), ("model", model)]);
-        let state_num = match v.breaker {
-            "open" => 2.0,
-            "half-open" => 1.0,
-            _ => 0.0,
-        };
-        gauges.push(("meridian_breaker_state", l.clone(), state_num));
+        let k = &v.key;
+        let mut labels = vec![
+            ("region", &*k.region),
+            ("account", &*k.account),
+            ("model", &*k.model),
+            ("surface", k.surface.name()),
+        ];
+        if let Some(t) = k.tier {
+            labels.push(("tier", t.name()));
+        }
+        let l = owned(&labels);
+        gauges.push(("meridian_breaker_state", l.clone(), v.breaker.gauge()));
         gauges.push((
             "meridian_quota_used_tokens_per_minute",
             l.clone(),
@@ -303,4 +302,20 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
         state.metrics.render(&gauges),
     )
         .into_response()
+}
+
+/// Every known breaker, by its key's fields and its text.
+pub fn breakers(state: &AppState) -> Vec<Value> {
+    state
+        .router
+        .health
+        .states()
+        .into_iter()
+        .map(|(id, st)| {
+            let mut b = json!(*id.key());
+            b["target"] = json!(id.text());
+            b["state"] = json!(st);
+            b
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@
 mod common;
 
 use meridian_router::health::{Health, Verdict};
+use meridian_router::{KeyId, Surface};
 use meridian_sim::FaultSet;
 use serde_json::Value;
 
@@ -68,13 +69,21 @@ async fn a_fallback_model_serves_when_every_primary_candidate_is_out_and_stays_i
     );
 
     // Open the breaker of every claude-sonnet-4-5 candidate.
-    let plan_keys: Vec<String> = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"]
+    let plan_keys: Vec<KeyId> = ["us-east-1", "us-east-2", "us-west-1", "us-west-2"]
         .iter()
-        .map(|r| format!("default|{r}|us.anthropic.claude-sonnet-4-5-20250929-v1:0"))
+        .map(|r| {
+            KeyId::intern(
+                "default",
+                r,
+                Surface::Runtime,
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                None,
+            )
+        })
         .collect();
     for k in &plan_keys {
         for _ in 0..5 {
-            state.router.health.record(k, Verdict::Unhealthy);
+            state.router.health.record(*k, Verdict::Unhealthy);
         }
     }
     let a = converse(&gw, "chat", &[]).await;
@@ -236,11 +245,11 @@ async fn a_stalled_region_is_hedged_and_losing_to_hedges_opens_its_breaker() {
         .router
         .views()
         .into_iter()
-        .map(|v| v.key)
-        .find(|k| k.starts_with("default|us-east-1|"))
-        .unwrap();
+        .find(|v| &*v.key.account == "default" && &*v.key.region == "us-east-1")
+        .unwrap()
+        .id;
     assert_eq!(
-        state.router.health.state(&key),
+        state.router.health.state(key),
         meridian_router::breaker::State::Open
     );
     let a = converse(&gw, "chat", &[]).await;

@@ -231,7 +231,13 @@ async fn a_breaker_one_replica_opens_opens_on_the_others() {
             meridian_gateway::Live::new(s.clone()),
         ));
     }
-    let key = "default|us-east-1|us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let key = meridian_router::KeyId::intern(
+        "default",
+        "us-east-1",
+        meridian_router::Surface::Runtime,
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        None,
+    );
     for _ in 0..5 {
         a.router.health.record(key, Verdict::Unhealthy);
     }

@@ -41,7 +41,8 @@ impl Default for BreakerConfig {
 }
 
 /// The breaker's state, for metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum State {
     /// Traffic flows.
     Closed,
@@ -49,6 +50,26 @@ pub enum State {
     Open,
     /// A few probes test the candidate.
     HalfOpen,
+}
+
+impl State {
+    /// Its name in JSON (`closed`, `open`, `half-open`).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        }
+    }
+
+    /// Its value in the `meridian_breaker_state` gauge.
+    pub fn gauge(self) -> f64 {
+        match self {
+            State::Closed => 0.0,
+            State::HalfOpen => 1.0,
+            State::Open => 2.0,
+        }
+    }
 }
 
 /// One circuit breaker.

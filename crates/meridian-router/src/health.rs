@@ -1,13 +1,12 @@
 //! Candidate health shared by every request: a breaker per candidate and one
 //! fleet-wide retry budget. Locks are never held across an await.
 
-use std::collections::HashMap;
-
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::breaker::{Breaker, BreakerConfig, State};
 use crate::budget::{BudgetConfig, RetryBudget};
+use crate::key::{KeyId, PerKey};
 
 /// How an attempt went, as far as the candidate's health is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +26,11 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Health {
     cfg: BreakerConfig,
-    breakers: Mutex<HashMap<String, Breaker>>,
+    breakers: Mutex<PerKey<Breaker>>,
     budget: Mutex<RetryBudget>,
     /// Breakers this process opened since the last [`Health::opened`] call,
     /// with how long each stays open: what replicas tell each other.
-    opened: Mutex<Vec<(String, std::time::Duration)>>,
+    opened: Mutex<Vec<(KeyId, std::time::Duration)>>,
 }
 
 impl Default for Health {
@@ -45,7 +44,7 @@ impl Health {
     pub fn new(breaker: BreakerConfig, budget: BudgetConfig) -> Self {
         Health {
             cfg: breaker,
-            breakers: Mutex::new(HashMap::new()),
+            breakers: Mutex::new(PerKey::default()),
             budget: Mutex::new(RetryBudget::new(budget)),
             opened: Mutex::new(Vec::new()),
         }
@@ -63,24 +62,20 @@ impl Health {
 
     /// Whether `key` may be tried now (a half-open breaker hands out probes).
     /// Call right before the attempt, so probes are never leaked.
-    pub fn try_acquire(&self, key: &str) -> bool {
+    pub fn try_acquire(&self, key: KeyId) -> bool {
         self.with(key, |b| b.try_acquire(Instant::now()))
     }
 
-    /// Runs `f` on `key`'s breaker (created closed when new) under the lock;
-    /// a known key is found without allocating.
-    fn with<R>(&self, key: &str, f: impl FnOnce(&mut Breaker) -> R) -> R {
-        let mut map = self.breakers.lock();
-        if let Some(b) = map.get_mut(key) {
-            return f(b);
-        }
-        f(map
-            .entry(key.to_string())
-            .or_insert_with(|| Breaker::new(self.cfg)))
+    /// Runs `f` on `key`'s breaker (created closed when new) under the lock.
+    fn with<R>(&self, key: KeyId, f: impl FnOnce(&mut Breaker) -> R) -> R {
+        f(self
+            .breakers
+            .lock()
+            .get_or_insert_with(key, || Breaker::new(self.cfg)))
     }
 
     /// Records the attempt's verdict.
-    pub fn record(&self, key: &str, verdict: Verdict) {
+    pub fn record(&self, key: KeyId, verdict: Verdict) {
         let now = Instant::now();
         let opened = self.with(key, |b| {
             let before = b.state(now);
@@ -92,24 +87,25 @@ impl Health {
             (before != State::Open && b.state(now) == State::Open).then(|| b.open_for())
         });
         if let Some(for_) = opened {
-            self.opened.lock().push((key.to_string(), for_));
+            self.opened.lock().push((key, for_));
         }
     }
 
     /// Breakers opened here since the last call, with how long they stay open.
-    pub fn opened(&self) -> Vec<(String, std::time::Duration)> {
+    pub fn opened(&self) -> Vec<(KeyId, std::time::Duration)> {
         std::mem::take(&mut *self.opened.lock())
     }
 
     /// Opens `key`'s breaker for `for_` if it is closed: another replica
     /// just saw the candidate fail.
-    pub fn hint_open(&self, key: &str, for_: std::time::Duration) {
+    pub fn hint_open(&self, key: KeyId, for_: std::time::Duration) {
         let now = Instant::now();
         self.with(key, |b| b.hint_open(now, for_));
     }
 
-    /// One breaker's state, without taking a probe.
-    pub fn state(&self, key: &str) -> State {
+    /// One breaker's state, without taking a probe (closed for a candidate
+    /// that never failed).
+    pub fn state(&self, key: KeyId) -> State {
         let now = Instant::now();
         self.breakers
             .lock()
@@ -117,16 +113,16 @@ impl Health {
             .map_or(State::Closed, |b| b.state(now))
     }
 
-    /// Every known breaker's state, for `/status` and metrics.
-    pub fn states(&self) -> Vec<(String, State)> {
+    /// Every known breaker's state, for `/status` and metrics, by key.
+    pub fn states(&self) -> Vec<(KeyId, State)> {
         let now = Instant::now();
         let mut out: Vec<_> = self
             .breakers
             .lock()
             .iter_mut()
-            .map(|(k, b)| (k.clone(), b.state(now)))
+            .map(|(k, b)| (k, b.state(now)))
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_cached_key(|(k, _)| k.key());
         out
     }
 }
@@ -136,22 +132,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::key::Surface;
 
     #[tokio::test(start_paused = true)]
     async fn opened_breakers_are_reported_once_and_hints_open_closed_ones() {
         let h = Health::default();
+        let east = KeyId::intern("a", "us-east-1", Surface::Runtime, "m", None);
+        let west = KeyId::intern("a", "us-west-2", Surface::Runtime, "m", None);
         for _ in 0..5 {
-            h.record("a|us-east-1|m", Verdict::Unhealthy);
+            h.record(east, Verdict::Unhealthy);
         }
-        assert_eq!(
-            h.opened(),
-            vec![("a|us-east-1|m".to_string(), Duration::from_secs(5))]
-        );
+        assert_eq!(h.opened(), vec![(east, Duration::from_secs(5))]);
         assert!(h.opened().is_empty(), "reported once");
-        h.hint_open("a|us-west-2|m", Duration::from_secs(3));
-        assert_eq!(h.state("a|us-west-2|m"), State::Open);
+        h.hint_open(west, Duration::from_secs(3));
+        assert_eq!(h.state(west), State::Open);
         assert!(h.opened().is_empty(), "a hint is not reported back");
         tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(h.state("a|us-west-2|m"), State::HalfOpen);
+        assert_eq!(h.state(west), State::HalfOpen);
     }
 }

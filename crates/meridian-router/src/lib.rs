@@ -8,9 +8,13 @@ pub mod backoff;
 pub mod breaker;
 pub mod budget;
 pub mod ewma;
+pub mod hash;
 pub mod health;
+pub mod key;
+pub mod plan;
 pub mod quota;
 pub mod route;
 
 pub use attempt::{Action, AttemptRecord, Attempts, Decision, Failed, Limits};
+pub use key::{CandidateKey, KeyId, Surface};
 pub use route::{Candidate, Order, Router};

@@ -5,7 +5,7 @@
 //! The router only ever sees candidates the residency policy allowed; it
 //! reorders them and never adds any.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,11 +16,14 @@ use tokio::time::Instant;
 
 use crate::breaker::State;
 use crate::ewma::PeakEwma;
+use crate::hash::splitmix;
+pub use crate::hash::{fnv, fnv_bytes};
 use crate::health::Health;
+use crate::key::{CandidateKey, KeyId, PerKey, Surface};
 use crate::quota::QuotaEstimate;
 
 /// One way to serve a request: an account calling a target. Its key is
-/// built once, when first read: change no field after that.
+/// interned when it is built: change no field after that.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
     /// Upstream account name.
@@ -35,10 +38,9 @@ pub struct Candidate {
     /// or standard).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<ServiceTier>,
-    /// [`Candidate::key`], built on first use: a request looks its
-    /// candidates up in the router's maps several times.
+    /// [`Candidate::key`].
     #[serde(skip)]
-    key: std::sync::OnceLock<String>,
+    id: KeyId,
 }
 
 impl PartialEq for Candidate {
@@ -62,32 +64,27 @@ impl Candidate {
         target: Target,
         service_tier: Option<ServiceTier>,
     ) -> Candidate {
+        let id = KeyId::intern(
+            &account,
+            &target.endpoint_region,
+            Surface::of(&target),
+            &target.model_id,
+            service_tier,
+        );
         Candidate {
             account,
             tier,
             model,
             target,
             service_tier,
-            key: std::sync::OnceLock::new(),
+            id,
         }
     }
 
     /// Key for breakers and statistics; a tier has its own (Flex is
     /// throttled on its own, apart from the standard tier).
-    pub fn key(&self) -> &str {
-        self.key.get_or_init(|| match self.service_tier {
-            None => format!(
-                "{}|{}|{}",
-                self.account, self.target.endpoint_region, self.target.model_id
-            ),
-            Some(t) => format!(
-                "{}|{}|{}|{}",
-                self.account,
-                self.target.endpoint_region,
-                self.target.model_id,
-                t.name()
-            ),
-        })
+    pub fn key(&self) -> KeyId {
+        self.id
     }
 }
 
@@ -191,10 +188,16 @@ impl Stats {
 /// A snapshot of one candidate for `/status` and metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct CandidateView {
+    /// The key as text.
+    pub target: std::sync::Arc<str>,
     /// Candidate key.
-    pub key: String,
+    #[serde(flatten)]
+    pub key: std::sync::Arc<CandidateKey>,
+    /// Its id.
+    #[serde(skip)]
+    pub id: KeyId,
     /// Breaker state.
-    pub breaker: &'static str,
+    pub breaker: State,
     /// Peak-EWMA time to first byte, ms.
     pub latency_ms: f64,
     /// Learned tokens-per-minute limit; `None` while no throttle was seen.
@@ -214,7 +217,7 @@ pub struct CandidateView {
 pub struct Router {
     /// Breakers and the retry budget.
     pub health: Health,
-    stats: Mutex<HashMap<String, Stats>>,
+    stats: Mutex<PerKey<Stats>>,
     seq: AtomicU64,
 }
 
@@ -222,12 +225,12 @@ pub struct Router {
 #[derive(Debug)]
 pub struct InFlight<'a> {
     router: &'a Router,
-    key: String,
+    key: KeyId,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(s) = self.router.stats.lock().get_mut(&self.key) {
+        if let Some(s) = self.router.stats.lock().get_mut(self.key) {
             s.in_flight = s.in_flight.saturating_sub(1);
         }
     }
@@ -238,21 +241,19 @@ impl Router {
     pub fn new(health: Health) -> Self {
         Router {
             health,
-            stats: Mutex::new(HashMap::new()),
+            stats: Mutex::new(PerKey::default()),
             seq: AtomicU64::new(0),
         }
     }
 
-    fn with<R>(&self, key: &str, f: impl FnOnce(&mut Stats, Instant) -> R) -> R {
+    fn with<R>(&self, key: KeyId, f: impl FnOnce(&mut Stats, Instant) -> R) -> R {
         let now = Instant::now();
-        let mut map = self.stats.lock();
-        if let Some(s) = map.get_mut(key) {
-            return f(s, now);
-        }
-        let s = map
-            .entry(key.to_string())
-            .or_insert_with(|| Stats::new(now));
-        f(s, now)
+        f(
+            self.stats
+                .lock()
+                .get_or_insert_with(key, || Stats::new(now)),
+            now,
+        )
     }
 
     /// Like `with`, for a candidate: a known capacity (provisioned
@@ -318,7 +319,7 @@ impl Router {
                 .iter()
                 .copied()
                 .filter(|&i| cands[i].tier == top && available[i])
-                .max_by_key(|&i| splitmix(h ^ fnv(cands[i].key())));
+                .max_by_key(|&i| splitmix(h ^ cands[i].key().hash()));
             if let Some(s) = sticky {
                 idx.retain(|&i| i != s);
                 idx.insert(0, s);
@@ -387,10 +388,7 @@ impl Router {
             s.requests.reserve(1, now);
             s.in_flight += 1;
         });
-        InFlight {
-            router: self,
-            key: key.to_string(),
-        }
+        InFlight { router: self, key }
     }
 
     /// Records how long an attempt took to its first byte (`streaming`: to
@@ -432,20 +430,18 @@ impl Router {
 
     /// Every candidate seen so far.
     pub fn views(&self) -> Vec<CandidateView> {
-        let keys: Vec<String> = self.stats.lock().keys().cloned().collect();
-        let mut out: Vec<CandidateView> = keys
+        let ids: Vec<KeyId> = self.stats.lock().iter_mut().map(|(k, _)| k).collect();
+        let mut out: Vec<CandidateView> = ids
             .into_iter()
-            .map(|key| {
-                let breaker = match self.health.state(&key) {
-                    State::Closed => "closed",
-                    State::Open => "open",
-                    State::HalfOpen => "half-open",
-                };
-                self.with(&key, |s, now| {
+            .map(|id| {
+                let breaker = self.health.state(id);
+                self.with(id, |s, now| {
                     s.quota.has_room(0, now);
                     s.requests.has_room(0, now);
                     CandidateView {
-                        key: key.clone(),
+                        target: id.text(),
+                        key: id.key(),
+                        id,
                         breaker,
                         latency_ms: s.latency.millis(),
                         quota_tokens_per_min: s.quota.limit(),
@@ -460,25 +456,6 @@ impl Router {
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// FNV-1a, for stable hashes of keys and prompt prefixes.
-pub fn fnv(s: &str) -> u64 {
-    fnv_bytes(s.as_bytes())
-}
-
-/// FNV-1a over bytes.
-pub fn fnv_bytes(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// An on-demand candidate of account `a` in `region` serving `model`, for tests.
@@ -566,7 +543,7 @@ mod tests {
             ["r2", "r1"],
             "the overflow goes to the next candidate without a throttle"
         );
-        let view = r.views().into_iter().find(|v| v.key == c[0].key()).unwrap();
+        let view = r.views().into_iter().find(|v| v.id == c[0].key()).unwrap();
         assert_eq!(view.quota_tokens_per_min, Some(5_000));
         // A larger capacity (a reload) applies at once to the same window.
         let mut more = c.clone();

@@ -13,6 +13,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use meridian_router::breaker::State as Breaker;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -194,20 +195,12 @@ async fn snapshot(state: &AppState, since: u64) -> Value {
         let ids = model_ids(state, &r.model);
         let mine: Vec<_> = views
             .iter()
-            .filter(|v| {
-                let mut p = v.key.splitn(3, '|');
-                let _account = p.next();
-                p.next() == Some(r.region.as_str())
-                    && p.next().is_some_and(|id| ids.iter().any(|x| x == id))
-            })
+            .filter(|v| *v.key.region == *r.region && ids.iter().any(|x| **x == *v.key.model))
             .collect();
-        let breaker = if mine.iter().any(|v| v.breaker == "open") {
-            "open"
-        } else if mine.iter().any(|v| v.breaker == "half-open") {
-            "half-open"
-        } else {
-            "closed"
-        };
+        let breaker = [Breaker::Open, Breaker::HalfOpen]
+            .into_iter()
+            .find(|s| mine.iter().any(|v| v.breaker == *s))
+            .unwrap_or(Breaker::Closed);
         let quota: Option<u64> = mine.iter().filter_map(|v| v.quota_tokens_per_min).max();
         let used: u64 = mine.iter().map(|v| v.tokens_last_min).sum();
         let rate = |n: u64| n as f64 / WINDOW_S as f64;
@@ -231,12 +224,8 @@ async fn snapshot(state: &AppState, since: u64) -> Value {
     }
     // Regions with candidates but no traffic yet still show their breakers.
     for v in &views {
-        let mut p = v.key.splitn(3, '|');
-        let _account = p.next();
-        if let Some(region) = p.next()
-            && !regions.contains_key(region)
-        {
-            regions.insert(region.to_string(), Vec::new());
+        if !regions.contains_key(&*v.key.region) {
+            regions.insert(v.key.region.to_string(), Vec::new());
         }
     }
     let place = |r: &str| {
@@ -252,7 +241,7 @@ async fn snapshot(state: &AppState, since: u64) -> Value {
         .map(|(region, models)| {
             let open = views
                 .iter()
-                .any(|v| v.breaker == "open" && v.key.split('|').nth(1) == Some(region.as_str()));
+                .any(|v| v.breaker == Breaker::Open && *v.key.region == *region);
             let (geography, name, lat, lon) = place(&region);
             json!({"region": region, "name": name, "geography": geography, "lat": lat, "lon": lon,
                    "any_breaker_open": open, "models": models})
@@ -286,9 +275,7 @@ async fn snapshot(state: &AppState, since: u64) -> Value {
         "reroutes": state.stats.reroutes(),
         "residency": residency,
         "served_by_model": requests,
-        "breakers": state.router.health.states().into_iter()
-            .map(|(k, st)| json!({"target": k, "state": format!("{st:?}").to_lowercase()}))
-            .collect::<Vec<_>>(),
+        "breakers": crate::status::breakers(state),
         "tail": tail,
         "tail_seq": tail_seq,
         "tenants": tenants,

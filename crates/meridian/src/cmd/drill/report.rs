@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use meridian_catalog::Policy;
 use meridian_gateway::AppState;
+use meridian_router::KeyId;
+use meridian_router::breaker::State;
 use meridian_sim::Record;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -163,7 +165,7 @@ pub async fn sample_breakers(
     start: Instant,
     mut done: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<Transition> {
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut last: BTreeMap<KeyId, State> = BTreeMap::new();
     let mut out = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -171,11 +173,8 @@ pub async fn sample_breakers(
             _ = tick.tick() => {}
             _ = done.changed() => return out,
         }
-        for (key, st) in state.router.health.states() {
-            let now = format!("{st:?}").to_lowercase();
-            let before = last
-                .insert(key.clone(), now.clone())
-                .unwrap_or("closed".into());
+        for (key, now) in state.router.health.states() {
+            let before = last.insert(key, now).unwrap_or(State::Closed);
             if before != now {
                 out.push(Transition {
                     t_s: round(
@@ -183,9 +182,9 @@ pub async fn sample_breakers(
                             .saturating_duration_since(start)
                             .as_secs_f64(),
                     ),
-                    candidate: key,
-                    from: before,
-                    to: now,
+                    candidate: key.to_string(),
+                    from: before.name().to_string(),
+                    to: now.name().to_string(),
                 });
             }
         }

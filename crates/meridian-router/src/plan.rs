@@ -1,0 +1,252 @@
+//! Planning: which candidates a request gets, from plain data. The catalog
+//! resolved the targets under the residency policy; this multiplies them by
+//! the accounts allowed in each called region and by the service tiers
+//! asked for, and gives each candidate its tier of precedence. It never
+//! adds a target.
+
+use meridian_catalog::{ServiceTier, Target};
+
+use crate::route::Candidate;
+
+/// An upstream account as planning sees it.
+pub trait Account {
+    /// Its name (part of every candidate key).
+    fn name(&self) -> &str;
+    /// Whether it may be called in `region`.
+    fn serves(&self, region: &str) -> bool;
+}
+
+/// How the accounts relate to one another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accounts {
+    /// Each account after the first is a passive backup of the ones before.
+    Tiered,
+    /// Every account is tried alongside the others.
+    Pooled,
+}
+
+/// The candidates for `models`' targets (the requested model first, then
+/// its fallbacks), in precedence tiers: a fallback model after every
+/// candidate of the models before it, a tiered account after the accounts
+/// before it, a service tier after the service tiers before it.
+///
+/// A target that `provider_of` names a provider for is one candidate of
+/// that provider, kept only when `provider_serves` (asked at most once per
+/// call site, lazily) says the provider can answer the request.
+pub fn candidates<'a, A: Account>(
+    models: impl IntoIterator<Item = (&'a str, &'a [Target])>,
+    accounts: &[A],
+    mode: Accounts,
+    per_tier: &[Option<ServiceTier>],
+    provider_of: impl Fn(&str, &Target) -> Option<&'a str>,
+    mut provider_serves: impl FnMut() -> bool,
+) -> Vec<Candidate> {
+    let n_accounts = accounts.len().max(1);
+    let n_tiers = per_tier.len().max(1);
+    let mut out = Vec::new();
+    for (m, (model, targets)) in models.into_iter().enumerate() {
+        for t in targets {
+            if let Some(p) = provider_of(model, t) {
+                if provider_serves() {
+                    out.push(Candidate::new(
+                        p.to_string(),
+                        m * n_accounts * n_tiers,
+                        model.to_string(),
+                        t.clone(),
+                        None,
+                    ));
+                }
+                continue;
+            }
+            for (a, acct) in accounts.iter().enumerate() {
+                if !acct.serves(&t.endpoint_region) {
+                    continue;
+                }
+                let tier = match mode {
+                    Accounts::Tiered => a,
+                    Accounts::Pooled => 0,
+                };
+                for (s, service_tier) in per_tier.iter().enumerate() {
+                    out.push(Candidate::new(
+                        acct.name().to_string(),
+                        (m * n_accounts + tier) * n_tiers + s,
+                        model.to_string(),
+                        t.clone(),
+                        *service_tier,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use meridian_catalog::TargetKind;
+
+    use super::*;
+    use crate::key::Surface;
+
+    struct Acct(&'static str, &'static [&'static str]);
+
+    impl Account for Acct {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn serves(&self, region: &str) -> bool {
+            self.1.is_empty() || self.1.contains(&region)
+        }
+    }
+
+    fn target(region: &str, model: &str, kind: TargetKind) -> Target {
+        Target {
+            endpoint_region: region.into(),
+            model_id: model.into(),
+            kind,
+            prefix: None,
+            base_model_id: None,
+            destinations: BTreeSet::from([region.to_string()]),
+            price: None,
+            confirmed: true,
+            distance_km: 0,
+            capacity_tpm: None,
+        }
+    }
+
+    fn summary(c: &[Candidate]) -> Vec<String> {
+        c.iter()
+            .map(|c| {
+                let k = c.key().key();
+                format!(
+                    "{} {} {} {} {}",
+                    c.tier,
+                    k.account,
+                    k.region,
+                    k.surface.name(),
+                    k.tier.map_or("-", ServiceTier::name)
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn accounts_are_kept_to_their_regions_and_tiered_accounts_come_after() {
+        let primary = [
+            target("us-east-1", "m", TargetKind::OnDemand),
+            target("us-west-2", "m", TargetKind::OnDemand),
+        ];
+        let accounts = [Acct("main", &[]), Acct("backup", &["us-west-2"])];
+        let c = candidates(
+            [("chat", &primary[..])],
+            &accounts,
+            Accounts::Tiered,
+            &[None],
+            |_, _| None,
+            || unreachable!("no provider target"),
+        );
+        assert_eq!(
+            summary(&c),
+            [
+                "0 main us-east-1 runtime -",
+                "0 main us-west-2 runtime -",
+                "1 backup us-west-2 runtime -"
+            ]
+        );
+        let pooled = candidates(
+            [("chat", &primary[..])],
+            &accounts,
+            Accounts::Pooled,
+            &[None],
+            |_, _| None,
+            || true,
+        );
+        assert!(pooled.iter().all(|c| c.tier == 0));
+    }
+
+    #[test]
+    fn service_tiers_are_candidates_of_their_own_tried_in_order() {
+        let t = [target("us-east-1", "m", TargetKind::OnDemand)];
+        let c = candidates(
+            [("chat", &t[..])],
+            &[Acct("main", &[])],
+            Accounts::Tiered,
+            &[Some(ServiceTier::Flex), Some(ServiceTier::Default)],
+            |_, _| None,
+            || true,
+        );
+        assert_eq!(
+            summary(&c),
+            [
+                "0 main us-east-1 runtime flex",
+                "1 main us-east-1 runtime default"
+            ]
+        );
+        assert_ne!(c[0].key(), c[1].key(), "a tier has its own breaker");
+    }
+
+    #[test]
+    fn fallback_models_come_after_every_candidate_of_the_models_before() {
+        let primary = [target("us-east-1", "big", TargetKind::OnDemand)];
+        let fallback = [target("us-west-2", "small", TargetKind::OnDemand)];
+        let accounts = [Acct("main", &[]), Acct("backup", &[])];
+        let c = candidates(
+            [("chat", &primary[..]), ("small", &fallback[..])],
+            &accounts,
+            Accounts::Tiered,
+            &[Some(ServiceTier::Flex), Some(ServiceTier::Default)],
+            |_, _| None,
+            || true,
+        );
+        let last_primary = c.iter().filter(|c| c.model == "chat").map(|c| c.tier).max();
+        let first_fallback = c
+            .iter()
+            .filter(|c| c.model == "small")
+            .map(|c| c.tier)
+            .min();
+        assert_eq!((last_primary, first_fallback), (Some(3), Some(4)));
+        assert_eq!(c.len(), 8);
+    }
+
+    #[test]
+    fn a_provider_target_is_one_candidate_of_the_provider_when_it_can_serve() {
+        let t = [
+            target("us-east-1", "m", TargetKind::OnDemand),
+            target("eu-west-1", "local-llm", TargetKind::Provider),
+        ];
+        let provider = |_: &str, t: &Target| (t.kind == TargetKind::Provider).then_some("vllm");
+        let mut asked = 0;
+        let c = candidates(
+            [("chat", &t[..])],
+            &[Acct("main", &[]), Acct("backup", &[])],
+            Accounts::Pooled,
+            &[Some(ServiceTier::Flex)],
+            provider,
+            || {
+                asked += 1;
+                true
+            },
+        );
+        assert_eq!(asked, 1);
+        assert_eq!(
+            summary(&c),
+            [
+                "0 main us-east-1 runtime flex",
+                "0 backup us-east-1 runtime flex",
+                "0 vllm eu-west-1 provider -"
+            ]
+        );
+        assert_eq!(c[2].key().key().surface, Surface::Provider);
+        let without = candidates(
+            [("chat", &t[..])],
+            &[Acct("main", &[])],
+            Accounts::Pooled,
+            &[None],
+            provider,
+            || false,
+        );
+        assert_eq!(summary(&without), ["0 main us-east-1 runtime -"]);
+    }
+}
