@@ -29,6 +29,7 @@ use crate::canonical::{Call, Head};
 use crate::execute::{Frames, Served};
 use crate::live::Live;
 use crate::pipeline::{self, Decoded, FrontDoor};
+use crate::respond;
 use crate::state::AppState;
 
 /// Beta flags passed on to Bedrock as `anthropic_beta`; others are dropped.
@@ -231,11 +232,11 @@ impl FrontDoor for Anthropic {
             }
             v
         };
-        let mut r = Response::builder()
-            .status(served.status)
-            .header("content-type", "application/json")
-            .body(Body::from(meridian_wire::json_bytes(&out)))
-            .unwrap_or_default();
+        let mut r = respond::with(
+            served.status.as_u16(),
+            Some("application/json"),
+            Body::from(meridian_wire::json_bytes(&out)),
+        );
         headers(&mut r, &c);
         Ok(r)
     }
@@ -248,12 +249,7 @@ impl FrontDoor for Anthropic {
             }),
         };
         let body = crate::sse::body(frames, events);
-        let mut r = Response::builder()
-            .status(served.status)
-            .header("content-type", "text/event-stream")
-            .header("cache-control", "no-cache")
-            .body(body)
-            .unwrap_or_default();
+        let mut r = respond::sse(served.status.as_u16(), body);
         headers(&mut r, &c);
         r
     }
@@ -289,14 +285,12 @@ impl FrontDoor for Anthropic {
     }
 
     fn error(request_id: &str, e: &AnthropicError) -> Response {
-        let mut r = Response::builder()
-            .status(e.status)
-            .header("content-type", "application/json")
-            .body(Body::from(meridian_wire::json_bytes(&e.body(request_id))))
-            .unwrap_or_default();
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            r.headers_mut().insert("request-id", v);
-        }
+        let mut r = respond::with(
+            e.status,
+            Some("application/json"),
+            Body::from(meridian_wire::json_bytes(&e.body(request_id))),
+        );
+        respond::set_header(&mut r, "request-id", request_id);
         r
     }
 }

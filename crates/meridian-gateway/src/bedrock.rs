@@ -96,17 +96,19 @@ impl FrontDoor for Bedrock {
     }
 
     fn unary(_: (), served: &Served, body: Bytes) -> Result<Response, BedrockError> {
-        Ok(Response::builder()
-            .status(served.status)
-            .body(Body::from(body))
-            .unwrap_or_default())
+        Ok(respond::with(
+            served.status.as_u16(),
+            None,
+            Body::from(body),
+        ))
     }
 
     fn stream(_: (), served: &Served, frames: Frames) -> Response {
-        Response::builder()
-            .status(served.status)
-            .body(execute::eventstream_body(frames))
-            .unwrap_or_default()
+        respond::with(
+            served.status.as_u16(),
+            None,
+            execute::eventstream_body(frames),
+        )
     }
 
     fn from_bedrock(e: &BedrockError) -> BedrockError {

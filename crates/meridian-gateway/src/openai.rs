@@ -169,23 +169,23 @@ impl FrontDoor for OpenAi {
             }
             None => from_converse(&v, &c.id, &c.model, c.created),
         };
-        Ok(Response::builder()
-            .status(served.status)
-            .header("content-type", "application/json")
-            .header("x-request-id", c.request_id)
-            .body(Body::from(meridian_wire::json_bytes(&out)))
-            .unwrap_or_default())
+        let mut r = respond::with(
+            served.status.as_u16(),
+            Some("application/json"),
+            Body::from(meridian_wire::json_bytes(&out)),
+        );
+        respond::set_header(&mut r, "x-request-id", &c.request_id);
+        Ok(r)
     }
 
     fn stream(c: Chat, served: &Served, frames: Frames) -> Response {
         let translator = StreamTranslator::new(&c.id, &c.model, c.created, c.include_usage);
-        Response::builder()
-            .status(served.status)
-            .header("content-type", "text/event-stream")
-            .header("cache-control", "no-cache")
-            .header("x-request-id", c.request_id)
-            .body(crate::sse::body(frames, Chunks(translator)))
-            .unwrap_or_default()
+        let mut r = respond::sse(
+            served.status.as_u16(),
+            crate::sse::body(frames, Chunks(translator)),
+        );
+        respond::set_header(&mut r, "x-request-id", &c.request_id);
+        r
     }
 
     fn from_bedrock(e: &BedrockError) -> OpenAiError {
@@ -202,14 +202,12 @@ impl FrontDoor for OpenAi {
 }
 
 fn error(request_id: &str, e: &OpenAiError) -> Response {
-    let mut r = Response::builder()
-        .status(e.status)
-        .header("content-type", "application/json")
-        .body(Body::from(meridian_wire::json_bytes(&e.body())))
-        .unwrap_or_default();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        r.headers_mut().insert("x-request-id", v);
-    }
+    let mut r = respond::with(
+        e.status,
+        Some("application/json"),
+        Body::from(meridian_wire::json_bytes(&e.body())),
+    );
+    respond::set_header(&mut r, "x-request-id", request_id);
     r
 }
 

@@ -40,24 +40,57 @@ pub fn request_id() -> String {
         .to_string()
 }
 
+/// A response with this status, content type (when given) and body. It
+/// cannot fail: a status outside 100–999 (only an upstream could send one)
+/// is a 502, never an empty 200.
+pub fn with(status: u16, content_type: Option<&'static str>, body: Body) -> Response {
+    let mut r = Response::new(body);
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    if let Some(ct) = content_type {
+        r.headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    r
+}
+
+/// Sets header `name` when `value` is a valid header value (the values
+/// passed are Meridian's own: request IDs, error types).
+pub fn set_header(r: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut()
+            .insert(http::HeaderName::from_static(name), v);
+    }
+}
+
+/// An event-stream (SSE) response: `text/event-stream`, not cached.
+pub fn sse(status: u16, body: Body) -> Response {
+    let mut r = with(status, Some("text/event-stream"), body);
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
 /// An error exactly as Bedrock sends it: status, `x-amzn-ErrorType` and
 /// `{"message": …}`.
 pub fn error(e: &BedrockError) -> Response {
-    Response::builder()
-        .status(e.kind.status())
-        .header("content-type", "application/json")
-        .header("x-amzn-errortype", e.error_type_header())
-        .body(Body::from(e.body()))
-        .unwrap_or_default()
+    let mut r = with(
+        e.kind.status(),
+        Some("application/json"),
+        Body::from(e.body()),
+    );
+    set_header(&mut r, "x-amzn-errortype", &e.error_type_header());
+    r
 }
 
 /// A JSON 200.
 pub fn json(value: &serde_json::Value) -> Response {
-    Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(Body::from(meridian_wire::json_bytes(value)))
-        .unwrap_or_default()
+    with(
+        200,
+        Some("application/json"),
+        Body::from(meridian_wire::json_bytes(value)),
+    )
 }
 
 /// The region that served a response: the simulated fleet says where it
@@ -121,6 +154,37 @@ pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// The `Response::builder()…unwrap_or_default()` these replace turned
+    /// a status or header the builder refused into an empty 200.
+    #[tokio::test]
+    async fn a_response_that_cannot_be_built_as_asked_is_never_an_empty_200() {
+        let r = with(1000, Some("application/json"), Body::from("{}"));
+        assert_eq!(r.status(), http::StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            r.into_body().collect().await.unwrap_or_default().to_bytes(),
+            "{}"
+        );
+        let mut r = with(429, Some("application/json"), Body::from("{}"));
+        set_header(&mut r, "x-request-id", "bad\nvalue");
+        assert_eq!(r.status(), 429);
+        assert!(r.headers().get("x-request-id").is_none());
+        let e = error(&BedrockError::new(
+            meridian_wire::ErrorKind::Throttling,
+            "slow down",
+        ));
+        assert_eq!(e.status(), 429);
+        assert!(
+            e.headers()["x-amzn-errortype"]
+                .to_str()
+                .unwrap_or_default()
+                .starts_with("ThrottlingException:")
+        );
+    }
 
     #[test]
     fn request_ids_are_distinct_v4_uuids_across_threads() {

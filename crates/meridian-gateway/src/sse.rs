@@ -38,11 +38,19 @@ pub fn body(mut frames: Frames, mut t: impl Translate) -> Body {
             });
             let out = match decoded {
                 Ok(frame) => match frame.kind {
-                    FrameKind::Event(ev) => {
-                        let payload: Value =
-                            serde_json::from_slice(&frame.payload).unwrap_or_default();
-                        t.event(&ev, &payload)
-                    }
+                    FrameKind::Event(ev) => match serde_json::from_slice::<Value>(&frame.payload) {
+                        Ok(payload) => t.event(&ev, &payload),
+                        // An event the front door cannot read ends the
+                        // stream with an error, never a `null` chunk.
+                        Err(e) => {
+                            let e = BedrockError::new(
+                                ErrorKind::ModelStreamError,
+                                format!("the upstream sent a {ev} event that is not JSON: {e}"),
+                            );
+                            let _ = tx.send(Ok(t.broken(&e))).await;
+                            return;
+                        }
+                    },
                     FrameKind::Exception(member) => {
                         let msg: Value = serde_json::from_slice(&frame.payload).unwrap_or_default();
                         let message = msg["message"].as_str().unwrap_or("the stream failed");
@@ -67,4 +75,74 @@ pub fn body(mut frames: Frames, mut t: impl Translate) -> Body {
         }
     });
     Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use http_body_util::BodyExt;
+    use meridian_wire::eventstream;
+
+    use super::*;
+
+    /// Writes what it is given, so a test sees each call.
+    struct Echo;
+
+    impl Translate for Echo {
+        fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
+            vec![Bytes::from(format!("event {event_type} {payload}\n"))]
+        }
+        fn exception(&mut self, member: &str, message: &str) -> Bytes {
+            Bytes::from(format!("exception {member} {message}\n"))
+        }
+        fn broken(&mut self, e: &BedrockError) -> Bytes {
+            Bytes::from(format!("broken {}\n", e.message))
+        }
+        fn done(&mut self) -> Option<Bytes> {
+            Some(Bytes::from("done\n"))
+        }
+    }
+
+    async fn run(frames: Vec<Bytes>) -> String {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        for f in frames {
+            tx.send(Ok(f)).await.unwrap();
+        }
+        drop(tx);
+        let out = body(rx, Echo).collect().await.unwrap().to_bytes();
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_event_that_is_not_json_ends_the_stream_with_an_error_not_a_null() {
+        let out = run(vec![
+            eventstream::event("messageStart", br#"{"role":"assistant"}"#),
+            eventstream::event("contentBlockDelta", b"{not json"),
+            eventstream::event("messageStop", br#"{"stopReason":"end_turn"}"#),
+        ])
+        .await;
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert_eq!(lines[0], r#"event messageStart {"role":"assistant"}"#);
+        assert!(
+            lines[1]
+                .starts_with("broken the upstream sent a contentBlockDelta event that is not JSON"),
+            "{out}"
+        );
+        assert!(!out.contains("null"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_clean_stream_is_translated_and_ended() {
+        let out = run(vec![
+            eventstream::event("messageStart", br#"{"role":"assistant"}"#),
+            eventstream::event("messageStop", br#"{"stopReason":"end_turn"}"#),
+        ])
+        .await;
+        assert_eq!(
+            out,
+            "event messageStart {\"role\":\"assistant\"}\nevent messageStop {\"stopReason\":\"end_turn\"}\ndone\n"
+        );
+    }
 }

@@ -53,7 +53,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"messages":[{{"role":"user","content":[{{"text":"{PROMPT}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
             ),
             headers: &[],
-            budget: 243,
+            budget: 225,
         },
         Door {
             name: "bedrock invoke (Anthropic body)",
@@ -62,7 +62,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 238,
+            budget: 220,
         },
         Door {
             name: "openai /v1/chat/completions",
@@ -71,7 +71,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 344,
+            budget: 323,
         },
         Door {
             name: "anthropic /v1/messages",
@@ -80,7 +80,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[("anthropic-version", "2023-06-01")],
-            budget: 278,
+            budget: 260,
         },
     ]
 }

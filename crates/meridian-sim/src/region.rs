@@ -191,24 +191,51 @@ impl Shared {
 }
 
 fn error(request_id: &str, e: &BedrockError) -> Response {
-    Response::builder()
-        .status(e.kind.status())
-        .header("content-type", "application/json")
-        .header("x-amzn-requestid", request_id)
-        .header("x-amzn-errortype", e.error_type_header())
-        .body(Body::from(e.body()))
-        .unwrap_or_default()
+    let status = http::StatusCode::from_u16(e.kind.status())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    fleet_answer(
+        status,
+        request_id,
+        Body::from(e.body()),
+        &[("x-amzn-errortype", e.error_type_header())],
+    )
 }
 
 fn json_response(request_id: &str, value: &Value, extra: &[(&str, String)]) -> Response {
-    let mut b = Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .header("x-amzn-requestid", request_id);
-    for (k, v) in extra {
-        b = b.header(*k, v);
+    fleet_answer(
+        http::StatusCode::OK,
+        request_id,
+        Body::from(value.to_string()),
+        extra,
+    )
+}
+
+/// A JSON answer; it cannot fail (a header value that is not valid is left
+/// out), so a fleet answer is never an empty 200.
+fn fleet_answer(
+    status: http::StatusCode,
+    request_id: &str,
+    body: Body,
+    extra: &[(&str, String)],
+) -> Response {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let pairs = std::iter::once(("x-amzn-requestid", request_id))
+        .chain(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    for (k, v) in pairs {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
     }
-    b.body(Body::from(value.to_string())).unwrap_or_default()
+    r
 }
 
 /// Where a model ID may be processed when called in this region.
