@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::execute::Served;
 use crate::invocation::{Record, Routing};
+use crate::metrics::Family;
 use crate::metrics::labels;
 use crate::plan::Plan;
 use crate::respond::served_region;
@@ -134,7 +135,7 @@ pub fn model_label(state: &AppState, requested: &str) -> String {
 /// Accounts for a finished request and writes its invocation record;
 /// returns its estimated cost.
 /// Answers processed outside their request's residency policy.
-const RESIDENCY_VIOLATIONS: &str = "meridian_residency_violations_total";
+const RESIDENCY_VIOLATIONS: Family = Family::ResidencyViolationsTotal;
 
 pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     let l = f.ledger;
@@ -150,15 +151,15 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     // Tenant names come from the config only: a closed set.
     let with_tenant = state.config.tenant_metric_label && l.tenant.is_some();
     let request_labels = &request_labels[..if with_tenant { 4 } else { 3 }];
-    m.add("meridian_requests_total", request_labels, 1.0);
+    m.add(Family::RequestsTotal, request_labels, 1.0);
     m.observe(
-        "meridian_request_duration_seconds",
+        Family::RequestDurationSeconds,
         labels([("model", &model), ("operation", l.operation)]),
         f.latency.as_secs_f64(),
     );
     if let Some(t) = f.ttft {
         m.observe(
-            "meridian_time_to_first_token_seconds",
+            Family::TimeToFirstTokenSeconds,
             labels([("model", &model)]),
             t.as_secs_f64(),
         );
@@ -174,18 +175,18 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     });
     if let (Some(s), Some(r)) = (f.served, &region) {
         m.add(
-            "meridian_input_tokens_total",
+            Family::InputTokensTotal,
             labels([("model", &model), ("region", r)]),
             f.usage.input as f64,
         );
         m.add(
-            "meridian_output_tokens_total",
+            Family::OutputTokensTotal,
             labels([("model", &model), ("region", r)]),
             f.usage.output as f64,
         );
         for (name, n) in [
-            ("meridian_cache_read_tokens_total", f.usage.cache_read),
-            ("meridian_cache_write_tokens_total", f.usage.cache_write),
+            (Family::CacheReadTokensTotal, f.usage.cache_read),
+            (Family::CacheWriteTokensTotal, f.usage.cache_write),
         ] {
             if n > 0 {
                 m.add(name, labels([("model", &model), ("region", r)]), n as f64);
@@ -198,7 +199,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
                 .cost(u.input, u.output, u.cache_read, u.cache_write);
             cost = Some(usd);
             m.add(
-                "meridian_estimated_cost_usd_total",
+                Family::EstimatedCostUsdTotal,
                 labels([("model", &model), ("region", r)]),
                 usd,
             );
@@ -206,7 +207,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         let first = f.plan.and_then(|p| p.candidates.first());
         if first.is_some_and(|c| c.target.endpoint_region != s.candidate.target.endpoint_region) {
             m.add(
-                "meridian_reroutes_total",
+                Family::ReroutesTotal,
                 labels([("model", &model), ("region", r)]),
                 1.0,
             );
@@ -214,27 +215,27 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     }
     if let Some(d) = f.decision {
         if d.hedged {
-            m.add("meridian_hedges_total", labels([("model", &model)]), 1.0);
+            m.add(Family::HedgesTotal, labels([("model", &model)]), 1.0);
         }
         for a in &d.attempts {
             m.add(
-                "meridian_upstream_attempts_total",
+                Family::UpstreamAttemptsTotal,
                 labels([
                     ("region", &a.region),
                     ("account", &a.account),
                     ("model", &model),
-                    ("outcome", a.outcome),
-                    ("reason", a.reason),
+                    ("outcome", a.outcome.label()),
+                    ("reason", a.reason.label()),
                 ]),
                 1.0,
             );
-            if !matches!(a.outcome, "success" | "cancelled" | "running") {
+            if a.outcome.is_error() {
                 m.add(
-                    "meridian_upstream_errors_total",
+                    Family::UpstreamErrorsTotal,
                     labels([
                         ("region", &a.region),
                         ("account", &a.account),
-                        ("outcome", a.outcome),
+                        ("outcome", a.outcome.label()),
                     ]),
                     1.0,
                 );
@@ -243,7 +244,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     }
     for g in &l.guard {
         m.add(
-            "meridian_guard_findings_total",
+            Family::GuardFindingsTotal,
             labels([
                 ("model", &model),
                 ("direction", g.direction.name()),
@@ -255,7 +256,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     }
     if let Some(c) = l.cache {
         m.add(
-            "meridian_cache_requests_total",
+            Family::CacheRequestsTotal,
             labels([("model", &model), ("outcome", c)]),
             1.0,
         );
@@ -463,14 +464,14 @@ fn trace(
             kind: 3,
             start: a_start,
             end: a_start + std::time::Duration::from_millis(a.elapsed_ms),
-            error: !matches!(a.outcome, "success" | "cancelled"),
+            error: a.outcome.is_error(),
             attributes: vec![
                 ("cloud.region", s(&a.region)),
                 ("meridian.account", s(&a.account)),
                 ("meridian.model", s(model)),
                 ("meridian.model_id", s(&a.model_id)),
-                ("meridian.reason", s(a.reason)),
-                ("meridian.outcome", s(a.outcome)),
+                ("meridian.reason", s(a.reason.label())),
+                ("meridian.outcome", s(a.outcome.label())),
             ],
         });
     }

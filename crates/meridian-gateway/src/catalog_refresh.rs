@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::live::Live;
 pub use crate::live::RefreshStatus;
+use crate::metrics::Family;
 use crate::metrics::labels;
 use crate::state::AppState;
 
@@ -239,7 +240,7 @@ pub async fn refresh(live: &Live) {
     }
     if found.regions.is_empty() {
         m.add(
-            "meridian_catalog_refreshes_total",
+            Family::CatalogRefreshesTotal,
             labels([("outcome", "failed")]),
             1.0,
         );
@@ -264,7 +265,7 @@ pub async fn refresh(live: &Live) {
         tracing::info!(profile = %f.profile, source = %f.source, "catalog refresh: a profile the compiled catalog does not list");
     }
     m.add(
-        "meridian_catalog_refreshes_total",
+        Family::CatalogRefreshesTotal,
         labels([(
             "outcome",
             if errors.is_empty() {

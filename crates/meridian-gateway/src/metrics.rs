@@ -24,179 +24,129 @@ struct Histogram {
     sum: f64,
 }
 
-/// Every metric family Meridian exports: name, type, help.
-pub const FAMILIES: &[(&str, &str, &str)] = &[
-    (
-        "meridian_requests_total",
-        "counter",
-        "Requests answered, by exposed model, operation and outcome (success or the error code).",
-    ),
-    (
-        "meridian_request_duration_seconds",
-        "histogram",
-        "Time from request to last byte.",
-    ),
-    (
-        "meridian_time_to_first_token_seconds",
-        "histogram",
-        "Time from request to the first streamed event.",
-    ),
-    (
-        "meridian_input_tokens_total",
-        "counter",
-        "Input tokens, by model and the region that served them.",
-    ),
-    (
-        "meridian_output_tokens_total",
-        "counter",
-        "Output tokens, by model and the region that served them.",
-    ),
-    (
-        "meridian_cache_read_tokens_total",
-        "counter",
-        "Input tokens read from the prompt cache, by model and serving region.",
-    ),
-    (
-        "meridian_cache_write_tokens_total",
-        "counter",
-        "Input tokens written to the prompt cache, by model and serving region.",
-    ),
-    (
-        "meridian_estimated_cost_usd_total",
-        "counter",
-        "Estimated cost from the catalog's on-demand prices.",
-    ),
-    (
-        "meridian_upstream_attempts_total",
-        "counter",
-        "Upstream attempts by called region, account, model, outcome and reason (first, retry, hedge, fallback).",
-    ),
-    (
-        "meridian_upstream_errors_total",
-        "counter",
-        "Failed upstream attempts by called region, account and outcome class.",
-    ),
-    (
-        "meridian_reroutes_total",
-        "counter",
-        "Requests served somewhere other than their first-choice region, by model and serving region.",
-    ),
-    (
-        "meridian_hedges_total",
-        "counter",
-        "Hedged requests, by model.",
-    ),
-    (
-        "meridian_guard_findings_total",
-        "counter",
-        "Guard findings, by model, direction (input, output), detector type and action (block, mask, anonymize, log); never values.",
-    ),
-    (
-        "meridian_cache_requests_total",
-        "counter",
-        "Requests to models with a response cache, by model and outcome (hit, miss, refresh, bypass).",
-    ),
-    (
-        "meridian_breaker_state",
-        "gauge",
-        "Circuit breaker per candidate: 0 closed, 1 half-open, 2 open.",
-    ),
-    (
-        "meridian_quota_estimate_tokens_per_minute",
-        "gauge",
-        "Learned tokens-per-minute limit per candidate (only once a throttle was seen).",
-    ),
-    (
-        "meridian_quota_used_tokens_per_minute",
-        "gauge",
-        "Tokens reserved per candidate in the last minute.",
-    ),
-    (
-        "meridian_quota_utilization",
-        "gauge",
-        "Used / learned quota per candidate (only once a throttle was seen); alerts fire above 0.85.",
-    ),
-    (
-        "meridian_log_spool_bytes",
-        "gauge",
-        "Bytes in the invocation-log spool.",
-    ),
-    (
-        "meridian_log_records_uploaded_total",
-        "counter",
-        "Invocation records confirmed stored in S3.",
-    ),
-    (
-        "meridian_log_records_dropped_total",
-        "counter",
-        "Invocation records dropped: reason spool_full (the S3 spool was full) or queue_full (the stdout/file writer fell behind).",
-    ),
-    (
-        "meridian_state_backend_up",
-        "gauge",
-        "1 when the shared state backend (Redis) answers, 0 while on_unavailable applies.",
-    ),
-    (
-        "meridian_admitted_by_local_limits_total",
-        "counter",
-        "Requests admitted under this replica's local limits because the shared backend was unreachable.",
-    ),
-    (
-        "meridian_config_reloads_total",
-        "counter",
-        "Config reloads, by outcome (success, refused, weaker: it would have lowered the security posture).",
-    ),
-    (
-        "meridian_catalog_refreshes_total",
-        "counter",
-        "Catalog refreshes from Bedrock's control plane, by outcome (success, partial, failed).",
-    ),
-    (
-        "meridian_catalog_contradictions",
-        "gauge",
-        "Profiles in regions where the last refresh contradicted the compiled catalog.",
-    ),
-    (
-        "meridian_catalog_age_seconds",
-        "gauge",
-        "Seconds since the served catalog facts were read from Bedrock (absent: compiled data only).",
-    ),
-    (
-        "meridian_residency_violations_total",
-        "counter",
-        "Answers processed in a region their request's residency policy (model, tenant and header together) does not allow, by policy and region. Should stay absent.",
-    ),
-    (
-        "meridian_connections_open",
-        "gauge",
-        "Client connections open now.",
-    ),
-    (
-        "meridian_connections_max",
-        "gauge",
-        "The cap on open client connections; at it, accepting waits.",
-    ),
-    (
-        "meridian_connections_closed_total",
-        "counter",
-        "Client connections closed by a deadline: reason first_byte (nothing sent after accept) or idle (no request and no traffic).",
-    ),
-    (
-        "meridian_connections_refused_total",
-        "counter",
-        "Client connections refused at accept: reason per_peer (the address is at its cap) or accept_error (out of descriptors).",
-    ),
-    (
-        "meridian_ready",
-        "gauge",
-        "1 when every exposed model has a healthy allowed candidate.",
-    ),
-];
+/// What kind of series a family has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Measured at scrape time.
+    Gauge,
+    /// Observations in [`BUCKETS`].
+    Histogram,
+}
+
+/// Declares [`Family`]: one variant per exported metric family, with its
+/// name, kind and help text. A family is named by its variant, so a typo
+/// does not compile.
+macro_rules! families {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, $kind:ident, $help:literal;)*) => {
+        /// Every metric family Meridian exports.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Family {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Family {
+            /// Every family, in the order they are rendered.
+            pub const ALL: &[Family] = &[$(Family::$variant,)*];
+
+            /// Its exported name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Family::$variant => $name,)*
+                }
+            }
+
+            /// Its kind.
+            pub fn kind(self) -> Kind {
+                match self {
+                    $(Family::$variant => Kind::$kind,)*
+                }
+            }
+
+            /// Its help text.
+            pub fn help(self) -> &'static str {
+                match self {
+                    $(Family::$variant => $help,)*
+                }
+            }
+        }
+    };
+}
+
+families! {
+    /// Requests answered, by exposed model, operation and outcome (success or the error code).
+    RequestsTotal = "meridian_requests_total", Counter, "Requests answered, by exposed model, operation and outcome (success or the error code).";
+    /// Time from request to last byte.
+    RequestDurationSeconds = "meridian_request_duration_seconds", Histogram, "Time from request to last byte.";
+    /// Time from request to the first streamed event.
+    TimeToFirstTokenSeconds = "meridian_time_to_first_token_seconds", Histogram, "Time from request to the first streamed event.";
+    /// Input tokens, by model and the region that served them.
+    InputTokensTotal = "meridian_input_tokens_total", Counter, "Input tokens, by model and the region that served them.";
+    /// Output tokens, by model and the region that served them.
+    OutputTokensTotal = "meridian_output_tokens_total", Counter, "Output tokens, by model and the region that served them.";
+    /// Input tokens read from the prompt cache, by model and serving region.
+    CacheReadTokensTotal = "meridian_cache_read_tokens_total", Counter, "Input tokens read from the prompt cache, by model and serving region.";
+    /// Input tokens written to the prompt cache, by model and serving region.
+    CacheWriteTokensTotal = "meridian_cache_write_tokens_total", Counter, "Input tokens written to the prompt cache, by model and serving region.";
+    /// Estimated cost from the catalog's on-demand prices.
+    EstimatedCostUsdTotal = "meridian_estimated_cost_usd_total", Counter, "Estimated cost from the catalog's on-demand prices.";
+    /// Upstream attempts by called region, account, model, outcome and reason (first, retry, hedge, fallback).
+    UpstreamAttemptsTotal = "meridian_upstream_attempts_total", Counter, "Upstream attempts by called region, account, model, outcome and reason (first, retry, hedge, fallback).";
+    /// Failed upstream attempts by called region, account and outcome class.
+    UpstreamErrorsTotal = "meridian_upstream_errors_total", Counter, "Failed upstream attempts by called region, account and outcome class.";
+    /// Requests served somewhere other than their first-choice region, by model and serving region.
+    ReroutesTotal = "meridian_reroutes_total", Counter, "Requests served somewhere other than their first-choice region, by model and serving region.";
+    /// Hedged requests, by model.
+    HedgesTotal = "meridian_hedges_total", Counter, "Hedged requests, by model.";
+    /// Guard findings, by model, direction (input, output), detector type and action (block, mask, anonymize, log); never values.
+    GuardFindingsTotal = "meridian_guard_findings_total", Counter, "Guard findings, by model, direction (input, output), detector type and action (block, mask, anonymize, log); never values.";
+    /// Requests to models with a response cache, by model and outcome (hit, miss, refresh, bypass).
+    CacheRequestsTotal = "meridian_cache_requests_total", Counter, "Requests to models with a response cache, by model and outcome (hit, miss, refresh, bypass).";
+    /// Circuit breaker per candidate: 0 closed, 1 half-open, 2 open.
+    BreakerState = "meridian_breaker_state", Gauge, "Circuit breaker per candidate: 0 closed, 1 half-open, 2 open.";
+    /// Learned tokens-per-minute limit per candidate (only once a throttle was seen).
+    QuotaEstimateTokensPerMinute = "meridian_quota_estimate_tokens_per_minute", Gauge, "Learned tokens-per-minute limit per candidate (only once a throttle was seen).";
+    /// Tokens reserved per candidate in the last minute.
+    QuotaUsedTokensPerMinute = "meridian_quota_used_tokens_per_minute", Gauge, "Tokens reserved per candidate in the last minute.";
+    /// Used / learned quota per candidate (only once a throttle was seen); alerts fire above 0.85.
+    QuotaUtilization = "meridian_quota_utilization", Gauge, "Used / learned quota per candidate (only once a throttle was seen); alerts fire above 0.85.";
+    /// Bytes in the invocation-log spool.
+    LogSpoolBytes = "meridian_log_spool_bytes", Gauge, "Bytes in the invocation-log spool.";
+    /// Invocation records confirmed stored in S3.
+    LogRecordsUploadedTotal = "meridian_log_records_uploaded_total", Counter, "Invocation records confirmed stored in S3.";
+    /// Invocation records dropped: reason spool_full (the S3 spool was full) or queue_full (the stdout/file writer fell behind).
+    LogRecordsDroppedTotal = "meridian_log_records_dropped_total", Counter, "Invocation records dropped: reason spool_full (the S3 spool was full) or queue_full (the stdout/file writer fell behind).";
+    /// 1 when the shared state backend (Redis) answers, 0 while on_unavailable applies.
+    StateBackendUp = "meridian_state_backend_up", Gauge, "1 when the shared state backend (Redis) answers, 0 while on_unavailable applies.";
+    /// Requests admitted under this replica's local limits because the shared backend was unreachable.
+    AdmittedByLocalLimitsTotal = "meridian_admitted_by_local_limits_total", Counter, "Requests admitted under this replica's local limits because the shared backend was unreachable.";
+    /// Config reloads, by outcome (success, refused, weaker: it would have lowered the security posture).
+    ConfigReloadsTotal = "meridian_config_reloads_total", Counter, "Config reloads, by outcome (success, refused, weaker: it would have lowered the security posture).";
+    /// Catalog refreshes from Bedrock's control plane, by outcome (success, partial, failed).
+    CatalogRefreshesTotal = "meridian_catalog_refreshes_total", Counter, "Catalog refreshes from Bedrock's control plane, by outcome (success, partial, failed).";
+    /// Profiles in regions where the last refresh contradicted the compiled catalog.
+    CatalogContradictions = "meridian_catalog_contradictions", Gauge, "Profiles in regions where the last refresh contradicted the compiled catalog.";
+    /// Seconds since the served catalog facts were read from Bedrock (absent: compiled data only).
+    CatalogAgeSeconds = "meridian_catalog_age_seconds", Gauge, "Seconds since the served catalog facts were read from Bedrock (absent: compiled data only).";
+    /// Answers processed in a region their request's residency policy (model, tenant and header together) does not allow, by policy and region. Should stay absent.
+    ResidencyViolationsTotal = "meridian_residency_violations_total", Counter, "Answers processed in a region their request's residency policy (model, tenant and header together) does not allow, by policy and region. Should stay absent.";
+    /// Client connections open now.
+    ConnectionsOpen = "meridian_connections_open", Gauge, "Client connections open now.";
+    /// The cap on open client connections; at it, accepting waits.
+    ConnectionsMax = "meridian_connections_max", Gauge, "The cap on open client connections; at it, accepting waits.";
+    /// Client connections closed by a deadline: reason first_byte (nothing sent after accept) or idle (no request and no traffic).
+    ConnectionsClosedTotal = "meridian_connections_closed_total", Counter, "Client connections closed by a deadline: reason first_byte (nothing sent after accept) or idle (no request and no traffic).";
+    /// Client connections refused at accept: reason per_peer (the address is at its cap) or accept_error (out of descriptors).
+    ConnectionsRefusedTotal = "meridian_connections_refused_total", Counter, "Client connections refused at accept: reason per_peer (the address is at its cap) or accept_error (out of descriptors).";
+    /// 1 when every exposed model has a healthy allowed candidate.
+    Ready = "meridian_ready", Gauge, "1 when every exposed model has a healthy allowed candidate.";
+}
 
 /// One labelled series of a family.
 #[derive(Debug, Clone)]
 struct Series<V> {
-    name: &'static str,
+    name: Family,
     labels: Labels,
     value: V,
 }
@@ -213,7 +163,7 @@ pub struct Metrics {
     histograms: Mutex<Store<Histogram>>,
 }
 
-fn hash_of(name: &str, labels: &[(&'static str, &str)]) -> u64 {
+fn hash_of(name: Family, labels: &[(&'static str, &str)]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
     for (k, v) in labels {
@@ -226,7 +176,7 @@ fn hash_of(name: &str, labels: &[(&'static str, &str)]) -> u64 {
 /// The series of `name` with these labels, created (at `V::default()`) when new.
 fn series<'s, V: Default>(
     store: &'s mut Store<V>,
-    name: &'static str,
+    name: Family,
     labels: &[(&'static str, &str)],
 ) -> &'s mut V {
     let same = |s: &Series<V>| {
@@ -261,22 +211,19 @@ fn sorted<V: Clone>(store: &Store<V>) -> Vec<Series<V>> {
 
 impl Metrics {
     /// Adds `by` to a counter.
-    pub fn add<'a>(
-        &self,
-        name: &'static str,
-        labels: impl AsRef<[(&'static str, &'a str)]>,
-        by: f64,
-    ) {
+    pub fn add<'a>(&self, name: Family, labels: impl AsRef<[(&'static str, &'a str)]>, by: f64) {
+        debug_assert_eq!(name.kind(), Kind::Counter, "{name:?} is not a counter");
         *series(&mut self.counters.lock(), name, labels.as_ref()) += by;
     }
 
     /// Adds one observation, in seconds, to a histogram.
     pub fn observe<'a>(
         &self,
-        name: &'static str,
+        name: Family,
         labels: impl AsRef<[(&'static str, &'a str)]>,
         secs: f64,
     ) {
+        debug_assert_eq!(name.kind(), Kind::Histogram, "{name:?} is not a histogram");
         let mut map = self.histograms.lock();
         let h = series(&mut map, name, labels.as_ref());
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -289,16 +236,22 @@ impl Metrics {
     }
 
     /// The exposition text, with `gauges` (computed at scrape time) added.
-    pub fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
+    pub fn render(&self, gauges: &[(Family, Labels, f64)]) -> String {
         let counters = sorted(&self.counters.lock());
         let histograms = sorted(&self.histograms.lock());
         let mut out = String::new();
-        for (name, kind, help) in FAMILIES {
+        for family in Family::ALL {
+            let (name, help) = (family.name(), family.help());
+            let kind = match family.kind() {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
-            match *kind {
-                "histogram" => {
-                    for s in histograms.iter().filter(|s| s.name == *name) {
+            match family.kind() {
+                Kind::Histogram => {
+                    for s in histograms.iter().filter(|s| s.name == *family) {
                         let (labels, h) = (&s.labels, &s.value);
                         for (i, b) in BUCKETS.iter().enumerate() {
                             let mut l = labels.clone();
@@ -313,11 +266,11 @@ impl Metrics {
                         let _ = writeln!(out, "{name}_count{} {}", fmt_labels(labels), h.count);
                     }
                 }
-                _ => {
-                    for s in counters.iter().filter(|s| s.name == *name) {
+                Kind::Counter | Kind::Gauge => {
+                    for s in counters.iter().filter(|s| s.name == *family) {
                         let _ = writeln!(out, "{name}{} {}", fmt_labels(&s.labels), s.value);
                     }
-                    for (_, labels, v) in gauges.iter().filter(|(n, _, _)| n == name) {
+                    for (_, labels, v) in gauges.iter().filter(|(n, _, _)| n == family) {
                         let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels));
                     }
                 }
@@ -366,7 +319,7 @@ mod tests {
         let m = Metrics::default();
         let requests = |outcome: &str, n: f64| {
             m.add(
-                "meridian_requests_total",
+                Family::RequestsTotal,
                 labels([
                     ("model", "chat"),
                     ("operation", "Converse"),
@@ -377,13 +330,13 @@ mod tests {
         };
         requests("success", 1.0);
         m.observe(
-            "meridian_request_duration_seconds",
+            Family::RequestDurationSeconds,
             labels([("model", "chat"), ("operation", "Converse")]),
             0.2,
         );
         requests("success", 2.0);
         requests("ThrottlingException", 1.0);
-        let text = m.render(&[("meridian_ready", Vec::new(), 1.0)]);
+        let text = m.render(&[(Family::Ready, Vec::new(), 1.0)]);
         assert!(text.contains("meridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"ThrottlingException\"} 1\nmeridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"success\"} 3\n"), "{text}");
         assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.25\"} 1\n"));
         assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.1\"} 0\n"));
@@ -392,5 +345,20 @@ mod tests {
         ));
         assert!(text.contains("meridian_ready 1\n"));
         assert!(text.contains("# TYPE meridian_breaker_state gauge\n"));
+    }
+
+    #[test]
+    fn family_names_are_distinct_and_prometheus_names() {
+        let mut seen = std::collections::HashSet::new();
+        for f in Family::ALL {
+            let n = f.name();
+            assert!(seen.insert(n), "{n} twice");
+            assert!(n.starts_with("meridian_"), "{n}");
+            assert!(
+                n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{n}"
+            );
+            assert_eq!(n.ends_with("_total"), f.kind() == Kind::Counter, "{n}");
+        }
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::live::Live;
+use crate::metrics::Family;
 use crate::metrics::labels;
 
 /// How often the file's modification time is checked.
@@ -122,7 +123,7 @@ pub async fn reload(live: &Live, path: &Path, why: &str) {
     let (next, restart) = state.reloaded(loaded.config, catalog);
     live.swap(Arc::new(next));
     state.metrics.add(
-        "meridian_config_reloads_total",
+        Family::ConfigReloadsTotal,
         labels([("outcome", "success")]),
         1.0,
     );
@@ -147,7 +148,7 @@ fn refuse(
     weaker: Vec<String>,
 ) {
     state.metrics.add(
-        "meridian_config_reloads_total",
+        Family::ConfigReloadsTotal,
         labels([("outcome", outcome)]),
         1.0,
     );

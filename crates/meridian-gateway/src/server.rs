@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::conn::{Activity, Closed, Deadlines};
 use crate::live::Live;
+use crate::metrics::Family;
 use crate::metrics::labels;
 use crate::state::AppState;
 use crate::{admin, anthropic, bedrock, openai, status, ui};
@@ -197,9 +198,9 @@ pub async fn serve_with(
 }
 
 /// Connections closed by their deadlines, by reason.
-const CONNECTIONS_CLOSED: &str = "meridian_connections_closed_total";
+const CONNECTIONS_CLOSED: Family = Family::ConnectionsClosedTotal;
 /// Connections refused at accept, by reason.
-const CONNECTIONS_REFUSED: &str = "meridian_connections_refused_total";
+const CONNECTIONS_REFUSED: Family = Family::ConnectionsRefusedTotal;
 
 /// The router as a hyper service that marks each request in flight on its
 /// connection until its response body is done (or dropped), so a quiet

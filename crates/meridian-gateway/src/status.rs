@@ -8,6 +8,7 @@ use meridian_catalog::arn::partition_of;
 use serde_json::{Value, json};
 
 use crate::live::Live;
+use crate::metrics::Family;
 use crate::state::AppState;
 
 /// Liveness: the process answers.
@@ -217,9 +218,9 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
             labels.push(("tier", t.name()));
         }
         let l = owned(&labels);
-        gauges.push(("meridian_breaker_state", l.clone(), v.breaker.gauge()));
+        gauges.push((Family::BreakerState, l.clone(), v.breaker.gauge()));
         gauges.push((
-            "meridian_quota_used_tokens_per_minute",
+            Family::QuotaUsedTokensPerMinute,
             l.clone(),
             v.tokens_last_min as f64,
         ));
@@ -228,55 +229,47 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
                 // The ratio alerts use, ready-made for backends without
                 // label joins (CloudWatch alarms take its maximum).
                 gauges.push((
-                    "meridian_quota_utilization",
+                    Family::QuotaUtilization,
                     l.clone(),
                     v.tokens_last_min as f64 / q as f64,
                 ));
             }
-            gauges.push(("meridian_quota_estimate_tokens_per_minute", l, q as f64));
+            gauges.push((Family::QuotaEstimateTokensPerMinute, l, q as f64));
         }
     }
     if let Some(gate) = live.connections() {
-        gauges.push(("meridian_connections_open", Vec::new(), gate.open() as f64));
-        gauges.push((
-            "meridian_connections_max",
-            Vec::new(),
-            gate.limits().max as f64,
-        ));
+        gauges.push((Family::ConnectionsOpen, Vec::new(), gate.open() as f64));
+        gauges.push((Family::ConnectionsMax, Vec::new(), gate.limits().max as f64));
     }
     if let Some(s3) = &state.log.s3 {
         let st = s3.status();
+        gauges.push((Family::LogSpoolBytes, Vec::new(), st.spool_bytes as f64));
         gauges.push((
-            "meridian_log_spool_bytes",
-            Vec::new(),
-            st.spool_bytes as f64,
-        ));
-        gauges.push((
-            "meridian_log_records_uploaded_total",
+            Family::LogRecordsUploadedTotal,
             Vec::new(),
             st.uploaded_records as f64,
         ));
         gauges.push((
-            "meridian_log_records_dropped_total",
+            Family::LogRecordsDroppedTotal,
             owned(&[("reason", "spool_full")]),
             st.dropped_records as f64,
         ));
     }
     if !state.log.sink_names().is_empty() {
         gauges.push((
-            "meridian_log_records_dropped_total",
+            Family::LogRecordsDroppedTotal,
             owned(&[("reason", "queue_full")]),
             state.log.dropped() as f64,
         ));
     }
     let ready = !state.upstream_info.fallback && state.readiness().iter().all(|r| r.healthy > 0);
-    gauges.push(("meridian_ready", Vec::new(), if ready { 1.0 } else { 0.0 }));
+    gauges.push((Family::Ready, Vec::new(), if ready { 1.0 } else { 0.0 }));
     {
         let c = live.catalog_status.read();
         if let Some(age) = c.age_secs() {
-            gauges.push(("meridian_catalog_age_seconds", Vec::new(), age));
+            gauges.push((Family::CatalogAgeSeconds, Vec::new(), age));
             gauges.push((
-                "meridian_catalog_contradictions",
+                Family::CatalogContradictions,
                 Vec::new(),
                 c.contradictions() as f64,
             ));
@@ -284,13 +277,13 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
     }
     if let Some(shared) = state.limiter.shared() {
         gauges.push((
-            "meridian_state_backend_up",
+            Family::StateBackendUp,
             Vec::new(),
             if shared.is_up() { 1.0 } else { 0.0 },
         ));
     }
     gauges.push((
-        "meridian_admitted_by_local_limits_total",
+        Family::AdmittedByLocalLimitsTotal,
         Vec::new(),
         state
             .limiter

@@ -250,15 +250,15 @@ impl Stats {
         {
             let mut all = self.series.lock();
             for a in f.attempts {
-                if matches!(a.outcome, "running" | "cancelled") {
+                if !a.outcome.is_settled() {
                     continue;
                 }
                 let s = series_of(&mut all, f.model, &a.region).at(now);
                 s.attempts += 1;
-                if a.outcome != "success" {
+                if a.outcome.is_error() {
                     s.errors += 1;
                 }
-                if a.outcome == "throttled" {
+                if a.outcome.is_throttle() {
                     s.throttles += 1;
                 }
             }
@@ -300,7 +300,7 @@ impl Stats {
             let reason = f
                 .attempts
                 .first()
-                .map_or("unknown", |a| a.outcome)
+                .map_or("unknown", |a| a.outcome.label())
                 .to_string();
             let mut r = self.reroutes.lock();
             r.retain(|x| x.from != from || x.model != f.model);
@@ -419,18 +419,18 @@ mod tests {
     #[test]
     fn a_request_counts_where_it_was_served_and_where_it_was_tried() {
         let s = Stats::default();
-        let attempt = |region: &str, outcome: &'static str| meridian_router::AttemptRecord {
+        let attempt = |region: &str, outcome| meridian_router::AttemptRecord {
             account: "a".into(),
             region: region.into(),
             model_id: "m".into(),
-            reason: "first",
+            reason: meridian_router::Reason::First,
             start_ms: 0,
             elapsed_ms: 1,
             outcome,
         };
         let attempts = vec![
-            attempt("us-east-1", "throttled"),
-            attempt("us-west-2", "success"),
+            attempt("us-east-1", meridian_router::Outcome::Throttled),
+            attempt("us-west-2", meridian_router::Outcome::Success),
         ];
         s.finished(&Finished {
             model: "chat",

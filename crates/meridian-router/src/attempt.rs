@@ -32,6 +32,89 @@ pub struct Limits {
     pub streaming: bool,
 }
 
+/// Why an attempt was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// The request's first attempt.
+    First,
+    /// Another candidate of the same model after a failure.
+    Retry,
+    /// A second attempt while a slow first one still runs.
+    Hedge,
+    /// A candidate of a fallback model.
+    Fallback,
+}
+
+impl Reason {
+    /// Its label in metrics, traces and `x-meridian-route`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::First => "first",
+            Reason::Retry => "retry",
+            Reason::Hedge => "hedge",
+            Reason::Fallback => "fallback",
+        }
+    }
+}
+
+/// How an attempt ended (or that it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Started, not ended.
+    Running,
+    /// It answered.
+    Success,
+    /// It was throttled.
+    Throttled,
+    /// It failed otherwise: the failure's label ([`Failed::label`]).
+    Failed(&'static str),
+    /// It lost to a hedge started after it: a latency outlier.
+    Slow,
+    /// Stopped because another attempt answered first, or the request ended.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Its label in metrics, traces, logs and `x-meridian-route`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Success => "success",
+            Outcome::Throttled => "throttled",
+            Outcome::Failed(label) => label,
+            Outcome::Slow => "slow",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether it counts against the candidate as an upstream error
+    /// (metrics, traces and the dashboard all ask this).
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            Outcome::Throttled | Outcome::Failed(_) | Outcome::Slow
+        )
+    }
+
+    /// Whether the attempt ran its course (it answered, failed or lost to a
+    /// hedge), as opposed to one still running or cancelled.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, Outcome::Running | Outcome::Cancelled)
+    }
+
+    /// Whether it was throttled.
+    pub fn is_throttle(self) -> bool {
+        self == Outcome::Throttled
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
 /// One attempt in the decision record.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRecord {
@@ -41,15 +124,14 @@ pub struct AttemptRecord {
     pub region: String,
     /// Model ID sent.
     pub model_id: String,
-    /// `first`, `retry`, `hedge` or `fallback`.
-    pub reason: &'static str,
+    /// Why it was started.
+    pub reason: Reason,
     /// Milliseconds after the request started.
     pub start_ms: u64,
     /// How long it ran, ms.
     pub elapsed_ms: u64,
-    /// `success`, an outcome label, `slow` (lost to a hedge started after
-    /// it), `cancelled`, or `running`.
-    pub outcome: &'static str,
+    /// How it ended.
+    pub outcome: Outcome,
 }
 
 /// How a request was routed: what could be called, what was, and why.
@@ -81,11 +163,11 @@ impl Decision {
             if n > 0 {
                 out.push(',');
             }
-            out.push_str(a.reason);
+            out.push_str(a.reason.label());
             out.push(':');
             out.push_str(&a.region);
             out.push(':');
-            out.push_str(a.outcome);
+            out.push_str(a.outcome.label());
         }
         out
     }
@@ -277,11 +359,11 @@ impl<'a> Attempts<'a> {
             return self.stop("the fleet-wide retry budget is spent");
         }
         let reason = if first {
-            "first"
+            Reason::First
         } else if self.cands[0].model != self.cands[i].model {
-            "fallback"
+            Reason::Fallback
         } else {
-            "retry"
+            Reason::Retry
         };
         let action = self.launch(i, reason, now);
         self.hedge_at = if first && self.limits.hedging {
@@ -305,7 +387,7 @@ impl<'a> Attempts<'a> {
             {
                 if self.router.health.try_retry() {
                     self.decision.hedged = true;
-                    return self.launch(i, "hedge", now);
+                    return self.launch(i, Reason::Hedge, now);
                 }
                 self.router
                     .health
@@ -333,7 +415,7 @@ impl<'a> Attempts<'a> {
         (self.decision.attempts.is_empty() && !self.cands.is_empty()).then_some(0)
     }
 
-    fn launch(&mut self, i: usize, reason: &'static str, now: Instant) -> Action {
+    fn launch(&mut self, i: usize, reason: Reason, now: Instant) -> Action {
         let c = &self.cands[i];
         let attempt = self.decision.attempts.len();
         self.decision.attempts.push(AttemptRecord {
@@ -343,7 +425,7 @@ impl<'a> Attempts<'a> {
             reason,
             start_ms: self.ms(now),
             elapsed_ms: 0,
-            outcome: "running",
+            outcome: Outcome::Running,
         });
         self.running.push(Running {
             candidate: i,
@@ -356,7 +438,7 @@ impl<'a> Attempts<'a> {
         }
     }
 
-    fn end(&mut self, attempt: usize, outcome: &'static str, now: Instant) -> Option<Running> {
+    fn end(&mut self, attempt: usize, outcome: Outcome, now: Instant) -> Option<Running> {
         let pos = self.running.iter().position(|r| r.attempt == attempt)?;
         let run = self.running.swap_remove(pos);
         let now_ms = self.ms(now);
@@ -373,7 +455,7 @@ impl<'a> Attempts<'a> {
     /// convicts neither); later ones are cancelled. Returns the winner's
     /// candidate index.
     pub fn succeeded(&mut self, attempt: usize, now: Instant) -> Option<usize> {
-        let run = self.end(attempt, "success", now)?;
+        let run = self.end(attempt, Outcome::Success, now)?;
         let c = &self.cands[run.candidate];
         self.router.health.record(c.key(), Verdict::Healthy);
         self.router.observe(
@@ -389,7 +471,11 @@ impl<'a> Attempts<'a> {
 
     /// Attempt `attempt` failed before answering.
     pub fn failed(&mut self, attempt: usize, f: &Failed, now: Instant) {
-        let Some(run) = self.end(attempt, f.label, now) else {
+        let outcome = match f.throttled {
+            Some(_) => Outcome::Throttled,
+            None => Outcome::Failed(f.label),
+        };
+        let Some(run) = self.end(attempt, outcome, now) else {
             return;
         };
         let c = &self.cands[run.candidate];
@@ -448,7 +534,11 @@ impl<'a> Attempts<'a> {
             }
             self.router.health.record(c.key(), Verdict::Neutral);
             rec.elapsed_ms = now_ms.saturating_sub(rec.start_ms);
-            rec.outcome = if lost { "slow" } else { "cancelled" };
+            rec.outcome = if lost {
+                Outcome::Slow
+            } else {
+                Outcome::Cancelled
+            };
         }
     }
 }

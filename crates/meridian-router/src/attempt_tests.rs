@@ -91,7 +91,7 @@ async fn retries_walk_the_candidates_in_order() {
     let (d, why) = a.give_up(Instant::now());
     assert_eq!(why, "every allowed attempt failed");
     let reasons: Vec<_> = d.attempts.iter().map(|r| r.reason).collect();
-    assert_eq!(reasons, ["first", "retry", "retry"]);
+    assert_eq!(reasons, [Reason::First, Reason::Retry, Reason::Retry]);
     assert_eq!(
         d.summary(),
         "first:us-east-1:unavailable,retry:us-east-2:unavailable,retry:us-west-2:unavailable"
@@ -224,10 +224,11 @@ async fn one_hedge_at_the_candidates_p95_and_the_loser_is_slow() {
     assert!(d.hedged);
     assert_eq!(d.served_by, Some(hedge));
     assert_eq!(
-        d.attempts[first].outcome, "slow",
+        d.attempts[first].outcome,
+        Outcome::Slow,
         "the first attempt lost to a later hedge"
     );
-    assert_eq!(d.attempts[hedge].reason, "hedge");
+    assert_eq!(d.attempts[hedge].reason, Reason::Hedge);
 }
 
 #[tokio::test(start_paused = true)]
@@ -260,7 +261,7 @@ async fn an_attempt_that_wins_first_cancels_the_later_hedge_without_blame() {
     let (hedge, _) = start(a.poll(Instant::now()));
     a.succeeded(first, Instant::now());
     let d = a.into_decision();
-    assert_eq!(d.attempts[hedge].outcome, "cancelled");
+    assert_eq!(d.attempts[hedge].outcome, Outcome::Cancelled);
 }
 
 #[tokio::test(start_paused = true)]
@@ -317,7 +318,7 @@ async fn fallback_models_are_named_as_such() {
     a.failed(n, &DOWN, Instant::now());
     let (n, c) = start(a.poll(Instant::now()));
     assert_eq!(c, 1);
-    assert_eq!(a.decision().attempts[n].reason, "fallback");
+    assert_eq!(a.decision().attempts[n].reason, Reason::Fallback);
 }
 
 #[tokio::test(start_paused = true)]
@@ -332,6 +333,26 @@ async fn the_deadline_ends_a_running_attempt() {
     assert_eq!(a.poll(Instant::now()), Action::GiveUp);
     let (d, why) = a.give_up(Instant::now());
     assert_eq!(why, "the 500 ms deadline passed");
-    assert_eq!(d.attempts[0].outcome, "cancelled");
+    assert_eq!(d.attempts[0].outcome, Outcome::Cancelled);
     assert_eq!(d.gave_up.as_deref(), Some("the 500 ms deadline passed"));
+}
+
+/// One answer to "was this attempt an upstream error?" for metrics, traces
+/// and the dashboard (they once disagreed about `running`).
+#[test]
+fn outcomes_say_once_what_is_an_error_and_what_ran_its_course() {
+    let table = [
+        (Outcome::Running, "running", false, false),
+        (Outcome::Success, "success", false, true),
+        (Outcome::Throttled, "throttled", true, true),
+        (Outcome::Failed("unavailable"), "unavailable", true, true),
+        (Outcome::Slow, "slow", true, true),
+        (Outcome::Cancelled, "cancelled", false, false),
+    ];
+    for (o, label, error, settled) in table {
+        assert_eq!(o.label(), label);
+        assert_eq!(o.is_error(), error, "{label}");
+        assert_eq!(o.is_settled(), settled, "{label}");
+        assert_eq!(serde_json::to_value(o).ok(), Some(serde_json::json!(label)));
+    }
 }

@@ -15,6 +15,6 @@ pub mod plan;
 pub mod quota;
 pub mod route;
 
-pub use attempt::{Action, AttemptRecord, Attempts, Decision, Failed, Limits};
+pub use attempt::{Action, AttemptRecord, Attempts, Decision, Failed, Limits, Outcome, Reason};
 pub use key::{CandidateKey, KeyId, Surface};
 pub use route::{Candidate, Order, Router};

@@ -19,8 +19,8 @@ pub struct Finding {
 /// A compiled rule.
 #[derive(Debug)]
 pub struct Rule {
-    /// Type name, interned (labels come from the config: a closed set).
-    pub label: &'static str,
+    /// Type name; hits share it (dropped with the guard on a reload).
+    pub label: std::sync::Arc<str>,
     pub action: GuardAction,
     check: Option<fn(&str) -> bool>,
 }
@@ -208,7 +208,7 @@ impl Scanner {
                 }
             }
             rules.push(Rule {
-                label: super::intern(r.detector.label()),
+                label: r.detector.label().into(),
                 action: r.action,
                 check,
             });
@@ -299,6 +299,8 @@ impl Scanner {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use meridian_config::GuardRule;
 
     use super::*;
@@ -329,6 +331,20 @@ mod tests {
             name: "t".into(),
             rules,
         })
+    }
+
+    /// Labels belong to their scanner: one a reload drops is freed (they
+    /// were once leaked into a process-wide list that only grew).
+    #[test]
+    fn a_dropped_scanner_frees_its_labels() {
+        let s = all(GuardAction::Mask);
+        let Some(ticket) = s.rules.iter().find(|r| &*r.label == "TICKET") else {
+            panic!("no TICKET rule");
+        };
+        let ticket = Arc::downgrade(&ticket.label);
+        assert!(ticket.upgrade().is_some());
+        drop(s);
+        assert!(ticket.upgrade().is_none(), "the label outlived its scanner");
     }
 
     fn labels(s: &Scanner, text: &str) -> Vec<(String, String)> {

@@ -15,6 +15,7 @@
 mod detect;
 pub mod stream;
 
+use crate::metrics::Family;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -113,11 +114,11 @@ impl Guards {
 }
 
 /// A finding, resolved to what it is and what to do.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Hit {
     start: usize,
     end: usize,
-    label: &'static str,
+    label: Arc<str>,
     action: GuardAction,
 }
 
@@ -180,7 +181,7 @@ impl Session {
     pub fn count(&self, metrics: &crate::metrics::Metrics, model: &str) {
         for ((direction, label, action), n) in &self.fired {
             metrics.add(
-                "meridian_guard_findings_total",
+                Family::GuardFindingsTotal,
                 crate::metrics::labels([
                     ("model", model),
                     ("direction", direction.name()),
@@ -238,7 +239,7 @@ impl Session {
             out.push(Hit {
                 start: f.start,
                 end: f.end,
-                label: rule.label,
+                label: rule.label.clone(),
                 action: rule.action,
             });
         }
@@ -276,8 +277,8 @@ impl Session {
         let hits = self.hits(text);
         let mut blocked: Vec<String> = Vec::new();
         for h in &hits {
-            self.note(direction, h.label, h.action);
-            if h.action == GuardAction::Block && !blocked.iter().any(|l| l == h.label) {
+            self.note(direction, &h.label, h.action);
+            if h.action == GuardAction::Block && !blocked.iter().any(|l| **l == *h.label) {
                 blocked.push(h.label.to_string());
             }
         }
@@ -303,7 +304,7 @@ impl Session {
             let replacement = match h.action {
                 GuardAction::Mask => format!("[{}]", h.label),
                 GuardAction::Anonymize if direction == Direction::Input => {
-                    self.placeholder(h.label, &text[h.start..h.end])
+                    self.placeholder(&h.label, &text[h.start..h.end])
                 }
                 _ => continue,
             };
@@ -456,20 +457,6 @@ fn merge(blocked: &mut Option<Blocked>, b: Blocked) {
         }
         None => *blocked = Some(b),
     }
-}
-
-/// Labels come from the config, a closed set: each is interned once, when
-/// a guard is compiled (a reload adds only labels it did not have).
-fn intern(label: &str) -> &'static str {
-    static INTERNED: std::sync::OnceLock<parking_lot::Mutex<Vec<&'static str>>> =
-        std::sync::OnceLock::new();
-    let mut list = INTERNED.get_or_init(Default::default).lock();
-    if let Some(l) = list.iter().find(|l| **l == label) {
-        return l;
-    }
-    let l: &'static str = Box::leak(label.to_string().into_boxed_str());
-    list.push(l);
-    l
 }
 
 #[cfg(test)]
