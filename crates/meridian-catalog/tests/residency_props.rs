@@ -40,13 +40,40 @@ proptest! {
         } else {
             model.alias.clone()
         };
-        if let Ok(res) = Resolver::new(&c, &[]).resolve(&requested, src, &policy) {
-            prop_assert!(!res.targets.is_empty());
-            for t in &res.targets {
-                for region in t.regions_touched() {
-                    prop_assert!(policy.allows(region), "{} touches {} outside {:?}", t.model_id, region, policy);
-                    prop_assert!(!policy.exclude.contains(region));
-                    if let Some(a) = &policy.allow { prop_assert!(a.contains(region)); }
+        let resolver = Resolver::new(&c, &[]);
+        // The oracle: the targets the model has from `src` with no policy
+        // that fit inside this one. A policy only takes targets away, so
+        // when one of them fits, refusing the request is wrong.
+        let inside: Vec<String> = resolver
+            .resolve(&requested, src, &Policy::unrestricted())
+            .map(|r| r.targets)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.regions_touched().all(|r| policy.allows(r)))
+            .map(|t| t.model_id)
+            .collect();
+        match resolver.resolve(&requested, src, &policy) {
+            Ok(res) => {
+                prop_assert!(!res.targets.is_empty());
+                for t in &res.targets {
+                    for region in t.regions_touched() {
+                        prop_assert!(policy.allows(region), "{} touches {} outside {:?}", t.model_id, region, policy);
+                        prop_assert!(!policy.exclude.contains(region));
+                        if let Some(a) = &policy.allow { prop_assert!(a.contains(region)); }
+                    }
+                }
+            }
+            // Refusing is right only when no target fits the policy: a
+            // resolver that failed where it must not fails the property.
+            Err(e) => {
+                prop_assert!(inside.is_empty(), "{requested} from {src} refused ({e}) though {inside:?} fit {policy:?}");
+                // And every target it names as rejected really touches a
+                // region the policy does not allow.
+                if let meridian_catalog::resolve::ResolveError::NoTarget { rejected, .. } = &e {
+                    for r in rejected {
+                        prop_assert!(!r.outside.is_empty());
+                        prop_assert!(r.outside.iter().all(|x| !policy.allows(x)), "{r:?} rejected under {policy:?}");
+                    }
                 }
             }
         }

@@ -77,22 +77,33 @@ fn graph(src: &Path) -> Graph {
             continue;
         };
         let text = std::fs::read_to_string(f).unwrap();
-        for line in text.lines() {
-            let code = line.split("//").next().unwrap_or("");
-            for (i, _) in code.match_indices("crate::") {
-                // `meridian_x::crate::` does not occur; skip `$crate::` in macros.
-                if code[..i].ends_with('$') {
-                    continue;
-                }
-                for to in names_after_crate(&code[i + "crate::".len()..]) {
-                    if to != from && modules.contains(&to) {
-                        g.get_mut(&from).unwrap().insert(to);
-                    }
-                }
+        for to in referenced(&text) {
+            if to != from && modules.contains(&to) {
+                g.get_mut(&from).unwrap().insert(to);
             }
         }
     }
     g
+}
+
+/// The top-level names a file's `crate::` paths and use trees refer to. The
+/// file is read whole (without line comments), so a use tree spread over
+/// several lines is seen whole.
+fn referenced(text: &str) -> Vec<String> {
+    let code: String = text
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = Vec::new();
+    for (i, _) in code.match_indices("crate::") {
+        // `meridian_x::crate::` does not occur; skip `$crate::` in macros.
+        if code[..i].ends_with('$') {
+            continue;
+        }
+        out.extend(names_after_crate(&code[i + "crate::".len()..]));
+    }
+    out
 }
 
 /// Every cycle, as the strongly connected components of more than one module.
@@ -163,6 +174,12 @@ fn the_checker_sees_edges_and_cycles() {
         names_after_crate("{auth, plan::{self, Plan}, respond};"),
         ["auth", "plan", "respond"]
     );
+    // A use tree over several lines, as rustfmt writes long ones; a comment
+    // naming a module is not an edge.
+    let multi =
+        "use crate::{\n    auth,\n    plan::{self, Plan},\n    // respond\n    state,\n};\n";
+    assert_eq!(referenced(multi), ["auth", "plan", "state"]);
+
     let mut g = Graph::new();
     g.insert("a".into(), BTreeSet::from(["b".to_string()]));
     g.insert("b".into(), BTreeSet::from(["c".to_string()]));
@@ -177,4 +194,23 @@ fn the_checker_sees_edges_and_cycles() {
     let g = graph(&gw);
     assert!(g["pipeline"].contains("plan"), "{g:?}");
     assert!(!g["plan"].contains("pipeline"), "{g:?}");
+}
+
+/// A cycle planted in a scratch crate, its back edge written as a use tree
+/// over several lines, is found.
+#[test]
+fn a_planted_cycle_through_a_multi_line_use_is_found() {
+    let dir = std::env::temp_dir().join(format!("module-graph-{}", std::process::id()));
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod a;\nmod b;\n").unwrap();
+    std::fs::write(src.join("a.rs"), "use crate::b::B;\npub struct A;\n").unwrap();
+    std::fs::write(
+        src.join("b.rs"),
+        "use crate::{\n    a::A,\n    b as _,\n};\npub struct B;\n",
+    )
+    .unwrap();
+    let found = cycles(&graph(&src));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(found, vec![vec!["a", "b"]]);
 }
