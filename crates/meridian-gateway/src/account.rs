@@ -44,6 +44,9 @@ pub struct Ledger {
     pub guard: Vec<crate::guard::Fired>,
     /// `hit` when the response cache answered.
     pub cache: Option<&'static str>,
+    /// Set by the one [`finish`] that counts and logs the request; shared
+    /// by the ledger's clones (a stream's end holds one).
+    pub finished: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Everything known about a finished request.
@@ -132,13 +135,17 @@ pub fn model_label(state: &AppState, requested: &str) -> String {
         .map_or_else(|| "other".to_string(), |m| m.alias.clone())
 }
 
-/// Accounts for a finished request and writes its invocation record;
-/// returns its estimated cost.
 /// Answers processed outside their request's residency policy.
 const RESIDENCY_VIOLATIONS: Family = Family::ResidencyViolationsTotal;
 
+/// Accounts for a finished request and writes its invocation record;
+/// returns its estimated cost. Only the first call for a request counts.
 pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     let l = f.ledger;
+    // Exactly one summary per request, whichever path ends it.
+    if l.finished.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return None;
+    }
     let model = model_label(state, &l.requested);
     let outcome = f.error_code.unwrap_or("success");
     let m = &state.metrics;
@@ -475,37 +482,4 @@ fn trace(
             ],
         });
     }
-}
-
-/// Accounts for and logs an answered request, then settles its tenant's
-/// claim with the tokens it used and what it cost.
-pub fn finish_served(state: &AppState, done: &Finished<'_>, claim: crate::limits::Claim) {
-    let cost = finish(state, done);
-    claim.settle(crate::limits::Usage {
-        requests: 1,
-        input_tokens: done.usage.input,
-        output_tokens: done.usage.output,
-        cost_usd: cost.unwrap_or(0.0),
-    });
-}
-
-/// The account, log and settle stages of a stream, run when it ends.
-/// `hold` (an admission permit) is released then too.
-pub fn at_stream_end(
-    state: std::sync::Arc<AppState>,
-    ledger: Ledger,
-    plan: Plan,
-    claim: crate::limits::Claim,
-    hold: impl Send + 'static,
-) -> crate::execute::OnEnd {
-    let mut ledger = ledger;
-    Box::new(move |end: crate::execute::StreamEnd, served: &Served| {
-        if let Some(g) = end.guard {
-            ledger.guard = g;
-        }
-        let mut done = Finished::served(&ledger, &plan, served, end.usage, end.error.as_deref());
-        done.ttft = Some(end.ttft);
-        finish_served(&state, &done, claim);
-        drop(hold);
-    })
 }

@@ -33,6 +33,7 @@ mod server;
 mod sse;
 mod state;
 mod status;
+mod summary;
 mod tenancy;
 pub mod tls;
 pub mod traces;

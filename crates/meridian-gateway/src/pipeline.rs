@@ -34,6 +34,7 @@ use crate::execute::{self, Frames, Served};
 use crate::limits::{self, Claim};
 use crate::plan::{self, Plan};
 use crate::state::AppState;
+use crate::summary::{self, Summary};
 use crate::usage::unary_usage;
 use crate::{auth, respond};
 
@@ -126,28 +127,52 @@ fn refuse<F: FrontDoor>(state: &AppState, ledger: &Ledger, r: Refusal<'_, F::Err
     resp
 }
 
-/// Runs one request through every stage.
+/// Runs one request through every stage. A stage that panics is answered
+/// with the front door's 500 and summarized like any other request.
 pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Response {
+    use futures_util::FutureExt as _;
+    let request_id = respond::request_id();
+    let run = run::<F>(state, req, request_id.clone());
+    match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => {
+            // The panic hook has logged it; the summary recorded it.
+            let e = BedrockError::new(
+                ErrorKind::InternalServer,
+                format!("Meridian failed while handling this request ({request_id}); retry it."),
+            );
+            let mut resp = F::error(&request_id, &F::from_bedrock(&e));
+            respond::common_headers(&mut resp, &request_id, 0, None);
+            resp
+        }
+    }
+}
+
+async fn run<F: FrontDoor>(state: Arc<AppState>, req: Request, request_id: String) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let head = F::head(&parts);
-    let mut ledger = Ledger {
-        api: F::API,
-        operation: head.operation,
-        requested: head.requested,
-        request_id: respond::request_id(),
-        started,
-        traceparent: parts
-            .headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        invocation: head.invocation,
-        request_body: None,
-        tenant: None,
-        guard: Vec::new(),
-        cache: None,
-    };
+    let mut ledger = Summary::new(
+        state.clone(),
+        Ledger {
+            api: F::API,
+            operation: head.operation,
+            requested: head.requested,
+            request_id,
+            started,
+            traceparent: parts
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            invocation: head.invocation,
+            request_body: None,
+            tenant: None,
+            guard: Vec::new(),
+            cache: None,
+            finished: Arc::default(),
+        },
+    );
     let early = |ledger: &Ledger, e: BedrockError| {
         refuse::<F>(&state, ledger, Refusal::early(F::from_bedrock(&e)))
     };
@@ -285,8 +310,7 @@ pub async fn handle<F: FrontDoor>(state: Arc<AppState>, req: Request) -> Respons
     // execute (or replay the hit); then guard output, account, log and
     // settle, encode
     let mut resp = if plan.streaming {
-        let on_end =
-            account::at_stream_end(state.clone(), ledger.clone(), plan.clone(), claim, permit);
+        let on_end = summary::at_stream_end(ledger.hand_off(), plan.clone(), claim, permit);
         let guard = guard.map(crate::guard::stream::StreamGuard::new);
         let answered = match hit {
             Some((served, body)) => {
@@ -391,7 +415,7 @@ fn unary_answer<F: FrontDoor>(
     } else {
         done.response_body = Some(&body);
     }
-    account::finish_served(state, &done, claim);
+    summary::finish_served(state, &done, claim);
     let outcome = match refused {
         Some(e) => Err(e),
         None => F::unary(ctx, served, body),
@@ -689,3 +713,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, BedrockError> 
         ))),
     }
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;
