@@ -91,7 +91,8 @@ async fn gateway(upstream: &str, log: Option<&Path>, extra: &str) -> String {
         client,
         info,
     );
-    state.log = std::sync::Arc::new(InvocationLog::new(false, log, false, None, 16_384).unwrap());
+    state.runtime_mut().log =
+        std::sync::Arc::new(InvocationLog::new(false, log, false, None, 16_384).unwrap());
     let state = Arc::new(state);
     if let Some(shared) = state.limiter.shared() {
         assert!(

@@ -187,3 +187,7 @@ fn passthrough_request_headers(headers: &http::HeaderMap) -> Vec<(HeaderName, He
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
+
+#[cfg(test)]
+#[path = "bedrock_tests.rs"]
+mod tests;

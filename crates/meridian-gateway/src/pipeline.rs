@@ -713,7 +713,3 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, BedrockError> 
         ))),
     }
 }
-
-#[cfg(test)]
-#[path = "pipeline_tests.rs"]
-mod tests;

@@ -69,13 +69,10 @@ impl meridian_router::plan::Account for UpstreamAccount {
     }
 }
 
-/// Shared, read-only gateway state.
-#[derive(Debug)]
-pub struct AppState {
-    /// Validated config.
-    pub config: Config,
-    /// The catalog the config was validated against.
-    pub catalog: Catalog,
+/// What lives as long as the process, across config reloads and catalog
+/// refreshes: built once, shared by every [`AppState`] snapshot.
+#[derive(Debug, Clone)]
+pub struct Runtime {
     /// Region Meridian runs in.
     pub region: String,
     /// The step that decided the region.
@@ -86,8 +83,6 @@ pub struct AppState {
     pub upstream_info: UpstreamInfo,
     /// Largest request body accepted.
     pub max_body: usize,
-    /// Most upstream attempts per request.
-    pub max_attempts: usize,
     /// Account ID shown in control-plane ARNs.
     pub account_id: String,
     /// Breakers, retry budget and per-candidate statistics.
@@ -101,11 +96,69 @@ pub struct AppState {
     /// Endpoint reachability from the background prober, by region.
     pub probes: Arc<parking_lot::RwLock<HashMap<String, bool>>>,
     /// Requests handled at once; beyond it, ServiceUnavailableException.
-    pub admission: std::sync::Arc<tokio::sync::Semaphore>,
+    pub admission: Arc<tokio::sync::Semaphore>,
+    /// Tenant limits, budgets, usage and issued keys (memory or Redis).
+    pub limiter: Arc<crate::limits::Limiter>,
+    /// The response cache (in memory; Redis goes through the limiter's
+    /// shared backend). Entries survive a reload: each is checked against
+    /// the new plan's policy and candidates when it is served.
+    pub cache: Arc<crate::cache::Cache>,
+    /// What the dashboard shows.
+    pub stats: Arc<crate::traffic::Stats>,
+    /// Drills started from the dashboard.
+    pub drills: Arc<crate::drills::Drills>,
+}
+
+impl Runtime {
+    /// The runtime `config` starts with (its restart-only sections apply).
+    pub fn new(
+        config: &Config,
+        region: String,
+        region_step: Step,
+        accounts: Vec<UpstreamAccount>,
+        upstream_info: UpstreamInfo,
+    ) -> Runtime {
+        let budget = BudgetConfig {
+            ratio: config.routing.retry_budget,
+            ..BudgetConfig::default()
+        };
+        let max_concurrent = config.server.max_concurrent_requests;
+        Runtime {
+            region,
+            region_step,
+            accounts: Arc::new(accounts),
+            upstream_info,
+            max_body: MAX_BODY,
+            account_id: "000000000000".into(),
+            router: Arc::new(Router::new(Health::new(Default::default(), budget))),
+            metrics: Arc::default(),
+            log: Arc::new(crate::invocation::InvocationLog::disabled()),
+            tracer: None,
+            probes: Arc::default(),
+            admission: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            limiter: Arc::new(crate::limits::Limiter::new(&config.state)),
+            cache: Arc::new(crate::cache::Cache::new(config.cache_max_bytes)),
+            stats: Arc::default(),
+            drills: Arc::default(),
+        }
+    }
+}
+
+/// One config's view of the gateway: the config, the catalog it was
+/// validated against and what is derived from them (tenants, guards,
+/// resolved plans, provider clients), over the process's [`Runtime`]. A
+/// reload or a catalog refresh builds a new one over the same runtime and
+/// swaps it in whole; fields of the runtime read through (`state.router`).
+#[derive(Debug)]
+pub struct AppState {
+    /// Validated config.
+    pub config: Config,
+    /// The catalog the config was validated against.
+    pub catalog: Catalog,
+    /// Most upstream attempts per request.
+    pub max_attempts: usize,
     /// Tenants, indexed for identification.
     pub tenants: crate::tenancy::Tenants,
-    /// Tenant limits, budgets, usage and issued keys (memory or Redis).
-    pub limiter: std::sync::Arc<crate::limits::Limiter>,
     /// Exposed names resolved once at start-up: the request path reads this.
     plans: HashMap<String, Result<Resolution, ResolveError>>,
     /// Clients of the `[[providers]]`, by name.
@@ -115,13 +168,38 @@ pub struct AppState {
     fallbacks: HashMap<String, Fallbacks>,
     /// The `[guards]`, compiled.
     pub guards: Arc<crate::guard::Guards>,
-    /// The response cache (in memory; Redis goes through the limiter's
-    /// shared backend).
-    pub cache: Arc<crate::cache::Cache>,
-    /// What the dashboard shows.
-    pub stats: Arc<crate::traffic::Stats>,
-    /// Drills started from the dashboard.
-    pub drills: Arc<crate::drills::Drills>,
+    /// What lives across snapshots.
+    pub runtime: Arc<Runtime>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+/// The sections of `new` that differ from `old` and take effect only after
+/// a restart (they shape the runtime, which a reload keeps).
+pub fn restart_sections(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |changed: bool, section: &'static str| {
+        if changed {
+            out.push(section);
+        }
+    };
+    check(old.region != new.region, "region");
+    check(old.upstream != new.upstream, "upstream");
+    check(old.logging != new.logging, "logging");
+    check(old.tracing != new.tracing, "tracing");
+    check(old.state != new.state, "state");
+    check(old.server != new.server || old.tls != new.tls, "server");
+    check(
+        old.routing.retry_budget != new.routing.retry_budget,
+        "routing.retry_budget",
+    );
+    check(old.cache_max_bytes != new.cache_max_bytes, "cache");
+    out
 }
 
 /// Fallback models in order, each with its targets.
@@ -161,13 +239,21 @@ impl AppState {
         accounts: Vec<UpstreamAccount>,
         upstream_info: UpstreamInfo,
     ) -> AppState {
+        let runtime = Runtime::new(&config, region, region_step, accounts, upstream_info);
+        AppState::over(config, catalog, Arc::new(runtime))
+    }
+
+    /// The snapshot of `config` over `runtime`, resolving every exposed
+    /// model once.
+    pub fn over(config: Config, catalog: Catalog, runtime: Arc<Runtime>) -> AppState {
+        let region = &runtime.region;
         let plans: HashMap<String, Result<Resolution, ResolveError>> = config
             .models
             .iter()
             .map(|m| {
                 (
                     m.name.clone(),
-                    config.resolve(&catalog, &m.name, &region, None),
+                    config.resolve(&catalog, &m.name, region, None),
                 )
             })
             .collect();
@@ -178,17 +264,10 @@ impl AppState {
                 let policy = &plans.get(&m.name)?.as_ref().ok()?.policy;
                 Some((
                     m.name.clone(),
-                    resolve_fallbacks(&config, &catalog, &region, &m.fallback, policy),
+                    resolve_fallbacks(&config, &catalog, region, &m.fallback, policy),
                 ))
             })
             .collect();
-        let budget = BudgetConfig {
-            ratio: config.routing.retry_budget,
-            ..BudgetConfig::default()
-        };
-        let max_concurrent = config.server.max_concurrent_requests;
-        let tenants = crate::tenancy::Tenants::new(&config);
-        let limiter = std::sync::Arc::new(crate::limits::Limiter::new(&config.state));
         let providers = config
             .providers
             .iter()
@@ -207,35 +286,26 @@ impl AppState {
             .collect();
         let state = AppState {
             guards: Arc::new(crate::guard::Guards::new(&config)),
-            cache: Arc::new(crate::cache::Cache::new(config.cache_max_bytes)),
-            stats: Arc::default(),
-            drills: Arc::default(),
             providers: Arc::new(providers),
             max_attempts: config.routing.max_attempts as usize,
-            router: Arc::new(Router::new(Health::new(Default::default(), budget))),
+            tenants: crate::tenancy::Tenants::new(&config),
             config,
             catalog,
-            region,
-            region_step,
-            accounts: Arc::new(accounts),
-            upstream_info,
-            max_body: MAX_BODY,
-            account_id: "000000000000".into(),
-            metrics: Arc::default(),
-            log: Arc::new(crate::invocation::InvocationLog::disabled()),
-            tracer: None,
-            probes: Arc::default(),
-            admission: std::sync::Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
-            tenants,
-            limiter,
             plans,
             fallbacks,
+            runtime,
         };
         // Builds every exposed model's candidates once, which interns their
         // keys: a breaker another replica opened is known here before this
         // replica's first request.
         let _ = state.readiness();
         state
+    }
+
+    /// The runtime, to change before the state is shared (copied first if
+    /// it already is).
+    pub fn runtime_mut(&mut self) -> &mut Runtime {
+        Arc::make_mut(&mut self.runtime)
     }
 
     /// Per exposed model: how many of its allowed candidates are healthy
@@ -380,63 +450,13 @@ impl AppState {
     }
 
     /// This gateway with a new config: tenants, keys, limits, models and
-    /// routing come from it; what lives across configs is shared — breakers
-    /// and estimates, metrics, invocation logs, traces, endpoint probes,
-    /// upstream accounts, the state backend, the response cache and the
-    /// request cap. Returns the
-    /// sections that changed but only take effect after a restart.
+    /// routing come from it; the runtime — breakers and estimates, metrics,
+    /// invocation logs, traces, endpoint probes, upstream accounts, the state
+    /// backend, the response cache and the request cap — is the same one.
+    /// Returns the sections that changed but only take effect after a restart.
     pub fn reloaded(&self, config: Config, catalog: Catalog) -> (AppState, Vec<&'static str>) {
-        let old = &self.config;
-        let mut restart = Vec::new();
-        let differs =
-            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-        if differs(&old.region, &config.region) {
-            restart.push("region");
-        }
-        if differs(&old.upstream, &config.upstream) {
-            restart.push("upstream");
-        }
-        if differs(&old.logging, &config.logging) {
-            restart.push("logging");
-        }
-        if differs(&old.tracing, &config.tracing) {
-            restart.push("tracing");
-        }
-        if differs(&old.state, &config.state) {
-            restart.push("state");
-        }
-        if differs(&old.server, &config.server) || differs(&old.tls, &config.tls) {
-            restart.push("server");
-        }
-        if old.routing.retry_budget != config.routing.retry_budget {
-            restart.push("routing.retry_budget");
-        }
-        if old.cache_max_bytes != config.cache_max_bytes {
-            restart.push("cache");
-        }
-        let mut next = AppState::with_accounts(
-            config,
-            catalog,
-            self.region.clone(),
-            self.region_step,
-            Vec::new(),
-            self.upstream_info.clone(),
-        );
-        next.accounts = self.accounts.clone();
-        next.router = self.router.clone();
-        next.metrics = self.metrics.clone();
-        next.log = self.log.clone();
-        next.tracer = self.tracer.clone();
-        next.probes = self.probes.clone();
-        next.limiter = self.limiter.clone();
-        next.admission = self.admission.clone();
-        // Entries stay: each is checked against the new plan's policy and
-        // candidates when it is served.
-        next.cache = self.cache.clone();
-        next.stats = self.stats.clone();
-        next.drills = self.drills.clone();
-        next.max_body = self.max_body;
-        next.account_id.clone_from(&self.account_id);
+        let restart = restart_sections(&self.config, &config);
+        let mut next = AppState::over(config, catalog, self.runtime.clone());
         // Keep the settings that did not take effect, so /status tells the truth.
         next.config.state = self.config.state.clone();
         next.config.server = self.config.server;
@@ -496,3 +516,7 @@ fn resolve_fallbacks(
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

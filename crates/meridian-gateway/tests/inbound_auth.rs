@@ -193,7 +193,7 @@ fn error_type(r: &Raw) -> &str {
 async fn gateway(extra: &str, max_body: usize) -> (common::Gateway, String) {
     let fleet = common::us_fleet().await;
     let (url, _state) = common::gateway_custom(&fleet, &config(extra), Health::default(), |s| {
-        s.max_body = max_body;
+        s.runtime_mut().max_body = max_body;
     })
     .await;
     let addr = url.trim_start_matches("http://").to_string();

@@ -67,7 +67,7 @@ async fn recording_upstream() -> (String, Seen) {
 async fn gateway(upstream: &str) -> String {
     let toml = "region = \"us-east-1\"\n[models.chat]\nmodel = \"claude-3-haiku\"\n";
     let url = common::gateway_in_front(upstream, toml, &["us-east-1"], |state| {
-        state.max_body = 1_000_000;
+        state.runtime_mut().max_body = 1_000_000;
         state.max_attempts = 1;
     })
     .await;

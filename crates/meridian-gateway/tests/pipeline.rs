@@ -247,7 +247,7 @@ async fn record(log: &Path, request_id: &str) -> Option<serde_json::Value> {
 async fn start(fleet: &Fleet, log: &Path) -> String {
     let log = log.to_path_buf();
     common::gateway_custom(fleet, CONFIG, Health::default(), move |s| {
-        s.log =
+        s.runtime_mut().log =
             std::sync::Arc::new(InvocationLog::new(false, Some(&log), false, None, 1024).unwrap());
     })
     .await

@@ -93,8 +93,8 @@ pub async fn gateway_custom(
         accounts,
         info,
     );
-    state.max_body = 1_000_000;
-    state.router = Arc::new(meridian_router::Router::new(health));
+    state.runtime_mut().max_body = 1_000_000;
+    state.runtime_mut().router = Arc::new(meridian_router::Router::new(health));
     adjust(&mut state);
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -161,7 +161,7 @@ pub async fn send(method: &str, url: &str, body: &'static str, headers: &[(&str,
 pub async fn gateway_before(upstream: &str, log: Option<&std::path::Path>) -> String {
     let toml = "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n";
     gateway_in_front(upstream, toml, &US, |state| {
-        state.log = Arc::new(
+        state.runtime_mut().log = Arc::new(
             meridian_gateway::invocation::InvocationLog::new(false, log, false, None, 16_384)
                 .unwrap(),
         );

@@ -67,8 +67,8 @@ pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<Exi
     tracing::info!(region = %region, from = step.label(), upstream = info.mode, "{}", info.detail);
     let log = invocation_log(&config, &region).await?;
     let mut state = AppState::with_accounts(config, catalog, region, step, accounts, info);
-    state.log = Arc::new(log);
-    state.tracer = state.config.tracing.otlp_endpoint.as_deref().map(|e| {
+    state.runtime_mut().log = Arc::new(log);
+    state.runtime_mut().tracer = state.config.tracing.otlp_endpoint.as_deref().map(|e| {
         Arc::new(meridian_gateway::traces::Tracer::start(
             e,
             &state.config.tracing.service_name,

@@ -1,6 +1,7 @@
-//! Every request is summarized exactly once — one invocation record and one
-//! count in `meridian_requests_total` — whether it is refused, abandoned by
-//! its client before or during its answer, or its handler panics.
+//! Through the Bedrock front door, every request is summarized exactly once
+//! by the pipeline — one invocation record and one count in
+//! `meridian_requests_total` — whether it is refused, abandoned by its client
+//! before or during its answer, or its handler panics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test
 
@@ -15,9 +16,17 @@ use meridian_catalog::detect::Step;
 use meridian_sim::{FaultSet, Fleet, FleetConfig, LatencyModel};
 use meridian_upstream::{BedrockClient, Timeouts};
 
-use super::*;
-use crate::bedrock::Bedrock;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use http::request::Parts;
+use meridian_wire::BedrockError;
+
+use super::Bedrock;
+use crate::execute::{Frames, Served};
 use crate::invocation::InvocationLog;
+use crate::pipeline::{Decoded, FrontDoor, handle};
+use crate::state::AppState;
 use crate::state::UpstreamInfo;
 
 const CONFIG: &str =
@@ -61,7 +70,8 @@ fn gateway(fleet: &Fleet, log: &Path) -> Arc<AppState> {
         client,
         info,
     );
-    state.log = Arc::new(InvocationLog::new(false, Some(log), false, None, 1024).unwrap());
+    state.runtime_mut().log =
+        Arc::new(InvocationLog::new(false, Some(log), false, None, 1024).unwrap());
     Arc::new(state)
 }
 
