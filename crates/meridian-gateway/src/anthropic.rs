@@ -22,6 +22,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderValue;
 use http::request::Parts;
+use meridian_wire::Action;
 use meridian_wire::{BedrockError, ErrorKind};
 use serde_json::{Value, json};
 
@@ -183,8 +184,8 @@ impl FrontDoor for Anthropic {
             let b64 = base64::engine::general_purpose::STANDARD.encode(&native);
             let body = json!({"input": {"invokeModel": {"body": b64}}});
             Call {
-                operation: "CountTokens",
-                action: "count-tokens",
+                operation: Action::CountTokens.operation(),
+                action: Action::CountTokens,
                 requested: model,
                 body: meridian_wire::json_bytes(&body),
                 json: Some(v),
@@ -200,9 +201,9 @@ impl FrontDoor for Anthropic {
                     "InvokeModel"
                 },
                 action: if stream {
-                    "invoke-with-response-stream"
+                    Action::InvokeStream
                 } else {
-                    "invoke"
+                    Action::Invoke
                 },
                 requested: model,
                 body: meridian_wire::json_bytes(&v),
@@ -324,7 +325,7 @@ fn converse_call(
         .map_err(|e| AnthropicError::invalid(format!("{model}: {}", e.0)))?;
     meridian_wire::converse::validate_request(&converse)
         .map_err(|e| AnthropicError::invalid(e.message))?;
-    let (operation, action, body) = match (count, stream) {
+    let (action, body) = match (count, stream) {
         (true, _) => {
             let mut input = json!({"messages": converse["messages"]});
             for key in ["system", "toolConfig"] {
@@ -332,14 +333,10 @@ fn converse_call(
                     input[key] = x.clone();
                 }
             }
-            (
-                "CountTokens",
-                "count-tokens",
-                json!({"input": {"converse": input}}),
-            )
+            (Action::CountTokens, json!({"input": {"converse": input}}))
         }
-        (false, true) => ("ConverseStream", "converse-stream", converse.clone()),
-        (false, false) => ("Converse", "converse", converse.clone()),
+        (false, true) => (Action::ConverseStream, converse.clone()),
+        (false, false) => (Action::Converse, converse.clone()),
     };
     let ctx = Ctx {
         request_id: request_id.to_string(),
@@ -349,7 +346,7 @@ fn converse_call(
         converse: true,
     };
     let call = Call {
-        operation,
+        operation: action.operation(),
         action,
         requested: model,
         body: meridian_wire::json_bytes(&body),

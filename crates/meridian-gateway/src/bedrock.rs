@@ -10,6 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
+use meridian_wire::Action;
 use meridian_wire::{BedrockError, Operation, converse};
 use serde_json::Value;
 
@@ -84,7 +85,7 @@ impl FrontDoor for Bedrock {
         };
         let call = Call {
             operation: op.name(),
-            action: op.action().unwrap_or("converse"),
+            action: op.action().unwrap_or(Action::Converse),
             requested: model.to_string(),
             body,
             json,
@@ -162,8 +163,8 @@ fn apply_guardrail(
     }
     Ok(Decoded::Invoke(
         Call {
-            operation: "ApplyGuardrail",
-            action: crate::plan::APPLY_GUARDRAIL,
+            operation: Action::ApplyGuardrail.operation(),
+            action: Action::ApplyGuardrail,
             requested: model.name.clone(),
             body,
             json: Some(json),

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
+use meridian_wire::Action;
 use serde_json::Value;
 
 /// A model invocation, decoded.
@@ -13,8 +14,8 @@ pub struct Call {
     /// Bedrock operation name (`Converse`, `InvokeModelWithResponseStream`, …),
     /// in records and metrics.
     pub operation: &'static str,
-    /// Bedrock action in the upstream path (`converse`, `invoke`, …).
-    pub action: &'static str,
+    /// The Bedrock Runtime call it becomes upstream.
+    pub action: Action,
     /// Model name, ID or ARN as the client sent it.
     pub requested: String,
     /// Body sent upstream, unchanged by every attempt.

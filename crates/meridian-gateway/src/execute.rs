@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use meridian_router::{Action, Attempts, Candidate, Decision, Failed, Limits};
 use meridian_upstream::{Call, Failure, Outcome, OutcomeClass, Response as Upstream};
+
 use meridian_wire::eventstream::FrameSplitter;
 use meridian_wire::{BedrockError, ErrorKind};
 use tokio::time::Instant;
@@ -61,7 +62,7 @@ pub struct Exhausted {
 fn call_for(c: &Candidate, plan: &Plan) -> Call {
     // CountTokens takes a base foundation-model ID, never a profile.
     let model_id = match (&c.target.base_model_id, plan.action) {
-        (Some(base), "count-tokens") => base.clone(),
+        (Some(base), meridian_wire::Action::CountTokens) => base.clone(),
         _ => c.target.model_id.clone(),
     };
     // ApplyGuardrail calls the region's guardrail, named `ID:VERSION`.
@@ -70,7 +71,7 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
         .iter()
         .find(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
     {
-        Some((_, _, g)) if plan.action == crate::plan::APPLY_GUARDRAIL => {
+        Some((_, _, g)) if plan.action == meridian_wire::Action::ApplyGuardrail => {
             format!("{}:{}", g.id, g.version)
         }
         _ => model_id,
@@ -91,9 +92,9 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
         .iter()
         .find(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
     {
-        if plan.action == crate::plan::APPLY_GUARDRAIL {
+        if plan.action == meridian_wire::Action::ApplyGuardrail {
             // The path names the guardrail.
-        } else if matches!(plan.action, "converse" | "converse-stream") {
+        } else if plan.action.is_converse() {
             if let Some(b) = crate::plan::with_guardrail(&body, g) {
                 body = b;
             }

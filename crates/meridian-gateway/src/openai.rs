@@ -10,6 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderValue;
 use http::request::Parts;
+use meridian_wire::Action;
 use meridian_wire::openai::embeddings::{self, EmbeddingRequest};
 use meridian_wire::openai::{OpenAiError, StreamTranslator, from_converse, to_converse};
 use meridian_wire::{BedrockError, converse};
@@ -134,9 +135,9 @@ impl FrontDoor for OpenAi {
                 "Converse"
             },
             action: if t.stream {
-                "converse-stream"
+                Action::ConverseStream
             } else {
-                "converse"
+                Action::Converse
             },
             requested: t.model,
             body: meridian_wire::json_bytes(&t.converse),
@@ -245,8 +246,8 @@ fn embeddings_call(
     };
     let json = serde_json::from_slice(&first).ok();
     let call = Call {
-        operation: "InvokeModel",
-        action: "invoke",
+        operation: Action::Invoke.operation(),
+        action: Action::Invoke,
         requested: req.model,
         body: first,
         json,

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http::request::Parts;
 use meridian_router::Decision;
+use meridian_wire::Action;
 use meridian_wire::{BedrockError, ErrorKind};
 use tokio::time::Instant;
 
@@ -465,7 +466,7 @@ async fn cache_stage(
         tenant,
         &plan.requested,
         &plan.policy,
-        plan.action,
+        plan.action.path(),
         &plan.body,
     );
     let shared = state.limiter.shared();
@@ -582,7 +583,7 @@ fn guard_input(
     call: &mut Call,
 ) -> Result<(), crate::guard::Blocked> {
     use crate::guard::Direction;
-    if call.action == "count-tokens" {
+    if call.action == Action::CountTokens {
         // CountTokens carries an InvokeModel body as base64: guard it inside.
         if let Some(v) = count_tokens_input(g, &call.body)? {
             call.body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());

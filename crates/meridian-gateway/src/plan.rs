@@ -14,6 +14,7 @@ use meridian_catalog::{Policy, ServiceTier};
 use meridian_config::Strategy;
 use meridian_router::route::fnv_bytes;
 use meridian_router::{Candidate, Order};
+use meridian_wire::Action;
 use meridian_wire::{BedrockError, ErrorKind, converse};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -37,8 +38,8 @@ pub struct Plan {
     pub candidates: Vec<Candidate>,
     /// Strategy name, for the decision record.
     pub strategy: &'static str,
-    /// Bedrock action (`converse`, `invoke-with-response-stream`, …).
-    pub action: &'static str,
+    /// The Bedrock Runtime call each attempt makes.
+    pub action: Action,
     /// Request body sent to every attempt unchanged (but for its service tier).
     pub body: Bytes,
     /// The body with `serviceTier` set, per tier Meridian asks for
@@ -141,7 +142,7 @@ pub fn build(
         })
     });
     let guardrails = guardrail_stage(state, requested, &mut candidates, &resolution.policy)?;
-    let tier_bodies = if matches!(call.action, "converse" | "converse-stream") {
+    let tier_bodies = if call.action.is_converse() {
         tiers
             .iter()
             .filter_map(|t| Some((*t, with_tier(&call.body, *t)?)))
@@ -281,10 +282,6 @@ fn names_tier(call: &Call) -> bool {
             .as_ref()
             .is_some_and(|j| j.get("serviceTier").is_some())
 }
-
-/// The action of ApplyGuardrail calls (the upstream path is
-/// `/guardrail/{id}/version/{v}/apply`, with the region's guardrail).
-pub const APPLY_GUARDRAIL: &str = "apply-guardrail";
 
 /// InvokeModel's service-tier request header.
 pub const TIER_HEADER: &str = "x-amzn-bedrock-service-tier";

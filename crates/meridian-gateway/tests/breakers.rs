@@ -32,7 +32,7 @@ async fn an_endpoint_in_outage_is_skipped_then_probed_again() {
     let call = Call {
         region: "us-east-1".into(),
         model_id: "chat".into(),
-        action: "converse",
+        action: meridian_wire::Action::Converse,
         body: bytes::Bytes::from(
             r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}],"inferenceConfig":{"maxTokens":5}}"#,
         ),

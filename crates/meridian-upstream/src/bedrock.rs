@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use meridian_wire::operation::encode_label;
-use meridian_wire::{BedrockError, ErrorKind};
+use meridian_wire::{Action, BedrockError, ErrorKind};
 
 use crate::outcome::{Outcome, retry_after};
 use crate::sign::{SIGNING_NAME, Signer};
@@ -125,8 +125,8 @@ pub struct Call {
     pub region: String,
     /// Model ID or ARN, unencoded.
     pub model_id: String,
-    /// Path suffix: `converse`, `converse-stream`, `invoke`, ...
-    pub action: &'static str,
+    /// What is called.
+    pub action: Action,
     /// Request body.
     pub body: Bytes,
     /// Headers to pass through (content-type, accept, x-amzn-bedrock-*).
@@ -366,7 +366,7 @@ impl BedrockClient {
     pub async fn call(&self, call: &Call) -> Result<Response, Failure> {
         let url = match (call.action, call.model_id.rsplit_once(':')) {
             // ApplyGuardrail: `model_id` is the region's `GUARDRAIL:VERSION`.
-            ("apply-guardrail", Some((id, version))) => format!(
+            (Action::ApplyGuardrail, Some((id, version))) => format!(
                 "{}/guardrail/{}/version/{}/apply",
                 self.endpoints.url(&call.region),
                 encode_label(id),
@@ -376,7 +376,7 @@ impl BedrockClient {
                 "{}/model/{}/{}",
                 self.endpoints.url(&call.region),
                 encode_label(&call.model_id),
-                call.action
+                call.action.path()
             ),
         };
         let req = self

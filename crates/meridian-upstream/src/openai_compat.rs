@@ -8,7 +8,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Method};
 use meridian_wire::openai::{converse_to_openai, openai_to_converse_response, stop_reason};
-use meridian_wire::{ErrorKind, eventstream};
+use meridian_wire::{Action, ErrorKind, eventstream};
 use serde_json::{Value, json};
 
 use crate::bedrock::{Failure, HttpsClient, Response, Timeouts, https_client, send_raw};
@@ -17,15 +17,13 @@ use crate::outcome::{Outcome, retry_after};
 /// Whether an OpenAI-compatible server can take a Bedrock call: Converse
 /// and ConverseStream, and InvokeModel (with or without a stream) with an
 /// Anthropic Messages body, translated through Converse.
-pub fn serves(action: &str, body: &Value) -> bool {
-    match action {
-        "converse" | "converse-stream" => true,
-        "invoke" | "invoke-with-response-stream" => {
-            body.get("anthropic_version").is_some()
-                && meridian_wire::messages::to_converse(body).is_ok()
-        }
-        _ => false,
+pub fn serves(action: Action, body: &Value) -> bool {
+    if action.is_converse() {
+        return true;
     }
+    action.is_invoke()
+        && body.get("anthropic_version").is_some()
+        && meridian_wire::messages::to_converse(body).is_ok()
 }
 
 /// An OpenAI-compatible server.
@@ -103,19 +101,25 @@ impl OpenAiClient {
     /// A Bedrock call (see [`serves`]) answered as Bedrock would: Converse
     /// JSON, a ConverseStream event stream, or for an Anthropic Messages
     /// body the native Messages JSON or `chunk` events.
-    pub async fn call(&self, model: &str, action: &str, body: &[u8]) -> Result<Response, Failure> {
+    pub async fn call(
+        &self,
+        model: &str,
+        action: Action,
+        body: &[u8],
+    ) -> Result<Response, Failure> {
         let caller = |m: String| Failure::new(Outcome::Validation, ErrorKind::Validation, m);
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| caller(format!("the request body is not valid JSON: {e}")))?;
-        let native = matches!(action, "invoke" | "invoke-with-response-stream");
+        let native = action.is_invoke();
         let converse = match action {
-            "converse" | "converse-stream" => v,
+            _ if action.is_converse() => v,
             _ if native && v.get("anthropic_version").is_some() => {
                 meridian_wire::messages::to_converse(&v).map_err(|e| caller(e.0))?
             }
             _ => {
                 return Err(caller(format!(
-                    "an OpenAI-compatible provider cannot serve '{action}' with this body"
+                    "an OpenAI-compatible provider cannot serve '{}' with this body",
+                    action.path()
                 )));
             }
         };
@@ -126,7 +130,7 @@ impl OpenAiClient {
                 .map_or(0, |d| d.as_nanos())
         );
         let mut headers = http::HeaderMap::new();
-        if !action.ends_with("stream") {
+        if !action.streams() {
             let answer = self.converse(model, &converse).await?;
             let out = if native {
                 meridian_wire::messages::from_converse(&answer, &id, model)

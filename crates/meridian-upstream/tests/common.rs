@@ -59,9 +59,9 @@ pub fn converse(region: &str, model: &str, text: &str, max_tokens: u64, stream: 
         region: region.into(),
         model_id: model.into(),
         action: if stream {
-            "converse-stream"
+            meridian_wire::Action::ConverseStream
         } else {
-            "converse"
+            meridian_wire::Action::Converse
         },
         body: Bytes::from(body.to_string()),
         headers: Vec::new(),

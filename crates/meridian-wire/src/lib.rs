@@ -16,7 +16,7 @@ pub mod operation;
 pub mod sigv4;
 
 pub use error::{BedrockError, ErrorKind};
-pub use operation::Operation;
+pub use operation::{Action, Operation};
 
 /// A JSON value's compact text as bytes. Serialized straight into a buffer:
 /// `Value::to_string` goes through the formatting machinery and costs more.

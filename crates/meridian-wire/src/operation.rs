@@ -106,15 +106,76 @@ impl Operation {
     }
 
     /// The path suffix after `/model/{id}/`, for runtime operations.
-    pub fn action(&self) -> Option<&'static str> {
+    pub fn action(&self) -> Option<Action> {
         Some(match self {
-            Operation::Converse { .. } => "converse",
-            Operation::ConverseStream { .. } => "converse-stream",
-            Operation::InvokeModel { .. } => "invoke",
-            Operation::InvokeModelWithResponseStream { .. } => "invoke-with-response-stream",
-            Operation::CountTokens { .. } => "count-tokens",
+            Operation::Converse { .. } => Action::Converse,
+            Operation::ConverseStream { .. } => Action::ConverseStream,
+            Operation::InvokeModel { .. } => Action::Invoke,
+            Operation::InvokeModelWithResponseStream { .. } => Action::InvokeStream,
+            Operation::CountTokens { .. } => Action::CountTokens,
+            Operation::ApplyGuardrail { .. } => Action::ApplyGuardrail,
             _ => return None,
         })
+    }
+}
+
+/// A Bedrock Runtime call Meridian makes upstream: what a canonical
+/// request asks for and what its plan executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `Converse`.
+    Converse,
+    /// `ConverseStream`.
+    ConverseStream,
+    /// `InvokeModel`.
+    Invoke,
+    /// `InvokeModelWithResponseStream`.
+    InvokeStream,
+    /// `CountTokens`.
+    CountTokens,
+    /// `ApplyGuardrail` (the path names the guardrail, not a model).
+    ApplyGuardrail,
+}
+
+impl Action {
+    /// Its name: the last path segment of a model operation (`converse`,
+    /// `invoke-with-response-stream`, …), `apply-guardrail` for ApplyGuardrail.
+    pub fn path(self) -> &'static str {
+        match self {
+            Action::Converse => "converse",
+            Action::ConverseStream => "converse-stream",
+            Action::Invoke => "invoke",
+            Action::InvokeStream => "invoke-with-response-stream",
+            Action::CountTokens => "count-tokens",
+            Action::ApplyGuardrail => "apply-guardrail",
+        }
+    }
+
+    /// Bedrock's operation name (`Converse`, `InvokeModelWithResponseStream`, …).
+    pub fn operation(self) -> &'static str {
+        match self {
+            Action::Converse => "Converse",
+            Action::ConverseStream => "ConverseStream",
+            Action::Invoke => "InvokeModel",
+            Action::InvokeStream => "InvokeModelWithResponseStream",
+            Action::CountTokens => "CountTokens",
+            Action::ApplyGuardrail => "ApplyGuardrail",
+        }
+    }
+
+    /// Whether the body is Converse's (not the model's native one).
+    pub fn is_converse(self) -> bool {
+        matches!(self, Action::Converse | Action::ConverseStream)
+    }
+
+    /// Whether the body is the model's native one (InvokeModel).
+    pub fn is_invoke(self) -> bool {
+        matches!(self, Action::Invoke | Action::InvokeStream)
+    }
+
+    /// Whether the answer is an event stream.
+    pub fn streams(self) -> bool {
+        matches!(self, Action::ConverseStream | Action::InvokeStream)
     }
 }
 
@@ -176,6 +237,33 @@ pub fn encode_label(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_model_action_is_the_operation_its_path_names() {
+        let all = [
+            Action::Converse,
+            Action::ConverseStream,
+            Action::Invoke,
+            Action::InvokeStream,
+            Action::CountTokens,
+        ];
+        for a in all {
+            let op = Operation::from_request("POST", &format!("/model/m/{}", a.path())).unwrap();
+            assert_eq!(op.action(), Some(a));
+            assert_eq!(op.name(), a.operation());
+            assert_eq!(op.is_streaming(), a.streams(), "{a:?}");
+            assert_eq!(a.is_converse() || a.is_invoke(), a != Action::CountTokens);
+        }
+        let g = Operation::from_request("POST", "/guardrail/g1/version/2/apply").unwrap();
+        assert_eq!(g.action(), Some(Action::ApplyGuardrail));
+        assert_eq!(g.name(), Action::ApplyGuardrail.operation());
+        assert_eq!(
+            Operation::from_request("GET", "/foundation-models")
+                .unwrap()
+                .action(),
+            None
+        );
+    }
 
     #[test]
     fn routes_on_the_raw_path() {
