@@ -1,0 +1,215 @@
+//! The answer stage: execute every call of the plan (or replay a cache hit),
+//! guard the output, account, log and settle, encode — for a stream, when
+//! the stream ends.
+
+use axum::response::Response;
+use bytes::Bytes;
+
+use http::HeaderValue;
+
+use super::cache_stage::{self, Lookup};
+use super::{FrontDoor, Refusal, RequestCtx, refuse};
+use crate::account::{Finished, Ledger};
+use crate::execute::{self, Served};
+use crate::limits::Claim;
+use crate::plan::Plan;
+use crate::respond;
+use crate::state::AppState;
+use crate::summary;
+use crate::usage::unary_usage;
+
+/// answer: execute (or replay a cache hit); then guard output, account,
+/// log and settle, and encode — at the end of the stream for a stream.
+/// `held` (the admission permit and the tenant's slot) is released then.
+pub(super) async fn answer<F: FrontDoor>(
+    cx: &mut RequestCtx<'_>,
+    plan: Plan,
+    lookup: Lookup,
+    guard: Option<crate::guard::Session>,
+    door: F::Ctx,
+    claim: Claim,
+    held: impl Send + 'static,
+) -> Response {
+    let state = cx.state.clone();
+    let (hit, store) = match lookup {
+        Lookup::Hit(served, body) => (Some((*served, body)), None),
+        Lookup::Miss(store) => (None, store),
+    };
+    let cached = hit.is_some();
+    let mut resp = if plan.streaming {
+        let on_end = summary::at_stream_end(cx.summary.hand_off(), plan.clone(), claim, held);
+        let guard = guard.map(crate::guard::stream::StreamGuard::new);
+        let answered = match hit {
+            Some((served, body)) => {
+                let (frames, end) = execute::replay(body, guard);
+                on_end(end, &served);
+                Ok((served, frames))
+            }
+            None => {
+                let keep = store.map(|(key, ttl)| cache_stage::keeper(state.clone(), key, ttl));
+                execute::streaming(&state, &plan, guard, keep, on_end).await
+            }
+        };
+        match answered {
+            Ok((served, frames)) => {
+                let mut resp = F::stream(door, &served, frames);
+                respond::served_headers(&mut resp, &cx.summary.request_id, &served);
+                resp
+            }
+            Err(ex) => exhausted::<F>(&state, &cx.summary, &plan, &ex),
+        }
+    } else {
+        let answered = match hit {
+            // A hit costs nothing upstream: no tokens are charged.
+            Some((served, body)) => Ok((served, body, crate::usage::Usage::default())),
+            None => run_unary(&state, &plan).await,
+        };
+        match answered {
+            Ok((served, body, usage)) => {
+                if let Some((key, ttl)) = store
+                    && served.status == http::StatusCode::OK
+                    && body.len() <= crate::cache::MAX_ENTRY_BYTES
+                {
+                    // Kept before the answer goes out, so a repeat sent
+                    // once it has arrived (to any replica) finds it.
+                    let entry = cache_stage::entry_of(&served, &body);
+                    state
+                        .cache
+                        .put(state.limiter.shared(), key, entry, ttl)
+                        .await;
+                }
+                let got = Got {
+                    served: &served,
+                    body,
+                    usage,
+                };
+                let mut guard = guard;
+                let resp = unary_answer::<F>(
+                    &state,
+                    &mut cx.summary,
+                    &plan,
+                    got,
+                    guard.as_mut(),
+                    door,
+                    claim,
+                );
+                drop(held);
+                resp
+            }
+            // The claim is settled with nothing when it drops.
+            Err(ex) => exhausted::<F>(&state, &cx.summary, &plan, &ex),
+        }
+    };
+    if cached {
+        resp.headers_mut()
+            .insert(crate::cache::HEADER, HeaderValue::from_static("hit"));
+    }
+    resp
+}
+
+/// A whole answer, as the upstream (or the cache) gave it.
+pub(super) struct Got<'a> {
+    pub(super) served: &'a Served,
+    pub(super) body: Bytes,
+    pub(super) usage: crate::usage::Usage,
+}
+
+/// Guard output, account, log and settle, encode: a whole answer.
+pub(super) fn unary_answer<F: FrontDoor>(
+    state: &AppState,
+    ledger: &mut Ledger,
+    plan: &Plan,
+    got: Got<'_>,
+    guard: Option<&mut crate::guard::Session>,
+    ctx: F::Ctx,
+    claim: Claim,
+) -> Response {
+    let Got {
+        served,
+        body,
+        usage,
+    } = got;
+    let (body, refused) = match guard {
+        None => (body, None),
+        Some(g) => {
+            let out = g.body(&body, crate::guard::Direction::Output);
+            ledger.guard = g.report();
+            match out {
+                Ok(Some((b, _))) => (b, None),
+                Ok(None) => (body, None),
+                Err(b) => (body, Some(F::from_bedrock(&b.error()))),
+            }
+        }
+    };
+    let mut done = Finished::served(ledger, plan, served, usage, None);
+    if let Some(e) = &refused {
+        let (status, code) = F::code(e);
+        done.status = status;
+        done.error_code = Some(code);
+    } else {
+        done.response_body = Some(&body);
+    }
+    summary::finish_served(state, &done, claim);
+    let outcome = match refused {
+        Some(e) => Err(e),
+        None => F::unary(ctx, served, body),
+    };
+    let mut resp = match outcome {
+        Ok(r) => r,
+        Err(e) => F::error(&ledger.request_id, &e),
+    };
+    respond::served_headers(&mut resp, &ledger.request_id, served);
+    resp
+}
+
+/// A unary request's calls: `plan.body`, then each of `plan.more` under the
+/// same plan and deadline. With more than one, the answers are one JSON
+/// array and the usage their sum; the first call that fails fails the request.
+pub(super) async fn run_unary(
+    state: &AppState,
+    plan: &Plan,
+) -> Result<(execute::Served, Bytes, crate::usage::Usage), execute::Exhausted> {
+    let (served, body) = execute::unary(state, plan).await?;
+    let mut usage = unary_usage(&served.headers, &body);
+    if plan.more.is_empty() {
+        return Ok((served, body, usage));
+    }
+    let mut joined = Vec::with_capacity(body.len() * (plan.more.len() + 1) + 2);
+    joined.push(b'[');
+    joined.extend_from_slice(&body);
+    let mut part = plan.clone();
+    part.more = Vec::new();
+    for b in &plan.more {
+        part.body = b.clone();
+        let (s, body) = execute::unary(state, &part).await?;
+        let u = unary_usage(&s.headers, &body);
+        usage.input = usage.input.saturating_add(u.input);
+        usage.output = usage.output.saturating_add(u.output);
+        joined.push(b',');
+        joined.extend_from_slice(&body);
+    }
+    joined.push(b']');
+    // The first answer's token count stands for them all.
+    let mut served = served;
+    served.headers.insert(
+        "x-amzn-bedrock-input-token-count",
+        http::HeaderValue::from(usage.input),
+    );
+    Ok((served, Bytes::from(joined), usage))
+}
+
+pub(super) fn exhausted<F: FrontDoor>(
+    state: &AppState,
+    ledger: &Ledger,
+    plan: &Plan,
+    ex: &execute::Exhausted,
+) -> Response {
+    let r = Refusal {
+        error: F::from_bedrock(&ex.failure.error),
+        plan: Some(plan),
+        decision: Some(&ex.decision),
+        attempts: ex.attempts,
+        headers: Vec::new(),
+    };
+    refuse::<F>(state, ledger, r)
+}
