@@ -29,7 +29,7 @@ pub async fn share_breakers(live: Arc<Live>) {
             .into_iter()
             .map(|(k, d)| (k.text().to_string(), d))
             .collect();
-        let Some(open) = shared.exchange_breakers(&opened).await else {
+        let Some(open) = shared.breakers().exchange(&opened).await else {
             continue;
         };
         let now = std::time::SystemTime::now()

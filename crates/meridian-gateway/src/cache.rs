@@ -163,7 +163,7 @@ impl Cache {
     /// The entry under `key`, if one is fresh.
     pub async fn get(&self, shared: Option<&Shared>, key: &Key) -> Option<std::sync::Arc<Entry>> {
         if let Some(s) = shared {
-            let raw = s.get_bytes(&redis_key(key)).await?;
+            let raw = s.cache().get(&redis_key(key)).await?;
             return serde_json::from_slice::<Entry>(&raw)
                 .ok()
                 .map(std::sync::Arc::new);
@@ -184,7 +184,7 @@ impl Cache {
         match shared {
             Some(s) => {
                 if let Ok(raw) = serde_json::to_vec(&entry) {
-                    s.set_bytes(&redis_key(&key), raw, ttl).await;
+                    s.cache().put(&redis_key(&key), raw, ttl).await;
                 }
             }
             None => self.put_local(key, entry, ttl),

@@ -219,7 +219,7 @@ impl Limiter {
         }
         match &self.shared {
             None => self.local.admit(&ask, 1),
-            Some(s) => match s.admit(&ask).await {
+            Some(s) => match s.tenants().admit(&ask).await {
                 Some(r) => r,
                 None => self.degraded(&ask),
             },
@@ -240,7 +240,7 @@ impl Limiter {
     /// settlements run in the background.
     pub fn settle(&self, ticket: Ticket, used: Usage) {
         match &self.shared {
-            Some(s) if !ticket.local => s.settle(ticket, used),
+            Some(s) if !ticket.local => s.tenants().settle(ticket, used),
             _ => self.local.settle(&ticket, used),
         }
     }
@@ -251,7 +251,7 @@ impl Limiter {
         let mut out = Vec::new();
         for t in tenants {
             let (day, month) = match &self.shared {
-                Some(s) => s.usage(&t.name).await?,
+                Some(s) => s.tenants().usage(&t.name).await?,
                 None => self.local.usage(&t.name),
             };
             out.push((t.name.clone(), day, month));

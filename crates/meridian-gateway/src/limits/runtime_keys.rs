@@ -52,7 +52,7 @@ impl Limiter {
         match self.shared() {
             Some(s) => {
                 let json = serde_json::to_string(&record).unwrap_or_default();
-                if !s.put_key(&hex::encode(h), &json).await {
+                if !s.keys().put(&hex::encode(h), &json).await {
                     return Err(KeyError::Unavailable);
                 }
             }
@@ -75,7 +75,7 @@ impl Limiter {
         {
             return Ok(tenant.clone());
         }
-        let tenant = match s.get_key(&hex::encode(h)).await {
+        let tenant = match s.keys().get(&hex::encode(h)).await {
             Some(Some(json)) => serde_json::from_str::<KeyRecord>(&json)
                 .ok()
                 .map(|r| r.tenant),
@@ -101,7 +101,8 @@ impl Limiter {
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, KeyError> {
         let mut out: Vec<KeyRecord> = match self.shared() {
             Some(s) => s
-                .list_keys()
+                .keys()
+                .list()
                 .await
                 .ok_or(KeyError::Unavailable)?
                 .into_iter()
@@ -117,13 +118,13 @@ impl Limiter {
     pub async fn revoke_key(&self, id: &str) -> Result<bool, KeyError> {
         match self.shared() {
             Some(s) => {
-                let all = s.list_keys().await.ok_or(KeyError::Unavailable)?;
+                let all = s.keys().list().await.ok_or(KeyError::Unavailable)?;
                 let Some((h, _)) = all.into_iter().find(|(_, json)| {
                     serde_json::from_str::<KeyRecord>(json).is_ok_and(|r| r.id == id)
                 }) else {
                     return Ok(false);
                 };
-                if !s.delete_key(&h).await {
+                if !s.keys().delete(&h).await {
                     return Err(KeyError::Unavailable);
                 }
                 self.key_cache.lock().clear();

@@ -1,0 +1,40 @@
+//! Response-cache entries in Redis, as opaque bytes with a time to live.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use super::Shared;
+
+/// The response cache's entries.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheStore<'a>(pub(super) &'a Shared);
+
+impl CacheStore<'_> {
+    /// The bytes under `key` (`None`: absent, or the backend is down).
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let key = key.to_string();
+        self.0
+            .call(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
+            .await
+            .flatten()
+    }
+
+    /// Keeps `value` under `key` for `ttl` (nothing when the backend is down).
+    pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        let key = key.to_string();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let _: Option<()> = self
+            .0
+            .call(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+    }
+}
