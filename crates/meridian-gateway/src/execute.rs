@@ -59,46 +59,35 @@ pub struct Exhausted {
     pub decision: Decision,
 }
 
+/// The upstream call to `c`, as [`meridian_router::call::shape`] decides it.
 fn call_for(c: &Candidate, plan: &Plan) -> Call {
-    // CountTokens takes a base foundation-model ID, never a profile.
-    let model_id = match (&c.target.base_model_id, plan.action) {
-        (Some(base), meridian_wire::Action::CountTokens) => base.clone(),
-        _ => c.target.model_id.clone(),
-    };
-    // ApplyGuardrail calls the region's guardrail, named `ID:VERSION`.
-    let model_id = match plan
+    use meridian_router::call::{GuardrailIn, TierIn};
+    let guardrail = plan
         .guardrails
         .iter()
         .find(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
-    {
-        Some((_, _, g)) if plan.action == meridian_wire::Action::ApplyGuardrail => {
-            format!("{}:{}", g.id, g.version)
-        }
-        _ => model_id,
-    };
-    let mut body = plan.body.clone();
+        .map(|(_, _, g)| g);
+    let named = guardrail.map(|g| format!("{}:{}", g.id, g.version));
+    let tier_body = c
+        .service_tier
+        .and_then(|t| plan.tier_bodies.iter().find(|(x, _)| *x == t))
+        .map(|(_, b)| b);
+    let shape = meridian_router::call::shape(c, plan.action, named.as_deref(), tier_body.is_some());
+    let mut body = tier_body.unwrap_or(&plan.body).clone();
     let mut headers = plan.headers.clone();
-    if let Some(tier) = c.service_tier {
-        match plan.tier_bodies.iter().find(|(t, _)| *t == tier) {
-            Some((_, b)) => body = b.clone(),
-            None => headers.push((
-                http::HeaderName::from_static(crate::plan::TIER_HEADER),
-                http::HeaderValue::from_static(tier.name()),
-            )),
-        }
+    if let TierIn::Header(tier) = shape.tier {
+        headers.push((
+            http::HeaderName::from_static(crate::plan::TIER_HEADER),
+            http::HeaderValue::from_static(tier.name()),
+        ));
     }
-    if let Some((_, _, g)) = plan
-        .guardrails
-        .iter()
-        .find(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
-    {
-        if plan.action == meridian_wire::Action::ApplyGuardrail {
-            // The path names the guardrail.
-        } else if plan.action.is_converse() {
+    match (shape.guardrail, guardrail) {
+        (GuardrailIn::Body, Some(g)) => {
             if let Some(b) = crate::plan::with_guardrail(&body, g) {
                 body = b;
             }
-        } else {
+        }
+        (GuardrailIn::Headers, Some(g)) => {
             headers.retain(|(n, _)| {
                 !matches!(
                     n.as_str(),
@@ -114,10 +103,12 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
                 }
             }
         }
+        // The path names it (ApplyGuardrail), or there is none.
+        _ => {}
     }
     Call {
         region: c.target.endpoint_region.clone(),
-        model_id,
+        model_id: shape.model_id,
         action: plan.action,
         body,
         headers,

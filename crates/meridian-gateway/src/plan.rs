@@ -240,25 +240,7 @@ fn guardrail_stage(
     {
         return Ok(Vec::new());
     }
-    let mut out: Vec<(String, String, meridian_config::Guardrail)> = Vec::new();
-    candidates.retain(|c| {
-        let Some(map) = mapped(&c.model) else {
-            return true;
-        };
-        if c.target.kind == meridian_catalog::TargetKind::Provider {
-            return false;
-        }
-        let Some(g) = map.get(&c.target.endpoint_region) else {
-            return false;
-        };
-        if !out
-            .iter()
-            .any(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
-        {
-            out.push((c.model.clone(), c.target.endpoint_region.clone(), g.clone()));
-        }
-        true
-    });
+    let out = meridian_router::plan::keep_guardrailed(candidates, mapped);
     if candidates.is_empty() {
         let regions: Vec<&str> = mapped(requested)
             .map(|m| m.keys().map(String::as_str).collect())

@@ -2,11 +2,15 @@
 //! tested on a paused clock: circuit breakers, a fleet-wide retry budget,
 //! backoff with full jitter, peak-EWMA latency, and quota estimates learned
 //! from throttles; and the router that orders a request's candidates with them.
+//! Planning is here too, as pure functions over plain data: which candidates
+//! a request gets ([`plan`]), their typed identities ([`key`]), and how each
+//! is called ([`call`]).
 
 pub mod attempt;
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
+pub mod call;
 pub mod ewma;
 pub mod hash;
 pub mod health;

@@ -81,6 +81,37 @@ pub fn candidates<'a, A: Account>(
     out
 }
 
+/// The guardrail stage's filter: a model that maps Bedrock guardrails (by
+/// region, `mapped`) is called only in regions where one is mapped, and never
+/// through a provider (which has none), exactly as a region outside the
+/// policy is not called. Candidates of models that map none are kept.
+/// Returns each (model, region, guardrail) the remaining candidates use.
+pub fn keep_guardrailed<'g, G: Clone + 'g>(
+    candidates: &mut Vec<Candidate>,
+    mapped: impl Fn(&str) -> Option<&'g std::collections::BTreeMap<String, G>>,
+) -> Vec<(String, String, G)> {
+    let mut used: Vec<(String, String, G)> = Vec::new();
+    candidates.retain(|c| {
+        let Some(map) = mapped(&c.model) else {
+            return true;
+        };
+        if c.target.kind == meridian_catalog::TargetKind::Provider {
+            return false;
+        }
+        let Some(g) = map.get(&c.target.endpoint_region) else {
+            return false;
+        };
+        if !used
+            .iter()
+            .any(|(m, r, _)| *m == c.model && *r == c.target.endpoint_region)
+        {
+            used.push((c.model.clone(), c.target.endpoint_region.clone(), g.clone()));
+        }
+        true
+    });
+    used
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -130,6 +161,75 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// Residency is the catalog's resolution; planning never widens it:
+    /// every candidate calls one of the targets it was given.
+    #[test]
+    fn planning_never_adds_a_target() {
+        let given = [
+            target("eu-west-1", "eu.m", TargetKind::GeoProfile),
+            target("eu-central-1", "eu.m", TargetKind::GeoProfile),
+            target("eu-west-3", "byo", TargetKind::Provider),
+        ];
+        let accounts = [
+            Acct("main", &[]),
+            Acct("eu", &["eu-west-1"]),
+            Acct("us", &["us-east-1"]),
+        ];
+        for mode in [Accounts::Tiered, Accounts::Pooled] {
+            for tiers in [
+                &[None][..],
+                &[Some(ServiceTier::Flex), Some(ServiceTier::Default)],
+            ] {
+                let c = candidates(
+                    [("chat", &given[..])],
+                    &accounts,
+                    mode,
+                    tiers,
+                    |_, t| (t.kind == TargetKind::Provider).then_some("byo"),
+                    || true,
+                );
+                assert!(!c.is_empty());
+                for c in &c {
+                    assert!(given.contains(&c.target), "{:?} was not given", c.target);
+                    assert_ne!(
+                        &*c.key().key().account,
+                        "us",
+                        "an account outside its regions"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_model_with_guardrails_is_called_only_where_one_is_mapped() {
+        let t = [
+            target("us-east-1", "us.m", TargetKind::GeoProfile),
+            target("us-west-2", "us.m", TargetKind::GeoProfile),
+            target("eu-west-3", "byo", TargetKind::Provider),
+        ];
+        let other = [target("us-west-2", "small", TargetKind::OnDemand)];
+        let mut c = candidates(
+            [("chat", &t[..]), ("small", &other[..])],
+            &[Acct("main", &[])],
+            Accounts::Pooled,
+            &[None],
+            |_, t| (t.kind == TargetKind::Provider).then_some("byo"),
+            || true,
+        );
+        let guarded = std::collections::BTreeMap::from([("us-west-2".to_string(), "g1:3")]);
+        let used = keep_guardrailed(&mut c, |m| (m == "chat").then_some(&guarded));
+        assert_eq!(
+            summary(&c),
+            ["0 main us-west-2 runtime -", "1 main us-west-2 runtime -"],
+            "chat only where its guardrail is, never through the provider; small untouched"
+        );
+        assert_eq!(
+            used,
+            [("chat".to_string(), "us-west-2".to_string(), "g1:3")]
+        );
     }
 
     #[test]
