@@ -1,7 +1,7 @@
 //! The gateway: an axum server speaking the Bedrock Runtime API (and the
 //! control-plane reads LangChain needs) in front of Bedrock regions.
 //!
-//! One pipeline for every front door (`pipeline.rs`), a module per stage;
+//! One pipeline for every front door (`pipeline/`), a function per stage;
 //! front doors (`bedrock.rs`, `openai.rs`) are adapters that decode into the
 //! canonical request (`canonical.rs`) and encode answers back.
 
