@@ -12,6 +12,7 @@ use bytes::Bytes;
 use meridian_config::{Builtin, Detector, Guard, GuardAction, GuardRule};
 use meridian_gateway::guard::stream::StreamGuard;
 use meridian_gateway::guard::{Direction, Guards};
+use meridian_wire::event::Event;
 use meridian_wire::eventstream;
 
 const PROSE: &str = "The quarterly review covers revenue across the three regions, the \
@@ -96,8 +97,13 @@ fn stream(guards: &Guards, name: &str, text: &str, piece: usize, iters: usize) -
     for _ in 0..iters {
         let mut g = StreamGuard::new(guards.session([Some(name), None]).unwrap());
         for f in &frames {
+            // Decoded, guarded and encoded again, as the Bedrock door does.
             out.clear();
-            g.frame(f.clone(), &mut out).unwrap();
+            g.event(Event::from_frame(f.clone()).unwrap(), &mut out)
+                .unwrap();
+            for e in &out {
+                std::hint::black_box(e.to_frame());
+            }
         }
         g.finish(&mut out).unwrap();
         std::hint::black_box(&out);

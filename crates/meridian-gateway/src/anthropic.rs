@@ -27,11 +27,12 @@ use meridian_wire::{BedrockError, ErrorKind};
 use serde_json::{Value, json};
 
 use crate::canonical::{Call, Head};
-use crate::execute::{Frames, Served};
+use crate::execute::{Events, Served};
 use crate::live::Live;
 use crate::pipeline::{self, Decoded, FrontDoor};
 use crate::respond;
 use crate::state::AppState;
+use meridian_wire::event::{Event, Vocabulary};
 
 /// Beta flags passed on to Bedrock as `anthropic_beta`; others are dropped.
 /// AWS's request reference shows `computer-use-2024-10-22`; the rest are
@@ -242,14 +243,14 @@ impl FrontDoor for Anthropic {
         Ok(r)
     }
 
-    fn stream(c: Ctx, served: &Served, frames: Frames) -> Response {
-        let events = Events {
+    fn stream(c: Ctx, served: &Served, events: Events) -> Response {
+        let translate = ToSse {
             model: c.model.clone(),
             converse: c.converse.then(|| {
                 meridian_wire::messages::StreamTranslator::new(&message_id(&c.request_id), &c.model)
             }),
         };
-        let body = crate::sse::body(frames, events);
+        let body = crate::sse::body(events, translate);
         let mut r = respond::sse(served.status.as_u16(), body);
         headers(&mut r, &c);
         r
@@ -400,37 +401,34 @@ fn sse_event(v: &Value) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {v}\n\n"))
 }
 
-/// Bedrock `chunk` events (or, for a model translated to Converse,
-/// ConverseStream events) → Anthropic SSE; a failure after the first event
-/// is one `error` event.
-struct Events {
+/// Anthropic Messages events (Claude's InvokeModel chunks) or, for a model
+/// translated to Converse, ConverseStream events → Anthropic SSE; a failure
+/// after the first event is one `error` event.
+struct ToSse {
     model: String,
     /// Set when the upstream speaks Converse.
     converse: Option<meridian_wire::messages::StreamTranslator>,
 }
 
-impl crate::sse::Translate for Events {
-    fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
-        if let Some(t) = &mut self.converse {
-            return t.event(event_type, payload).iter().map(sse_event).collect();
+impl crate::sse::Translate for ToSse {
+    fn event(&mut self, ev: &Event) -> Result<Vec<Bytes>, BedrockError> {
+        match (&mut self.converse, ev.vocabulary()) {
+            (Some(t), Vocabulary::Converse) => {
+                let payload = crate::sse::payload(ev)?;
+                Ok(t.event(ev.name(), &payload).iter().map(sse_event).collect())
+            }
+            (None, Vocabulary::Messages) => {
+                let mut event = crate::sse::payload(ev)?.into_owned();
+                if let Some(o) = event.as_object_mut() {
+                    o.remove(meridian_wire::event::INVOCATION_METRICS);
+                }
+                if event["type"] == "message_start" {
+                    event["message"]["model"] = json!(self.model);
+                }
+                Ok(vec![sse_event(&event)])
+            }
+            _ => Ok(Vec::new()),
         }
-        if event_type != "chunk" {
-            return Vec::new();
-        }
-        let inner = payload["bytes"]
-            .as_str()
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        let Some(mut event) = inner else {
-            return Vec::new();
-        };
-        if let Some(o) = event.as_object_mut() {
-            o.remove("amazon-bedrock-invocationMetrics");
-        }
-        if event["type"] == "message_start" {
-            event["message"]["model"] = json!(self.model);
-        }
-        vec![sse_event(&event)]
     }
 
     fn exception(&mut self, member: &str, message: &str) -> Bytes {

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::canonical::{Call, Head};
 use crate::control_plane;
-use crate::execute::{self, Frames, Served};
+use crate::execute::{self, Events, Served};
 use crate::live::Live;
 use crate::pipeline::{self, Decoded, FrontDoor};
 use crate::respond;
@@ -104,11 +104,11 @@ impl FrontDoor for Bedrock {
         ))
     }
 
-    fn stream(_: (), served: &Served, frames: Frames) -> Response {
+    fn stream(_: (), served: &Served, events: Events) -> Response {
         respond::with(
             served.status.as_u16(),
             None,
-            execute::eventstream_body(frames),
+            execute::eventstream_body(events),
         )
     }
 

@@ -7,15 +7,18 @@
 //! first whole event is (streaming); until then it can be retried or raced
 //! invisibly. The first answered attempt wins; the others are cancelled.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{Stream, StreamExt};
 use meridian_router::{Action, Attempts, Candidate, Decision, Failed, Limits};
 use meridian_upstream::{Call, Failure, Outcome, OutcomeClass, Response as Upstream};
 
+use meridian_wire::event::{Event, Kind};
 use meridian_wire::eventstream::FrameSplitter;
 use meridian_wire::{BedrockError, ErrorKind};
 use tokio::time::Instant;
@@ -39,7 +42,7 @@ pub struct Served {
 enum Got {
     Unary(Bytes),
     Stream {
-        first: Bytes,
+        first: Event,
         upstream: Box<Upstream>,
         splitter: FrameSplitter,
     },
@@ -158,6 +161,7 @@ async fn attempt(state: &AppState, c: &Candidate, plan: &Plan) -> Result<Answer,
     let got = if plan.streaming {
         let mut splitter = FrameSplitter::new();
         let first = first_frame(&mut upstream, &mut splitter).await?;
+        let first = Event::from_frame(first).map_err(bad_frames)?;
         Got::Stream {
             first,
             upstream: Box::new(upstream),
@@ -310,22 +314,27 @@ pub struct StreamEnd {
 /// event) is sent, so the record exists before the client has the whole answer.
 pub type OnEnd = Box<dyn FnOnce(StreamEnd, &Served) + Send>;
 
+/// A model's answer as typed events, then possibly an error (never a partial
+/// event, never events from two attempts). Pulled by the front door's body:
+/// a stream has no task of its own, and a client that goes away drops it.
+pub type Events = Pin<Box<dyn Stream<Item = Result<Event, BedrockError>> + Send>>;
+
 /// Streaming: answers once the first whole event is in, so a failure before
 /// it is retried (or raced) invisibly; afterwards events are forwarded as they
-/// arrive and a failure ends the stream with an exception event.
+/// arrive and a failure ends the stream with an error.
 pub async fn streaming(
     state: &AppState,
     plan: &Plan,
     guard: Option<StreamGuard>,
     keep: Option<Keep>,
     on_end: OnEnd,
-) -> Result<(Served, Frames), Exhausted> {
+) -> Result<(Served, Events), Exhausted> {
     let (served, answer) = run(state, plan).await?;
     let ttft = plan.started.elapsed();
     let copy = served.clone();
     let keep = keep.map(|k| {
         let copy = served.clone();
-        Box::new(move |b: Bytes| k(b, &copy)) as Box<dyn FnOnce(Bytes) + Send>
+        Box::new(move |b: Bytes| k(b, &copy)) as KeepServed
     });
     let on_end: Box<dyn FnOnce(StreamEnd) + Send> = Box::new(move |mut end: StreamEnd| {
         end.ttft = ttft;
@@ -336,30 +345,28 @@ pub async fn streaming(
             first,
             upstream,
             splitter,
-        } => Ok((
-            served,
-            forward(
-                plan.input_tokens,
-                first,
-                *upstream,
+        } => {
+            let forward = Forward {
+                input_estimate: plan.input_tokens,
+                next: Some(first),
+                upstream: *upstream,
                 splitter,
                 guard,
-                keep,
-                on_end,
-            ),
-        )),
-        Got::Unary(body) => {
-            // A whole answer in stream form (a provider's): guarded frame
-            // by frame all the same.
-            let mut guard = guard;
-            let mut end = StreamEnd::default();
-            let body = match guard.as_mut() {
-                None => Ok(body),
-                Some(g) => guard_whole(g, &body),
+                kept: keep.map(|k| (Vec::new(), k)),
+                usage: StreamUsage::default(),
+                out: VecDeque::with_capacity(4),
+                held: None,
+                on_end: Some(on_end),
+                done: false,
             };
-            end.guard = guard.as_ref().map(|g| g.session().report());
+            Ok((served, forward.events()))
+        }
+        Got::Unary(body) => {
+            // A whole answer in stream form (a provider's): guarded and
+            // counted event by event all the same.
+            let (events, end) = replay(body, guard, Some(plan.input_tokens));
             on_end(end);
-            Ok((served, forward_whole(body)))
+            Ok((served, events))
         }
     }
 }
@@ -397,43 +404,59 @@ fn bad_frames(e: meridian_wire::eventstream::FrameError) -> Failure {
     }
 }
 
-/// Whole frames as they arrive; the last item is an error when the stream
-/// broke after the first frame. Never a partial frame, never output from two
-/// attempts.
-pub type Frames = tokio::sync::mpsc::Receiver<Result<Bytes, BedrockError>>;
-
-fn forward_whole(body: Result<Bytes, BedrockError>) -> Frames {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let _ = tx.try_send(body);
-    rx
-}
+/// The error code of a request whose client went away before its end.
+pub const CLIENT_GONE: &str = "client-gone";
 
 /// Keeps a whole, unbroken stream (its raw upstream frames) once it ends.
 pub type Keep = Box<dyn FnOnce(Bytes, &Served) + Send>;
 
-/// A stream answered from the cache: its frames through the guard, and how
-/// it ends for the record (what the guard did; the error it ended with).
-pub fn replay(body: Bytes, guard: Option<StreamGuard>) -> (Frames, StreamEnd) {
+/// [`Keep`] with the winning attempt's head bound.
+type KeepServed = Box<dyn FnOnce(Bytes) + Send>;
+
+/// The error code an upstream's exception event stands for.
+fn exception_code(ev: &Event) -> &'static str {
+    ErrorKind::from_stream_member(ev.name())
+        .unwrap_or(ErrorKind::ModelStreamError)
+        .name()
+}
+
+/// A whole event-stream body as events: a stream answered from the cache
+/// (no usage: a hit costs nothing) or a provider's whole answer (usage
+/// counted, `input_estimate` for what it did not report). Guarded like a
+/// live stream; the end says what the guard did and the error, if any.
+pub fn replay(
+    body: Bytes,
+    guard: Option<StreamGuard>,
+    input_estimate: Option<u64>,
+) -> (Events, StreamEnd) {
     let mut splitter = FrameSplitter::new();
     splitter.push(&body);
-    let mut frames = Vec::new();
+    let mut out = Vec::new();
     let mut guard = guard;
+    let mut usage = StreamUsage::default();
     let mut failed = None;
     loop {
-        let frame = match splitter.next_frame() {
-            Ok(Some(f)) => f,
+        let ev = match splitter.next_frame() {
+            Ok(Some(f)) => match Event::from_frame(f) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    failed = Some(bad_frames(e).error);
+                    break;
+                }
+            },
             Ok(None) => break,
             Err(e) => {
                 failed = Some(bad_frames(e).error);
                 break;
             }
         };
+        usage.see(&ev);
         let r = match guard.as_mut() {
             None => {
-                frames.push(frame);
+                out.push(ev);
                 Ok(())
             }
-            Some(g) => g.frame(frame, &mut frames),
+            Some(g) => g.event(ev, &mut out),
         };
         if let Err(e) = r {
             failed = Some(e);
@@ -442,187 +465,213 @@ pub fn replay(body: Bytes, guard: Option<StreamGuard>) -> (Frames, StreamEnd) {
     }
     if failed.is_none()
         && let Some(g) = guard.as_mut()
-        && let Err(e) = g.finish(&mut frames)
+        && let Err(e) = g.finish(&mut out)
     {
         failed = Some(e);
     }
-    let end = StreamEnd {
-        error: failed.as_ref().map(|e| e.kind.name().to_string()),
-        guard: guard.map(|g| g.session().report()),
-        ..StreamEnd::default()
+    let error = match &failed {
+        Some(e) => Some(e.kind.name().to_string()),
+        None => out
+            .iter()
+            .find(|e| e.kind() == Kind::Exception)
+            .map(|e| exception_code(e).to_string()),
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(frames.len() + 1);
-    for f in frames {
-        let _ = tx.try_send(Ok(f));
-    }
-    if let Some(e) = failed {
-        let _ = tx.try_send(Err(e));
-    }
-    (rx, end)
+    let end = StreamEnd {
+        usage: input_estimate.map_or_else(Usage::default, |i| usage.settled(i)),
+        error,
+        guard: guard.map(|g| g.session().report()),
+        ttft: Duration::ZERO,
+    };
+    let items: Vec<Result<Event, BedrockError>> =
+        out.into_iter().map(Ok).chain(failed.map(Err)).collect();
+    (Box::pin(futures_util::stream::iter(items)), end)
 }
 
-/// Guards every frame of a whole event-stream body.
-fn guard_whole(g: &mut StreamGuard, body: &Bytes) -> Result<Bytes, BedrockError> {
-    let mut splitter = FrameSplitter::new();
-    splitter.push(body);
-    let mut out = Vec::new();
-    while let Some(frame) = splitter.next_frame().map_err(|e| bad_frames(e).error)? {
-        g.frame(frame, &mut out)?;
-    }
-    g.finish(&mut out)?;
-    Ok(Bytes::from(out.concat()))
-}
-
-/// The error code of a stream whose client went away before its end.
-pub const CLIENT_GONE: &str = "client-gone";
-
-fn forward(
+/// A live stream after its first event: reads the upstream as the client
+/// pulls, decodes each frame once, counts usage on what the upstream sent,
+/// keeps the raw frames for the cache, runs the guard, and settles the
+/// request once — at the end, at a failure, or when the client goes away
+/// (dropped unfinished).
+struct Forward {
     input_estimate: u64,
-    first: Bytes,
-    mut upstream: Upstream,
-    mut splitter: FrameSplitter,
-    mut guard: Option<StreamGuard>,
-    keep: Option<Box<dyn FnOnce(Bytes) + Send>>,
-    on_end: Box<dyn FnOnce(StreamEnd) + Send>,
-) -> Frames {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BedrockError>>(32);
-    tokio::spawn(async move {
-        // The raw frames of the whole stream, for the cache; dropped when
-        // it grows past what an entry may hold.
-        let mut kept = keep.map(|k| (Vec::new(), k));
-        let mut usage = StreamUsage::default();
-        // Whether a frame is one a stream ends with (see StreamUsage::see).
-        let see = |frame: &Bytes, usage: &mut StreamUsage| {
-            if let Ok(f) = meridian_wire::eventstream::decode_one(frame)
-                && let meridian_wire::eventstream::FrameKind::Event(kind) = &f.kind
+    /// The first event, not yet passed on.
+    next: Option<Event>,
+    upstream: Upstream,
+    splitter: FrameSplitter,
+    guard: Option<StreamGuard>,
+    /// The raw frames of the whole stream, for the cache; dropped when it
+    /// grows past what an entry may hold, or the stream fails.
+    kept: Option<(Vec<u8>, KeepServed)>,
+    usage: StreamUsage,
+    /// Ready to go out.
+    out: VecDeque<Result<Event, BedrockError>>,
+    /// An event a stream ends with (Converse's metadata, the chunk with the
+    /// invocation metrics), held until the upstream ends or sends more, so
+    /// the stream is accounted for (and logged) before the client has it.
+    held: Option<Event>,
+    on_end: Option<Box<dyn FnOnce(StreamEnd) + Send>>,
+    done: bool,
+}
+
+impl Forward {
+    fn events(self) -> Events {
+        Box::pin(futures_util::stream::unfold(self, |mut f| async move {
+            let item = f.next().await?;
+            Some((item, f))
+        }))
+    }
+
+    async fn next(&mut self) -> Option<Result<Event, BedrockError>> {
+        loop {
+            if let Some(item) = self.out.pop_front() {
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            match self.pull().await {
+                Ok(Some(ev)) => self.pass(ev),
+                Ok(None) => self.finish(),
+                Err(e) => self.fail(e),
+            }
+        }
+    }
+
+    /// The next upstream event; `None` at a clean end.
+    async fn pull(&mut self) -> Result<Option<Event>, BedrockError> {
+        if let Some(ev) = self.next.take() {
+            return Ok(Some(ev));
+        }
+        loop {
+            if let Some(frame) = self
+                .splitter
+                .next_frame()
+                .map_err(|e| bad_frames(e).error)?
             {
-                return usage.see(kind, &f.payload);
+                return Event::from_frame(frame)
+                    .map(Some)
+                    .map_err(|e| bad_frames(e).error);
             }
-            false
-        };
-        let end =
-            |usage: StreamUsage, error: Option<&str>, guard: &Option<StreamGuard>| StreamEnd {
-                usage: usage.settled(input_estimate),
-                error: error.map(str::to_string),
-                ttft: Duration::ZERO,
-                guard: guard.as_ref().map(|g| g.session().report()),
-            };
-        // What the guard lets out of one upstream frame (the frame itself
-        // without a guard); reused for every frame.
-        let mut out: Vec<Bytes> = Vec::with_capacity(2);
-        let pass = |frame: Bytes, out: &mut Vec<Bytes>, guard: &mut Option<StreamGuard>| {
-            out.clear();
-            match guard {
-                None => {
-                    out.push(frame);
-                    Ok(())
+            match self.upstream.next_chunk().await {
+                Ok(Some(chunk)) => self.splitter.push(&chunk),
+                Ok(None) if self.splitter.pending() > 0 => {
+                    return Err(BedrockError::new(
+                        ErrorKind::ModelStreamError,
+                        "the upstream stream ended in the middle of an event",
+                    ));
                 }
-                Some(g) => g.frame(frame, out),
-            }
-        };
-        // Events go out as they arrive; only a frame a stream ends with
-        // (Converse's metadata, the chunk with the invocation metrics) is
-        // held until the upstream ends or sends more, so the stream is
-        // accounted for (and logged) before the client receives its end.
-        let mut held: Option<Bytes> = None;
-        let mut next = Some(first);
-        let failure = loop {
-            let frame = match next.take() {
-                Some(f) => f,
-                None => match splitter.next_frame() {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => match upstream.next_chunk().await {
-                        Ok(Some(chunk)) => {
-                            splitter.push(&chunk);
-                            continue;
-                        }
-                        Ok(None) if splitter.pending() > 0 => {
-                            break Some(BedrockError::new(
-                                ErrorKind::ModelStreamError,
-                                "the upstream stream ended in the middle of an event",
-                            ));
-                        }
-                        Ok(None) => {
-                            // Whatever a guard still holds goes out now.
-                            out.clear();
-                            if let Some(g) = guard.as_mut()
-                                && let Err(e) = g.finish(&mut out)
-                            {
-                                break Some(e);
-                            }
-                            break None;
-                        }
-                        Err(f) => {
-                            tracing::warn!(
-                                outcome = f.outcome.label(),
-                                "stream failed after the first byte"
-                            );
-                            break Some(f.error);
-                        }
-                    },
-                    Err(e) => break Some(bad_frames(e).error),
-                },
-            };
-            if let Some((buf, _)) = kept.as_mut() {
-                if buf.len() + frame.len() > crate::cache::MAX_ENTRY_BYTES {
-                    kept = None;
-                } else {
-                    buf.extend_from_slice(&frame);
-                }
-            }
-            if let Err(e) = pass(frame, &mut out, &mut guard) {
-                break Some(e);
-            }
-            for frame in out.drain(..) {
-                // An end-looking frame is held; any other frame sends what
-                // was held (it was not the end after all), then itself.
-                let (earlier, now) = if see(&frame, &mut usage) {
-                    (held.replace(frame), None)
-                } else {
-                    (held.take(), Some(frame))
-                };
-                for f in earlier.into_iter().chain(now) {
-                    if tx.send(Ok(f)).await.is_err() {
-                        on_end(end(usage, Some(CLIENT_GONE), &guard));
-                        return;
-                    }
-                }
-            }
-        };
-        match failure {
-            None => {
-                // Frames a guard let out at the end go before the held one.
-                for f in out.drain(..) {
-                    if tx.send(Ok(f)).await.is_err() {
-                        break;
-                    }
-                }
-                on_end(end(usage, None, &guard));
-                if let Some((buf, k)) = kept.take() {
-                    k(Bytes::from(buf));
-                }
-                if let Some(last) = held {
-                    let _ = tx.send(Ok(last)).await;
-                }
-            }
-            Some(e) => {
-                on_end(end(usage, Some(e.kind.name()), &guard));
-                let sent = match held {
-                    Some(last) => tx.send(Ok(last)).await.is_ok(),
-                    None => true,
-                };
-                if sent {
-                    let _ = tx.send(Err(e)).await;
+                Ok(None) => return Ok(None),
+                Err(f) => {
+                    tracing::warn!(
+                        outcome = f.outcome.label(),
+                        "stream failed after the first byte"
+                    );
+                    return Err(f.error);
                 }
             }
         }
-    });
-    rx
+    }
+
+    fn pass(&mut self, ev: Event) {
+        self.usage.see(&ev);
+        if let Some((buf, _)) = self.kept.as_mut() {
+            let frame = ev.to_frame();
+            if buf.len() + frame.len() > crate::cache::MAX_ENTRY_BYTES {
+                self.kept = None;
+            } else {
+                buf.extend_from_slice(&frame);
+            }
+        }
+        if ev.kind() == Kind::Exception {
+            // The upstream ended the stream with an error of its own: it
+            // goes out as the last event, and the stream is not kept.
+            self.kept = None;
+            self.end(Some(exception_code(&ev)));
+            self.out.extend(self.held.take().map(Ok));
+            self.out.push_back(Ok(ev));
+            self.done = true;
+            return;
+        }
+        let mut guarded = Vec::with_capacity(2);
+        let r = match self.guard.as_mut() {
+            None => {
+                guarded.push(ev);
+                Ok(())
+            }
+            Some(g) => g.event(ev, &mut guarded),
+        };
+        if let Err(e) = r {
+            self.fail(e);
+            return;
+        }
+        for ev in guarded {
+            // An end-looking event is held; any other sends what was held
+            // (it was not the end after all), then itself.
+            if ev.is_last() {
+                if let Some(earlier) = self.held.replace(ev) {
+                    self.out.push_back(Ok(earlier));
+                }
+            } else {
+                self.out.extend(self.held.take().map(Ok));
+                self.out.push_back(Ok(ev));
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        // Whatever a guard still holds goes out before the held event.
+        let mut tail = Vec::new();
+        if let Some(g) = self.guard.as_mut()
+            && let Err(e) = g.finish(&mut tail)
+        {
+            self.fail(e);
+            return;
+        }
+        self.out.extend(tail.into_iter().map(Ok));
+        self.end(None);
+        if let Some((buf, k)) = self.kept.take() {
+            k(Bytes::from(buf));
+        }
+        self.out.extend(self.held.take().map(Ok));
+        self.done = true;
+    }
+
+    fn fail(&mut self, e: BedrockError) {
+        self.kept = None;
+        self.end(Some(e.kind.name()));
+        self.out.extend(self.held.take().map(Ok));
+        self.out.push_back(Err(e));
+        self.done = true;
+    }
+
+    /// Settles the stream, once.
+    fn end(&mut self, error: Option<&str>) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(StreamEnd {
+                usage: self.usage.settled(self.input_estimate),
+                error: error.map(str::to_string),
+                ttft: Duration::ZERO,
+                guard: self.guard.as_ref().map(|g| g.session().report()),
+            });
+        }
+    }
 }
 
-/// An event-stream body: frames as they are, a failure as one exception frame.
-pub fn eventstream_body(frames: Frames) -> Body {
-    let stream = tokio_stream::wrappers::ReceiverStream::new(frames)
-        .map(|item| Ok::<_, std::io::Error>(item.unwrap_or_else(|e| e.exception_frame())));
-    Body::from_stream(stream)
+impl Drop for Forward {
+    /// Dropped before its end: the client went away.
+    fn drop(&mut self) {
+        self.end(Some(CLIENT_GONE));
+    }
+}
+
+/// An event-stream body: each event as a frame (the one it arrived as when
+/// unchanged), a failure as one exception frame.
+pub fn eventstream_body(events: Events) -> Body {
+    let frames = events.map(|item| {
+        Ok::<_, std::io::Error>(match item {
+            Ok(ev) => ev.to_frame(),
+            Err(e) => e.exception_frame(),
+        })
+    });
+    Body::from_stream(frames)
 }

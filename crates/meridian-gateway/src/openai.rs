@@ -17,11 +17,12 @@ use meridian_wire::{BedrockError, converse};
 use serde_json::{Value, json};
 
 use crate::canonical::{Call, Head};
-use crate::execute::{Frames, Served};
+use crate::execute::{Events, Served};
 use crate::live::Live;
 use crate::pipeline::{self, Decoded, FrontDoor};
 use crate::respond;
 use crate::state::AppState;
+use meridian_wire::event::{Event, Vocabulary};
 
 /// OpenAI's chat-completions wire format.
 #[derive(Debug)]
@@ -179,11 +180,11 @@ impl FrontDoor for OpenAi {
         Ok(r)
     }
 
-    fn stream(c: Chat, served: &Served, frames: Frames) -> Response {
+    fn stream(c: Chat, served: &Served, events: Events) -> Response {
         let translator = StreamTranslator::new(&c.id, &c.model, c.created, c.include_usage);
         let mut r = respond::sse(
             served.status.as_u16(),
-            crate::sse::body(frames, Chunks(translator)),
+            crate::sse::body(events, Chunks(translator)),
         );
         respond::set_header(&mut r, "x-request-id", &c.request_id);
         r
@@ -276,8 +277,13 @@ fn sse(v: &Value) -> Bytes {
 struct Chunks(StreamTranslator);
 
 impl crate::sse::Translate for Chunks {
-    fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
-        self.0.event(event_type, payload).iter().map(sse).collect()
+    fn event(&mut self, ev: &Event) -> Result<Vec<Bytes>, BedrockError> {
+        // This front door's upstreams speak Converse.
+        if ev.vocabulary() != Vocabulary::Converse {
+            return Ok(Vec::new());
+        }
+        let payload = crate::sse::payload(ev)?;
+        Ok(self.0.event(ev.name(), &payload).iter().map(sse).collect())
     }
 
     fn exception(&mut self, member: &str, message: &str) -> Bytes {

@@ -1,25 +1,29 @@
-//! Server-sent events from an upstream event stream: the one loop both SSE
-//! front doors (OpenAI, Anthropic) share. Each whole frame is decoded once
-//! and handed to the front door's [`Translate`]; an exception frame, or a
-//! frame that cannot be decoded, ends the stream with the front door's error
-//! event.
+//! Server-sent events from a model's typed event stream: the one loop both
+//! SSE front doors (OpenAI, Anthropic) share. Each event is handed to the
+//! front door's [`Translate`], which encodes it once; an upstream exception,
+//! an event the front door cannot read, or a broken stream ends the stream
+//! with the front door's error event. The loop runs in the response body
+//! itself: no task of its own.
+
+use std::borrow::Cow;
 
 use axum::body::Body;
 use bytes::Bytes;
-use meridian_wire::eventstream::{FrameKind, decode_one};
+use futures_util::StreamExt;
+use meridian_wire::event::{Event, Kind};
 use meridian_wire::{BedrockError, ErrorKind};
 use serde_json::Value;
 
-use crate::execute::Frames;
+use crate::execute::Events;
 
 /// How one front door writes an event stream as SSE.
 pub trait Translate: Send + 'static {
-    /// The SSE chunks for one event (its type and JSON payload).
-    fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes>;
-    /// The error event for an upstream exception frame (`:exception-type`
-    /// member and its message).
+    /// The SSE chunks for one event.
+    fn event(&mut self, ev: &Event) -> Result<Vec<Bytes>, BedrockError>;
+    /// The error event for an upstream exception (its member name and
+    /// message).
     fn exception(&mut self, member: &str, message: &str) -> Bytes;
-    /// The error event for a stream that broke or could not be decoded.
+    /// The error event for a stream that broke or could not be read.
     fn broken(&mut self, e: &BedrockError) -> Bytes;
     /// What ends a clean stream, if anything.
     fn done(&mut self) -> Option<Bytes> {
@@ -27,54 +31,42 @@ pub trait Translate: Send + 'static {
     }
 }
 
-/// The SSE body for `frames`.
-pub fn body(mut frames: Frames, mut t: impl Translate) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::spawn(async move {
-        while let Some(item) = frames.recv().await {
-            let decoded = item.and_then(|f| {
-                decode_one(&f)
-                    .map_err(|e| BedrockError::new(ErrorKind::ModelStreamError, e.to_string()))
-            });
-            let out = match decoded {
-                Ok(frame) => match frame.kind {
-                    FrameKind::Event(ev) => match serde_json::from_slice::<Value>(&frame.payload) {
-                        Ok(payload) => t.event(&ev, &payload),
-                        // An event the front door cannot read ends the
-                        // stream with an error, never a `null` chunk.
-                        Err(e) => {
-                            let e = BedrockError::new(
-                                ErrorKind::ModelStreamError,
-                                format!("the upstream sent a {ev} event that is not JSON: {e}"),
-                            );
-                            let _ = tx.send(Ok(t.broken(&e))).await;
-                            return;
-                        }
-                    },
-                    FrameKind::Exception(member) => {
-                        let msg: Value = serde_json::from_slice(&frame.payload).unwrap_or_default();
-                        let message = msg["message"].as_str().unwrap_or("the stream failed");
-                        let _ = tx.send(Ok(t.exception(&member, message))).await;
-                        return;
-                    }
-                    FrameKind::Other(_) => Vec::new(),
-                },
-                Err(e) => {
-                    let _ = tx.send(Ok(t.broken(&e))).await;
-                    return;
-                }
-            };
-            for b in out {
-                if tx.send(Ok(b)).await.is_err() {
-                    return;
-                }
+/// An event's JSON payload, or the error that ends a stream with an event
+/// the front door cannot read (never a `null` chunk).
+pub fn payload(ev: &Event) -> Result<Cow<'_, Value>, BedrockError> {
+    ev.json().map_err(|e| {
+        BedrockError::new(
+            ErrorKind::ModelStreamError,
+            format!(
+                "the upstream sent a {} event that is not JSON: {e}",
+                ev.name()
+            ),
+        )
+    })
+}
+
+/// The SSE body for `events`.
+pub fn body(events: Events, t: impl Translate) -> Body {
+    let chunks = futures_util::stream::unfold(Some((events, t)), |state| async move {
+        let (mut events, mut t) = state?;
+        let (out, more) = match events.next().await {
+            None => (t.done().into_iter().collect(), false),
+            Some(Ok(ev)) if ev.kind() == Kind::Exception => {
+                let message = ev.exception_message().unwrap_or_default();
+                (vec![t.exception(ev.name(), &message)], false)
             }
-        }
-        if let Some(end) = t.done() {
-            let _ = tx.send(Ok(end)).await;
-        }
+            Some(Ok(ev)) => match t.event(&ev) {
+                Ok(out) => (out, true),
+                Err(e) => (vec![t.broken(&e)], false),
+            },
+            Some(Err(e)) => (vec![t.broken(&e)], false),
+        };
+        Some((out, more.then_some((events, t))))
+    })
+    .flat_map(|out: Vec<Bytes>| {
+        futures_util::stream::iter(out.into_iter().map(Ok::<_, std::io::Error>))
     });
-    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+    Body::from_stream(chunks)
 }
 
 #[cfg(test)]
@@ -90,8 +82,9 @@ mod tests {
     struct Echo;
 
     impl Translate for Echo {
-        fn event(&mut self, event_type: &str, payload: &Value) -> Vec<Bytes> {
-            vec![Bytes::from(format!("event {event_type} {payload}\n"))]
+        fn event(&mut self, ev: &Event) -> Result<Vec<Bytes>, BedrockError> {
+            let p = payload(ev)?;
+            Ok(vec![Bytes::from(format!("event {} {p}\n", ev.name()))])
         }
         fn exception(&mut self, member: &str, message: &str) -> Bytes {
             Bytes::from(format!("exception {member} {message}\n"))
@@ -105,12 +98,15 @@ mod tests {
     }
 
     async fn run(frames: Vec<Bytes>) -> String {
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        for f in frames {
-            tx.send(Ok(f)).await.unwrap();
-        }
-        drop(tx);
-        let out = body(rx, Echo).collect().await.unwrap().to_bytes();
+        let events: Vec<Result<Event, BedrockError>> = frames
+            .into_iter()
+            .map(|f| Ok(Event::from_frame(f).unwrap()))
+            .collect();
+        let out = body(Box::pin(futures_util::stream::iter(events)), Echo)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
         String::from_utf8(out.to_vec()).unwrap()
     }
 

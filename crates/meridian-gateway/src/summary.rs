@@ -18,7 +18,7 @@ use crate::state::AppState;
 /// (nginx's convention; the client never sees it).
 pub const CLIENT_GONE_STATUS: u16 = 499;
 /// Error code recorded then.
-pub const CLIENT_GONE: &str = "client-gone";
+pub use crate::execute::CLIENT_GONE;
 /// Error code recorded for a request whose handler panicked.
 pub const INTERNAL: &str = "InternalServerException";
 

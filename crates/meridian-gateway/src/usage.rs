@@ -2,8 +2,8 @@
 //! Bedrock's token-count headers, an Anthropic body's `usage`, or the
 //! `amazon-bedrock-invocationMetrics` InvokeModel streams put in their last chunk.
 
-use base64::Engine as _;
 use meridian_catalog::ServiceTier;
+use meridian_wire::event::{Event, INVOCATION_METRICS, Kind, Vocabulary};
 use serde_json::Value;
 
 /// Token counts. `input` excludes tokens read from or written to the
@@ -196,20 +196,18 @@ impl StreamUsage {
         u
     }
 
-    /// Looks at one event frame's payload. True when the frame is one a
-    /// stream ends with: Converse's `metadata` event, or the chunk that
-    /// carries Bedrock's invocation metrics or Anthropic's `message_stop`.
-    /// Only frames that can carry usage are parsed; text deltas are not.
-    pub fn see(&mut self, event_type: &str, payload: &[u8]) -> bool {
-        match event_type {
-            "contentBlockDelta" => {
-                if let Some(n) = converse_delta_bytes(payload) {
+    /// Looks at one upstream event (before any guard changed it). Only
+    /// events that can carry usage are parsed; a text delta is measured
+    /// by the length of its text.
+    pub fn see(&mut self, ev: &Event) {
+        match (ev.vocabulary(), ev.kind()) {
+            (Vocabulary::Converse, Kind::BlockDelta) => {
+                if let Some(n) = ev.text().and_then(converse_delta_bytes) {
                     self.passed = self.passed.saturating_add(delta_tokens(n));
                 }
-                false
             }
-            "metadata" => {
-                if let Ok(v) = serde_json::from_slice::<Value>(payload)
+            (Vocabulary::Converse, Kind::Metadata) => {
+                if let Ok(v) = ev.json()
                     && let Some(u) = usage_of(&v)
                 {
                     self.usage = Usage {
@@ -218,64 +216,46 @@ impl StreamUsage {
                     };
                     self.output_reported = true;
                 }
-                true
             }
-            "chunk" => self.see_chunk(payload),
-            _ => false,
-        }
-    }
-
-    fn see_chunk(&mut self, payload: &[u8]) -> bool {
-        #[derive(serde::Deserialize)]
-        struct Chunk<'a> {
-            bytes: &'a str,
-        }
-        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(payload) else {
-            return false;
-        };
-        let Ok(inner) = base64::engine::general_purpose::STANDARD.decode(chunk.bytes) else {
-            return false;
-        };
-        let has = |pat: &[u8]| inner.windows(pat.len()).any(|w| w == pat);
-        const METRICS: &[u8] = b"amazon-bedrock-invocationMetrics";
-        if !(has(b"\"message_") || has(METRICS)) {
-            // Content deltas: no usage, not the end; estimated from size.
-            if has(b"content_block_delta") {
-                let text = (inner.len() as u64).saturating_sub(CHUNK_DELTA_OVERHEAD);
+            (Vocabulary::Messages, Kind::BlockDelta) => {
+                let len = ev.text().map_or(0, <[u8]>::len) as u64;
+                let text = len.saturating_sub(CHUNK_DELTA_OVERHEAD);
                 self.passed = self.passed.saturating_add(delta_tokens(text));
             }
-            return false;
-        }
-        let Ok(inner) = serde_json::from_slice::<Value>(&inner) else {
-            return false;
-        };
-        match inner["type"].as_str() {
-            Some("message_start") => {
-                if let Some(u) = counts(&inner["message"]["usage"]) {
+            (Vocabulary::Messages, Kind::MessageStart) => {
+                if let Ok(v) = ev.json()
+                    && let Some(u) = counts(&v["message"]["usage"])
+                {
                     self.usage = Usage {
                         service_tier: self.usage.service_tier,
                         ..u
                     };
                 }
             }
-            Some("message_delta") => {
-                if let Some(o) = inner["usage"]["output_tokens"].as_u64() {
+            (Vocabulary::Messages, Kind::MessageDelta) => {
+                if let Ok(v) = ev.json()
+                    && let Some(o) = v["usage"]["output_tokens"].as_u64()
+                {
                     self.usage.output = o;
                     self.output_reported = true;
                 }
             }
+            (Vocabulary::Messages | Vocabulary::Chunk, Kind::MessageStop | Kind::Metadata) => {
+                if let Ok(v) = ev.json()
+                    && let Some(m) = v.get(INVOCATION_METRICS)
+                {
+                    let get = |k: &str| m.get(k).and_then(Value::as_u64);
+                    if let (Some(input), Some(output)) =
+                        (get("inputTokenCount"), get("outputTokenCount"))
+                    {
+                        self.usage.input = input;
+                        self.usage.output = output;
+                        self.output_reported = true;
+                    }
+                }
+            }
             _ => {}
         }
-        let metrics = inner.get("amazon-bedrock-invocationMetrics");
-        if let Some(m) = metrics {
-            let get = |k: &str| m.get(k).and_then(Value::as_u64);
-            if let (Some(input), Some(output)) = (get("inputTokenCount"), get("outputTokenCount")) {
-                self.usage.input = input;
-                self.usage.output = output;
-                self.output_reported = true;
-            }
-        }
-        metrics.is_some() || inner["type"] == "message_stop"
     }
 }
 

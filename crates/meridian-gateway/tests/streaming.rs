@@ -4,7 +4,7 @@
 //! finishes. Only the stream's closing frame (Converse's `metadata`) waits
 //! for the upstream's end, so the request is accounted for first.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test
 
 mod common;
 
@@ -19,8 +19,11 @@ use hyper_util::rt::TokioIo;
 use meridian_wire::eventstream::{self, FrameKind};
 use tokio::sync::mpsc;
 
-#[tokio::test]
-async fn events_are_forwarded_as_they_arrive() {
+type Feed = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
+
+/// A Bedrock-compatible upstream that answers one streaming request with
+/// whatever the test feeds it, as it is fed; its URL and the feed.
+async fn scripted_upstream() -> (String, Feed) {
     let (feed, events) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = format!("http://{}", listener.local_addr().unwrap());
@@ -50,6 +53,16 @@ async fn events_are_forwarded_as_they_arrive() {
             });
         }
     });
+    (upstream, feed)
+}
+
+fn event(t: &str, p: &str) -> Result<Frame<Bytes>, Infallible> {
+    Ok(Frame::data(eventstream::event(t, p.as_bytes())))
+}
+
+#[tokio::test]
+async fn events_are_forwarded_as_they_arrive() {
+    let (upstream, feed) = scripted_upstream().await;
     let gateway = common::gateway_before(&upstream, None).await;
 
     let tcp = tokio::net::TcpStream::connect(gateway.trim_start_matches("http://"))
@@ -66,7 +79,6 @@ async fn events_are_forwarded_as_they_arrive() {
             br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#,
         )))
         .unwrap();
-    let event = |t: &str, p: &str| Ok(Frame::data(eventstream::event(t, p.as_bytes())));
     // The first event is sent before the request is, so the attempt has its
     // first byte as soon as it is made.
     feed.send(event("messageStart", r#"{"role":"assistant"}"#))
@@ -125,4 +137,88 @@ async fn events_are_forwarded_as_they_arrive() {
     drop(feed);
     assert_eq!(next().await.as_deref(), Some("metadata"));
     assert_eq!(next().await, None, "the stream ends after metadata");
+}
+
+/// The invocation record of the one request a gateway served.
+async fn only_record(log: &std::path::Path) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Ok(text) = std::fs::read_to_string(log)
+            && let Some(line) = text.lines().next()
+        {
+            return serde_json::from_str(line).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no invocation record in {}", log.display());
+}
+
+#[tokio::test]
+async fn an_upstream_exception_mid_stream_ends_it_and_is_recorded_as_that_error() {
+    for door in ["bedrock", "openai"] {
+        let (upstream, feed) = scripted_upstream().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.ndjson");
+        let gateway = common::gateway_before(&upstream, Some(&log)).await;
+        feed.send(event("messageStart", r#"{"role":"assistant"}"#))
+            .await
+            .unwrap();
+        feed.send(event(
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":0,"delta":{"text":"twelve bytes and more"}}"#,
+        ))
+        .await
+        .unwrap();
+        feed.send(Ok(Frame::data(eventstream::exception(
+            "throttlingException",
+            br#"{"message":"Too many tokens, please wait."}"#,
+        ))))
+        .await
+        .unwrap();
+        drop(feed);
+        let (path, body) = match door {
+            "bedrock" => (
+                "/model/chat/converse-stream",
+                r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#,
+            ),
+            _ => (
+                "/v1/chat/completions",
+                r#"{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+        };
+        let reply = common::send("POST", &format!("{gateway}{path}"), body, &[]).await;
+        assert_eq!(reply.status, 200, "{door}");
+        if door == "bedrock" {
+            let mut decoder = eventstream::Decoder::new();
+            decoder.push(&reply.body);
+            let mut kinds = Vec::new();
+            while let Some(f) = decoder.next_frame().unwrap() {
+                kinds.push(f.kind);
+            }
+            assert_eq!(
+                kinds,
+                vec![
+                    FrameKind::Event("messageStart".into()),
+                    FrameKind::Event("contentBlockDelta".into()),
+                    FrameKind::Exception("throttlingException".into()),
+                ]
+            );
+        } else {
+            let text = String::from_utf8_lossy(&reply.body);
+            assert!(text.contains("twelve bytes and more"), "{text}");
+            assert!(text.contains("Too many tokens, please wait."), "{text}");
+            assert!(
+                !text.contains("[DONE]"),
+                "a failed stream is not done: {text}"
+            );
+        }
+        let record = only_record(&log).await;
+        assert_eq!(
+            record["errorCode"], "ThrottlingException",
+            "{door}: {record}"
+        );
+        assert!(
+            record["output"]["outputTokenCount"].as_u64().unwrap() >= 1,
+            "{door}: {record}"
+        );
+    }
 }

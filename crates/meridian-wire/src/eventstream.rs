@@ -33,6 +33,12 @@ pub struct Frame {
 #[error("eventstream: {0}")]
 pub struct FrameError(String);
 
+impl FrameError {
+    pub(crate) fn new(why: String) -> FrameError {
+        FrameError(why)
+    }
+}
+
 fn encode(headers: [(&'static str, String); 3], payload: &[u8]) -> Bytes {
     let mut message = Message::new(Bytes::copy_from_slice(payload));
     for (name, value) in headers {

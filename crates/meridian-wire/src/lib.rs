@@ -9,6 +9,7 @@ pub mod civil;
 pub mod control;
 pub mod converse;
 pub mod error;
+pub mod event;
 pub mod eventstream;
 pub mod messages;
 pub mod openai;

@@ -1,20 +1,20 @@
-//! Guard output on a stream of event-stream frames, event by event.
+//! Guard output on a stream of typed events, event by event.
 //!
 //! Text deltas (Converse `contentBlockDelta` text, tool input and reasoning;
-//! Anthropic `content_block_delta` chunks) are scanned as they pass. Only the
-//! tail a pattern could still be completing is held back — the word being
-//! written, a run of digits and separators, the words of a listed phrase, at
-//! most [`MAX_HOLD`] bytes — and it goes out at the front of the next delta
-//! of the same block, or in one delta of its own just before the block
-//! stops. Events keep their order and their number; no event is merged into
-//! another. Other model families' chunks are scanned one by one.
+//! Anthropic `content_block_delta`, whatever encoding it came in) are
+//! scanned as they pass. Only the tail a pattern could still be completing
+//! is held back — the word being written, a run of digits and separators,
+//! the words of a listed phrase, at most [`MAX_HOLD`] bytes — and it goes
+//! out at the front of the next delta of the same block, or in one delta of
+//! its own just before the block stops. Events keep their order and their
+//! number; no event is merged into another. Other model families' chunks
+//! are scanned one by one. An event the guard changed loses the bytes it
+//! arrived as; each front door encodes it at its edge.
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
-use bytes::Bytes;
 use meridian_wire::BedrockError;
-use meridian_wire::eventstream::{self, FrameKind};
+use meridian_wire::event::{Event, Kind, Vocabulary};
 use serde_json::{Value, json};
 
 use super::{Direction, Session};
@@ -29,19 +29,53 @@ enum Field {
     Reasoning,
 }
 
-/// Which wire a delta came in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Wire {
-    Converse,
-    Anthropic,
-}
-
 /// A stream's guard.
 #[derive(Debug)]
 pub struct StreamGuard {
     session: Session,
-    pending: BTreeMap<(u64, Field), (Wire, String)>,
+    /// Text held back per (block, field), with the vocabulary its delta
+    /// goes out in.
+    pending: BTreeMap<(u64, Field), (Vocabulary, String)>,
     phrase_words: usize,
+}
+
+/// Where a delta's text is in its payload, for each vocabulary.
+fn delta_slot(v: &mut Value, vocabulary: Vocabulary) -> Option<(Field, &mut Value)> {
+    let delta = &mut v["delta"];
+    let paths: [(Field, &str, &str); 3] = match vocabulary {
+        Vocabulary::Converse => [
+            (Field::Text, "text", ""),
+            (Field::ToolInput, "toolUse", "input"),
+            (Field::Reasoning, "reasoningContent", "text"),
+        ],
+        _ => [
+            (Field::Text, "text", ""),
+            (Field::ToolInput, "partial_json", ""),
+            (Field::Reasoning, "thinking", ""),
+        ],
+    };
+    let (field, a, b) = paths.into_iter().find(|(_, a, b)| {
+        let x = &delta[*a];
+        if b.is_empty() {
+            x.is_string()
+        } else {
+            x[*b].is_string()
+        }
+    })?;
+    let slot = if b.is_empty() {
+        &mut delta[a]
+    } else {
+        &mut delta[a][b]
+    };
+    Some((field, slot))
+}
+
+fn block_index(v: &Value, vocabulary: Vocabulary) -> u64 {
+    let key = match vocabulary {
+        Vocabulary::Converse => "contentBlockIndex",
+        _ => "index",
+    };
+    v[key].as_u64().unwrap_or(0)
 }
 
 impl StreamGuard {
@@ -59,119 +93,61 @@ impl StreamGuard {
         &self.session
     }
 
-    /// One upstream frame in; the frames to send out.
-    pub fn frame(&mut self, frame: Bytes, out: &mut Vec<Bytes>) -> Result<(), BedrockError> {
-        let Ok(f) = eventstream::decode_one(&frame) else {
-            out.push(frame);
-            return Ok(());
-        };
-        let FrameKind::Event(kind) = &f.kind else {
-            out.push(frame);
-            return Ok(());
-        };
-        match kind.as_str() {
-            "contentBlockDelta" => {
-                let Ok(mut v) = serde_json::from_slice::<Value>(&f.payload) else {
-                    out.push(frame);
+    /// One upstream event in; the events to send out.
+    pub fn event(&mut self, ev: Event, out: &mut Vec<Event>) -> Result<(), BedrockError> {
+        let vocabulary = ev.vocabulary();
+        match (vocabulary, ev.kind()) {
+            (_, Kind::Exception) => out.push(ev),
+            // Other model families: each chunk on its own.
+            (Vocabulary::Chunk, _) => {
+                let Ok(mut v) = ev.json().map(std::borrow::Cow::into_owned) else {
+                    out.push(ev);
                     return Ok(());
                 };
-                let idx = v["contentBlockIndex"].as_u64().unwrap_or(0);
-                let delta = &mut v["delta"];
-                let (field, slot) = if delta["text"].is_string() {
-                    (Field::Text, &mut delta["text"])
-                } else if delta["toolUse"]["input"].is_string() {
-                    (Field::ToolInput, &mut delta["toolUse"]["input"])
-                } else if delta["reasoningContent"]["text"].is_string() {
-                    (Field::Reasoning, &mut delta["reasoningContent"]["text"])
-                } else {
-                    out.push(frame);
+                match self.session.json(&mut v, Direction::Output) {
+                    Ok(true) => out.push(ev.with_json(v)),
+                    Ok(false) => out.push(ev),
+                    Err(b) => return Err(b.error()),
+                }
+            }
+            (_, Kind::BlockDelta) => {
+                let Ok(mut v) = ev.json().map(std::borrow::Cow::into_owned) else {
+                    out.push(ev);
+                    return Ok(());
+                };
+                let idx = block_index(&v, vocabulary);
+                let Some((field, slot)) = delta_slot(&mut v, vocabulary) else {
+                    out.push(ev);
                     return Ok(());
                 };
                 let text = slot.as_str().unwrap_or_default().to_string();
-                *slot = Value::String(self.feed(idx, field, Wire::Converse, &text)?);
-                out.push(eventstream::event(kind, v.to_string().as_bytes()));
+                *slot = Value::String(self.feed(idx, field, vocabulary, &text)?);
+                out.push(ev.with_json(v));
             }
-            "contentBlockStop" => {
-                let idx = serde_json::from_slice::<Value>(&f.payload)
-                    .ok()
-                    .and_then(|v| v["contentBlockIndex"].as_u64())
-                    .unwrap_or(0);
+            (_, Kind::BlockStop) => {
+                let idx = ev.json().map_or(0, |v| block_index(&v, vocabulary));
                 self.flush(Some(idx), out)?;
-                out.push(frame);
+                out.push(ev);
             }
-            "messageStop" | "metadata" => {
+            (_, Kind::MessageDelta | Kind::MessageStop | Kind::Metadata) => {
                 self.flush(None, out)?;
-                out.push(frame);
+                out.push(ev);
             }
-            "chunk" => self.chunk(frame, &f.payload, out)?,
-            _ => out.push(frame),
+            (_, Kind::MessageStart | Kind::BlockStart | Kind::Ping | Kind::Other) => out.push(ev),
         }
         Ok(())
     }
 
     /// The stream ended: anything still held goes out.
-    pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), BedrockError> {
+    pub fn finish(&mut self, out: &mut Vec<Event>) -> Result<(), BedrockError> {
         self.flush(None, out)
-    }
-
-    fn chunk(
-        &mut self,
-        frame: Bytes,
-        payload: &[u8],
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), BedrockError> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let inner = serde_json::from_slice::<Value>(payload)
-            .ok()
-            .and_then(|p| p["bytes"].as_str().and_then(|b| b64.decode(b).ok()))
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        let Some(mut c) = inner else {
-            out.push(frame);
-            return Ok(());
-        };
-        match c["type"].as_str() {
-            Some("content_block_delta") => {
-                let idx = c["index"].as_u64().unwrap_or(0);
-                let delta = &mut c["delta"];
-                let (field, slot) = if delta["text"].is_string() {
-                    (Field::Text, &mut delta["text"])
-                } else if delta["partial_json"].is_string() {
-                    (Field::ToolInput, &mut delta["partial_json"])
-                } else if delta["thinking"].is_string() {
-                    (Field::Reasoning, &mut delta["thinking"])
-                } else {
-                    out.push(frame);
-                    return Ok(());
-                };
-                let text = slot.as_str().unwrap_or_default().to_string();
-                *slot = Value::String(self.feed(idx, field, Wire::Anthropic, &text)?);
-                out.push(chunk_frame(&c));
-            }
-            Some("content_block_stop") => {
-                let idx = c["index"].as_u64().unwrap_or(0);
-                self.flush(Some(idx), out)?;
-                out.push(frame);
-            }
-            Some("message_delta" | "message_stop") => {
-                self.flush(None, out)?;
-                out.push(frame);
-            }
-            Some("message_start" | "content_block_start" | "ping") => out.push(frame),
-            // Other model families: each chunk on its own.
-            _ => match self.session.json(&mut c, Direction::Output) {
-                Ok(true) => out.push(chunk_frame(&c)),
-                Ok(false) => out.push(frame),
-                Err(b) => return Err(b.error()),
-            },
-        }
-        Ok(())
     }
 
     fn feed(
         &mut self,
         idx: u64,
         field: Field,
-        wire: Wire,
+        vocabulary: Vocabulary,
         text: &str,
     ) -> Result<String, BedrockError> {
         let mut buf = self
@@ -183,7 +159,7 @@ impl StreamGuard {
         let cut = hold_from(&buf, self.phrase_words);
         let keep = buf.split_off(cut);
         if !keep.is_empty() {
-            self.pending.insert((idx, field), (wire, keep));
+            self.pending.insert((idx, field), (vocabulary, keep));
         }
         self.apply(buf, field)
     }
@@ -204,7 +180,7 @@ impl StreamGuard {
 
     /// Sends what is held for block `idx` (every block: `None`), each as a
     /// delta of its own.
-    fn flush(&mut self, idx: Option<u64>, out: &mut Vec<Bytes>) -> Result<(), BedrockError> {
+    fn flush(&mut self, idx: Option<u64>, out: &mut Vec<Event>) -> Result<(), BedrockError> {
         let keys: Vec<(u64, Field)> = self
             .pending
             .keys()
@@ -212,39 +188,34 @@ impl StreamGuard {
             .copied()
             .collect();
         for key in keys {
-            let Some((wire, text)) = self.pending.remove(&key) else {
+            let Some((vocabulary, text)) = self.pending.remove(&key) else {
                 continue;
             };
             let text = self.apply(text, key.1)?;
-            out.push(delta_frame(wire, key.0, key.1, text));
+            out.extend(delta_event(vocabulary, key.0, key.1, text));
         }
         Ok(())
     }
 }
 
-fn chunk_frame(c: &Value) -> Bytes {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(c.to_string());
-    eventstream::event("chunk", json!({ "bytes": b64 }).to_string().as_bytes())
-}
-
-fn delta_frame(wire: Wire, idx: u64, field: Field, text: String) -> Bytes {
-    match wire {
-        Wire::Converse => {
+fn delta_event(vocabulary: Vocabulary, idx: u64, field: Field, text: String) -> Option<Event> {
+    match vocabulary {
+        Vocabulary::Converse => {
             let delta = match field {
                 Field::Text => json!({ "text": text }),
                 Field::ToolInput => json!({ "toolUse": { "input": text } }),
                 Field::Reasoning => json!({ "reasoningContent": { "text": text } }),
             };
             let v = json!({ "contentBlockIndex": idx, "delta": delta });
-            eventstream::event("contentBlockDelta", v.to_string().as_bytes())
+            Some(Event::converse("contentBlockDelta", v))
         }
-        Wire::Anthropic => {
+        Vocabulary::Messages | Vocabulary::Chunk => {
             let delta = match field {
                 Field::Text => json!({ "type": "text_delta", "text": text }),
                 Field::ToolInput => json!({ "type": "input_json_delta", "partial_json": text }),
                 Field::Reasoning => json!({ "type": "thinking_delta", "thinking": text }),
             };
-            chunk_frame(&json!({ "type": "content_block_delta", "index": idx, "delta": delta }))
+            Event::messages(json!({ "type": "content_block_delta", "index": idx, "delta": delta }))
         }
     }
 }
@@ -317,27 +288,28 @@ mod tests {
         StreamGuard::new(guards.session([Some("g"), None]).unwrap())
     }
 
-    fn delta(text: &str) -> Bytes {
-        eventstream::event(
+    fn delta(text: &str) -> Event {
+        let frame = meridian_wire::eventstream::event(
             "contentBlockDelta",
             json!({"contentBlockIndex": 0, "delta": {"text": text}})
                 .to_string()
                 .as_bytes(),
-        )
+        );
+        Event::from_frame(frame).unwrap()
     }
 
-    fn texts(frames: &[Bytes]) -> Vec<String> {
-        frames
+    /// What a client reads: each event as the frame it goes out as.
+    fn texts(events: &[Event]) -> Vec<String> {
+        events
             .iter()
-            .map(|f| {
-                let f = eventstream::decode_one(f).unwrap();
-                let v: Value = serde_json::from_slice(&f.payload).unwrap();
-                match &f.kind {
-                    FrameKind::Event(k) if k == "contentBlockDelta" => {
-                        v["delta"]["text"].as_str().unwrap().to_string()
-                    }
-                    FrameKind::Event(k) => format!("<{k}>"),
-                    other => format!("{other:?}"),
+            .map(|e| {
+                let e = Event::from_frame(e.to_frame()).unwrap();
+                match e.kind() {
+                    Kind::BlockDelta => e.json().unwrap()["delta"]["text"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    _ => format!("<{}>", e.name()),
                 }
             })
             .collect()
@@ -348,13 +320,11 @@ mod tests {
         let mut g = guard(GuardAction::Mask);
         let mut out = Vec::new();
         for t in ["Pay ", "with ", "4111", "1111", "1111", "1111 ", "today."] {
-            g.frame(delta(t), &mut out).unwrap();
+            g.event(delta(t), &mut out).unwrap();
         }
-        g.frame(
-            eventstream::event("contentBlockStop", br#"{"contentBlockIndex":0}"#),
-            &mut out,
-        )
-        .unwrap();
+        let stop =
+            meridian_wire::eventstream::event("contentBlockStop", br#"{"contentBlockIndex":0}"#);
+        g.event(Event::from_frame(stop).unwrap(), &mut out).unwrap();
         let t = texts(&out);
         assert_eq!(t.len(), 9, "{t:?}"); // 7 deltas, the held tail, the stop
         assert_eq!(t.concat(), "Pay with [CARD] today.<contentBlockStop>");
@@ -365,8 +335,8 @@ mod tests {
     fn a_split_card_number_under_block_ends_the_stream_with_an_error() {
         let mut g = guard(GuardAction::Block);
         let mut out = Vec::new();
-        g.frame(delta("card 4111 1111 "), &mut out).unwrap();
-        let err = g.frame(delta("1111 1111 ok"), &mut out).unwrap_err();
+        g.event(delta("card 4111 1111 "), &mut out).unwrap();
+        let err = g.event(delta("1111 1111 ok"), &mut out).unwrap_err();
         assert!(err.message.contains("CARD"), "{}", err.message);
         assert!(texts(&out).concat().find("1111").is_none());
     }
@@ -380,7 +350,7 @@ mod tests {
             .unwrap();
         let mut out = Vec::new();
         for t in ["Sent ", "to <EMA", "IL_1> ", "today"] {
-            g.frame(delta(t), &mut out).unwrap();
+            g.event(delta(t), &mut out).unwrap();
         }
         g.finish(&mut out).unwrap();
         assert_eq!(texts(&out).concat(), "Sent to jane@example.com today");

@@ -41,9 +41,9 @@ pub(super) async fn answer<F: FrontDoor>(
         let guard = guard.map(crate::guard::stream::StreamGuard::new);
         let answered = match hit {
             Some((served, body)) => {
-                let (frames, end) = execute::replay(body, guard);
+                let (events, end) = execute::replay(body, guard, None);
                 on_end(end, &served);
-                Ok((served, frames))
+                Ok((served, events))
             }
             None => {
                 let keep = store.map(|(key, ttl)| cache_stage::keeper(state.clone(), key, ttl));
@@ -51,8 +51,8 @@ pub(super) async fn answer<F: FrontDoor>(
             }
         };
         match answered {
-            Ok((served, frames)) => {
-                let mut resp = F::stream(door, &served, frames);
+            Ok((served, events)) => {
+                let mut resp = F::stream(door, &served, events);
                 respond::served_headers(&mut resp, &cx.summary.request_id, &served);
                 resp
             }

@@ -41,7 +41,7 @@ use self::cache_stage::Lookup;
 use crate::account::{self, Finished, Ledger};
 use crate::auth::Identified;
 use crate::canonical::{Call, Head};
-use crate::execute::{Frames, Served};
+use crate::execute::{Events, Served};
 use crate::limits::{self, Claim};
 use crate::plan::{self, Plan};
 use crate::state::AppState;
@@ -80,8 +80,9 @@ pub trait FrontDoor: Send + Sync + 'static {
     ) -> Result<Decoded<Self::Ctx>, Self::Error>;
     /// A whole answer.
     fn unary(ctx: Self::Ctx, served: &Served, body: Bytes) -> Result<Response, Self::Error>;
-    /// A streamed answer: whole event-stream frames, then possibly an error.
-    fn stream(ctx: Self::Ctx, served: &Served, frames: Frames) -> Response;
+    /// A streamed answer: typed events, then possibly an error; the front
+    /// door encodes them at its edge.
+    fn stream(ctx: Self::Ctx, served: &Served, events: Events) -> Response;
     /// A pipeline error in this front door's shape.
     fn from_bedrock(e: &BedrockError) -> Self::Error;
     /// Status and error code, for metrics and the invocation record.
