@@ -92,7 +92,7 @@ pub fn finish_served(state: &AppState, done: &Finished<'_>, claim: crate::limits
 
 /// The account, log and settle stages of a stream, run when it ends.
 /// `hold` (an admission permit) is released then too. Should the end never
-/// come (the stream's task is dropped), the summary still finishes.
+/// come (the stream is dropped unfinished), the summary still finishes.
 pub fn at_stream_end(
     mut summary: Summary,
     plan: Plan,
