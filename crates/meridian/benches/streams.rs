@@ -11,7 +11,8 @@
 //! as its own process (its RSS and CPU are read from /proc); upstream and
 //! clients run in this one. Everything listens on 127.0.0.1 and stops by
 //! itself. `cargo bench -p meridian --bench streams` (`-- --quick`: 1,000
-//! streams for 5 s).
+//! streams for 5 s). `MERIDIAN_BENCH_BIN=path` runs that gateway binary
+//! instead of this build's (before/after comparisons in one sitting).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a bench binary
 
@@ -204,7 +205,11 @@ fn main() {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let started = Instant::now();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        // MERIDIAN_BENCH_BIN measures another build (an earlier release)
+        // in the same run.
+        let bin = std::env::var_os("MERIDIAN_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_meridian").into());
+        let mut child = std::process::Command::new(bin)
             .args(["serve", "--config", config.to_str().unwrap(), "--listen", &addr])
             .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMS")
             .env("AWS_SECRET_ACCESS_KEY", "streams-bench-secret")
