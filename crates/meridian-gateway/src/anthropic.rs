@@ -217,7 +217,12 @@ impl FrontDoor for Anthropic {
         Ok(Decoded::Invoke(call, ctx))
     }
 
-    fn unary(c: Ctx, served: &Served, body: Bytes) -> Result<Response, AnthropicError> {
+    fn unary(
+        c: Ctx,
+        served: &Served,
+        body: Bytes,
+        _: &crate::usage::Usage,
+    ) -> Result<Response, AnthropicError> {
         let mut v: Value = serde_json::from_slice(&body).map_err(|e| AnthropicError {
             status: 500,
             kind: "api_error",

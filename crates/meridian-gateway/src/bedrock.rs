@@ -96,7 +96,12 @@ impl FrontDoor for Bedrock {
         Ok(Decoded::Invoke(call, ()))
     }
 
-    fn unary(_: (), served: &Served, body: Bytes) -> Result<Response, BedrockError> {
+    fn unary(
+        _: (),
+        served: &Served,
+        body: Bytes,
+        _: &crate::usage::Usage,
+    ) -> Result<Response, BedrockError> {
         Ok(respond::with(
             served.status.as_u16(),
             None,

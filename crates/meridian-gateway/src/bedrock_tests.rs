@@ -226,7 +226,12 @@ impl FrontDoor for Panics {
     ) -> Result<Decoded<()>, BedrockError> {
         panic!("a stage panicked (on purpose, in a test)");
     }
-    fn unary(_: (), _: &Served, _: Bytes) -> Result<Response, BedrockError> {
+    fn unary(
+        _: (),
+        _: &Served,
+        _: Bytes,
+        _: &crate::usage::Usage,
+    ) -> Result<Response, BedrockError> {
         unreachable!()
     }
     fn stream(_: (), _: &Served, _: Events) -> Response {

@@ -150,7 +150,12 @@ impl FrontDoor for OpenAi {
         Ok(Decoded::Invoke(call, ctx))
     }
 
-    fn unary(c: Chat, served: &Served, body: Bytes) -> Result<Response, OpenAiError> {
+    fn unary(
+        c: Chat,
+        served: &Served,
+        body: Bytes,
+        usage: &crate::usage::Usage,
+    ) -> Result<Response, OpenAiError> {
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
             OpenAiError::from(&BedrockError::new(
                 meridian_wire::ErrorKind::InternalServer,
@@ -163,10 +168,8 @@ impl FrontDoor for OpenAi {
                     Value::Array(a) => a,
                     one => vec![one],
                 };
-                let counted = served
-                    .headers
-                    .get("x-amzn-bedrock-input-token-count")
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                // Summed over the calls when there were several.
+                let counted = (usage.input > 0).then_some(usage.input);
                 embeddings::response(req, &answers, &c.model, counted)
             }
             None => from_converse(&v, &c.id, &c.model, c.created),

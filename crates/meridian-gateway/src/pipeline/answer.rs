@@ -60,12 +60,18 @@ pub(super) async fn answer<F: FrontDoor>(
         }
     } else {
         let answered = match hit {
-            // A hit costs nothing upstream: no tokens are charged.
-            Some((served, body)) => Ok((served, body, crate::usage::Usage::default())),
-            None => run_unary(&state, &plan).await,
+            // A hit costs nothing upstream: no tokens are charged (the
+            // answer still reports what it counted).
+            Some((served, body)) => {
+                let reported = unary_usage(&served.headers, &body);
+                Ok((served, body, crate::usage::Usage::default(), reported))
+            }
+            None => run_unary(&state, &plan)
+                .await
+                .map(|(served, body, usage)| (served, body, usage, usage)),
         };
         match answered {
-            Ok((served, body, usage)) => {
+            Ok((served, body, usage, reported)) => {
                 if let Some((key, ttl)) = store
                     && served.status == http::StatusCode::OK
                     && body.len() <= crate::cache::MAX_ENTRY_BYTES
@@ -82,6 +88,7 @@ pub(super) async fn answer<F: FrontDoor>(
                     served: &served,
                     body,
                     usage,
+                    reported,
                 };
                 let mut guard = guard;
                 let resp = unary_answer::<F>(
@@ -111,7 +118,10 @@ pub(super) async fn answer<F: FrontDoor>(
 pub(super) struct Got<'a> {
     pub(super) served: &'a Served,
     pub(super) body: Bytes,
+    /// What is charged.
     pub(super) usage: crate::usage::Usage,
+    /// What the answer counted (a cache hit's too), for the front door.
+    pub(super) reported: crate::usage::Usage,
 }
 
 /// Guard output, account, log and settle, encode: a whole answer.
@@ -128,6 +138,7 @@ pub(super) fn unary_answer<F: FrontDoor>(
         served,
         body,
         usage,
+        reported,
     } = got;
     let (body, refused) = match guard {
         None => (body, None),
@@ -152,7 +163,7 @@ pub(super) fn unary_answer<F: FrontDoor>(
     summary::finish_served(state, &done, claim);
     let outcome = match refused {
         Some(e) => Err(e),
-        None => F::unary(ctx, served, body),
+        None => F::unary(ctx, served, body, &reported),
     };
     let mut resp = match outcome {
         Ok(r) => r,
@@ -189,12 +200,6 @@ pub(super) async fn run_unary(
         joined.extend_from_slice(&body);
     }
     joined.push(b']');
-    // The first answer's token count stands for them all.
-    let mut served = served;
-    served.headers.insert(
-        "x-amzn-bedrock-input-token-count",
-        http::HeaderValue::from(usage.input),
-    );
     Ok((served, Bytes::from(joined), usage))
 }
 

@@ -79,7 +79,14 @@ pub trait FrontDoor: Send + Sync + 'static {
         tenant: &meridian_config::Tenant,
     ) -> Result<Decoded<Self::Ctx>, Self::Error>;
     /// A whole answer.
-    fn unary(ctx: Self::Ctx, served: &Served, body: Bytes) -> Result<Response, Self::Error>;
+    /// A whole answer, with the usage it counted (summed over the calls of
+    /// a request that needed several).
+    fn unary(
+        ctx: Self::Ctx,
+        served: &Served,
+        body: Bytes,
+        usage: &crate::usage::Usage,
+    ) -> Result<Response, Self::Error>;
     /// A streamed answer: typed events, then possibly an error; the front
     /// door encodes them at its edge.
     fn stream(ctx: Self::Ctx, served: &Served, events: Events) -> Response;
