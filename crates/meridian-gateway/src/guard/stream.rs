@@ -357,6 +357,36 @@ mod tests {
     }
 
     #[test]
+    fn messages_events_are_guarded_whatever_encoding_they_came_in() {
+        // As a native Messages (SSE) upstream will hand them over: no frame.
+        let mut g = guard(GuardAction::Mask);
+        let mut out = Vec::new();
+        for t in ["card 4111 11", "11 1111 1111 ", "ok"] {
+            let ev = Event::messages(json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": t}}))
+            .unwrap();
+            g.event(ev, &mut out).unwrap();
+        }
+        let stop = Event::messages(json!({"type": "content_block_stop", "index": 0})).unwrap();
+        g.event(stop, &mut out).unwrap();
+        let text: String = out
+            .iter()
+            .filter(|e| e.kind() == Kind::BlockDelta)
+            .map(|e| {
+                e.json().unwrap()["delta"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(text, "card [CARD] ok");
+        assert_eq!(out.last().unwrap().kind(), Kind::BlockStop);
+        // Encoded for the Bedrock door, they are InvokeModel chunks.
+        let again = Event::from_frame(out[0].to_frame()).unwrap();
+        assert_eq!(again.vocabulary(), Vocabulary::Messages);
+    }
+
+    #[test]
     fn hold_back_is_the_unfinished_tail_only() {
         assert_eq!(hold_from("hello wor", 1), 6);
         assert_eq!(hold_from("hello world ", 1), 12);
