@@ -207,8 +207,11 @@ fn main() {
         let started = Instant::now();
         // MERIDIAN_BENCH_BIN measures another build (an earlier release)
         // in the same run.
-        let bin = std::env::var_os("MERIDIAN_BENCH_BIN")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_meridian").into());
+        let bin = meridian_catalog::env::EnvSource::non_empty(
+            &meridian_catalog::env::ProcessEnv,
+            "MERIDIAN_BENCH_BIN",
+        )
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_meridian").into());
         let mut child = std::process::Command::new(bin)
             .args(["serve", "--config", config.to_str().unwrap(), "--listen", &addr])
             .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMS")
