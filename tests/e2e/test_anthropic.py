@@ -78,7 +78,7 @@ def test_stream_text(gw):
 def test_stream_tool_use_with_streamed_json_input(gw):
     kinds = []
     with client(gw).messages.stream(model="chat", max_tokens=200, tools=TOOLS,
-                                    messages=[{"role": "user", "content": "weather?"}]) as s:
+                                    messages=[{"role": "user", "content": "get_weather for Paris?"}]) as s:
         for event in s:
             if event.type == "content_block_delta":
                 kinds.append(event.delta.type)
@@ -89,7 +89,7 @@ def test_stream_tool_use_with_streamed_json_input(gw):
     assert final.stop_reason == "tool_use"
     # The tool result goes back on the next turn.
     m = client(gw).messages.create(model="chat", max_tokens=40, tools=TOOLS, messages=[
-        {"role": "user", "content": "weather?"},
+        {"role": "user", "content": "get_weather for Paris?"},
         {"role": "assistant", "content": [b.model_dump() for b in final.content]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}])
     assert m.content[0].type == "text"
@@ -189,7 +189,7 @@ def test_other_models_are_translated_to_converse(sim, gw):
     # Streamed tool use: the JSON input arrives as input_json_delta, then the result goes back.
     kinds = []
     with c.messages.stream(model="nova", max_tokens=200, tools=TOOLS,
-                           messages=[{"role": "user", "content": "weather?"}]) as s:
+                           messages=[{"role": "user", "content": "get_weather for Paris?"}]) as s:
         for event in s:
             kinds.append(event.type if event.type != "content_block_delta" else event.delta.type)
         final = s.get_final_message()

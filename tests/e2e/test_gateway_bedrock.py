@@ -76,11 +76,11 @@ def test_tool_use_round_trip(gateway):
     tools = {"tools": [{"toolSpec": {"name": "get_weather", "description": "weather",
                                      "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}},
                                                               "required": ["city"]}}}}]}
-    r = c.converse(modelId="chat", messages=msg("weather in Paris?"), toolConfig=tools)
+    r = c.converse(modelId="chat", messages=msg("use get_weather for Paris"), toolConfig=tools)
     assert r["stopReason"] == "tool_use"
     use = next(b["toolUse"] for b in r["output"]["message"]["content"] if "toolUse" in b)
     assert use["name"] == "get_weather" and use["input"] == {"city": "sim-city"}
-    follow = msg("weather in Paris?") + [r["output"]["message"], {"role": "user", "content": [
+    follow = msg("use get_weather for Paris") + [r["output"]["message"], {"role": "user", "content": [
         {"toolResult": {"toolUseId": use["toolUseId"], "content": [{"text": "21 degrees"}]}}]}]
     r2 = c.converse(modelId="chat", messages=follow, toolConfig=tools)
     assert r2["stopReason"] == "end_turn"

@@ -35,7 +35,7 @@ def get_weather(city: str) -> str:
 
 
 def test_tool_calling(gateway):
-    r = llm(gateway).bind_tools([get_weather]).invoke("what is the weather in Paris?")
+    r = llm(gateway).bind_tools([get_weather]).invoke("what is the weather in Paris? use get_weather")
     assert r.tool_calls[0]["name"] == "get_weather"
     assert r.tool_calls[0]["args"] == {"city": "sim-city"}
     assert r.response_metadata["stopReason"] == "tool_use"

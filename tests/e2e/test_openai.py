@@ -40,7 +40,7 @@ def test_streaming_with_usage(gateway):
 
 def test_tool_calls(gateway):
     c = client(gateway)
-    msgs = [{"role": "user", "content": "weather in Paris?"}]
+    msgs = [{"role": "user", "content": "use get_weather for Paris"}]
     r = c.chat.completions.create(model="chat", messages=msgs, tools=TOOLS, tool_choice="auto")
     assert r.choices[0].finish_reason == "tool_calls"
     call = r.choices[0].message.tool_calls[0]
@@ -54,7 +54,7 @@ def test_tool_calls(gateway):
 
 def test_streamed_tool_calls(gateway):
     stream = client(gateway).chat.completions.create(
-        model="chat", stream=True, tools=TOOLS, messages=[{"role": "user", "content": "weather?"}])
+        model="chat", stream=True, tools=TOOLS, messages=[{"role": "user", "content": "get_weather?"}])
     args, names = "", []
     for c in stream:
         for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:

@@ -49,7 +49,7 @@ async fn answers_in_converse_shape() {
         text.split(' ').count() as u64
     );
 
-    let mut body = ask("weather?");
+    let mut body = ask("use w for the weather");
     body["toolConfig"] = json!({"tools": [{"toolSpec": {"name": "w", "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}}]});
     let r = c.converse("chat", &body).await.unwrap();
     assert_eq!(r["stopReason"], "tool_use");

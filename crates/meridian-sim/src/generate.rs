@@ -1,5 +1,10 @@
-//! Deterministic replies: text, and a tool call when tools are offered, with
+//! Deterministic replies: text, and a tool call when one is asked for, with
 //! exact token counts. One output word is one output token.
+//!
+//! The model calls a tool only when asked: `toolChoice` names one or
+//! requires one (`any`), or the last user text names an offered tool. An
+//! agent that offers tools on every turn (Claude Code offers a dozen,
+//! sub-agents among them) gets text unless it asks, so its turns end.
 
 use meridian_wire::converse::{estimate_input_tokens, estimate_tokens};
 use serde_json::{Map, Value, json};
@@ -58,8 +63,13 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
         .as_array()
         .filter(|t| !t.is_empty());
 
+    let asked_in = last_content
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
     if let (Some(tools), None) = (tools, tool_result)
-        && let Some(spec) = pick_tool(tools, &body["toolConfig"]["toolChoice"])
+        && let Some(spec) = pick_tool(tools, &body["toolConfig"]["toolChoice"], &asked_in)
     {
         let name = spec["name"].as_str().unwrap_or("tool").to_string();
         let input = sample_input(&spec["inputSchema"]["json"]);
@@ -166,11 +176,25 @@ fn said(word: &str) -> Vec<String> {
         )
 }
 
-fn pick_tool<'t>(tools: &'t [Value], choice: &Value) -> Option<&'t Value> {
-    let specs = tools.iter().filter_map(|t| t.get("toolSpec"));
-    match choice["tool"]["name"].as_str() {
-        Some(name) => specs.clone().find(|s| s["name"] == name),
-        None => specs.clone().next(),
+/// The tool the request asks for: the one `choice` names; with `any`, the
+/// one `text` names or else the first; otherwise only one `text` names (a
+/// whole word of it, as `get_weather` in "use get_weather for Paris").
+fn pick_tool<'t>(tools: &'t [Value], choice: &Value, text: &str) -> Option<&'t Value> {
+    let mut specs = tools.iter().filter_map(|t| t.get("toolSpec"));
+    if let Some(name) = choice["tool"]["name"].as_str() {
+        return specs.find(|s| s["name"] == name);
+    }
+    let words: Vec<&str> = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let named = specs
+        .clone()
+        .find(|s| s["name"].as_str().is_some_and(|n| words.contains(&n)));
+    match named {
+        Some(spec) => Some(spec),
+        None if choice.get("any").is_some() => specs.next(),
+        None => None,
     }
 }
 
@@ -407,8 +431,49 @@ mod tests {
     }
 
     #[test]
-    fn offers_of_tools_get_a_tool_call() {
-        let mut body = ask("weather in Paris?");
+    fn a_tool_is_called_only_when_asked_for() {
+        let tools = json!({"tools": [
+            {"toolSpec": {"name": "Agent", "inputSchema": {"json": {"type": "object"}}}},
+            {"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]});
+        let call = |text: &str, choice: Value| {
+            let mut body = ask(text);
+            body["toolConfig"] = tools.clone();
+            if !choice.is_null() {
+                body["toolConfig"]["toolChoice"] = choice;
+            }
+            let r = reply(&body, "us-east-1", 1000, &mut Rng::new(1, "x"));
+            r.blocks.iter().find_map(|b| match b {
+                Block::ToolUse { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+        };
+        // Offered, not asked: text (an agent's turn ends).
+        assert_eq!(call("weather in Paris?", Value::Null), None);
+        assert_eq!(call("weather in Paris?", json!({"auto": {}})), None);
+        assert_eq!(
+            call("an agentic reply", Value::Null),
+            None,
+            "a word inside another is not a name"
+        );
+        // Named in the text, named by the choice, or required.
+        assert_eq!(
+            call("use get_weather for Paris", Value::Null).as_deref(),
+            Some("get_weather")
+        );
+        assert_eq!(
+            call("hi", json!({"tool": {"name": "get_weather"}})).as_deref(),
+            Some("get_weather")
+        );
+        assert_eq!(call("hi", json!({"any": {}})).as_deref(), Some("Agent"));
+        assert_eq!(
+            call("get_weather please", json!({"any": {}})).as_deref(),
+            Some("get_weather")
+        );
+    }
+
+    #[test]
+    fn asked_tools_get_a_tool_call() {
+        let mut body = ask("use get_weather in Paris");
         body["toolConfig"] = json!({"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {
             "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city", "days"]}}}}]});
         let r = reply(&body, "us-east-1", 1000, &mut Rng::new(1, "x"));

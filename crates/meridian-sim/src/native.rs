@@ -106,8 +106,20 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
                     .map(|t| json!({"toolSpec": {"name": t["name"], "inputSchema": {"json": t["input_schema"]}}}))
                     .collect();
                 out["toolConfig"] = json!({"tools": specs});
-                if let Some(name) = body["tool_choice"]["name"].as_str() {
-                    out["toolConfig"]["toolChoice"] = json!({"tool": {"name": name}});
+                match (
+                    body["tool_choice"]["type"].as_str(),
+                    body["tool_choice"]["name"].as_str(),
+                ) {
+                    (_, Some(name)) => {
+                        out["toolConfig"]["toolChoice"] = json!({"tool": {"name": name}});
+                    }
+                    (Some("any"), None) => out["toolConfig"]["toolChoice"] = json!({"any": {}}),
+                    (Some("none"), None) => {
+                        if let Some(o) = out.as_object_mut() {
+                            o.remove("toolConfig");
+                        }
+                    }
+                    _ => {}
                 }
             }
             Ok((out, max))
