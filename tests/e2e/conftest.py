@@ -24,6 +24,25 @@ NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=
 NO_VALIDATION = Config(retries={"max_attempts": 1, "mode": "standard"}, parameter_validation=False)
 
 
+def pytest_report_header(config):
+    """The client versions this run used (the pins in requirements*.txt,
+    and Claude Code as npm installed it)."""
+    from importlib.metadata import PackageNotFoundError, version
+    libs = []
+    for name in ("boto3", "botocore", "openai", "anthropic", "langchain-aws"):
+        try:
+            libs.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            libs.append(f"{name} missing")
+    claude = ROOT / ".claude-code" / "node_modules" / "@anthropic-ai" / "claude-code" / "bin" / "claude.exe"
+    try:
+        cc = subprocess.run([os.environ.get("CLAUDE_CODE_BIN", str(claude)), "--version"],
+                            capture_output=True, text=True, timeout=30).stdout.strip()
+    except OSError:
+        cc = "missing"
+    return ["clients: " + ", ".join(libs), f"Claude Code: {cc}"]
+
+
 APP_PROFILE = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcd1234efgh"
 APP_PROFILES = """
 [[application_profiles]]

@@ -145,10 +145,16 @@ def test_errors_raise_the_right_exception_classes(gateway):
         c.converse(modelId="chat", messages=[])
     with pytest.raises(c.exceptions.ValidationException) as e:
         c.converse(modelId="chat", messages=msg("x"), inferenceConfig={"temperature": 7})
-    # Residency is a hard constraint: an EU-only model under a US-only default has no target.
+    # Residency is a hard constraint: a model in an EU region, by ARN, under a
+    # US-only default has no target.
     with pytest.raises(c.exceptions.ValidationException) as e:
-        c.converse(modelId="eu.anthropic.claude-sonnet-4-5-20250929-v1:0", messages=msg("x"))
+        c.converse(modelId="arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+                   messages=msg("x"))
     assert "residency policy" in str(e.value)
+    # An EU profile under the US-only default is never called: the same model
+    # is served by its targets inside the policy.
+    r = c.converse(modelId="eu.anthropic.claude-sonnet-4-5-20250929-v1:0", messages=msg("x"))
+    assert r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-region"].startswith("us-"), r["ResponseMetadata"]
     # Malformed JSON and an oversized body, sent raw.
     wrong_block = json.dumps({"messages": [{"role": "user", "content": ["not a block"]}]}).encode()
     for body, needle in [(b"{not json", "not valid JSON"), (b"x" * 25_000_001, "larger than"),

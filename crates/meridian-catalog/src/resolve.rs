@@ -256,10 +256,21 @@ impl<'a> Resolver<'a> {
             ModelRef::SystemProfile { prefix, base } => {
                 let model = self.catalog.model_by_id(base);
                 alias = model.map(|m| m.alias.clone());
-                self.profile_targets(requested, prefix, base, model, src, policy)?
+                let (targets, rejected) =
+                    self.profile_targets(requested, prefix, base, model, src, policy)?;
+                match model {
+                    // The profile named processes outside the policy only: the
+                    // same model on its targets inside it (Claude Code's Bedrock
+                    // mode names its region's geography; the policy decides).
+                    Some(m) if targets.is_empty() => {
+                        let (inside, more) = self.model_targets(m, src, policy);
+                        (inside, rejected.into_iter().chain(more).collect())
+                    }
+                    _ => (targets, rejected),
+                }
             }
             ModelRef::Name(name) => {
-                if let Some(model) = self.catalog.model(name) {
+                if let Some(model) = self.catalog.model(name).or_else(|| self.profile_only(name)) {
                     alias = Some(model.alias.clone());
                     self.model_targets(model, src, policy)
                 } else if name.contains('.') {
@@ -306,6 +317,17 @@ impl<'a> Resolver<'a> {
             targets,
             rejected,
         })
+    }
+
+    /// The model whose base ID is `id` when Bedrock serves it only through
+    /// inference profiles (`anthropic.claude-opus-5-5`, as Mantle clients and
+    /// Claude Code in Mantle mode name it): no region takes the base ID on
+    /// demand, so the ID names the model, served by its profiles inside the
+    /// residency policy like its alias.
+    fn profile_only(&self, id: &str) -> Option<&'a Model> {
+        self.catalog
+            .model_by_id(id)
+            .filter(|m| m.on_demand.is_empty() && !m.routes.is_empty())
     }
 
     /// The catalog model a reference names (alias, base ID, system profile

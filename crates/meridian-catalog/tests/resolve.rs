@@ -174,13 +174,33 @@ fn raw_ids_and_arns_pass_through_but_are_checked() {
         r.targets[0].model_id,
         "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
     );
-    assert!(
-        res.resolve(
+    // A profile that processes outside the policy is never called: the same
+    // model is served on its targets inside the policy, and the record of the
+    // decision names the profile that was refused.
+    let moved = res
+        .resolve(
             "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
             "us-east-1",
-            &eu
+            &eu,
         )
-        .is_err()
+        .unwrap();
+    assert!(!moved.targets.is_empty());
+    for t in &moved.targets {
+        assert!(t.model_id.starts_with("eu."), "{}", t.model_id);
+        assert!(t.regions_touched().all(|r| r.starts_with("eu-")), "{t:?}");
+    }
+    assert!(
+        moved
+            .rejected
+            .iter()
+            .any(|r| format!("{r:?}").contains("us.anthropic.claude-sonnet-4-5")),
+        "{:?}",
+        moved.rejected
+    );
+    // A profile of a model the catalog does not know stays refused.
+    assert!(
+        res.resolve("us.anthropic.claude-unknown-9", "us-east-1", &eu)
+            .is_err()
     );
     let arn = "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-3-haiku-20240307-v1:0";
     let err = res.resolve(arn, "eu-west-1", &eu).unwrap_err();

@@ -1,5 +1,5 @@
 //! The Anthropic Messages API on `/v1/messages` and
-//! `/v1/messages/count_tokens`, for the `anthropic` SDKs and Claude Code's
+//! `/v1/messages/count_tokens` (also under `/anthropic`), for the `anthropic` SDKs and Claude Code's
 //! gateway mode (`ANTHROPIC_BASE_URL`). An adapter only: the stages are the
 //! pipeline's.
 //!
@@ -90,17 +90,21 @@ impl AnthropicError {
     }
 }
 
-/// `/v1/messages` and `/v1/messages/count_tokens`.
+/// `/v1/messages` and `/v1/messages/count_tokens`, with or without the
+/// `/anthropic` prefix.
 pub async fn handle(State(live): State<Arc<Live>>, req: Request) -> Response {
     pipeline::handle::<Anthropic>(live.get(), req).await
 }
 
 fn is_count(parts: &Parts) -> bool {
-    parts.uri.path() == "/v1/messages/count_tokens"
+    parts.uri.path().ends_with("/v1/messages/count_tokens")
 }
 
 impl FrontDoor for Anthropic {
     const API: &'static str = "anthropic";
+    /// Bedrock's runtime (`bedrock`) and Mantle (`bedrock-mantle`, as
+    /// `AnthropicBedrockMantle` signs) both serve Messages.
+    const SIGNING_SERVICES: &'static [&'static str] = &["bedrock", "bedrock-mantle"];
     type Ctx = Ctx;
     type Error = AnthropicError;
 

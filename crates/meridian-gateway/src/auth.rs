@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use meridian_config::Tenant;
 use meridian_wire::sigv4::{self, Prechecked, Rules, Secret};
+
+/// The service every Bedrock door's signatures are scoped to.
+pub const BEDROCK: &[&str] = &["bedrock"];
 use meridian_wire::{BedrockError, ErrorKind};
 
 use crate::state::AppState;
@@ -42,9 +45,12 @@ fn bad_key() -> BedrockError {
 }
 
 /// The identify stage: everything that can be checked without the body.
+/// A SigV4 signature must be scoped to one of `services` (the door's: the
+/// first is named when it is not).
 pub async fn identify<'h>(
     state: &AppState,
     headers: &'h http::HeaderMap,
+    services: &[&'static str],
 ) -> Result<Identified<'h>, BedrockError> {
     let tenants = &state.tenants;
     if !tenants.enforced() {
@@ -86,7 +92,14 @@ pub async fn identify<'h>(
             }
         })
     };
-    let pre = sigv4::precheck(headers, &Rules::bedrock(), lookup)?;
+    let scoped = sigv4::scoped_service(headers);
+    let service = services
+        .iter()
+        .find(|s| Some(**s) == scoped)
+        .or(services.first())
+        .copied()
+        .unwrap_or("bedrock");
+    let pre = sigv4::precheck(headers, &Rules::for_service(service), lookup)?;
     let tenant = tenant.ok_or_else(bad_key)?;
     Ok(Identified::Signed(tenant, pre))
 }
@@ -101,7 +114,8 @@ pub fn authenticate(
         Identified::Done(t) => Ok(t),
         Identified::Signed(t, pre) => {
             let req = sigv4::Request::from_parts(parts, body);
-            pre.verify(&req, &Rules::bedrock()).map(|_| t)
+            let service = pre.service().to_string();
+            pre.verify(&req, &Rules::for_service(&service)).map(|_| t)
         }
     }
 }

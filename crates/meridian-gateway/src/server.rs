@@ -58,6 +58,16 @@ pub fn router(state: Arc<Live>) -> Router {
             "/v1/messages/count_tokens",
             axum::routing::any(anthropic::handle),
         )
+        // The same door under `/anthropic`, where clients whose base URL is
+        // Bedrock's `…/anthropic` (the AWS default, Mantle's too) send it.
+        .route(
+            "/anthropic/v1/messages",
+            axum::routing::any(anthropic::handle),
+        )
+        .route(
+            "/anthropic/v1/messages/count_tokens",
+            axum::routing::any(anthropic::handle),
+        )
         .route("/v1/{*rest}", axum::routing::any(openai::handle))
         .route(
             "/admin/keys",

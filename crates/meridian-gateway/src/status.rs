@@ -38,7 +38,7 @@ async fn viewer(
         return Ok(Viewer::Operator);
     }
     let refused = |status, text: &str| crate::admin::message(status, text);
-    match crate::auth::identify(state, &parts.headers).await {
+    match crate::auth::identify(state, &parts.headers, crate::auth::BEDROCK).await {
         Ok(identified) => match crate::auth::authenticate(identified, parts, b"") {
             Ok(t) => Ok(Viewer::Tenant(t)),
             Err(e) => Err(refused(http::StatusCode::UNAUTHORIZED, &e.message)),

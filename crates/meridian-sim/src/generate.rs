@@ -63,16 +63,13 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
         .as_array()
         .filter(|t| !t.is_empty());
 
-    let asked_in = last_content
-        .iter()
-        .filter_map(|b| b["text"].as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let asked_in = user_words(body);
     if let (Some(tools), None) = (tools, tool_result)
         && let Some(spec) = pick_tool(tools, &body["toolConfig"]["toolChoice"], &asked_in)
     {
         let name = spec["name"].as_str().unwrap_or("tool").to_string();
-        let input = sample_input(&spec["inputSchema"]["json"]);
+        let mut input = sample_input(&spec["inputSchema"]["json"]);
+        quote_into(&mut input, &spec["inputSchema"]["json"], &asked_in);
         let preface = format!("Calling {name}.");
         let output_tokens = 2 + estimate_tokens(&input.to_string());
         return Reply {
@@ -128,10 +125,7 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
         None => {
             words.push("You".into());
             words.push("said:".into());
-            last_content
-                .iter()
-                .find_map(|b| b["text"].as_str())
-                .map(str::to_string)
+            Some(asked_in)
         }
     };
     words.extend(
@@ -176,6 +170,32 @@ fn said(word: &str) -> Vec<String> {
         )
 }
 
+/// What the user last said: the text of the last `user` message (an
+/// agent may put other roles after it, as Claude Code's per-turn `system`
+/// messages), without `<system-reminder>` blocks an agent adds to the turn.
+fn user_words(body: &Value) -> String {
+    let Some(content) = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_array())
+    else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for text in content.iter().filter_map(|b| b["text"].as_str()) {
+        let mut rest = text;
+        while let Some(start) = rest.find("<system-reminder>") {
+            out.push_str(&rest[..start]);
+            rest = rest[start..]
+                .find("</system-reminder>")
+                .map_or("", |end| &rest[start + end + "</system-reminder>".len()..]);
+        }
+        out.push_str(rest);
+        out.push(' ');
+    }
+    out
+}
+
 /// The tool the request asks for: the one `choice` names; with `any`, the
 /// one `text` names or else the first; otherwise only one `text` names (a
 /// whole word of it, as `get_weather` in "use get_weather for Paris").
@@ -218,6 +238,23 @@ fn sample_value(schema: &Value) -> Value {
             .and_then(|e| e.first())
             .cloned()
             .unwrap_or_else(|| json!("sim")),
+    }
+}
+
+/// The user's first `quoted` span (between backticks) as the value of the
+/// input's first required string property, so "use Bash to run `echo hi`"
+/// gets `{"command": "echo hi"}` and an agent's tool does real work.
+fn quote_into(input: &mut Value, schema: &Value, text: &str) {
+    let Some(quoted) = text.split('`').nth(1).filter(|q| !q.is_empty()) else {
+        return;
+    };
+    let first_string = schema["required"].as_array().and_then(|r| {
+        r.iter()
+            .filter_map(Value::as_str)
+            .find(|name| schema["properties"][*name]["type"] == "string")
+    });
+    if let Some(name) = first_string {
+        input[name] = json!(quoted);
     }
 }
 
@@ -455,6 +492,25 @@ mod tests {
             None,
             "a word inside another is not a name"
         );
+        assert_eq!(
+            call(
+                "<system-reminder>Agent and get_weather exist</system-reminder>say hello",
+                Value::Null
+            ),
+            None,
+            "an agent's reminders are not the user's words"
+        );
+        let mut body = ask("use get_weather");
+        body["toolConfig"] = tools.clone();
+        body["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"role": "system", "content": [{"text": "Agent"}]}));
+        let r = reply(&body, "us-east-1", 1000, &mut Rng::new(1, "x"));
+        assert!(
+            matches!(&r.blocks[1], Block::ToolUse { name, .. } if name == "get_weather"),
+            "the last user message counts, not a system turn after it"
+        );
         // Named in the text, named by the choice, or required.
         assert_eq!(
             call("use get_weather for Paris", Value::Null).as_deref(),
@@ -468,6 +524,17 @@ mod tests {
         assert_eq!(
             call("get_weather please", json!({"any": {}})).as_deref(),
             Some("get_weather")
+        );
+        // A quoted span fills the first required string property.
+        let mut body = ask("use run to do `echo hi`");
+        body["toolConfig"] = json!({"tools": [{"toolSpec": {"name": "run", "inputSchema": {"json": {
+            "type": "object", "properties": {"n": {"type": "integer"}, "command": {"type": "string"}},
+            "required": ["n", "command"]}}}}]});
+        let r = reply(&body, "us-east-1", 1000, &mut Rng::new(1, "x"));
+        assert!(
+            matches!(&r.blocks[1], Block::ToolUse { input, .. } if input == &json!({"n": 1, "command": "echo hi"})),
+            "{:?}",
+            r.blocks
         );
     }
 

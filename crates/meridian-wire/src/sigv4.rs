@@ -85,13 +85,25 @@ pub struct Rules<'a> {
 impl Rules<'_> {
     /// Bedrock's rules at the current time.
     pub fn bedrock() -> Rules<'static> {
+        Rules::for_service("bedrock")
+    }
+
+    /// Bedrock's rules for a request scoped to `service` (`bedrock`, or
+    /// `bedrock-mantle` for Bedrock's Mantle endpoints), at the current time.
+    pub fn for_service(service: &str) -> Rules<'_> {
         Rules {
-            service: "bedrock",
+            service,
             normalize: true,
             encoding: PathEncoding::Double,
             now: Some(SystemTime::now()),
         }
     }
+}
+
+/// The service a SigV4 `Authorization` header is scoped to, if it parses.
+pub fn scoped_service(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    parse_auth_header(value).ok().map(|a| a.service)
 }
 
 /// Who signed a verified request.
@@ -252,6 +264,11 @@ pub fn precheck<'h>(
 }
 
 impl Prechecked<'_> {
+    /// The service the signature is scoped to.
+    pub fn service(&self) -> &str {
+        self.auth.service
+    }
+
     /// The access key that signed.
     pub fn access_key_id(&self) -> &str {
         self.auth.access_key_id

@@ -63,6 +63,8 @@ pub enum Decoded<C> {
 pub trait FrontDoor: Send + Sync + 'static {
     /// Name in invocation records and traces (`bedrock`, `openai`).
     const API: &'static str;
+    /// Services a SigV4 signature on this door may be scoped to.
+    const SIGNING_SERVICES: &'static [&'static str] = auth::BEDROCK;
     /// What the front door keeps between decoding and encoding.
     type Ctx: Send + 'static;
     /// An error in this front door's shape.
@@ -271,7 +273,7 @@ fn admit<F: FrontDoor>(
 /// identify: the tenant, from the head alone, before any of the body is read.
 async fn identify<'p, F: FrontDoor>(cx: &RequestCtx<'p>) -> Result<Identified<'p>, Stop<F::Error>> {
     let parts: &'p Parts = cx.parts;
-    auth::identify(&cx.state, &parts.headers)
+    auth::identify(&cx.state, &parts.headers, F::SIGNING_SERVICES)
         .await
         .map_err(|e| no::<F>(&e))
 }
