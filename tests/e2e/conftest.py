@@ -191,6 +191,19 @@ def sim_client(sim, region, service="bedrock-runtime", config=NO_RETRY):
                         config=config)
 
 
+def serve_with(d, toml):
+    """`meridian serve` in directory `d` with `toml` as its meridian.toml:
+    yields its URL, stops it afterwards (use with `yield from` in a fixture)."""
+    (d / "meridian.toml").write_text(toml)
+    port = free_port()
+    proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], clean_env(d), d, d / "serve.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
 @pytest.fixture(scope="session")
 def zero_config_gateway(tmp_path_factory):
     """`meridian serve` with an empty environment and no config file."""

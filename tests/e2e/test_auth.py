@@ -4,15 +4,14 @@ import botocore
 import openai
 import pytest
 
-from conftest import NO_RETRY, Proc, clean_env, free_port, wait_http
+from conftest import NO_RETRY, serve_with
 
 KEY_ID, SECRET, API_KEY = "AKIDTEAMSEARCH", "team-search-secret", "mk-0123456789abcdef0123"
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    d = tmp_path_factory.mktemp("auth")
-    (d / "meridian.toml").write_text(f"""
+    yield from serve_with(tmp_path_factory.mktemp("auth"), f"""
 region = "eu-west-3"
 [upstream]
 mode = "simulated"
@@ -20,13 +19,6 @@ mode = "simulated"
 credentials = [{{ access_key_id = "{KEY_ID}", secret_access_key = "{SECRET}" }}]
 api_keys = ["{API_KEY}"]
 """)
-    port = free_port()
-    proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], clean_env(d), d, d / "serve.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
 
 
 def rt(url, secret):

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import APP_PROFILE, APP_PROFILES, BIN, clean_env, fleet_gateway, free_port, gw_client, sim_records, start_fleet_gateway, wait_for
+from conftest import APP_PROFILE, APP_PROFILES, BIN, clean_env, fleet_gateway, free_port, gw_client, key_hash, sim_records, start_fleet_gateway, wait_for
 
 EU_PROFILE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
 NEW_PROFILE = "eu.anthropic.claude-opus-4-7-v1"
@@ -178,3 +178,111 @@ model = "claude-sonnet-4-5"
         assert status(gw)["catalog"]["refreshes"] == 0
     finally:
         gw["proc"].stop()
+
+
+def test_a_model_released_today_is_servable_after_one_refresh_through_every_door(sim, gw):
+    """The fleet starts serving a model the compiled catalog does not have
+    (Bedrock lists it, profiles only); after a refresh it answers under its
+    Anthropic name, its base (Mantle) ID and its profile IDs on the Bedrock,
+    OpenAI and Anthropic doors, inside the residency policy, priced unknown."""
+    import anthropic
+    import openai
+
+    new, name = "anthropic.claude-opus-6", "claude-opus-6"
+    rt = gw_client(gw)
+    with pytest.raises(ClientError):
+        rt.converse(modelId=name, messages=ASK)
+    regions = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1"]
+    world(sim, "PUT", "/world/models", {"id": new, "name": "Claude Opus 6", "provider": "Anthropic",
+                                        "regions": regions})
+    us = ["us-east-1", "us-east-2", "us-west-2"]
+    for src in us:
+        world(sim, "PUT", "/world/profiles", {"id": f"us.{new}", "source": src, "destinations": us})
+    world(sim, "PUT", "/world/profiles", {"id": f"eu.{new}", "source": "eu-west-1", "destinations": ["eu-west-1"]})
+
+    def served():
+        try:
+            return rt.converse(modelId=name, messages=ASK, inferenceConfig={"maxTokens": 8})
+        except ClientError:
+            return None
+    r = wait_for(served, 15, "a refresh to make the new model callable")
+    assert r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-region"] in us
+    rid = r["ResponseMetadata"]["RequestId"]
+    record = wait_for(lambda: next((json.loads(line) for line in gw["proc"].output().splitlines()
+                                    if line.startswith('{"schemaType"') and rid in line), None),
+                      10, "its invocation record on stdout")
+    assert record["modelId"] == f"us.{new}"
+    assert record["meridian"].get("estimatedCostUsd") is None, "an unknown price is not zero"
+    assert record["meridian"].get("priceKnown") is False, record["meridian"]
+
+    # Every name, every door.
+    for model_id in (new, f"us.{new}"):
+        r = rt.converse(modelId=model_id, messages=ASK, inferenceConfig={"maxTokens": 8})
+        assert r["output"]["message"]["content"][0]["text"].startswith("Simulated reply from us-")
+    stream = rt.converse_stream(modelId=name, messages=ASK, inferenceConfig={"maxTokens": 8})["stream"]
+    assert any("metadata" in e for e in stream)
+    oa = openai.OpenAI(base_url=gw["url"] + "/v1", api_key="unused", max_retries=0)
+    chat = oa.chat.completions.create(model=name, messages=[{"role": "user", "content": "new model"}])
+    assert "You said: new model" in chat.choices[0].message.content
+    # This gateway exposes its [models] only (a zero-config one lists every catalog model, found ones too).
+    assert name not in {m.id for m in oa.models.list()}
+    an = anthropic.Anthropic(base_url=gw["url"], api_key="unused", max_retries=0)
+    for model_id in (name, new):
+        m = an.messages.create(model=model_id, max_tokens=50, messages=[{"role": "user", "content": "hi opus 6"}])
+        assert "You said: hi opus 6" in m.content[-1].text
+    # Its residency comes from its profiles' destination sets, as for any model.
+    mark = max((x["seq"] for x in sim_records(sim)), default=-1)
+    eu = anthropic.Anthropic(base_url=gw["url"], api_key="unused", max_retries=0,
+                             default_headers={"x-meridian-residency": "eu"})
+    m = eu.messages.create(model=name, max_tokens=50, messages=[{"role": "user", "content": "in the eu"}])
+    assert "Simulated reply from eu-west-1" in m.content[-1].text
+    later = [x for x in sim_records(sim) if x["seq"] > mark]
+    assert later and all((x.get("inference_region") or x["endpoint_region"]) == "eu-west-1" for x in later), later
+
+    # A tenant with a budget is not served a model whose price is unknown
+    # unless it admits unpriced models; one that does is served, flagged.
+    capped_key, open_key = "mk-capped-0123456789abcdef", "mk-open-0123456789abcdef"
+    d = gw["dir"].parent / "unpriced"
+    d.mkdir(exist_ok=True)
+    tenants = start_fleet_gateway(sim, d, f"""
+[catalog]
+refresh_interval_s = 1
+
+[tenants.capped]
+api_keys = ["{key_hash(capped_key)}"]
+budget_usd_per_day = 5.0
+
+[tenants.open]
+api_keys = ["{key_hash(open_key)}"]
+budget_usd_per_day = 5.0
+unpriced = "admit"
+""")
+    try:
+        capped = anthropic.Anthropic(base_url=tenants["url"], api_key=capped_key, max_retries=0)
+        ask = {"max_tokens": 20, "messages": [{"role": "user", "content": "budget"}]}
+
+        def refused():
+            try:
+                capped.messages.create(model=name, **ask)
+            except anthropic.BadRequestError as e:
+                return "not known" in str(e) and str(e)
+            except anthropic.NotFoundError:
+                return None
+            raise AssertionError("served a model its budget cannot account for")
+        message = wait_for(refused, 15, "a refresh, then the budget's refusal")
+        assert "unpriced" in message and "capped" in message, message
+        # A priced model is served as before.
+        assert capped.messages.create(model="claude-opus-5-5", **ask).content
+        served = anthropic.Anthropic(base_url=tenants["url"], api_key=open_key, max_retries=0).messages \
+            .with_raw_response.create(model=name, **ask)
+        rid = served.headers["x-amzn-requestid"]
+        record = wait_for(lambda: next((json.loads(line) for line in tenants["proc"].output().splitlines()
+                                        if line.startswith('{"schemaType"') and rid in line), None),
+                          10, "its invocation record")
+        assert record["meridian"]["priceKnown"] is False and "estimatedCostUsd" not in record["meridian"]
+        with urllib.request.urlopen(tenants["url"] + "/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'meridian_unpriced_requests_total{model="claude-opus-6"}' in metrics, \
+            [m for m in metrics.splitlines() if "unpriced" in m]
+    finally:
+        tenants["proc"].stop()

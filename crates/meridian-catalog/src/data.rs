@@ -71,6 +71,75 @@ pub(crate) fn toml_message(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// A model from refresh facts alone: `None` when Bedrock offers it no way
+/// to be called (no profile read, no on-demand region). Its profiles become
+/// routes `discovered:<profile ID>`.
+fn discovered_model(
+    routes: &mut BTreeMap<String, Route>,
+    found: &crate::facts::Discovered,
+    id: &str,
+    listed: &crate::facts::Listed,
+) -> Option<Model> {
+    let mut route_ids = Vec::new();
+    for (profile, by_source) in &found.profiles {
+        let Some(prefix) = profile
+            .strip_suffix(id)
+            .and_then(|p| p.strip_suffix('.'))
+            .filter(|p| !p.is_empty() && !p.contains('.'))
+        else {
+            continue;
+        };
+        let rid = format!("discovered:{profile}");
+        routes.insert(
+            rid.clone(),
+            Route {
+                id: rid.clone(),
+                prefix: prefix.to_string(),
+                confirmed: true,
+                note: "read from ListInferenceProfiles".into(),
+                map: by_source.clone(),
+            },
+        );
+        route_ids.push(rid);
+    }
+    let on_demand: Vec<String> = found
+        .on_demand
+        .iter()
+        .filter(|(_, ids)| ids.contains(id))
+        .map(|(r, _)| r.clone())
+        .collect();
+    if route_ids.is_empty() && on_demand.is_empty() {
+        return None;
+    }
+    let mut m = Model {
+        alias: id.to_string(),
+        id: id.to_string(),
+        name: listed.name.clone(),
+        provider: listed.provider.clone(),
+        input: listed.input.iter().cloned().collect(),
+        output: listed.output.iter().cloned().collect(),
+        streaming: listed.streaming,
+        tools: false,
+        context_window: 0,
+        max_output_tokens: 0,
+        routes: route_ids,
+        on_demand,
+        confirmed: true,
+        lifecycle: Default::default(),
+        end_of_life: None,
+        price: Default::default(),
+        service_tiers: Vec::new(),
+        reasoning: false,
+        structured_output: false,
+        source: "discovered: Bedrock's ListFoundationModels and ListInferenceProfiles (not in the compiled catalog; limits and price unknown)".into(),
+        checked: String::new(),
+    };
+    if let Some(name) = m.provider_name() {
+        m.alias = name.to_string();
+    }
+    Some(m)
+}
+
 /// Everything Meridian knows about regions, models and inference profiles.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -183,11 +252,30 @@ impl Catalog {
 
     /// This catalog with `found` applied on top of its compiled data
     /// (replacing facts applied before).
+    ///
+    /// A model Bedrock lists that the compiled data lacks becomes a model
+    /// of this catalog, servable at once: its profiles and on-demand regions
+    /// are the ones read, its alias is its provider's name for it where
+    /// Meridian knows the rule (`anthropic.claude-opus-6` → `claude-opus-6`)
+    /// and its base ID otherwise, and its price is unknown (never zero).
     pub fn with_discovered(&self, found: std::sync::Arc<crate::facts::Discovered>) -> Catalog {
-        Catalog {
-            discovered: Some(found),
+        let mut c = Catalog {
+            discovered: Some(found.clone()),
             ..self.clone()
+        };
+        for (id, listed) in &found.models {
+            if c.model_by_id(id).is_some() {
+                continue;
+            }
+            if let Some(mut m) = discovered_model(&mut c.routes, &found, id, listed) {
+                if c.model(&m.alias).is_some() {
+                    // Its provider's name is taken: known by its ID only.
+                    m.alias = m.id.clone();
+                }
+                c.models.push(m);
+            }
         }
+        c
     }
 
     /// The facts applied on top of the compiled data, if a refresh read any.

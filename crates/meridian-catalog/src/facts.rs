@@ -23,6 +23,27 @@ pub struct Discovered {
     /// Region → base model IDs `ListFoundationModels` lists there with
     /// on-demand inference (regions read only).
     pub on_demand: BTreeMap<String, BTreeSet<String>>,
+    /// Base model ID → what `ListFoundationModels` says of it, over the
+    /// regions read: a model the compiled catalog lacks is servable from
+    /// these facts alone (see `Catalog::with_discovered`).
+    pub models: BTreeMap<String, Listed>,
+}
+
+/// A foundation model as `ListFoundationModels` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Listed {
+    /// `modelName`.
+    pub name: String,
+    /// `providerName`, lower case.
+    pub provider: String,
+    /// `inputModalities`, lower case.
+    pub input: BTreeSet<String>,
+    /// `outputModalities`, lower case.
+    pub output: BTreeSet<String>,
+    /// `responseStreamingSupported`.
+    pub streaming: bool,
+    /// Regions whose list names it.
+    pub regions: BTreeSet<String>,
 }
 
 impl Discovered {
@@ -55,6 +76,21 @@ impl Discovered {
                 .entry(region.clone())
                 .or_insert_with(|| ids.clone());
         }
+        for (id, listed) in &before.models {
+            let unread: BTreeSet<String> = listed
+                .regions
+                .iter()
+                .filter(|r| !self.models_read(r))
+                .cloned()
+                .collect();
+            if !unread.is_empty() {
+                let entry = self.models.entry(id.clone()).or_insert_with(|| Listed {
+                    regions: BTreeSet::new(),
+                    ..listed.clone()
+                });
+                entry.regions.extend(unread);
+            }
+        }
         for (arn, d) in &before.app_profiles {
             self.app_profiles
                 .entry(arn.clone())
@@ -73,8 +109,39 @@ impl Discovered {
         }
     }
 
+    /// Whether `ListFoundationModels` was read in `region` (this time or,
+    /// carried over, before).
+    fn models_read(&self, region: &str) -> bool {
+        self.on_demand.contains_key(region)
+    }
+
     /// Adds one region's `ListFoundationModels` answer (its `modelSummaries`).
     pub fn add_models(&mut self, region: &str, summaries: &[Value]) {
+        let lower = |v: &Value| -> BTreeSet<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .collect()
+        };
+        for m in summaries {
+            let Some(id) = m["modelId"].as_str() else {
+                continue;
+            };
+            let entry = self.models.entry(id.to_string()).or_insert_with(|| Listed {
+                name: m["modelName"].as_str().unwrap_or(id).to_string(),
+                provider: m["providerName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+                input: lower(&m["inputModalities"]),
+                output: lower(&m["outputModalities"]),
+                streaming: m["responseStreamingSupported"].as_bool().unwrap_or(false),
+                regions: BTreeSet::new(),
+            });
+            entry.regions.insert(region.to_string());
+        }
         let ids = summaries
             .iter()
             .filter(|m| {

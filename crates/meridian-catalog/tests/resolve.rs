@@ -480,3 +480,97 @@ fn newer_models_resolve_where_their_sources_place_them() {
             .all(|t| t.destinations.iter().all(|d| d.starts_with("eu-")))
     );
 }
+
+#[test]
+fn a_model_bedrock_lists_that_the_catalog_lacks_is_servable_under_all_its_names() {
+    use meridian_catalog::discovered::Discovered;
+    use std::sync::Arc;
+
+    let c = catalog();
+    let new = "anthropic.claude-opus-6";
+    let res = Resolver::new(&c, &[]);
+    assert!(
+        res.resolve("claude-opus-6", "us-east-1", &Policy::unrestricted())
+            .is_err()
+    );
+
+    // One refresh: ListFoundationModels lists it (profiles only), and its
+    // us. and eu. profiles are listed from where they are called.
+    let mut found = Discovered::default();
+    for region in ["us-east-1", "eu-west-1"] {
+        found.add_models(
+            region,
+            &[serde_json::json!({"modelId": new, "modelName": "Claude Opus 6", "providerName": "Anthropic",
+                "inputModalities": ["TEXT", "IMAGE"], "outputModalities": ["TEXT"],
+                "responseStreamingSupported": true, "inferenceTypesSupported": ["INFERENCE_PROFILE"]})],
+        );
+    }
+    let profile = |id: &str, dests: &[&str]| {
+        let models: Vec<serde_json::Value> = dests
+            .iter()
+            .map(|d| serde_json::json!({"modelArn": format!("arn:aws:bedrock:{d}::foundation-model/{new}")}))
+            .collect();
+        serde_json::json!({"inferenceProfileId": id, "type": "SYSTEM_DEFINED", "models": models})
+    };
+    found.add_region(
+        "us-east-1",
+        &[profile(
+            "us.anthropic.claude-opus-6",
+            &["us-east-1", "us-east-2", "us-west-2"],
+        )],
+    );
+    found.add_region(
+        "eu-west-1",
+        &[profile(
+            "eu.anthropic.claude-opus-6",
+            &["eu-west-1", "eu-west-3", "eu-central-1"],
+        )],
+    );
+    let c2 = c.with_discovered(Arc::new(found));
+    let m = c2
+        .model("claude-opus-6")
+        .expect("named by Anthropic's rule");
+    assert_eq!((m.id.as_str(), m.name.as_str()), (new, "Claude Opus 6"));
+    assert!(
+        m.price.for_prefix("us").is_none(),
+        "an unknown price is unknown, not zero"
+    );
+    assert!(m.source.starts_with("discovered"), "{}", m.source);
+
+    let res = Resolver::new(&c2, &[]);
+    // The Anthropic name, the base (Mantle) ID and the profile ID all name it.
+    for name in ["claude-opus-6", new, "us.anthropic.claude-opus-6"] {
+        let r = res
+            .resolve(name, "us-east-1", &Policy::unrestricted())
+            .unwrap();
+        assert_eq!(
+            r.targets[0].model_id, "us.anthropic.claude-opus-6",
+            "{name}"
+        );
+        assert!(r.targets[0].price.is_none());
+        assert!(r.targets[0].confirmed);
+    }
+    // Residency from its profiles' destination sets, as for any model.
+    let eu = policy(&c2, &["eu"]);
+    let r = res.resolve("claude-opus-6", "us-east-1", &eu).unwrap();
+    for t in &r.targets {
+        assert!(t.regions_touched().all(|x| x.starts_with("eu-")), "{t:?}");
+    }
+    let us = policy(&c2, &["us"]);
+    assert!(
+        res.resolve("eu.anthropic.claude-opus-6", "eu-west-1", &us)
+            .unwrap()
+            .targets
+            .iter()
+            .all(|t| t.model_id.starts_with("us."))
+    );
+    // The compiled entry wins over a listing of the same ID.
+    let mut again = Discovered::default();
+    again.add_models(
+        "us-east-1",
+        &[serde_json::json!({"modelId": "anthropic.claude-opus-5-5", "modelName": "x", "inferenceTypesSupported": ["INFERENCE_PROFILE"]})],
+    );
+    let c3 = c.with_discovered(Arc::new(again));
+    assert_eq!(c3.model("claude-opus-5-5").unwrap().name, "Claude Opus 5.5");
+    assert_eq!(c3.models().len(), c.models().len());
+}

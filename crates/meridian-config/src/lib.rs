@@ -297,6 +297,9 @@ pub struct Config {
     pub policies: BTreeMap<String, Policy>,
     /// Models served, by name. Without a `[models]` table, every catalog alias.
     pub models: Vec<ExposedModel>,
+    /// True without a `[models]` table: every catalog model is exposed,
+    /// those a catalog refresh finds later included.
+    pub exposes_catalog: bool,
     /// Declared application inference profiles.
     pub app_profiles: Vec<AppProfile>,
     /// Upstream settings.

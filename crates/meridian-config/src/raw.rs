@@ -83,6 +83,7 @@ pub(crate) struct RawTenant {
     pub max_concurrent: Option<Spanned<u64>>,
     pub budget_usd_per_day: Option<Spanned<f64>>,
     pub budget_usd_per_month: Option<Spanned<f64>>,
+    pub unpriced: Option<Spanned<String>>,
     pub guard: Option<Spanned<String>>,
 }
 

@@ -30,6 +30,19 @@ pub struct Limits {
     pub budget_usd_per_day: Option<f64>,
     /// Estimated spend per UTC month, USD.
     pub budget_usd_per_month: Option<f64>,
+    /// With a budget: serve targets whose price the catalog does not know
+    /// (a model a refresh found), uncharged and flagged, instead of refusing
+    /// them (`unpriced = "admit"`; the default refuses: spend that cannot be
+    /// accounted does not go upstream).
+    pub admit_unpriced: bool,
+}
+
+impl Limits {
+    /// Whether a budget is set and an unpriced target must be refused.
+    pub fn refuses_unpriced(&self) -> bool {
+        (self.budget_usd_per_day.is_some() || self.budget_usd_per_month.is_some())
+            && !self.admit_unpriced
+    }
 }
 
 impl Limits {
@@ -310,6 +323,20 @@ pub(crate) fn validate_tenants(
                 &t.budget_usd_per_month,
                 &format!("{key}.budget_usd_per_month"),
             )?,
+            admit_unpriced: match &t.unpriced {
+                None => false,
+                Some(v) => match v.get_ref().as_str() {
+                    "refuse" => false,
+                    "admit" => true,
+                    other => {
+                        return Err(at.at(
+                            v,
+                            format!("{key}.unpriced"),
+                            format!("'{other}' is not one of: refuse, admit"),
+                        ));
+                    }
+                },
+            },
         };
         if api_keys.is_empty() && creds.is_empty() {
             return Err(at.at(

@@ -149,7 +149,8 @@ pub(crate) fn validate(
 
     let providers = validate_providers(&at, &catalog, &raw)?;
     let guards = crate::guard::validate_guards(&at, &raw.guards)?;
-    let models = if raw.models.is_empty() {
+    let exposes_catalog = raw.models.is_empty();
+    let models = if exposes_catalog {
         catalog
             .models()
             .iter()
@@ -300,6 +301,7 @@ pub(crate) fn validate(
             default_policy,
             policies,
             models,
+            exposes_catalog,
             app_profiles,
             upstream,
             auth,

@@ -210,6 +210,12 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
                 labels([("model", &model), ("region", r)]),
                 usd,
             );
+        } else {
+            m.add(
+                Family::UnpricedRequestsTotal,
+                labels([("model", &model)]),
+                1.0,
+            );
         }
         let first = f.plan.and_then(|p| p.candidates.first());
         if first.is_some_and(|c| c.target.endpoint_region != s.candidate.target.endpoint_region) {
@@ -334,6 +340,10 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         latency_ms: f.latency.as_millis() as u64,
         time_to_first_token_ms: f.ttft.map(|t| t.as_millis() as u64),
         estimated_cost_usd: cost,
+        price_known: f
+            .served
+            .is_some_and(|s| s.candidate.target.price.is_none())
+            .then_some(false),
         service_tier: tier.map(meridian_catalog::ServiceTier::name),
         decision: f.decision.cloned(),
         tenant: l.tenant.clone(),

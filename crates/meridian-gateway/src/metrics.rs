@@ -91,6 +91,8 @@ families! {
     CacheWriteTokensTotal = "meridian_cache_write_tokens_total", Counter, "Input tokens written to the prompt cache, by model and serving region.";
     /// Estimated cost from the catalog's on-demand prices.
     EstimatedCostUsdTotal = "meridian_estimated_cost_usd_total", Counter, "Estimated cost from the catalog's on-demand prices.";
+    /// Requests served by a target whose price the catalog does not know (a model a refresh found): their cost is unknown, not zero.
+    UnpricedRequestsTotal = "meridian_unpriced_requests_total", Counter, "Requests served by a target whose price the catalog does not know (a model a refresh found): their cost is unknown, not zero.";
     /// Upstream attempts by called region, account, model, outcome and reason (first, retry, hedge, fallback).
     UpstreamAttemptsTotal = "meridian_upstream_attempts_total", Counter, "Upstream attempts by called region, account, model, outcome and reason (first, retry, hedge, fallback).";
     /// Failed upstream attempts by called region, account and outcome class.

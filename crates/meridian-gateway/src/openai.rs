@@ -311,7 +311,7 @@ impl crate::sse::Translate for Chunks {
 
 /// `GET /v1/models`: the exposed models the caller's tenant may call.
 fn models(state: &AppState, tenant: &meridian_config::Tenant) -> Response {
-    let data: Vec<Value> = state
+    let mut data: Vec<Value> = state
         .config
         .models
         .iter()
@@ -324,5 +324,15 @@ fn models(state: &AppState, tenant: &meridian_config::Tenant) -> Response {
             json!({"id": m.name, "object": "model", "created": 0, "owned_by": owner})
         })
         .collect();
+    if state.config.exposes_catalog && tenant.models.is_none() {
+        // Models a catalog refresh found since the config was read.
+        for m in state.catalog.models() {
+            if state.config.model(&m.alias).is_none() {
+                data.push(
+                    json!({"id": m.alias, "object": "model", "created": 0, "owned_by": m.provider}),
+                );
+            }
+        }
+    }
     respond::json(&json!({"object": "list", "data": data}))
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::faults::FaultSet;
 use crate::manifest::Manifest;
 use crate::region::Shared;
-use crate::world::ProfileChange;
+use crate::world::{NewModel, ProfileChange};
 
 #[derive(Clone)]
 struct Control {
@@ -27,7 +27,7 @@ struct Since {
 }
 
 /// Routes: `GET /manifest`, `GET /regions`, `PUT|DELETE /regions/{r}/faults`,
-/// `GET|DELETE /records?since=N`, `GET|DELETE /world`, `PUT /world/profiles`,
+/// `GET|DELETE /records?since=N`, `GET|DELETE /world`, `PUT /world/profiles`, `PUT /world/models`,
 /// `GET|PUT /guardrails`.
 pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
     let token = shared.config.read().control_token.clone();
@@ -48,6 +48,7 @@ pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
         .route("/records", get(records).delete(clear_records))
         .route("/world", get(get_world).delete(reset_world))
         .route("/world/profiles", put(put_profile))
+        .route("/world/models", put(put_model))
         .route("/guardrails", put(put_guardrails).get(get_guardrails))
         .with_state(state);
     match token {
@@ -181,12 +182,47 @@ async fn clear_records(State(c): State<Control>) -> StatusCode {
 }
 
 async fn get_world(State(c): State<Control>) -> Json<Value> {
-    Json(json!({"profiles": c.shared.world.read().changes()}))
+    let world = c.shared.world.read();
+    Json(json!({"profiles": world.changes(), "models": world.models()}))
 }
 
 async fn reset_world(State(c): State<Control>) -> StatusCode {
     c.shared.world.write().reset();
     StatusCode::NO_CONTENT
+}
+
+/// A model the compiled catalog does not have starts being served.
+async fn put_model(State(c): State<Control>, body: axum::body::Bytes) -> (StatusCode, Json<Value>) {
+    let model: NewModel = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"message": format!("new model: {e}")})),
+            );
+        }
+    };
+    if let Some(r) = model
+        .regions
+        .iter()
+        .find(|r| c.shared.catalog.region(r).is_none())
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": format!("unknown region {r}")})),
+        );
+    }
+    if !model.id.contains('.') || model.regions.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"message": "a new model needs a base model ID (provider.name) and regions"}),
+            ),
+        );
+    }
+    tracing::info!(model = %model.id, regions = ?model.regions, on_demand = model.on_demand, "simulated world: new model");
+    c.shared.world.write().add_model(model.clone());
+    (StatusCode::OK, Json(json!(model)))
 }
 
 /// A system profile appears, or its destination set changes, in one source

@@ -86,12 +86,32 @@ impl Ctx {
     pub(crate) fn models(&self) -> Vec<Value> {
         let here = self.region.to_string();
         let catalog = &self.shared.catalog;
-        catalog
+        let mut out: Vec<Value> = catalog
             .models()
             .iter()
             .filter(|m| offered_here(catalog, m, &here))
             .map(|m| catalog_model_summary(m, &here))
-            .collect()
+            .collect();
+        let world = self.shared.world.read();
+        for m in world.models().iter().filter(|m| m.regions.contains(&here)) {
+            let types: &[&str] = if m.on_demand {
+                &["ON_DEMAND"]
+            } else {
+                &["INFERENCE_PROFILE"]
+            };
+            out.push(meridian_wire::control::model_summary(
+                &meridian_catalog::arn::foundation_model_arn(&here, &m.id),
+                &m.id,
+                &m.name,
+                &m.provider,
+                &["text".to_string()],
+                &["text".to_string()],
+                true,
+                types,
+                false,
+            ));
+        }
+        out
     }
 }
 

@@ -36,7 +36,7 @@ pub use guardrails::SimGuardrail;
 pub use manifest::{Manifest, ManifestRegion};
 pub use record::Record;
 pub use scenario::{Scenario, ScenarioStep};
-pub use world::ProfileChange;
+pub use world::{NewModel, ProfileChange};
 
 /// Header carrying the region that processed a request.
 pub const INFERENCE_REGION_HEADER: &str = "x-meridian-sim-inference-region";

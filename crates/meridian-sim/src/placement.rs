@@ -51,6 +51,23 @@ impl Ctx {
             })
         };
         let on_demand = |base: &str| -> Result<Placement, BedrockError> {
+            if let Some(m) = self.shared.world.read().model(base)
+                && catalog.model_by_id(base).is_none()
+            {
+                return if m.on_demand && m.regions.contains(&here) {
+                    Ok(Placement {
+                        base: base.to_string(),
+                        destinations: vec![here.clone()],
+                        provisioned: None,
+                    })
+                } else if m.regions.contains(&here) {
+                    Err(BedrockError::validation(format!(
+                        "Invocation of model ID {base} with on-demand throughput isn't supported. Retry your request with the ID or ARN of an inference profile that contains this model."
+                    )))
+                } else {
+                    Err(invalid_model())
+                };
+            }
             let m = catalog.model_by_id(base).ok_or_else(invalid_model)?;
             if m.on_demand.contains(&here) {
                 Ok(Placement {

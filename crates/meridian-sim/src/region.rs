@@ -376,7 +376,9 @@ impl Ctx {
         })?;
         if let Operation::CountTokens { .. } = op {
             // As Bedrock: base foundation-model IDs only, no profiles or ARNs.
-            if self.shared.catalog.model_by_id(&model_id).is_none() {
+            if self.shared.catalog.model_by_id(&model_id).is_none()
+                && self.shared.world.read().model(&model_id).is_none()
+            {
                 return Err(BedrockError::validation(
                     "The provided model doesn't support counting tokens.",
                 ));

@@ -28,6 +28,26 @@ pub struct ProfileChange {
     pub effective_after_ms: u64,
 }
 
+/// A foundation model the fleet starts serving at run time (a model
+/// released today): listed by `ListFoundationModels` in `regions`, called
+/// there by its base ID when `on_demand`, else only through the profiles
+/// the world gives it (`PUT /world/profiles`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewModel {
+    /// Base model ID, e.g. `anthropic.claude-opus-6`.
+    pub id: String,
+    /// `modelName`.
+    pub name: String,
+    /// `providerName`, e.g. `Anthropic`.
+    pub provider: String,
+    /// Regions whose `ListFoundationModels` lists it.
+    pub regions: BTreeSet<String>,
+    /// Whether the base ID takes on-demand calls in those regions.
+    #[serde(default)]
+    pub on_demand: bool,
+}
+
 /// A change, stamped when it reaches the data plane.
 #[derive(Debug, Clone)]
 struct Applied {
@@ -39,6 +59,7 @@ struct Applied {
 #[derive(Debug, Default)]
 pub struct World {
     changes: Vec<Applied>,
+    models: Vec<NewModel>,
 }
 
 impl World {
@@ -56,6 +77,23 @@ impl World {
     /// Forgets every change.
     pub fn reset(&mut self) {
         self.changes.clear();
+        self.models.clear();
+    }
+
+    /// Starts serving `model` (replacing an earlier one with its ID).
+    pub fn add_model(&mut self, model: NewModel) {
+        self.models.retain(|m| m.id != model.id);
+        self.models.push(model);
+    }
+
+    /// The model added with base ID `id`.
+    pub fn model(&self, id: &str) -> Option<&NewModel> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    /// Every model added.
+    pub fn models(&self) -> &[NewModel] {
+        &self.models
     }
 
     /// What the control plane publishes for `id` called in `source`.

@@ -186,6 +186,19 @@ pub enum CatalogCommand {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// List the catalog's models with where each fact came from (the
+    /// compiled entry's sources and date, or the refresh that found it);
+    /// `--refresh` reads Bedrock's control plane first, as `serve` does, so
+    /// models Bedrock lists that the compiled catalog lacks are listed too.
+    Models {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Read ListFoundationModels and ListInferenceProfiles first.
+        #[arg(long)]
+        refresh: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -65,6 +65,10 @@ pub struct Routing {
     /// Estimated cost in USD, from the catalog's prices.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_cost_usd: Option<f64>,
+    /// `false` when the target served has no price in the catalog (a model
+    /// a refresh found): the cost is unknown, and budgets were not charged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_known: Option<bool>,
     /// The Bedrock service tier that served it, when one was named.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<&'static str>,

@@ -271,6 +271,7 @@ pub(crate) fn divided(l: &Limits, replicas: u32) -> Limits {
         max_concurrent: part(l.max_concurrent),
         budget_usd_per_day: share(l.budget_usd_per_day),
         budget_usd_per_month: share(l.budget_usd_per_month),
+        admit_unpriced: l.admit_unpriced,
     }
 }
 

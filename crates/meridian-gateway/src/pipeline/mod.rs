@@ -426,7 +426,7 @@ fn plan<F: FrontDoor>(
     tenant: &Tenant,
     reserve: plan::Reserve,
 ) -> Result<Plan, Stop<F::Error>> {
-    plan::build(
+    let mut plan = plan::build(
         &cx.state,
         call,
         &cx.parts.headers,
@@ -434,7 +434,32 @@ fn plan<F: FrontDoor>(
         reserve,
         cx.started,
     )
-    .map_err(|e| no::<F>(&e))
+    .map_err(|e| no::<F>(&e))?;
+    refuse_unpriced(&mut plan, tenant).map_err(|e| no::<F>(&e))?;
+    Ok(plan)
+}
+
+/// A tenant with a budget is not served by a Bedrock target whose price the
+/// catalog does not know (a model a refresh found), unless its config says
+/// `unpriced = "admit"`: spend that cannot be accounted does not go upstream.
+fn refuse_unpriced(plan: &mut Plan, tenant: &Tenant) -> Result<(), BedrockError> {
+    if !tenant.limits.refuses_unpriced() {
+        return Ok(());
+    }
+    let unpriced = |c: &meridian_router::Candidate| {
+        c.target.price.is_none() && c.target.kind != meridian_catalog::TargetKind::Provider
+    };
+    if !plan.candidates.iter().any(unpriced) {
+        return Ok(());
+    }
+    plan.candidates.retain(|c| !unpriced(c));
+    if plan.candidates.is_empty() {
+        return Err(BedrockError::validation(format!(
+            "The price of {} is not known to Meridian (a model a catalog refresh found), so tenant '{}''s budget cannot account for it; set unpriced = \"admit\" in [tenants.{}] to serve it uncharged.",
+            plan.requested, tenant.name, tenant.name
+        )));
+    }
+    Ok(())
 }
 
 /// cache: an exact repeat, produced where this plan's policy allows.

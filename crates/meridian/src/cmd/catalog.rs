@@ -1,5 +1,6 @@
 //! `meridian catalog diff`: what Bedrock's control plane says, against the
-//! compiled catalog, for every region this config may call.
+//! compiled catalog, for every region this config may call; `meridian
+//! catalog models`: every model and where its facts came from.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -125,4 +126,76 @@ pub async fn diff_cmd(config: Option<&Path>, all: bool, json: bool) -> anyhow::R
     } else {
         ExitCode::SUCCESS
     })
+}
+
+pub async fn models_cmd(
+    config: Option<&Path>,
+    refresh: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = meridian_config::load(config)?;
+    let mut catalog = loaded.catalog.clone();
+    let mut errors = Vec::new();
+    if refresh {
+        let (region, step) = source_region(None, &loaded.config).await;
+        let reading = read_now(loaded.config, loaded.catalog, region, step).await?;
+        errors = reading.errors;
+        catalog = catalog.with_discovered(std::sync::Arc::new(reading.found));
+    }
+    let models = catalog.models();
+    if json {
+        emit_json(&serde_json::json!({"models": models, "errors": errors}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(&[
+        "ALIAS",
+        "MODEL ID",
+        "PROFILES",
+        "ON DEMAND",
+        "PRICE IN/OUT",
+        "SOURCE",
+    ]);
+    for m in models {
+        let prefixes: Vec<String> = m
+            .routes
+            .iter()
+            .filter_map(|id| catalog.route(id))
+            .map(|r| r.prefix.clone())
+            .collect();
+        let price = m
+            .price
+            .for_prefix("us")
+            .or(m.price.global)
+            .or(m.price.in_region())
+            .map_or("unknown".to_string(), |p| {
+                format!("${}/${}", p.input_per_mtok, p.output_per_mtok)
+            });
+        let source = if m.checked.is_empty() {
+            m.source.clone()
+        } else {
+            format!("{} ({})", m.source, m.checked)
+        };
+        t.row(vec![
+            m.alias.clone(),
+            m.id.clone(),
+            if prefixes.is_empty() {
+                "-".into()
+            } else {
+                prefixes.join(",")
+            },
+            if m.on_demand.is_empty() {
+                "-".into()
+            } else {
+                m.on_demand.len().to_string() + " regions"
+            },
+            price,
+            source.chars().take(100).collect(),
+        ]);
+    }
+    let mut out = t.render();
+    for e in &errors {
+        out.push_str(&format!("\nnot read: {e}"));
+    }
+    emit(&out)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -84,6 +84,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Catalog {
             command: CatalogCommand::Diff { config, all, json },
         } => catalog::diff_cmd(config.config.as_deref(), all, json.json).await,
+        Command::Catalog {
+            command:
+                CatalogCommand::Models {
+                    config,
+                    refresh,
+                    json,
+                },
+        } => catalog::models_cmd(config.config.as_deref(), refresh, json.json).await,
         Command::PlanMigration {
             to,
             from,
