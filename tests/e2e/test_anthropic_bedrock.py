@@ -81,3 +81,33 @@ def test_anthropic_bedrock(url):
     client = AnthropicBedrock(aws_access_key=KEY_ID, aws_secret_key=SECRET, aws_region="us-east-1",
                               base_url=url, max_retries=0)
     round_trip(client, "us.anthropic.claude-opus-5-5")
+
+
+LEGACY = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+def test_an_arn_versioned_model_is_never_sent_a_version_it_refuses(sim, url):
+    """The SDK sends `anthropic_version: 2026-10-21` in InvokeModel bodies,
+    which Bedrock refuses for the ARN-versioned models (Opus 4.6 and earlier):
+    the fleet refuses it as Bedrock does, and Meridian sends those models the
+    version they take."""
+    direct = AnthropicBedrock(aws_access_key=sim["credentials"]["access_key_id"],
+                              aws_secret_key=sim["credentials"]["secret_access_key"], aws_region="us-east-1",
+                              base_url=sim["regions"]["us-east-1"]["url"], max_retries=0)
+    ask = {"max_tokens": 20, "messages": [{"role": "user", "content": "which version"}]}
+    with pytest.raises(anthropic.BadRequestError) as e:
+        direct.messages.create(model=LEGACY, **ask)
+    assert "2026-10-21" in str(e.value)
+    # A model without an ARN version takes it.
+    assert direct.messages.create(model="us.anthropic.claude-opus-4-7", **ask).content
+    # Through Meridian, the legacy model is served, plain and streaming.
+    via = AnthropicBedrock(aws_access_key=KEY_ID, aws_secret_key=SECRET, aws_region="us-east-1",
+                           base_url=url, max_retries=0)
+    assert "You said: which version" in via.messages.create(model=LEGACY, **ask).content[-1].text
+    with via.messages.stream(model=LEGACY, **ask) as s:
+        assert "You said: which version" in s.get_final_text()
+    # An empty conversation is refused, as Bedrock and Anthropic refuse it.
+    for client, model in ((direct, "us.anthropic.claude-opus-4-7"), (via, LEGACY)):
+        with pytest.raises(anthropic.BadRequestError) as e:
+            client.messages.create(model=model, max_tokens=20, messages=[])
+        assert "minimum item count" in str(e.value)

@@ -131,6 +131,7 @@ fn discovered_model(
         service_tiers: Vec::new(),
         reasoning: false,
         structured_output: false,
+        arn_versioned: false,
         source: "discovered: Bedrock's ListFoundationModels and ListInferenceProfiles (not in the compiled catalog; limits and price unknown)".into(),
         checked: String::new(),
     };

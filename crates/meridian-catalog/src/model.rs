@@ -235,6 +235,11 @@ pub struct Model {
     /// (`outputConfig.textFormat`, JSON schema).
     #[serde(default)]
     pub structured_output: bool,
+    /// Anthropic's legacy Bedrock integration (ARN-versioned model IDs,
+    /// Opus 4.6 and earlier): an InvokeModel body's `anthropic_version` must
+    /// be `bedrock-2023-05-31`; current SDKs' `2026-10-21` is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub arn_versioned: bool,
     /// Where this entry's facts come from (every compiled entry says).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,

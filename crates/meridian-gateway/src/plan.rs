@@ -188,6 +188,7 @@ pub fn build(
             .collect::<Vec<_>>()
             .join(", "),
     };
+    let body = legacy_version(state, call, &candidates).unwrap_or_else(|| call.body.clone());
     Ok(Plan {
         requested: requested.to_string(),
         policy: policy.name.clone(),
@@ -195,7 +196,7 @@ pub fn build(
         candidates,
         strategy: strategy.name(),
         action: call.action,
-        body: call.body.clone(),
+        body,
         tier_bodies,
         more: call.more.clone(),
         headers: call.forward.clone(),
@@ -460,4 +461,39 @@ fn prompt_hash(v: &Value) -> u64 {
     }
     prefix.truncate(AFFINITY_PREFIX);
     fnv_bytes(&prefix)
+}
+
+/// The only `anthropic_version` Anthropic's legacy Bedrock integration
+/// accepts in an InvokeModel body: the ARN-versioned models (Opus 4.6 and
+/// earlier) refuse what current SDKs send (`2026-10-21`).
+pub const LEGACY_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// An InvokeModel body whose `anthropic_version` an ARN-versioned candidate
+/// would refuse, with the version it accepts (a newer model takes that one
+/// too); `None` when the body goes as it is. Read from the body as it is
+/// now, after the guard.
+fn legacy_version(state: &AppState, call: &Call, candidates: &[Candidate]) -> Option<Bytes> {
+    const KEY: &[u8] = b"\"anthropic_version\"";
+    if !matches!(call.action, Action::Invoke | Action::InvokeStream)
+        || !call.body.windows(KEY.len()).any(|w| w == KEY)
+    {
+        return None;
+    }
+    let legacy = candidates.iter().any(|c| {
+        c.target
+            .base_model_id
+            .as_deref()
+            .and_then(|b| state.catalog.model_by_id(b))
+            .is_some_and(|m| m.arn_versioned)
+    });
+    if !legacy {
+        return None;
+    }
+    let mut body: Value = serde_json::from_slice(&call.body).ok()?;
+    let version = body.get_mut("anthropic_version")?;
+    if version.as_str() == Some(LEGACY_ANTHROPIC_VERSION) {
+        return None;
+    }
+    *version = Value::from(LEGACY_ANTHROPIC_VERSION);
+    serde_json::to_vec(&body).ok().map(Bytes::from)
 }

@@ -54,6 +54,10 @@ pub fn to_converse(d: Dialect, body: &Value) -> Result<(Value, u64), BedrockErro
             let msgs = body["messages"]
                 .as_array()
                 .ok_or_else(|| bad("#: required key [messages] not found"))?;
+            if msgs.is_empty() {
+                // As Bedrock and Anthropic: a conversation has a first message.
+                return Err(bad("#/messages: expected minimum item count: 1, found: 0"));
+            }
             let mut messages = Vec::new();
             for m in msgs {
                 let content: Vec<Value> = match &m["content"] {

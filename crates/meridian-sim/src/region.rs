@@ -398,6 +398,18 @@ impl Ctx {
             _ => Some(Dialect::of(&placement.base)?),
         };
         let model = self.shared.catalog.model_by_id(&placement.base);
+        if let (Some(Dialect::Anthropic), Some(m)) = (dialect, model)
+            && m.arn_versioned
+            && let Some(v) = parsed["anthropic_version"].as_str()
+            && v != "bedrock-2023-05-31"
+        {
+            // Anthropic's legacy integration on Bedrock: the ARN-versioned
+            // models take only Bedrock's own version.
+            return Err(BedrockError::validation(format!(
+                "anthropic_version {v} is not supported by {}; use bedrock-2023-05-31.",
+                m.id
+            )));
+        }
         // Without maxTokens, reserve what the model would default to (at most 4,096).
         let default_max = model.map_or(4096, |m| u64::from(m.max_output_tokens.clamp(1, 4096)));
         let (conv, max_tokens) = match dialect {

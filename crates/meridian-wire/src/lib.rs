@@ -15,6 +15,7 @@ pub mod messages;
 pub mod openai;
 pub mod operation;
 pub mod sigv4;
+pub mod sse_decode;
 
 pub use error::{BedrockError, ErrorKind};
 pub use operation::{Action, Operation};
