@@ -93,6 +93,7 @@ impl Fleet {
                 ManifestRegion {
                     url: format!("http://{addr}"),
                     control_url: format!("{control_url}/regions/{code}"),
+                    mantle_url: format!("http://{addr}/mantle"),
                 },
             );
             let ctx = Ctx {

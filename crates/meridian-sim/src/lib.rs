@@ -17,6 +17,7 @@ mod fleet;
 mod generate;
 mod guardrails;
 mod manifest;
+mod messages;
 mod native;
 mod placement;
 mod prompt_cache;

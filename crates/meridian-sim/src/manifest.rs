@@ -14,6 +14,11 @@ pub struct ManifestRegion {
     pub url: String,
     /// Fault control URL for this region.
     pub control_url: String,
+    /// Base URL of the region's Mantle endpoint (the fleet's stand-in for
+    /// `https://bedrock-mantle.{region}.api.aws`): Anthropic Messages at
+    /// `{mantle_url}/anthropic/v1/messages`.
+    #[serde(default)]
+    pub mantle_url: String,
 }
 
 /// The fleet's address book, written as JSON for other processes.

@@ -18,6 +18,36 @@ fn invalid_model() -> BedrockError {
 }
 
 impl Ctx {
+    /// A base model ID processed in this region (Mantle): the model must be
+    /// offered here, on demand or through a profile called from here.
+    pub(crate) fn place_in_region(&self, base: &str) -> Result<Placement, BedrockError> {
+        let here = self.region.to_string();
+        let catalog = &self.shared.catalog;
+        let offered = match catalog.model_by_id(base) {
+            Some(m) => {
+                m.on_demand.contains(&here)
+                    || m.routes
+                        .iter()
+                        .filter_map(|id| catalog.route(id))
+                        .any(|r| r.destinations(&here).is_some())
+            }
+            None => self
+                .shared
+                .world
+                .read()
+                .model(base)
+                .is_some_and(|m| m.regions.contains(&here)),
+        };
+        if !offered {
+            return Err(invalid_model());
+        }
+        Ok(Placement {
+            base: base.to_string(),
+            destinations: vec![here],
+            provisioned: None,
+        })
+    }
+
     /// Checks the model ID as Bedrock would in this region.
     pub(crate) fn place(&self, model_id: &str) -> Result<Placement, BedrockError> {
         let catalog = &self.shared.catalog;

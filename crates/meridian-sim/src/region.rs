@@ -113,17 +113,28 @@ pub async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
         }
     };
     let mut log = Log::new(&ctx, &request_id);
-    match ctx.serve(&parts, body, &request_id, &mut log).await {
+    let messages = crate::messages::Surface::of(&parts.method, parts.uri.path());
+    let answer = match messages {
+        Some(surface) => {
+            ctx.messages(surface, &parts, body, &request_id, &mut log)
+                .await
+        }
+        None => ctx.serve(&parts, body, &request_id, &mut log).await,
+    };
+    match answer {
         Ok(resp) => resp,
         Err(e) => {
             log.finish(&ctx, e.kind.name());
-            error(&request_id, &e)
+            match messages {
+                Some(_) => crate::messages::error(&request_id, &e),
+                None => error(&request_id, &e),
+            }
         }
     }
 }
 
 /// A record under construction; written once.
-struct Log {
+pub(crate) struct Log {
     record: Option<Record>,
 }
 
@@ -146,7 +157,7 @@ impl Log {
         }
     }
 
-    fn set(&mut self, f: impl FnOnce(&mut Record)) {
+    pub(crate) fn set(&mut self, f: impl FnOnce(&mut Record)) {
         if let Some(r) = self.record.as_mut() {
             f(r);
         }
@@ -270,7 +281,30 @@ impl Ctx {
         )
     }
 
-    fn authenticate(&self, parts: &http::request::Parts, body: &[u8]) -> Result<(), BedrockError> {
+    /// A request this region takes: not in an outage (a request on a
+    /// connection left open while the region drains), and authenticated.
+    pub(crate) fn take(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        service: &str,
+    ) -> Result<(), BedrockError> {
+        if self.shared.faults(&self.region).outage {
+            return Err(BedrockError::new(
+                ErrorKind::ServiceUnavailable,
+                "Service unavailable. Please try again later.",
+            ));
+        }
+        self.authenticate_as(parts, body, service)
+    }
+
+    /// Checks a Bearer key, or a SigV4 signature scoped to `service`.
+    fn authenticate_as(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        service: &str,
+    ) -> Result<(), BedrockError> {
         let auth = parts
             .headers
             .get("authorization")
@@ -298,7 +332,7 @@ impl Ctx {
                     session_token: None,
                 })
         };
-        let who = sigv4::verify(&req, &Rules::bedrock(), lookup)?;
+        let who = sigv4::verify(&req, &Rules::for_service(service), lookup)?;
         if who.region != *self.region {
             return Err(BedrockError::new(
                 ErrorKind::InvalidSignature,
@@ -318,16 +352,27 @@ impl Ctx {
         request_id: &str,
         log: &mut Log,
     ) -> Result<Response, BedrockError> {
-        if self.shared.faults(&self.region).outage {
-            // A request on a connection left open while the region drains.
-            return Err(BedrockError::new(
-                ErrorKind::ServiceUnavailable,
-                "Service unavailable. Please try again later.",
-            ));
-        }
-        self.authenticate(parts, &body)?;
+        self.take(parts, &body, "bedrock")?;
+        self.serve_op(parts, body, request_id, log, false).await
+    }
+
+    /// An authenticated runtime operation; `in_region`: the model ID is a
+    /// base ID processed in this region whatever its throughput (Mantle).
+    pub(crate) async fn serve_op(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        request_id: &str,
+        log: &mut Log,
+        in_region: bool,
+    ) -> Result<Response, BedrockError> {
         let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
-        log.set(|r| r.operation = op.name().to_string());
+        log.set(|r| {
+            // A native Messages request named its surface already.
+            if r.operation.is_empty() {
+                r.operation = op.name().to_string();
+            }
+        });
         let query = parts.uri.query().unwrap_or("");
         if let Operation::ApplyGuardrail {
             guardrail_id,
@@ -392,7 +437,11 @@ impl Ctx {
             log.finish(self, "success");
             return Ok(json_response(request_id, &json!({"inputTokens": n}), &[]));
         }
-        let placement = self.place(&model_id)?;
+        let placement = if in_region {
+            self.place_in_region(&model_id)?
+        } else {
+            self.place(&model_id)?
+        };
         let dialect = match op {
             Operation::Converse { .. } | Operation::ConverseStream { .. } => None,
             _ => Some(Dialect::of(&placement.base)?),
