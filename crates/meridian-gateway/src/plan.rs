@@ -473,9 +473,8 @@ pub const LEGACY_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 /// too); `None` when the body goes as it is. Read from the body as it is
 /// now, after the guard.
 fn legacy_version(state: &AppState, call: &Call, candidates: &[Candidate]) -> Option<Bytes> {
-    const KEY: &[u8] = b"\"anthropic_version\"";
     if !matches!(call.action, Action::Invoke | Action::InvokeStream)
-        || !call.body.windows(KEY.len()).any(|w| w == KEY)
+        || !names_another_version(&call.body)
     {
         return None;
     }
@@ -496,4 +495,53 @@ fn legacy_version(state: &AppState, call: &Call, candidates: &[Candidate]) -> Op
     }
     *version = Value::from(LEGACY_ANTHROPIC_VERSION);
     serde_json::to_vec(&body).ok().map(Bytes::from)
+}
+
+/// Whether `body` has an `anthropic_version` key whose value is not the
+/// legacy one, read from the bytes (no parse: most bodies, and every one the
+/// Anthropic door builds, carry the legacy version or none).
+fn names_another_version(body: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"anthropic_version\"";
+    const LEGACY: &[u8] = b"\"bedrock-2023-05-31\"";
+    let mut rest = body;
+    while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        let escaped = i > 0 && rest[i - 1] == b'\\';
+        let after = &rest[i + KEY.len()..];
+        rest = after;
+        if escaped {
+            continue;
+        }
+        let value = after
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b':'))
+            .map_or(&b""[..], |j| &after[j..]);
+        if !value.starts_with(LEGACY) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::names_another_version;
+
+    #[test]
+    fn another_version_is_found_without_parsing() {
+        assert!(!names_another_version(
+            br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1}"#
+        ));
+        assert!(!names_another_version(
+            br#"{"anthropic_version" : "bedrock-2023-05-31"}"#
+        ));
+        assert!(!names_another_version(br#"{"max_tokens":1}"#));
+        assert!(names_another_version(
+            br#"{"anthropic_version":"2026-10-21"}"#
+        ));
+        assert!(names_another_version(br#"{"anthropic_version": 7}"#));
+        // Inside a string it is text, not a key.
+        assert!(!names_another_version(
+            br#"{"anthropic_version":"bedrock-2023-05-31","m":"say \"anthropic_version\": 1"}"#
+        ));
+    }
 }
