@@ -155,7 +155,17 @@ impl Fleet {
 /// are refused and open ones reset, after the outage's drain time if it has
 /// one) until the outage ends.
 async fn serve_region(listener: TcpListener, addr: SocketAddr, ctx: Ctx) {
-    let router: Router = Router::new().fallback(handle).with_state(ctx.clone());
+    let router: Router = Router::new()
+        .route(
+            crate::messages::RUNTIME_PATH,
+            axum::routing::any(crate::messages::handle),
+        )
+        .route(
+            crate::messages::MANTLE_PATH,
+            axum::routing::any(crate::messages::handle),
+        )
+        .fallback(handle)
+        .with_state(ctx.clone());
     let Some(state) = ctx.shared.regions.get(&*ctx.region) else {
         return;
     };

@@ -88,6 +88,37 @@ pub fn error(request_id: &str, e: &BedrockError) -> Response {
     r
 }
 
+/// Handles a request to either native Messages endpoint (routed here by
+/// path; everything else goes to the region's runtime handler).
+pub async fn handle(
+    axum::extract::State(ctx): axum::extract::State<Ctx>,
+    req: axum::extract::Request,
+) -> Response {
+    let request_id = ctx.request_id();
+    let (parts, body) = req.into_parts();
+    let Some(surface) = Surface::of(&parts.method, parts.uri.path()) else {
+        return error(&request_id, &invalid("POST only"));
+    };
+    let mut log = Log::new(&ctx, &request_id);
+    let answer = match axum::body::to_bytes(body, crate::region::MAX_BODY).await {
+        Ok(body) => {
+            ctx.messages(surface, &parts, body, &request_id, &mut log)
+                .await
+        }
+        Err(_) => Err(invalid(format!(
+            "the request body exceeds {} bytes",
+            crate::region::MAX_BODY
+        ))),
+    };
+    match answer {
+        Ok(resp) => resp,
+        Err(e) => {
+            log.finish(&ctx, e.kind.name());
+            error(&request_id, &e)
+        }
+    }
+}
+
 /// Whether `base` is served on the native Messages endpoints.
 fn on_messages(ctx: &Ctx, base: &str) -> bool {
     match ctx.shared.catalog.model_by_id(base) {

@@ -113,22 +113,11 @@ pub async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
         }
     };
     let mut log = Log::new(&ctx, &request_id);
-    let messages = crate::messages::Surface::of(&parts.method, parts.uri.path());
-    let answer = match messages {
-        Some(surface) => {
-            ctx.messages(surface, &parts, body, &request_id, &mut log)
-                .await
-        }
-        None => ctx.serve(&parts, body, &request_id, &mut log).await,
-    };
-    match answer {
+    match ctx.serve(&parts, body, &request_id, &mut log).await {
         Ok(resp) => resp,
         Err(e) => {
             log.finish(&ctx, e.kind.name());
-            match messages {
-                Some(_) => crate::messages::error(&request_id, &e),
-                None => error(&request_id, &e),
-            }
+            error(&request_id, &e)
         }
     }
 }
@@ -139,7 +128,7 @@ pub(crate) struct Log {
 }
 
 impl Log {
-    fn new(ctx: &Ctx, request_id: &str) -> Log {
+    pub(crate) fn new(ctx: &Ctx, request_id: &str) -> Log {
         Log {
             record: Some(Record {
                 seq: 0,
@@ -163,7 +152,7 @@ impl Log {
         }
     }
 
-    fn finish(&mut self, ctx: &Ctx, outcome: &str) {
+    pub(crate) fn finish(&mut self, ctx: &Ctx, outcome: &str) {
         if let Some(mut r) = self.record.take() {
             r.outcome = outcome.to_string();
             ctx.shared.push_record(r);
@@ -265,7 +254,7 @@ pub(crate) struct Pace {
 }
 
 impl Ctx {
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         let n = self
             .shared
             .state(&self.region)
