@@ -43,9 +43,7 @@ impl Limits {
         (self.budget_usd_per_day.is_some() || self.budget_usd_per_month.is_some())
             && !self.admit_unpriced
     }
-}
 
-impl Limits {
     /// Whether any limit or budget is set.
     pub fn any(&self) -> bool {
         *self != Limits::default()

@@ -1,7 +1,7 @@
 //! The Anthropic Messages API on `/v1/messages` and
-//! `/v1/messages/count_tokens` (also under `/anthropic`), for the `anthropic` SDKs and Claude Code's
-//! gateway mode (`ANTHROPIC_BASE_URL`). An adapter only: the stages are the
-//! pipeline's.
+//! `/v1/messages/count_tokens` (also under `/anthropic`), for the
+//! `anthropic` SDKs and Claude Code's gateway mode (`ANTHROPIC_BASE_URL`).
+//! An adapter only: the stages are the pipeline's.
 //!
 //! Anthropic models get the Messages body natively, as Bedrock's InvokeModel:
 //! `model` and `stream` leave the body, `anthropic_version` becomes
@@ -160,7 +160,10 @@ impl FrontDoor for Anthropic {
         if !anthropic_model(state, &model) {
             return converse_call(v, model, stream, count, request_id);
         }
-        obj.insert("anthropic_version".into(), json!("bedrock-2023-05-31"));
+        obj.insert(
+            "anthropic_version".into(),
+            json!(meridian_wire::messages::BEDROCK_ANTHROPIC_VERSION),
+        );
         let (betas, dropped) = betas(parts);
         if !betas.is_empty() {
             obj.insert("anthropic_beta".into(), json!(betas));

@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use meridian_config::Tenant;
 use meridian_wire::sigv4::{self, Prechecked, Rules, Secret};
-
-/// The service every Bedrock door's signatures are scoped to.
-pub const BEDROCK: &[&str] = &["bedrock"];
 use meridian_wire::{BedrockError, ErrorKind};
 
 use crate::state::AppState;
+
+/// The service every Bedrock door's signatures are scoped to.
+pub const BEDROCK: &[&str] = &["bedrock"];
 
 /// A caller identified from the head, whose signature (if any) is still to
 /// be checked against the body.
@@ -24,15 +24,15 @@ use crate::state::AppState;
 pub enum Identified<'h> {
     /// Known already: anonymous, or an API key.
     Done(Arc<Tenant>),
-    /// A SigV4 request from a known key.
-    Signed(Arc<Tenant>, Prechecked<'h>),
+    /// A SigV4 request from a known key, and the service it is scoped to.
+    Signed(Arc<Tenant>, Prechecked<'h>, &'static str),
 }
 
 impl Identified<'_> {
     /// The tenant the head names (a signature still to be verified).
     pub fn tenant(&self) -> &Tenant {
         match self {
-            Identified::Done(t) | Identified::Signed(t, _) => t,
+            Identified::Done(t) | Identified::Signed(t, ..) => t,
         }
     }
 }
@@ -101,7 +101,7 @@ pub async fn identify<'h>(
         .unwrap_or("bedrock");
     let pre = sigv4::precheck(headers, &Rules::for_service(service), lookup)?;
     let tenant = tenant.ok_or_else(bad_key)?;
-    Ok(Identified::Signed(tenant, pre))
+    Ok(Identified::Signed(tenant, pre, service))
 }
 
 /// The authenticate stage: a signature must cover this very body.
@@ -112,10 +112,9 @@ pub fn authenticate(
 ) -> Result<Arc<Tenant>, BedrockError> {
     match identified {
         Identified::Done(t) => Ok(t),
-        Identified::Signed(t, pre) => {
+        Identified::Signed(t, pre, service) => {
             let req = sigv4::Request::from_parts(parts, body);
-            let service = pre.service().to_string();
-            pre.verify(&req, &Rules::for_service(&service)).map(|_| t)
+            pre.verify(&req, &Rules::for_service(service)).map(|_| t)
         }
     }
 }

@@ -15,6 +15,7 @@ use meridian_config::Strategy;
 use meridian_router::route::fnv_bytes;
 use meridian_router::{Candidate, Order};
 use meridian_wire::Action;
+use meridian_wire::messages::BEDROCK_ANTHROPIC_VERSION;
 use meridian_wire::{BedrockError, ErrorKind, converse};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -463,13 +464,8 @@ fn prompt_hash(v: &Value) -> u64 {
     fnv_bytes(&prefix)
 }
 
-/// The only `anthropic_version` Anthropic's legacy Bedrock integration
-/// accepts in an InvokeModel body: the ARN-versioned models (Opus 4.6 and
-/// earlier) refuse what current SDKs send (`2026-10-21`).
-pub const LEGACY_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
-
 /// An InvokeModel body whose `anthropic_version` an ARN-versioned candidate
-/// would refuse, with the version it accepts (a newer model takes that one
+/// (Opus 4.6 and earlier) would refuse, with the version it accepts (a newer model takes that one
 /// too); `None` when the body goes as it is. Read from the body as it is
 /// now, after the guard.
 fn legacy_version(state: &AppState, call: &Call, candidates: &[Candidate]) -> Option<Bytes> {
@@ -490,10 +486,10 @@ fn legacy_version(state: &AppState, call: &Call, candidates: &[Candidate]) -> Op
     }
     let mut body: Value = serde_json::from_slice(&call.body).ok()?;
     let version = body.get_mut("anthropic_version")?;
-    if version.as_str() == Some(LEGACY_ANTHROPIC_VERSION) {
+    if version.as_str() == Some(BEDROCK_ANTHROPIC_VERSION) {
         return None;
     }
-    *version = Value::from(LEGACY_ANTHROPIC_VERSION);
+    *version = Value::from(BEDROCK_ANTHROPIC_VERSION);
     serde_json::to_vec(&body).ok().map(Bytes::from)
 }
 
@@ -502,7 +498,7 @@ fn legacy_version(state: &AppState, call: &Call, candidates: &[Candidate]) -> Op
 /// Anthropic door builds, carry the legacy version or none).
 fn names_another_version(body: &[u8]) -> bool {
     const KEY: &[u8] = b"\"anthropic_version\"";
-    const LEGACY: &[u8] = b"\"bedrock-2023-05-31\"";
+    let legacy = BEDROCK_ANTHROPIC_VERSION.as_bytes();
     let mut rest = body;
     while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
         let escaped = i > 0 && rest[i - 1] == b'\\';
@@ -515,7 +511,11 @@ fn names_another_version(body: &[u8]) -> bool {
             .iter()
             .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b':'))
             .map_or(&b""[..], |j| &after[j..]);
-        if !value.starts_with(LEGACY) {
+        let quoted = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_prefix(legacy))
+            .is_some_and(|v| v.starts_with(b"\""));
+        if !quoted {
             return true;
         }
     }

@@ -186,7 +186,10 @@ impl Ctx {
             o.remove("stream");
             // Inside the fleet both surfaces answer as Bedrock's Anthropic
             // InvokeModel does.
-            o.insert("anthropic_version".into(), json!("bedrock-2023-05-31"));
+            o.insert(
+                "anthropic_version".into(),
+                json!(meridian_wire::messages::BEDROCK_ANTHROPIC_VERSION),
+            );
         }
         let action = if stream {
             "invoke-with-response-stream"

@@ -439,13 +439,14 @@ impl Ctx {
         if let (Some(Dialect::Anthropic), Some(m)) = (dialect, model)
             && m.arn_versioned
             && let Some(v) = parsed["anthropic_version"].as_str()
-            && v != "bedrock-2023-05-31"
+            && v != meridian_wire::messages::BEDROCK_ANTHROPIC_VERSION
         {
             // Anthropic's legacy integration on Bedrock: the ARN-versioned
             // models take only Bedrock's own version.
             return Err(BedrockError::validation(format!(
-                "anthropic_version {v} is not supported by {}; use bedrock-2023-05-31.",
-                m.id
+                "anthropic_version {v} is not supported by {}; use {}.",
+                m.id,
+                meridian_wire::messages::BEDROCK_ANTHROPIC_VERSION
             )));
         }
         // Without maxTokens, reserve what the model would default to (at most 4,096).

@@ -10,6 +10,10 @@
 
 use serde_json::{Map, Value, json};
 
+/// The `anthropic_version` of Bedrock's Anthropic InvokeModel bodies: the
+/// only one the ARN-versioned (legacy) Claude models accept.
+pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
 /// A request Converse cannot carry: the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Untranslatable(pub String);

@@ -264,11 +264,6 @@ pub fn precheck<'h>(
 }
 
 impl Prechecked<'_> {
-    /// The service the signature is scoped to.
-    pub fn service(&self) -> &str {
-        self.auth.service
-    }
-
     /// The access key that signed.
     pub fn access_key_id(&self) -> &str {
         self.auth.access_key_id
