@@ -200,6 +200,7 @@ impl FrontDoor for Anthropic {
                 streaming: false,
                 forward,
                 more: Vec::new(),
+                envelope: Some(crate::canonical::COUNT_TOKENS_INVOKE_BODY),
             }
         } else {
             Call {
@@ -219,6 +220,7 @@ impl FrontDoor for Anthropic {
                 streaming: stream,
                 forward,
                 more: Vec::new(),
+                envelope: None,
             }
         };
         Ok(Decoded::Invoke(call, ctx))
@@ -367,6 +369,7 @@ fn converse_call(
         streaming: stream && !count,
         forward: Vec::new(),
         more: Vec::new(),
+        envelope: None,
     };
     Ok(Decoded::Invoke(call, ctx))
 }

@@ -92,6 +92,9 @@ impl FrontDoor for Bedrock {
             streaming: op.is_streaming(),
             forward: passthrough_request_headers(&parts.headers),
             more: Vec::new(),
+            // CountTokens carries an InvokeModel body as base64.
+            envelope: matches!(op, Operation::CountTokens { .. })
+                .then_some(crate::canonical::COUNT_TOKENS_INVOKE_BODY),
         };
         Ok(Decoded::Invoke(call, ()))
     }
@@ -176,6 +179,7 @@ fn apply_guardrail(
             streaming: false,
             forward: passthrough_request_headers(&parts.headers),
             more: Vec::new(),
+            envelope: None,
         },
         (),
     ))

@@ -30,7 +30,14 @@ pub struct Call {
     /// same plan and deadline (an embedding model that takes one input per
     /// call); the answers reach the front door as one JSON array.
     pub more: Vec<Bytes>,
+    /// Where the body carries the content it sends on as base64 inside
+    /// JSON (a JSON pointer: CountTokens' `/input/invokeModel/body`), so the
+    /// guard reads and rewrites it there; `None`: the body is the content.
+    pub envelope: Option<&'static str>,
 }
+
+/// Where a CountTokens body carries the InvokeModel body it counts, base64.
+pub const COUNT_TOKENS_INVOKE_BODY: &str = "/input/invokeModel/body";
 
 /// What a front door can say about a request from its head alone, so a
 /// request refused before its body is read is still accounted for.

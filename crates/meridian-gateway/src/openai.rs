@@ -146,6 +146,7 @@ impl FrontDoor for OpenAi {
             streaming: t.stream,
             forward: Vec::new(),
             more: Vec::new(),
+            envelope: None,
         };
         Ok(Decoded::Invoke(call, ctx))
     }
@@ -267,6 +268,7 @@ fn embeddings_call(
             ),
         ],
         more: bodies.collect(),
+        envelope: None,
     };
     Ok(Decoded::Invoke(call, ctx))
 }

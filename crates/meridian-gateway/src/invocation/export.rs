@@ -41,6 +41,8 @@ pub struct S3Status {
     pub spool_max_bytes: u64,
     /// Records refused because the spool was full.
     pub dropped_records: u64,
+    /// Segments a request had to open because none was ready ahead.
+    pub segments_opened_inline: u64,
     /// What happens when the spool is full.
     pub when_full: &'static str,
 }
@@ -96,6 +98,7 @@ impl S3Export {
         s.spool_bytes = self.spool.bytes();
         s.spool_max_bytes = self.spool.max_bytes();
         s.dropped_records = self.spool.dropped();
+        s.segments_opened_inline = self.spool.opened_inline();
         s.when_full = "new records are dropped and counted (meridian_log_records_dropped_total); spooled records are kept";
         s
     }

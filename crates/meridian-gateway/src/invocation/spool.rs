@@ -6,7 +6,11 @@
 //! The request path only appends (one write to the page cache): a segment
 //! that reaches its size is retired, and fsync and rename — sealing — happen
 //! on a blocking thread (`seal_retired`, `seal_if_older`), as does the
-//! fsync of the open segment about once a second (`sync`).
+//! fsync of the open segment about once a second (`sync`). The next segment
+//! is opened there too, ahead of need (a spare), so an append that starts a
+//! segment only takes it; it opens a file itself only when segments fill
+//! faster than the blocking thread's tick, and that is counted
+//! (`opened_inline`).
 //!
 //! At start-up, segments a previous process left open are sealed (a torn
 //! last line, which only a power loss could leave, is cut off and counted).
@@ -56,6 +60,10 @@ pub struct Spool {
     boot: u128,
     seq: AtomicU64,
     open: Mutex<Option<Open>>,
+    /// The next segment, opened off the request path.
+    spare: Mutex<Option<Open>>,
+    /// Segments an append had to open itself (no spare was ready).
+    opened_inline: AtomicU64,
     /// Full segments waiting to be sealed off the request path.
     retired: Mutex<Vec<Open>>,
     /// Bytes in sealed and retired segments.
@@ -79,6 +87,8 @@ impl Spool {
             boot,
             seq: AtomicU64::new(0),
             open: Mutex::new(None),
+            spare: Mutex::new(None),
+            opened_inline: AtomicU64::new(0),
             retired: Mutex::new(Vec::new()),
             sealed_bytes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -103,6 +113,7 @@ impl Spool {
             .map(|m| m.len())
             .sum();
         spool.sealed_bytes.store(sealed, Ordering::Relaxed);
+        spool.prepare()?;
         Ok(spool)
     }
 
@@ -121,7 +132,17 @@ impl Spool {
             return Err(SpoolError::Full(self.max_bytes));
         }
         if open.is_none() {
-            *open = Some(self.new_segment()?);
+            let spare = self.spare.lock().take();
+            *open = Some(match spare {
+                Some(mut s) => {
+                    s.since = SystemTime::now();
+                    s
+                }
+                None => {
+                    self.opened_inline.fetch_add(1, Ordering::Relaxed);
+                    self.new_segment()?
+                }
+            });
         }
         let Some(o) = open.as_mut() else {
             return Ok(());
@@ -142,15 +163,38 @@ impl Spool {
         Ok(())
     }
 
-    /// Seals the segments that filled up (fsync, rename). Blocking: call it
-    /// off the async runtime.
+    /// Seals the segments that filled up (fsync, rename), and opens the next
+    /// segment if none is waiting. Blocking: call it off the async runtime.
     pub fn seal_retired(&self) -> io::Result<()> {
         let retired = std::mem::take(&mut *self.retired.lock());
         for o in retired {
             o.file.sync_data()?;
             fs::rename(&o.path, o.path.with_extension(SEALED))?;
         }
+        self.prepare()
+    }
+
+    /// Opens the spare segment the next append will take, unless one waits.
+    /// Blocking: call it off the async runtime.
+    pub fn prepare(&self) -> io::Result<()> {
+        if self.spare.lock().is_some() {
+            return Ok(());
+        }
+        let next = self.new_segment()?;
+        let mut spare = self.spare.lock();
+        if spare.is_none() {
+            *spare = Some(next);
+        } else {
+            // Another thread prepared one meanwhile: this file stays empty.
+            drop(spare);
+            fs::remove_file(&next.path)?;
+        }
         Ok(())
+    }
+
+    /// Segments an append opened itself because no spare was ready.
+    pub fn opened_inline(&self) -> u64 {
+        self.opened_inline.load(Ordering::Relaxed)
     }
 
     fn new_segment(&self) -> io::Result<Open> {
@@ -316,8 +360,13 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == OPEN))
+            .filter(|p| fs::metadata(p).unwrap().len() > 0)
             .collect();
-        assert_eq!(open.len(), 1);
+        assert_eq!(
+            open.len(),
+            1,
+            "one open segment with records (and an empty spare)"
+        );
         let mut f = OpenOptions::new().append(true).open(&open[0]).unwrap();
         f.write_all(b"{\"n\":to").unwrap();
         let s = Spool::open(dir.path(), 1 << 20, 64).unwrap();
@@ -347,6 +396,39 @@ mod tests {
         s.seal_if_older(Duration::ZERO).unwrap();
         assert_eq!(s.sync().unwrap(), 0, "sealing synced it");
         assert_eq!(lines(&s).len(), 5);
+    }
+
+    #[test]
+    fn appends_take_segments_opened_ahead_and_count_when_none_was_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each record fills a segment of 8 bytes.
+        let s = Spool::open(dir.path(), 1 << 20, 8).unwrap();
+        s.append(b"{\"n\":0}").unwrap();
+        assert_eq!(s.opened_inline(), 0, "the spare opened at start-up");
+        // The blocking thread's tick seals it and opens the next one.
+        s.seal_retired().unwrap();
+        s.append(b"{\"n\":1}").unwrap();
+        assert_eq!(s.opened_inline(), 0, "the spare the tick opened");
+        // Two segments between ticks: the second is opened by the append.
+        s.append(b"{\"n\":2}").unwrap();
+        assert_eq!(s.opened_inline(), 1);
+        s.seal_retired().unwrap();
+        assert_eq!(lines(&s).len(), 3);
+        // An empty spare left behind is removed at the next start-up.
+        drop(s);
+        let s = Spool::open(dir.path(), 1 << 20, 8).unwrap();
+        assert_eq!(lines(&s).len(), 3);
+        let open = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|e| e == OPEN)
+            })
+            .count();
+        assert_eq!(open, 1, "only the new spare");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::cache_stage::{self, Lookup};
+use super::fan_out;
 use super::{FrontDoor, Refusal, RequestCtx, refuse};
 use crate::account::{Finished, Ledger};
 use crate::execute::{self, Served};
@@ -66,7 +67,7 @@ pub(super) async fn answer<F: FrontDoor>(
                 let reported = unary_usage(&served.headers, &body);
                 Ok((served, body, crate::usage::Usage::default(), reported))
             }
-            None => run_unary(&state, &plan)
+            None => fan_out::execute_each(&state, &plan)
                 .await
                 .map(|(served, body, usage)| (served, body, usage, usage)),
         };
@@ -171,36 +172,6 @@ pub(super) fn unary_answer<F: FrontDoor>(
     };
     respond::served_headers(&mut resp, &ledger.request_id, served);
     resp
-}
-
-/// A unary request's calls: `plan.body`, then each of `plan.more` under the
-/// same plan and deadline. With more than one, the answers are one JSON
-/// array and the usage their sum; the first call that fails fails the request.
-pub(super) async fn run_unary(
-    state: &AppState,
-    plan: &Plan,
-) -> Result<(execute::Served, Bytes, crate::usage::Usage), execute::Exhausted> {
-    let (served, body) = execute::unary(state, plan).await?;
-    let mut usage = unary_usage(&served.headers, &body);
-    if plan.more.is_empty() {
-        return Ok((served, body, usage));
-    }
-    let mut joined = Vec::with_capacity(body.len() * (plan.more.len() + 1) + 2);
-    joined.push(b'[');
-    joined.extend_from_slice(&body);
-    let mut part = plan.clone();
-    part.more = Vec::new();
-    for b in &plan.more {
-        part.body = b.clone();
-        let (s, body) = execute::unary(state, &part).await?;
-        let u = unary_usage(&s.headers, &body);
-        usage.input = usage.input.saturating_add(u.input);
-        usage.output = usage.output.saturating_add(u.output);
-        joined.push(b',');
-        joined.extend_from_slice(&body);
-    }
-    joined.push(b']');
-    Ok((served, Bytes::from(joined), usage))
 }
 
 pub(super) fn exhausted<F: FrontDoor>(

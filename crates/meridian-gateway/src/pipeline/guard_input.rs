@@ -1,24 +1,19 @@
 //! The guard-input stage: the tenant's and the model's guards read every
-//! body that goes upstream (CountTokens' base64 body inside), or the request
-//! does not go.
+//! body that goes upstream (inside its envelope, where the front door said
+//! the body carries its content base64-encoded), or the request does not go.
 
 use bytes::Bytes;
-use meridian_wire::Action;
 
 use crate::canonical::Call;
+use crate::guard::{Blocked, Direction, Session};
 
 /// Guard input on the body (and any further bodies) sent upstream.
-pub(super) fn guard_input(
-    g: &mut crate::guard::Session,
-    call: &mut Call,
-) -> Result<(), crate::guard::Blocked> {
-    use crate::guard::Direction;
-    if call.action == Action::CountTokens {
-        // CountTokens carries an InvokeModel body as base64: guard it inside.
-        if let Some(v) = count_tokens_input(g, &call.body)? {
-            call.body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-            call.json = Some(v);
-        }
+pub(super) fn guard_input(g: &mut Session, call: &mut Call) -> Result<(), Blocked> {
+    if let Some(pointer) = call.envelope
+        && let Some(v) = enveloped(g, &call.body, pointer)?
+    {
+        call.body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        call.json = Some(v);
     }
     if let Some((body, json)) = g.body(&call.body, Direction::Input)? {
         call.body = body;
@@ -32,29 +27,33 @@ pub(super) fn guard_input(
     Ok(())
 }
 
-/// A CountTokens body whose `input.invokeModel.body` (base64 of a native
-/// body) the guard changed; `None` when it did not.
-fn count_tokens_input(
-    g: &mut crate::guard::Session,
+/// A body whose base64 content at `pointer` the guard changed; `None` when
+/// it did not (or the body has nothing there: the whole body is still read).
+fn enveloped(
+    g: &mut Session,
     body: &[u8],
-) -> Result<Option<serde_json::Value>, crate::guard::Blocked> {
+    pointer: &str,
+) -> Result<Option<serde_json::Value>, Blocked> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Ok(None);
     };
-    let Some(encoded) = v["input"]["invokeModel"]["body"].as_str() else {
+    let Some(slot) = v.pointer_mut(pointer) else {
+        return Ok(None);
+    };
+    let Some(encoded) = slot.as_str() else {
         return Ok(None);
     };
     let Ok(inner) = b64.decode(encoded) else {
-        return Err(crate::guard::Blocked::unreadable(
-            crate::guard::Direction::Input,
-            "an invokeModel body that is not base64".into(),
+        return Err(Blocked::unreadable(
+            Direction::Input,
+            format!("a body at {pointer} that is not base64"),
         ));
     };
-    match g.body(&inner, crate::guard::Direction::Input)? {
+    match g.body(&inner, Direction::Input)? {
         Some((guarded, _)) => {
-            v["input"]["invokeModel"]["body"] = serde_json::Value::String(b64.encode(&guarded));
+            *slot = serde_json::Value::String(b64.encode(&guarded));
             Ok(Some(v))
         }
         None => Ok(None),

@@ -22,6 +22,7 @@
 mod answer;
 mod body;
 mod cache_stage;
+mod fan_out;
 mod guard_input;
 
 use std::sync::Arc;
