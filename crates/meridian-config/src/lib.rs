@@ -70,6 +70,9 @@ pub struct Upstream {
     pub mode: UpstreamMode,
     /// Endpoint URL overrides by region (VPC endpoints, tests).
     pub endpoints: BTreeMap<String, String>,
+    /// Mantle base URLs by region (`https://bedrock-mantle.{region}.api.aws`):
+    /// the regions where Meridian calls Mantle; none unless listed.
+    pub mantle_endpoints: BTreeMap<String, String>,
     /// Accounts; empty means the default credential chain.
     pub accounts: Vec<Account>,
 }

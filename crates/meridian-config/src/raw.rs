@@ -267,6 +267,8 @@ pub(crate) struct RawUpstream {
     #[serde(default)]
     pub endpoints: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
+    pub mantle_endpoints: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
     pub accounts: Vec<RawAccount>,
 }
 

@@ -516,28 +516,13 @@ fn validate_upstream(
             }
         },
     };
-    let mut endpoints = BTreeMap::new();
-    for (region, url) in &raw.upstream.endpoints {
-        check_region(
-            at,
-            catalog,
-            region,
-            &format!("upstream.endpoints.{}", region.get_ref()),
-        )?;
-        let u = url.get_ref();
-        let ok = u
-            .strip_prefix("http://")
-            .or_else(|| u.strip_prefix("https://"))
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
-        if !ok {
-            return Err(at.at(
-                url,
-                format!("upstream.endpoints.{}", region.get_ref()),
-                format!("'{u}' is not a URL; expected http://HOST[:PORT] or https://HOST[:PORT]"),
-            ));
-        }
-        endpoints.insert(region.get_ref().clone(), u.clone());
-    }
+    let endpoints = urls_by_region(at, catalog, &raw.upstream.endpoints, "upstream.endpoints")?;
+    let mantle_endpoints = urls_by_region(
+        at,
+        catalog,
+        &raw.upstream.mantle_endpoints,
+        "upstream.mantle_endpoints",
+    )?;
     let mut accounts = Vec::new();
     let mut names = BTreeSet::new();
     for (i, a) in raw.upstream.accounts.iter().enumerate() {
@@ -573,8 +558,36 @@ fn validate_upstream(
     Ok(Upstream {
         mode,
         endpoints,
+        mantle_endpoints,
         accounts,
     })
+}
+
+/// A table of region → endpoint URL: known regions, http(s) URLs.
+fn urls_by_region(
+    at: &At<'_>,
+    catalog: &Catalog,
+    table: &BTreeMap<Spanned<String>, Spanned<String>>,
+    key: &str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (region, url) in table {
+        check_region(at, catalog, region, &format!("{key}.{}", region.get_ref()))?;
+        let u = url.get_ref();
+        let ok = u
+            .strip_prefix("http://")
+            .or_else(|| u.strip_prefix("https://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
+        if !ok {
+            return Err(at.at(
+                url,
+                format!("{key}.{}", region.get_ref()),
+                format!("'{u}' is not a URL; expected http://HOST[:PORT] or https://HOST[:PORT]"),
+            ));
+        }
+        out.insert(region.get_ref().clone(), u.clone());
+    }
+    Ok(out)
 }
 
 fn check_region(

@@ -35,6 +35,7 @@ regions = ["eu-west-1", "eu-central-1"]
 [upstream]
 mode = "simulated"
 endpoints = { eu-west-3 = "http://127.0.0.1:9001" }
+mantle_endpoints = { eu-west-3 = "https://bedrock-mantle.eu-west-3.api.aws" }
 
 [[upstream.accounts]]
 name = "prod"
@@ -55,6 +56,10 @@ fn a_full_config_validates() {
     let c = &l.config;
     assert_eq!(c.region, RegionSetting::Fixed("eu-west-3".into()));
     assert_eq!(c.upstream.mode, UpstreamMode::Simulated);
+    assert_eq!(
+        c.upstream.mantle_endpoints["eu-west-3"],
+        "https://bedrock-mantle.eu-west-3.api.aws"
+    );
     assert_eq!(c.models.len(), 3);
     // Per-model policies narrow the default: paris ∩ europe.
     let fast = c.model("fast").unwrap();
@@ -117,6 +122,14 @@ fn errors_name_file_line_key_and_expectation() {
 
     let e = err("[upstream.endpoints]\neu-west-3 = \"127.0.0.1:9000\"\n");
     assert!(e.contains(":2: upstream.endpoints.eu-west-3:"), "{e}");
+
+    let e = err("[upstream.mantle_endpoints]\neu-west-3 = \"bedrock-mantle\"\n");
+    assert!(
+        e.contains(":2: upstream.mantle_endpoints.eu-west-3:"),
+        "{e}"
+    );
+    let e = err("[upstream.mantle_endpoints]\nmars-1 = \"https://m\"\n");
+    assert!(e.contains("upstream.mantle_endpoints.mars-1"), "{e}");
 
     let e = err(
         "[models.p]\nmodel = \"arn:aws:bedrock:eu-west-1:1:application-inference-profile/x\"\n",

@@ -335,6 +335,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         requested_model: l.requested.clone(),
         api: l.api,
         account: f.served.map(|s| s.candidate.account.clone()),
+        surface: f.served.map(|s| s.candidate.surface.name()),
         policy: f.plan.map(|p| p.policy.clone()).unwrap_or_default(),
         status: f.status,
         latency_ms: f.latency.as_millis() as u64,

@@ -201,6 +201,7 @@ impl FrontDoor for Anthropic {
                 forward,
                 more: Vec::new(),
                 envelope: Some(crate::canonical::COUNT_TOKENS_INVOKE_BODY),
+                messages: false,
             }
         } else {
             Call {
@@ -221,6 +222,7 @@ impl FrontDoor for Anthropic {
                 forward,
                 more: Vec::new(),
                 envelope: None,
+                messages: true,
             }
         };
         Ok(Decoded::Invoke(call, ctx))
@@ -370,6 +372,7 @@ fn converse_call(
         forward: Vec::new(),
         more: Vec::new(),
         envelope: None,
+        messages: false,
     };
     Ok(Decoded::Invoke(call, ctx))
 }

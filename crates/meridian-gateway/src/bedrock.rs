@@ -95,6 +95,7 @@ impl FrontDoor for Bedrock {
             // CountTokens carries an InvokeModel body as base64.
             envelope: matches!(op, Operation::CountTokens { .. })
                 .then_some(crate::canonical::COUNT_TOKENS_INVOKE_BODY),
+            messages: false,
         };
         Ok(Decoded::Invoke(call, ()))
     }
@@ -180,6 +181,7 @@ fn apply_guardrail(
             forward: passthrough_request_headers(&parts.headers),
             more: Vec::new(),
             envelope: None,
+            messages: false,
         },
         (),
     ))

@@ -34,6 +34,9 @@ pub struct Call {
     /// JSON (a JSON pointer: CountTokens' `/input/invokeModel/body`), so the
     /// guard reads and rewrites it there; `None`: the body is the content.
     pub envelope: Option<&'static str>,
+    /// The body is an Anthropic Messages request (without `model` and
+    /// `stream`) that Bedrock's native Messages surfaces take whole.
+    pub messages: bool,
 }
 
 /// Where a CountTokens body carries the InvokeModel body it counts, base64.

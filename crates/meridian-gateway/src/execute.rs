@@ -15,11 +15,12 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Stream, StreamExt};
-use meridian_router::{Action, Attempts, Candidate, Decision, Failed, Limits};
-use meridian_upstream::{Call, Failure, Outcome, OutcomeClass, Response as Upstream};
+use meridian_router::{Action, Attempts, Candidate, Decision, Failed, Limits, Surface};
+use meridian_upstream::{Call, Failure, Outcome, OutcomeClass, Response as Upstream, Route};
 
 use meridian_wire::event::{Event, Kind};
 use meridian_wire::eventstream::FrameSplitter;
+use meridian_wire::sse_decode::SseDecoder;
 use meridian_wire::{BedrockError, ErrorKind};
 use tokio::time::Instant;
 
@@ -44,8 +45,74 @@ enum Got {
     Stream {
         first: Event,
         upstream: Box<Upstream>,
-        splitter: FrameSplitter,
+        decoder: Decoder,
     },
+}
+
+/// How an upstream stream is cut into events: eventstream frames
+/// (Converse, InvokeModel), or server-sent events (the native Messages
+/// surfaces).
+enum Decoder {
+    Frames(FrameSplitter),
+    Sse(SseDecoder),
+}
+
+/// The largest server-sent event read from an upstream.
+const MAX_SSE_EVENT: usize = 16 << 20;
+
+impl Decoder {
+    fn for_surface(surface: Surface) -> Decoder {
+        if surface.is_messages() {
+            Decoder::Sse(SseDecoder::new(MAX_SSE_EVENT))
+        } else {
+            Decoder::Frames(FrameSplitter::new())
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        match self {
+            Decoder::Frames(f) => f.push(bytes),
+            Decoder::Sse(s) => s.push(bytes),
+        }
+    }
+
+    /// The next whole event; `None` until one is in.
+    fn next(&mut self) -> Result<Option<Event>, BedrockError> {
+        match self {
+            Decoder::Frames(f) => match f.next_frame().map_err(|e| bad_frames(e).error)? {
+                Some(frame) => Event::from_frame(frame)
+                    .map(Some)
+                    .map_err(|e| bad_frames(e).error),
+                None => Ok(None),
+            },
+            Decoder::Sse(s) => loop {
+                let Some(sse) = s.next_event().map_err(|e| bad_stream(&e))? else {
+                    return Ok(None);
+                };
+                match Event::messages_text(sse.data) {
+                    Some(ev) => return Ok(Some(ev)),
+                    // An event of a type Messages does not define is skipped,
+                    // as the SDKs skip it.
+                    None => continue,
+                }
+            },
+        }
+    }
+
+    /// Whether the upstream ended inside an event.
+    fn partial(&self) -> bool {
+        match self {
+            Decoder::Frames(f) => f.pending() > 0,
+            Decoder::Sse(s) => s.finish().is_err(),
+        }
+    }
+}
+
+fn bad_stream(e: &dyn std::fmt::Display) -> BedrockError {
+    BedrockError::new(
+        ErrorKind::ModelStreamError,
+        format!("malformed upstream stream: {e}"),
+    )
 }
 
 struct Answer {
@@ -65,6 +132,9 @@ pub struct Exhausted {
 /// The upstream call to `c`, as [`meridian_router::call::shape`] decides it.
 fn call_for(c: &Candidate, plan: &Plan) -> Call {
     use meridian_router::call::{GuardrailIn, TierIn};
+    if c.surface.is_messages() {
+        return messages_call(c, plan);
+    }
     let guardrail = plan
         .guardrails
         .iter()
@@ -113,7 +183,47 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
         region: c.target.endpoint_region.clone(),
         model_id: shape.model_id,
         action: plan.action,
+        route: Route::Model,
         body,
+        headers,
+    }
+}
+
+/// A call to a native Messages surface: the plan's Messages body (Mantle's
+/// own for Mantle) with the candidate's model ID and the stream flag put in
+/// front — spliced into the bytes, not parsed again.
+fn messages_call(c: &Candidate, plan: &Plan) -> Call {
+    let (route, base, extra) = match (c.surface, &plan.mantle) {
+        (Surface::MantleMessages, Some((body, headers))) => {
+            (Route::MantleMessages, body, headers.as_slice())
+        }
+        _ => (Route::RuntimeMessages, &plan.body, &[][..]),
+    };
+    let model = serde_json::to_string(&c.target.model_id).unwrap_or_default();
+    let rest = base.strip_prefix(b"{").unwrap_or(base);
+    let mut body = Vec::with_capacity(base.len() + model.len() + 32);
+    body.extend_from_slice(b"{\"model\":");
+    body.extend_from_slice(model.as_bytes());
+    if plan.streaming {
+        body.extend_from_slice(b",\"stream\":true");
+    }
+    if rest.first().is_some_and(|b| *b != b'}') {
+        body.push(b',');
+    }
+    body.extend_from_slice(rest);
+    let accept = if plan.streaming {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let mut headers = vec![(http::header::ACCEPT, http::HeaderValue::from_static(accept))];
+    headers.extend(extra.iter().cloned());
+    Call {
+        region: c.target.endpoint_region.clone(),
+        model_id: c.target.model_id.clone(),
+        action: plan.action,
+        route,
+        body: Bytes::from(body),
         headers,
     }
 }
@@ -159,13 +269,12 @@ async fn attempt(state: &AppState, c: &Candidate, plan: &Plan) -> Result<Answer,
     };
     let (status, headers) = (upstream.status, upstream.headers.clone());
     let got = if plan.streaming {
-        let mut splitter = FrameSplitter::new();
-        let first = first_frame(&mut upstream, &mut splitter).await?;
-        let first = Event::from_frame(first).map_err(bad_frames)?;
+        let mut decoder = Decoder::for_surface(c.surface);
+        let first = first_event(&mut upstream, &mut decoder).await?;
         Got::Stream {
             first,
             upstream: Box::new(upstream),
-            splitter,
+            decoder,
         }
     } else {
         Got::Unary(upstream.collect().await?)
@@ -344,13 +453,13 @@ pub async fn streaming(
         Got::Stream {
             first,
             upstream,
-            splitter,
+            decoder,
         } => {
             let forward = Forward {
                 input_estimate: plan.input_tokens,
                 next: Some(first),
                 upstream: *upstream,
-                splitter,
+                decoder,
                 guard,
                 kept: keep.map(|k| (Vec::new(), k)),
                 usage: StreamUsage::default(),
@@ -371,16 +480,17 @@ pub async fn streaming(
     }
 }
 
-async fn first_frame(
-    upstream: &mut Upstream,
-    splitter: &mut FrameSplitter,
-) -> Result<Bytes, Failure> {
+async fn first_event(upstream: &mut Upstream, decoder: &mut Decoder) -> Result<Event, Failure> {
     loop {
-        if let Some(frame) = splitter.next_frame().map_err(bad_frames)? {
-            return Ok(frame);
+        let next = decoder.next().map_err(|error| Failure {
+            outcome: Outcome::ConnectionReset,
+            error,
+        })?;
+        if let Some(ev) = next {
+            return Ok(ev);
         }
         match upstream.next_chunk().await? {
-            Some(chunk) => splitter.push(&chunk),
+            Some(chunk) => decoder.push(&chunk),
             None => {
                 return Err(Failure {
                     outcome: Outcome::ConnectionReset,
@@ -497,7 +607,7 @@ struct Forward {
     /// The first event, not yet passed on.
     next: Option<Event>,
     upstream: Upstream,
-    splitter: FrameSplitter,
+    decoder: Decoder,
     guard: Option<StreamGuard>,
     /// The raw frames of the whole stream, for the cache; dropped when it
     /// grows past what an entry may hold, or the stream fails.
@@ -543,18 +653,12 @@ impl Forward {
             return Ok(Some(ev));
         }
         loop {
-            if let Some(frame) = self
-                .splitter
-                .next_frame()
-                .map_err(|e| bad_frames(e).error)?
-            {
-                return Event::from_frame(frame)
-                    .map(Some)
-                    .map_err(|e| bad_frames(e).error);
+            if let Some(ev) = self.decoder.next()? {
+                return Ok(Some(ev));
             }
             match self.upstream.next_chunk().await {
-                Ok(Some(chunk)) => self.splitter.push(&chunk),
-                Ok(None) if self.splitter.pending() > 0 => {
+                Ok(Some(chunk)) => self.decoder.push(&chunk),
+                Ok(None) if self.decoder.partial() => {
                     return Err(BedrockError::new(
                         ErrorKind::ModelStreamError,
                         "the upstream stream ended in the middle of an event",

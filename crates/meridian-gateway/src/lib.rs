@@ -54,4 +54,7 @@ pub const ATTEMPTS_HEADER: &str = "x-meridian-attempts";
 pub const ROUTE_HEADER: &str = "x-meridian-route";
 /// Response header naming the upstream account that served the request.
 pub const ACCOUNT_HEADER: &str = "x-meridian-account";
+/// Response header naming the endpoint surface that served the request
+/// (`runtime`, `runtime-messages`, `mantle-messages`, `provider`).
+pub const SURFACE_HEADER: &str = "x-meridian-surface";
 pub use plan::RESIDENCY_HEADER;

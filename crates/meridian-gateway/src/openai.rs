@@ -147,6 +147,7 @@ impl FrontDoor for OpenAi {
             forward: Vec::new(),
             more: Vec::new(),
             envelope: None,
+            messages: false,
         };
         Ok(Decoded::Invoke(call, ctx))
     }
@@ -269,6 +270,7 @@ fn embeddings_call(
         ],
         more: bodies.collect(),
         envelope: None,
+        messages: false,
     };
     Ok(Decoded::Invoke(call, ctx))
 }

@@ -13,7 +13,7 @@ use meridian_catalog::resolve::ResolveError;
 use meridian_catalog::{Policy, ServiceTier};
 use meridian_config::Strategy;
 use meridian_router::route::fnv_bytes;
-use meridian_router::{Candidate, Order};
+use meridian_router::{Candidate, Order, Surface};
 use meridian_wire::Action;
 use meridian_wire::messages::BEDROCK_ANTHROPIC_VERSION;
 use meridian_wire::{BedrockError, ErrorKind, converse};
@@ -73,6 +73,10 @@ pub struct Plan {
     pub residency: Option<Policy>,
     /// Bedrock guardrails to apply: (exposed model, called region, guardrail).
     pub guardrails: Vec<(String, String, meridian_config::Guardrail)>,
+    /// Mantle's body and headers, when a candidate is on Mantle: the body
+    /// without `anthropic_version` and `anthropic_beta`, which Mantle takes
+    /// as headers.
+    pub mantle: Option<(Bytes, Vec<(HeaderName, HeaderValue)>)>,
 }
 
 impl Plan {
@@ -189,6 +193,16 @@ pub fn build(
             .collect::<Vec<_>>()
             .join(", "),
     };
+    let candidates = if call.messages && guardrails.is_empty() {
+        messages_surfaces(state, candidates, policy)
+    } else {
+        candidates
+    };
+    let mantle = candidates
+        .iter()
+        .any(|c| c.surface == Surface::MantleMessages)
+        .then(|| mantle_call(&call.body))
+        .flatten();
     let body = legacy_version(state, call, &candidates).unwrap_or_else(|| call.body.clone());
     Ok(Plan {
         requested: requested.to_string(),
@@ -215,8 +229,57 @@ pub fn build(
         residency: (matches!(resolution, Cow::Owned(_)) || exposed.and_then(|m| m.cache).is_some())
             .then(|| policy.clone()),
         guardrails,
+        mantle,
     })
 }
+
+/// An Anthropic Messages request on Bedrock's native Messages surfaces too
+/// (runtime and Mantle), for the candidates whose model is served there:
+/// a Claude model of the Messages generation (no ARN-versioned ID), compiled
+/// or found by a refresh. See [`meridian_router::plan::with_messages_surfaces`].
+fn messages_surfaces(state: &AppState, planned: Vec<Candidate>, policy: &Policy) -> Vec<Candidate> {
+    let native = |c: &Candidate| {
+        let base = c
+            .target
+            .base_model_id
+            .as_deref()
+            .unwrap_or(&c.target.model_id);
+        state
+            .catalog
+            .model_by_id(base)
+            .is_some_and(|m| m.provider == "anthropic" && !m.arn_versioned)
+    };
+    let mantle = |account: &str, region: &str| {
+        state
+            .client(account)
+            .is_some_and(|c| c.endpoints().mantle_url(region).is_some())
+    };
+    meridian_router::plan::with_messages_surfaces(planned, native, mantle, |r| policy.allows(r))
+}
+
+/// Mantle's version of a Messages body: `anthropic_version` and
+/// `anthropic_beta` move to headers (Mantle takes Anthropic's API version,
+/// not Bedrock's body field).
+fn mantle_call(body: &[u8]) -> Option<(Bytes, Vec<(HeaderName, HeaderValue)>)> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    obj.remove("anthropic_version");
+    let mut headers = vec![(
+        HeaderName::from_static("anthropic-version"),
+        HeaderValue::from_static(MANTLE_ANTHROPIC_VERSION),
+    )];
+    if let Some(Value::Array(betas)) = obj.remove("anthropic_beta") {
+        let joined: Vec<&str> = betas.iter().filter_map(Value::as_str).collect();
+        if let Ok(h) = HeaderValue::from_str(&joined.join(",")) {
+            headers.push((HeaderName::from_static("anthropic-beta"), h));
+        }
+    }
+    Some((Bytes::from(serde_json::to_vec(&v).ok()?), headers))
+}
+
+/// The Anthropic API version Mantle is sent: the one every model on it
+/// takes (the SDKs' `AnthropicBedrockMantle` sends it).
+const MANTLE_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Bedrock guardrails are regional resources: a model that maps any is
 /// called only in regions where one is mapped (a provider has none), exactly

@@ -140,6 +140,10 @@ pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
     if let Ok(v) = HeaderValue::from_str(&served.candidate.account) {
         h.insert(crate::ACCOUNT_HEADER, v);
     }
+    h.insert(
+        crate::SURFACE_HEADER,
+        HeaderValue::from_static(served.candidate.surface.name()),
+    );
     if let Some(id) = served.headers.get("x-amzn-requestid") {
         h.insert("x-meridian-upstream-request-id", id.clone());
     }

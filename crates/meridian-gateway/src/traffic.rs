@@ -423,6 +423,7 @@ mod tests {
             account: "a".into(),
             region: region.into(),
             model_id: "m".into(),
+            surface: meridian_router::Surface::Runtime,
             reason: meridian_router::Reason::First,
             start_ms: 0,
             elapsed_ms: 1,

@@ -33,6 +33,7 @@ async fn an_endpoint_in_outage_is_skipped_then_probed_again() {
         region: "us-east-1".into(),
         model_id: "chat".into(),
         action: meridian_wire::Action::Converse,
+        route: meridian_upstream::Route::Model,
         body: bytes::Bytes::from(
             r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}],"inferenceConfig":{"maxTokens":5}}"#,
         ),

@@ -16,9 +16,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use meridian_gateway::invocation::InvocationLog;
 use meridian_router::health::Health;
 use meridian_sim::{FaultSet, Fleet};
 
@@ -232,26 +230,11 @@ async fn requests_total(base: &str, operation: &str, outcome: &str) -> f64 {
 
 /// Waits for the invocation record of `request_id` (the writer is a thread).
 async fn record(log: &Path, request_id: &str) -> Option<serde_json::Value> {
-    for _ in 0..200 {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        // Whole lines only: the writer may be in the middle of one.
-        let mut whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
-        if let Some(line) = whole.find(|l| l.contains(request_id)) {
-            return Some(serde_json::from_str(line).unwrap());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
+    common::record(log, request_id).await
 }
 
 async fn start(fleet: &Fleet, log: &Path) -> String {
-    let log = log.to_path_buf();
-    common::gateway_custom(fleet, CONFIG, Health::default(), move |s| {
-        s.runtime_mut().log =
-            std::sync::Arc::new(InvocationLog::new(false, Some(&log), false, None, 1024).unwrap());
-    })
-    .await
-    .0
+    common::gateway_logging(fleet, CONFIG, log).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

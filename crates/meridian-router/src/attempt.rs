@@ -124,6 +124,8 @@ pub struct AttemptRecord {
     pub region: String,
     /// Model ID sent.
     pub model_id: String,
+    /// The endpoint surface called.
+    pub surface: crate::Surface,
     /// Why it was started.
     pub reason: Reason,
     /// Milliseconds after the request started.
@@ -422,6 +424,7 @@ impl<'a> Attempts<'a> {
             account: c.account.clone(),
             region: c.target.endpoint_region.clone(),
             model_id: c.target.model_id.clone(),
+            surface: c.surface,
             reason,
             start_ms: self.ms(now),
             elapsed_ms: 0,

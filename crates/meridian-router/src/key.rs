@@ -19,6 +19,12 @@ use crate::hash::fnv_bytes;
 pub enum Surface {
     /// Bedrock Runtime's Converse and InvokeModel operations.
     Runtime,
+    /// Bedrock Runtime's native Anthropic Messages endpoint
+    /// (`/anthropic/v1/messages`: model or profile ID in the body, SSE).
+    RuntimeMessages,
+    /// Mantle's Anthropic Messages endpoint (`bedrock-mantle.{region}`:
+    /// base model IDs, processed in the region called, its own quotas).
+    MantleMessages,
     /// An OpenAI-compatible server from `[[providers]]`.
     Provider,
 }
@@ -32,10 +38,17 @@ impl Surface {
         }
     }
 
+    /// Whether it speaks Anthropic Messages natively (SSE answers).
+    pub fn is_messages(self) -> bool {
+        matches!(self, Surface::RuntimeMessages | Surface::MantleMessages)
+    }
+
     /// Its name in labels and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Surface::Runtime => "runtime",
+            Surface::RuntimeMessages => "runtime-messages",
+            Surface::MantleMessages => "mantle-messages",
             Surface::Provider => "provider",
         }
     }

@@ -4,8 +4,11 @@
 //! asked for, and gives each candidate its tier of precedence. It never
 //! adds a target.
 
-use meridian_catalog::{ServiceTier, Target};
+use std::collections::BTreeSet;
 
+use meridian_catalog::{ServiceTier, Target, TargetKind};
+
+use crate::key::Surface;
 use crate::route::Candidate;
 
 /// An upstream account as planning sees it.
@@ -78,6 +81,66 @@ pub fn candidates<'a, A: Account>(
             }
         }
     }
+    out
+}
+
+/// Bedrock's native Messages surfaces for an Anthropic Messages request,
+/// which they take whole (no translation). Each runtime candidate whose
+/// model `native` says is served there — called by model or system profile
+/// ID, on no service tier — is preceded by the same call on runtime
+/// Messages, then by Mantle in its called region: the base ID, processed in
+/// that region, so only where `allows` says the policy admits the region and
+/// `mantle` says the account calls Mantle there (once per account and
+/// region). The runtime candidates (InvokeModel, the legacy integration)
+/// follow as the last resort, in their order. Nothing outside the policy
+/// is added: a runtime Messages candidate touches the regions its runtime
+/// twin does, a Mantle one only its called region.
+pub fn with_messages_surfaces(
+    planned: Vec<Candidate>,
+    native: impl Fn(&Candidate) -> bool,
+    mantle: impl Fn(&str, &str) -> bool,
+    allows: impl Fn(&str) -> bool,
+) -> Vec<Candidate> {
+    let eligible = |c: &Candidate| {
+        c.surface == Surface::Runtime
+            && c.service_tier.is_none()
+            && matches!(
+                c.target.kind,
+                TargetKind::GeoProfile | TargetKind::GlobalProfile | TargetKind::OnDemand
+            )
+            && native(c)
+    };
+    if !planned.iter().any(eligible) {
+        return planned;
+    }
+    let mut out = Vec::with_capacity(planned.len() * 3);
+    let mut mantled: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for c in planned.iter().filter(|c| eligible(c)) {
+        out.push(c.on(Surface::RuntimeMessages, c.target.clone()));
+        let region = c.target.endpoint_region.as_str();
+        let base = c
+            .target
+            .base_model_id
+            .as_deref()
+            .filter(|_| c.target.kind != TargetKind::OnDemand)
+            .unwrap_or(&c.target.model_id);
+        if allows(region)
+            && mantle(&c.account, region)
+            && mantled.insert((c.account.as_str(), region))
+        {
+            let target = Target {
+                model_id: base.to_string(),
+                kind: TargetKind::OnDemand,
+                prefix: None,
+                base_model_id: Some(base.to_string()),
+                destinations: BTreeSet::from([region.to_string()]),
+                capacity_tpm: None,
+                ..c.target.clone()
+            };
+            out.push(c.on(Surface::MantleMessages, target));
+        }
+    }
+    out.extend(planned);
     out
 }
 
@@ -348,5 +411,83 @@ mod tests {
             || false,
         );
         assert_eq!(summary(&without), ["0 main us-east-1 runtime -"]);
+    }
+
+    /// An Anthropic Messages request: runtime Messages before each runtime
+    /// candidate's InvokeModel twin, Mantle in the called region only where
+    /// the policy admits that region and the account calls Mantle there, and
+    /// nothing for a tier, an ARN target or a model not on those surfaces.
+    #[test]
+    fn messages_surfaces_precede_the_runtime_and_stay_inside_the_policy() {
+        let mut jp = target("ap-northeast-1", "jp.anthropic.m", TargetKind::GeoProfile);
+        jp.base_model_id = Some("anthropic.m".into());
+        jp.destinations = BTreeSet::from(["ap-northeast-1".into(), "ap-northeast-3".into()]);
+        let mut global = target("us-east-1", "global.anthropic.m", TargetKind::GlobalProfile);
+        global.base_model_id = Some("anthropic.m".into());
+        let legacy = target("us-west-2", "anthropic.old-v1:0", TargetKind::OnDemand);
+        let app = target(
+            "ap-northeast-1",
+            "arn:aws:bedrock:app",
+            TargetKind::AppProfile,
+        );
+        let planned: Vec<Candidate> = [jp, global, legacy, app]
+            .into_iter()
+            .map(|t| Candidate::new("main".into(), 0, "m".into(), t, None))
+            .collect();
+        let native = |c: &Candidate| !c.target.model_id.contains("old");
+        // Mantle in Tokyo and Virginia; the policy admits Tokyo only.
+        let mantle = |_: &str, r: &str| r == "ap-northeast-1" || r == "us-east-1";
+        let allows = |r: &str| r.starts_with("ap-");
+        let c = with_messages_surfaces(planned.clone(), native, mantle, allows);
+        let got: Vec<String> = c
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {}",
+                    c.surface.name(),
+                    c.target.endpoint_region,
+                    c.target.model_id
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "runtime-messages ap-northeast-1 jp.anthropic.m",
+                "mantle-messages ap-northeast-1 anthropic.m",
+                "runtime-messages us-east-1 global.anthropic.m",
+                "runtime ap-northeast-1 jp.anthropic.m",
+                "runtime us-east-1 global.anthropic.m",
+                "runtime us-west-2 anthropic.old-v1:0",
+                "runtime ap-northeast-1 arn:aws:bedrock:app",
+            ]
+        );
+        // Mantle processes where it is called, nowhere else.
+        assert_eq!(
+            c[1].target.destinations,
+            BTreeSet::from(["ap-northeast-1".to_string()])
+        );
+        // Each surface has its own breaker and quota key.
+        assert_ne!(c[0].key(), c[3].key());
+        // A model on no native surface: the plan is unchanged.
+        let none = with_messages_surfaces(planned.clone(), |_| false, mantle, allows);
+        assert_eq!(none, planned);
+        // A service tier stays on the runtime.
+        let tiered: Vec<Candidate> = planned
+            .iter()
+            .map(|c| {
+                Candidate::new(
+                    "main".into(),
+                    0,
+                    "m".into(),
+                    c.target.clone(),
+                    Some(ServiceTier::Flex),
+                )
+            })
+            .collect();
+        assert_eq!(
+            with_messages_surfaces(tiered.clone(), native, mantle, allows),
+            tiered
+        );
     }
 }

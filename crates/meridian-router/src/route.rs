@@ -38,6 +38,8 @@ pub struct Candidate {
     /// or standard).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<ServiceTier>,
+    /// The endpoint surface it is called through.
+    pub surface: Surface,
     /// [`Candidate::key`].
     #[serde(skip)]
     id: KeyId,
@@ -51,7 +53,15 @@ impl PartialEq for Candidate {
             &self.model,
             &self.target,
             self.service_tier,
-        ) == (&o.account, o.tier, &o.model, &o.target, o.service_tier)
+            self.surface,
+        ) == (
+            &o.account,
+            o.tier,
+            &o.model,
+            &o.target,
+            o.service_tier,
+            o.surface,
+        )
     }
 }
 
@@ -64,10 +74,11 @@ impl Candidate {
         target: Target,
         service_tier: Option<ServiceTier>,
     ) -> Candidate {
+        let surface = Surface::of(&target);
         let id = KeyId::intern(
             &account,
             &target.endpoint_region,
-            Surface::of(&target),
+            surface,
             &target.model_id,
             service_tier,
         );
@@ -77,6 +88,28 @@ impl Candidate {
             model,
             target,
             service_tier,
+            surface,
+            id,
+        }
+    }
+
+    /// The same call on another surface of the same account and region
+    /// (`target` is what that surface is called with).
+    pub fn on(&self, surface: Surface, target: Target) -> Candidate {
+        let id = KeyId::intern(
+            &self.account,
+            &target.endpoint_region,
+            surface,
+            &target.model_id,
+            self.service_tier,
+        );
+        Candidate {
+            account: self.account.clone(),
+            tier: self.tier,
+            model: self.model.clone(),
+            target,
+            service_tier: self.service_tier,
+            surface,
             id,
         }
     }

@@ -36,7 +36,14 @@ pub struct FaultSet {
     /// whatever the model's destinations say (and the answer says so): a
     /// provider-side misroute, to rehearse residency alarms.
     pub misroute_to: Option<String>,
+    /// Endpoint surfaces of this region that answer 503 while the others
+    /// serve: `runtime` (Converse, InvokeModel), `runtime-messages`,
+    /// `mantle-messages`.
+    pub surfaces_down: Vec<String>,
 }
+
+/// The surface names `surfaces_down` takes.
+pub const SURFACES: [&str; 3] = ["runtime", "runtime-messages", "mantle-messages"];
 
 impl Default for FaultSet {
     fn default() -> Self {
@@ -53,6 +60,7 @@ impl Default for FaultSet {
             drip_tokens_per_sec: None,
             flex_throttled: false,
             misroute_to: None,
+            surfaces_down: Vec::new(),
         }
     }
 }
@@ -76,6 +84,16 @@ impl FaultSet {
         }
         if self.drip_tokens_per_sec.is_some_and(|t| t <= 0.0) {
             return Err("drip_tokens_per_sec must be > 0".into());
+        }
+        if let Some(s) = self
+            .surfaces_down
+            .iter()
+            .find(|s| !SURFACES.contains(&s.as_str()))
+        {
+            return Err(format!(
+                "surfaces_down: '{s}' is not a surface; expected {}",
+                SURFACES.join(", ")
+            ));
         }
         Ok(())
     }

@@ -40,4 +40,13 @@ impl Manifest {
             .map(|(k, v)| (k.clone(), v.url.clone()))
             .collect()
     }
+
+    /// Region → Mantle base URL, for the regions that have one.
+    pub fn mantle_endpoints(&self) -> BTreeMap<String, String> {
+        self.regions
+            .iter()
+            .filter(|(_, v)| !v.mantle_url.is_empty())
+            .map(|(k, v)| (k.clone(), v.mantle_url.clone()))
+            .collect()
+    }
 }

@@ -49,6 +49,14 @@ impl Surface {
         }
     }
 
+    /// Its name in faults and records (`runtime-messages`, `mantle-messages`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::Runtime => "runtime-messages",
+            Surface::Mantle => "mantle-messages",
+        }
+    }
+
     /// The SigV4 service its signatures are scoped to.
     fn service(self) -> &'static str {
         match self {
@@ -137,7 +145,7 @@ impl Ctx {
         request_id: &str,
         log: &mut Log,
     ) -> Result<Response, BedrockError> {
-        self.take(parts, &body, surface.service())?;
+        self.take(parts, &body, surface.service(), surface.name())?;
         let mut v: Value = serde_json::from_slice(&body)
             .map_err(|e| invalid(format!("the request body is not valid JSON: {e}")))?;
         let model = v["model"]

@@ -270,15 +270,18 @@ impl Ctx {
         )
     }
 
-    /// A request this region takes: not in an outage (a request on a
-    /// connection left open while the region drains), and authenticated.
+    /// A request this region takes on `surface`: not in an outage (a
+    /// request on a connection left open while the region drains), the
+    /// surface not down, and authenticated.
     pub(crate) fn take(
         &self,
         parts: &http::request::Parts,
         body: &[u8],
         service: &str,
+        surface: &str,
     ) -> Result<(), BedrockError> {
-        if self.shared.faults(&self.region).outage {
+        let faults = self.shared.faults(&self.region);
+        if faults.outage || faults.surfaces_down.iter().any(|s| s == surface) {
             return Err(BedrockError::new(
                 ErrorKind::ServiceUnavailable,
                 "Service unavailable. Please try again later.",
@@ -341,7 +344,7 @@ impl Ctx {
         request_id: &str,
         log: &mut Log,
     ) -> Result<Response, BedrockError> {
-        self.take(parts, &body, "bedrock")?;
+        self.take(parts, &body, "bedrock", "runtime")?;
         self.serve_op(parts, body, request_id, log, false).await
     }
 

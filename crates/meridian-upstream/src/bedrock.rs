@@ -18,7 +18,7 @@ use meridian_wire::operation::encode_label;
 use meridian_wire::{Action, BedrockError, ErrorKind};
 
 use crate::outcome::{Outcome, retry_after};
-use crate::sign::{SIGNING_NAME, Signer};
+use crate::sign::{MANTLE_SIGNING_NAME, SIGNING_NAME, Signer};
 
 /// How requests are authenticated.
 #[derive(Clone)]
@@ -95,6 +95,9 @@ pub struct Endpoints {
     pub overrides: BTreeMap<String, String>,
     /// Use the FIPS endpoints.
     pub fips: bool,
+    /// Region → Mantle base URL (`https://bedrock-mantle.{region}.api.aws`),
+    /// for the regions where Mantle is called; none is assumed.
+    pub mantle: BTreeMap<String, String>,
 }
 
 impl Endpoints {
@@ -105,6 +108,11 @@ impl Endpoints {
             None if self.fips => format!("https://bedrock-runtime-fips.{region}.amazonaws.com"),
             None => format!("https://bedrock-runtime.{region}.amazonaws.com"),
         }
+    }
+
+    /// Mantle's base URL for `region`, when Mantle is called there.
+    pub fn mantle_url(&self, region: &str) -> Option<&str> {
+        self.mantle.get(region).map(|u| u.trim_end_matches('/'))
     }
 
     /// Control-plane base URL for `region` (`bedrock.{region}`; an override
@@ -118,6 +126,21 @@ impl Endpoints {
     }
 }
 
+/// Which endpoint a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Route {
+    /// bedrock-runtime's `/model/{id}/{action}` (Converse, InvokeModel, …).
+    #[default]
+    Model,
+    /// bedrock-runtime's `/anthropic/v1/messages` (model in the body, SSE).
+    RuntimeMessages,
+    /// Mantle's `/anthropic/v1/messages`, signed for `bedrock-mantle`.
+    MantleMessages,
+}
+
+/// The path of Bedrock's native Anthropic Messages endpoints under their base URL.
+pub const MESSAGES_PATH: &str = "/anthropic/v1/messages";
+
 /// One runtime call.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -127,6 +150,8 @@ pub struct Call {
     pub model_id: String,
     /// What is called.
     pub action: Action,
+    /// Where it is sent.
+    pub route: Route,
     /// Request body.
     pub body: Bytes,
     /// Headers to pass through (content-type, accept, x-amzn-bedrock-*).
@@ -352,9 +377,16 @@ impl BedrockClient {
             Endpoints {
                 overrides,
                 fips: false,
+                mantle: BTreeMap::new(),
             },
             timeouts,
         )
+    }
+
+    /// The same client, calling Mantle at `mantle` (region → base URL).
+    pub fn with_mantle(mut self, mantle: BTreeMap<String, String>) -> BedrockClient {
+        self.endpoints.mantle = mantle;
+        self
     }
 
     /// The endpoints this client calls.
@@ -364,9 +396,24 @@ impl BedrockClient {
 
     /// Sends one runtime call and waits for the response head.
     pub async fn call(&self, call: &Call) -> Result<Response, Failure> {
-        let url = match (call.action, call.model_id.rsplit_once(':')) {
+        let mut service = SIGNING_NAME;
+        let url = match (call.route, call.action, call.model_id.rsplit_once(':')) {
+            (Route::RuntimeMessages, ..) => {
+                format!("{}{MESSAGES_PATH}", self.endpoints.url(&call.region))
+            }
+            (Route::MantleMessages, ..) => {
+                service = MANTLE_SIGNING_NAME;
+                let base = self.endpoints.mantle_url(&call.region).ok_or_else(|| {
+                    Failure::new(
+                        Outcome::Unavailable { status: 503 },
+                        ErrorKind::ServiceUnavailable,
+                        format!("no Mantle endpoint is configured for {}", call.region),
+                    )
+                })?;
+                format!("{base}{MESSAGES_PATH}")
+            }
             // ApplyGuardrail: `model_id` is the region's `GUARDRAIL:VERSION`.
-            (Action::ApplyGuardrail, Some((id, version))) => format!(
+            (_, Action::ApplyGuardrail, Some((id, version))) => format!(
                 "{}/guardrail/{}/version/{}/apply",
                 self.endpoints.url(&call.region),
                 encode_label(id),
@@ -384,6 +431,7 @@ impl BedrockClient {
                 Method::POST,
                 &url,
                 &call.region,
+                service,
                 call.body.clone(),
                 &call.headers,
             )
@@ -395,7 +443,7 @@ impl BedrockClient {
     pub async fn get(&self, region: &str, path_and_query: &str) -> Result<Response, Failure> {
         let url = format!("{}{path_and_query}", self.endpoints.url(region));
         let req = self
-            .build(Method::GET, &url, region, Bytes::new(), &[])
+            .build(Method::GET, &url, region, SIGNING_NAME, Bytes::new(), &[])
             .await?;
         self.send(req, region).await
     }
@@ -408,7 +456,7 @@ impl BedrockClient {
     ) -> Result<Response, Failure> {
         let url = format!("{}{path_and_query}", self.endpoints.control_url(region));
         let req = self
-            .build(Method::GET, &url, region, Bytes::new(), &[])
+            .build(Method::GET, &url, region, SIGNING_NAME, Bytes::new(), &[])
             .await?;
         self.send(req, region).await
     }
@@ -418,6 +466,7 @@ impl BedrockClient {
         method: Method,
         url: &str,
         region: &str,
+        service: &str,
         body: Bytes,
         headers: &[(HeaderName, HeaderValue)],
     ) -> Result<http::Request<Bytes>, Failure> {
@@ -461,7 +510,7 @@ impl BedrockClient {
                     )
                 })?;
                 self.signer
-                    .sign(&mut req, &creds, region, SIGNING_NAME, SystemTime::now())
+                    .sign(&mut req, &creds, region, service, SystemTime::now())
                     .map_err(|e| internal(e.to_string()))?;
             }
         }
@@ -489,10 +538,16 @@ impl BedrockClient {
                 .or(json["__type"].as_str())
                 .map(str::to_string)
         });
-        let kind = code.as_deref().and_then(ErrorKind::from_wire);
+        // Bedrock's shape, or Anthropic's (`{"type":"error","error":{…}}`)
+        // from the native Messages endpoints.
+        let kind = code
+            .as_deref()
+            .and_then(ErrorKind::from_wire)
+            .or_else(|| json["error"]["type"].as_str().and_then(anthropic_kind));
         let message = json["message"]
             .as_str()
             .or(json["Message"].as_str())
+            .or(json["error"]["message"].as_str())
             .unwrap_or("upstream error")
             .to_string();
         let outcome = Outcome::from_error(status, kind, retry);
@@ -509,6 +564,20 @@ impl BedrockClient {
             error: BedrockError::new(kind, message),
         })
     }
+}
+
+/// Bedrock's error kind for an Anthropic error type.
+fn anthropic_kind(t: &str) -> Option<ErrorKind> {
+    Some(match t {
+        "invalid_request_error" | "request_too_large" => ErrorKind::Validation,
+        "authentication_error" => ErrorKind::UnrecognizedClient,
+        "permission_error" => ErrorKind::AccessDenied,
+        "not_found_error" => ErrorKind::ResourceNotFound,
+        "rate_limit_error" => ErrorKind::Throttling,
+        "overloaded_error" => ErrorKind::ServiceUnavailable,
+        "api_error" => ErrorKind::InternalServer,
+        _ => return None,
+    })
 }
 
 fn network_failure(e: &hyper_util::client::legacy::Error, region: &str) -> Failure {

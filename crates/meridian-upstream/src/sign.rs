@@ -15,6 +15,8 @@ use meridian_wire::sigv4;
 
 /// Bedrock's signing name, for runtime and control plane alike.
 pub const SIGNING_NAME: &str = "bedrock";
+/// The SigV4 service name Mantle's endpoints verify.
+pub const MANTLE_SIGNING_NAME: &str = "bedrock-mantle";
 
 /// Knobs the AWS signing test suite varies; Bedrock uses the defaults.
 #[derive(Debug, Clone, Copy)]

@@ -63,6 +63,7 @@ pub fn converse(region: &str, model: &str, text: &str, max_tokens: u64, stream: 
         } else {
             meridian_wire::Action::Converse
         },
+        route: meridian_upstream::Route::Model,
         body: Bytes::from(body.to_string()),
         headers: Vec::new(),
     }

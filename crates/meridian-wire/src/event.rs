@@ -199,6 +199,20 @@ impl Event {
         })
     }
 
+    /// An Anthropic Messages event from its JSON text (a server-sent
+    /// event's data), kept as it arrived; `None` when its `type` is not a
+    /// Messages event's.
+    pub fn messages_text(data: Bytes) -> Option<Event> {
+        let (vocabulary, kind) = chunk_kind(&data);
+        (vocabulary == Vocabulary::Messages).then_some(Event {
+            vocabulary,
+            kind,
+            name: Cow::Borrowed("chunk"),
+            payload: Payload::Text(data),
+            frame: None,
+        })
+    }
+
     /// This event with its payload replaced: the bytes it arrived as no
     /// longer stand for it.
     pub fn with_json(self, payload: Value) -> Event {

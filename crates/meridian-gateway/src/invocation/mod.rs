@@ -53,6 +53,10 @@ pub struct Routing {
     /// Upstream account that served it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The endpoint surface that served it (`runtime`, `runtime-messages`,
+    /// `mantle-messages`, `provider`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surface: Option<&'static str>,
     /// Residency policy applied.
     pub policy: String,
     /// HTTP status returned to the client.

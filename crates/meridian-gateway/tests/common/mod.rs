@@ -61,7 +61,8 @@ pub async fn gateway_custom(
         &m.credentials.secret_access_key,
         m.endpoints(),
         Timeouts::default(),
-    );
+    )
+    .with_mantle(m.mantle_endpoints());
     let mut accounts: Vec<UpstreamAccount> = loaded
         .config
         .upstream
@@ -207,4 +208,32 @@ pub async fn gateway_in_front(
         std::future::pending(),
     ));
     url
+}
+
+/// A gateway with this config whose invocation log is written to `log`
+/// (a file), calling `fleet`; returns its base URL.
+pub async fn gateway_logging(fleet: &Fleet, toml: &str, log: &std::path::Path) -> String {
+    let log = log.to_path_buf();
+    gateway_custom(fleet, toml, Health::default(), move |s| {
+        s.runtime_mut().log = Arc::new(
+            meridian_gateway::invocation::InvocationLog::new(false, Some(&log), false, None, 1024)
+                .unwrap(),
+        );
+    })
+    .await
+    .0
+}
+
+/// The invocation record of `request_id` in the log file, once it is
+/// there (whole lines only: the writer may be in the middle of one).
+pub async fn record(log: &std::path::Path, request_id: &str) -> Option<serde_json::Value> {
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let mut whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        if let Some(line) = whole.find(|l| l.contains(request_id)) {
+            return Some(serde_json::from_str(line).unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    None
 }

@@ -185,6 +185,7 @@ pub(crate) fn fleet_client(m: &meridian_sim::Manifest) -> meridian_upstream::Bed
         m.endpoints(),
         meridian_upstream::Timeouts::default(),
     )
+    .with_mantle(m.mantle_endpoints())
 }
 
 /// The provisioned throughput a config declares, for a simulated fleet to

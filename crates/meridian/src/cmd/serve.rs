@@ -250,6 +250,7 @@ pub(crate) async fn upstream(
         let endpoints = Endpoints {
             overrides: config.upstream.endpoints.clone(),
             fips: false,
+            mantle: config.upstream.mantle_endpoints.clone(),
         };
         let mut sources = vec![source];
         let mut clients = Vec::new();
