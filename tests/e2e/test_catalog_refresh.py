@@ -228,8 +228,11 @@ def test_a_model_released_today_is_servable_after_one_refresh_through_every_door
     assert name not in {m.id for m in oa.models.list()}
     an = anthropic.Anthropic(base_url=gw["url"], api_key="unused", max_retries=0)
     for model_id in (name, new):
-        m = an.messages.create(model=model_id, max_tokens=50, messages=[{"role": "user", "content": "hi opus 6"}])
-        assert "You said: hi opus 6" in m.content[-1].text
+        raw = an.messages.with_raw_response.create(model=model_id, max_tokens=50,
+                                                   messages=[{"role": "user", "content": "hi opus 6"}])
+        assert "You said: hi opus 6" in raw.parse().content[-1].text
+        # A Claude model found today is on Bedrock's native Messages endpoint too.
+        assert raw.headers["x-meridian-surface"] == "runtime-messages", dict(raw.headers)
     # Its residency comes from its profiles' destination sets, as for any model.
     mark = max((x["seq"] for x in sim_records(sim)), default=-1)
     eu = anthropic.Anthropic(base_url=gw["url"], api_key="unused", max_retries=0,
@@ -242,6 +245,7 @@ def test_a_model_released_today_is_servable_after_one_refresh_through_every_door
     # A tenant with a budget is not served a model whose price is unknown
     # unless it admits unpriced models; one that does is served, flagged.
     capped_key, open_key = "mk-capped-0123456789abcdef", "mk-open-0123456789abcdef"
+    admin_key = "mk-admin-0123456789abcdef"
     d = gw["dir"].parent / "unpriced"
     d.mkdir(exist_ok=True)
     tenants = start_fleet_gateway(sim, d, f"""
@@ -256,6 +260,9 @@ budget_usd_per_day = 5.0
 api_keys = ["{key_hash(open_key)}"]
 budget_usd_per_day = 5.0
 unpriced = "admit"
+
+[admin]
+key_hash = "{key_hash(admin_key)}"
 """)
     try:
         capped = anthropic.Anthropic(base_url=tenants["url"], api_key=capped_key, max_retries=0)
@@ -284,5 +291,15 @@ unpriced = "admit"
             metrics = r.read().decode()
         assert 'meridian_unpriced_requests_total{model="claude-opus-6"}' in metrics, \
             [m for m in metrics.splitlines() if "unpriced" in m]
+        # /admin/usage says how many of a tenant's requests had no known price.
+        req = urllib.request.Request(tenants["url"] + "/admin/usage", headers={"authorization": f"Bearer {admin_key}"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            usage = {t["name"]: t for t in json.loads(r.read())["tenants"]}
+        assert usage["open"]["day"]["unpriced_requests"] == 1, usage["open"]
+        assert usage["capped"]["day"]["unpriced_requests"] == 0, usage["capped"]
+        # A gateway without [models] lists the catalog's models in /v1/models, found ones too.
+        listed = {m.id for m in openai.OpenAI(base_url=tenants["url"] + "/v1", api_key=open_key,
+                                              max_retries=0).models.list()}
+        assert name in listed and "claude-opus-5-5" in listed, sorted(listed)
     finally:
         tenants["proc"].stop()

@@ -3,7 +3,8 @@ is in the report header) with its defaults, no model settings, through
 zero-config `meridian serve` in its three modes: gateway
 (ANTHROPIC_BASE_URL, /v1/messages), Bedrock (CLAUDE_CODE_USE_BEDROCK,
 InvokeModel) and Mantle (CLAUDE_CODE_USE_MANTLE, /anthropic/v1/messages with
-Mantle model IDs). Each finishes a prompt on the model it asks for first,
+Mantle model IDs). The Anthropic-format modes are served on Bedrock's
+native Messages endpoint. Each finishes a prompt on the model it asks for first,
 completes an agentic round (a Bash call, its result back to the model), and
 with `x-meridian-residency: eu` has every request processed in the EU per the
 in-process fleet's own records."""
@@ -90,6 +91,13 @@ def test_claude_code_with_its_defaults_answers_on_the_model_it_asks_for(gw, mode
     # sub-agents fanning out, no fallback to an older model.
     assert served and all("claude-opus-5-5" in m or "haiku" in m or "sonnet" in m for m in served), served
     assert any("claude-opus-5-5" in m for m in served), served
+    # Bedrock mode calls InvokeModel itself; the Anthropic-format modes are
+    # served whole on Bedrock's native Messages endpoint (no translation).
+    ops = {x["operation"] for x in fleet_records(gw)[seen:] if "claude-opus-5-5" in x["model_id"]}
+    if mode == "bedrock":
+        assert ops and ops <= {"InvokeModel", "InvokeModelWithResponseStream"}, ops
+    else:
+        assert ops == {"RuntimeMessages"}, ops
 
 
 @pytest.mark.parametrize("mode", MODES)

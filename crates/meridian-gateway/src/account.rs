@@ -65,6 +65,13 @@ pub struct Finished<'a> {
 }
 
 impl<'a> Finished<'a> {
+    /// Served by a target whose price the catalog does not know (a model a
+    /// refresh found): its cost is unknown, not zero.
+    pub fn unpriced(&self) -> bool {
+        self.served
+            .is_some_and(|s| s.candidate.target.price.is_none())
+    }
+
     /// A request that ended with `status`, with nothing else known yet.
     fn ended(ledger: &'a Ledger, status: u16) -> Finished<'a> {
         Finished {
@@ -341,10 +348,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         latency_ms: f.latency.as_millis() as u64,
         time_to_first_token_ms: f.ttft.map(|t| t.as_millis() as u64),
         estimated_cost_usd: cost,
-        price_known: f
-            .served
-            .is_some_and(|s| s.candidate.target.price.is_none())
-            .then_some(false),
+        price_known: f.unpriced().then_some(false),
         service_tier: tier.map(meridian_catalog::ServiceTier::name),
         decision: f.decision.cloned(),
         tenant: l.tenant.clone(),

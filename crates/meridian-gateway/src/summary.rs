@@ -87,6 +87,7 @@ pub fn finish_served(state: &AppState, done: &Finished<'_>, claim: crate::limits
         input_tokens: done.usage.input,
         output_tokens: done.usage.output,
         cost_usd: cost.unwrap_or(0.0),
+        unpriced_requests: u64::from(done.unpriced()),
     });
 }
 

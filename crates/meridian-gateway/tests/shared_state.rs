@@ -259,27 +259,13 @@ async fn a_breaker_one_replica_opens_opens_on_the_others() {
 /// debt run up under the old limit is not carried into the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raised_limit_applies_at_once_on_both_backends() {
-    use meridian_config::{Backend, Limits, StateSettings, Tenant};
-    use meridian_gateway::limits::{Ask, Limiter};
+    use meridian_config::{Limits, Tenant};
+    use meridian_gateway::limits::Ask;
     use std::sync::Arc;
 
     let port = free_port();
     let _redis = redis(port).await;
-    let backends = [
-        StateSettings::default(),
-        StateSettings {
-            backend: Backend::Redis {
-                url: format!("redis://127.0.0.1:{port}"),
-            },
-            timeout_ms: 1_000,
-            ..StateSettings::default()
-        },
-    ];
-    for settings in backends {
-        let limiter = Limiter::new(&settings);
-        if let Some(s) = limiter.shared() {
-            assert!(s.connect(Duration::from_secs(5)).await);
-        }
+    for (settings, limiter) in limiters(port).await {
         let tenant = |rpm| {
             let mut t = Tenant::implicit();
             t.name = "raised".into();
@@ -317,4 +303,83 @@ async fn a_raised_limit_applies_at_once_on_both_backends() {
             );
         }
     }
+}
+
+/// What a tenant spent is read back the same from either backend, requests
+/// at an unknown price counted apart from the cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_counts_unpriced_requests_on_both_backends() {
+    use meridian_config::Tenant;
+    use meridian_gateway::limits::{Ask, Usage};
+    use std::sync::Arc;
+
+    let port = free_port();
+    let _redis = redis(port).await;
+    for (settings, limiter) in limiters(port).await {
+        let mut t = Tenant::implicit();
+        t.name = "spender".into();
+        let t = Arc::new(t);
+        for (i, (cost, unpriced)) in [(0.5, 0), (0.0, 1), (0.0, 1)].into_iter().enumerate() {
+            let ticket = limiter
+                .admit(Ask {
+                    tenant: t.clone(),
+                    request_id: format!("u{i}"),
+                    tokens: 10,
+                    lease_ms: 60_000,
+                })
+                .await
+                .unwrap();
+            limiter.settle(
+                ticket,
+                Usage {
+                    requests: 1,
+                    input_tokens: 4,
+                    output_tokens: 6,
+                    cost_usd: cost,
+                    unpriced_requests: unpriced,
+                },
+            );
+        }
+        // Redis settles in the background.
+        let mut day = Usage::default();
+        for _ in 0..100 {
+            day = limiter.usage(std::slice::from_ref(&t)).await.unwrap()[0].1;
+            if day.requests == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(day.requests, 3, "{:?}", settings.backend);
+        assert_eq!(day.unpriced_requests, 2, "{:?}", settings.backend);
+        assert!((day.cost_usd - 0.5).abs() < 1e-9, "{:?}", settings.backend);
+    }
+}
+
+/// A limiter on each backend — memory, and the Redis on `port` — with its settings.
+async fn limiters(
+    port: u16,
+) -> Vec<(
+    meridian_config::StateSettings,
+    meridian_gateway::limits::Limiter,
+)> {
+    use meridian_config::{Backend, StateSettings};
+    let backends = [
+        StateSettings::default(),
+        StateSettings {
+            backend: Backend::Redis {
+                url: format!("redis://127.0.0.1:{port}"),
+            },
+            timeout_ms: 1_000,
+            ..StateSettings::default()
+        },
+    ];
+    let mut out = Vec::new();
+    for settings in backends {
+        let limiter = meridian_gateway::limits::Limiter::new(&settings);
+        if let Some(s) = limiter.shared() {
+            assert!(s.connect(Duration::from_secs(5)).await);
+        }
+        out.push((settings, limiter));
+    }
+    out
 }

@@ -142,6 +142,7 @@ impl Memory {
             u.input_tokens = u.input_tokens.saturating_add(used.input_tokens);
             u.output_tokens = u.output_tokens.saturating_add(used.output_tokens);
             u.cost_usd += used.cost_usd;
+            u.unpriced_requests = u.unpriced_requests.saturating_add(used.unpriced_requests);
         }
     }
 
@@ -224,7 +225,7 @@ mod tests {
             let mut settled = 0;
             for _ in 0..2 {
                 if let Ok(ticket) = memory.admit(&ask, 1) {
-                    let used = Usage { requests, input_tokens: input, output_tokens: output, cost_usd: 0.0 };
+                    let used = Usage { requests, input_tokens: input, output_tokens: output, ..Usage::default() };
                     memory.settle(&ticket, used);
                     settled += 1;
                 }

@@ -35,6 +35,9 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Estimated cost, USD.
     pub cost_usd: f64,
+    /// Requests served by a target whose price is unknown (a model a
+    /// refresh found): not in `cost_usd`, which is why they are counted.
+    pub unpriced_requests: u64,
 }
 
 /// One request asking to be admitted.

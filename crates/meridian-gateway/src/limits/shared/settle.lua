@@ -6,6 +6,7 @@
 --       to charge)  3 request id
 --       4 cost USD  5 requests  6 input tokens  7 output tokens
 --       8 day keys' ttl s  9 month keys' ttl s
+--       10 requests served at an unknown price
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval, refund = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -29,6 +30,9 @@ for i, key in ipairs({KEYS[3], KEYS[4]}) do
   redis.call('HINCRBY', key, 'requests', ARGV[5])
   redis.call('HINCRBY', key, 'input_tokens', ARGV[6])
   redis.call('HINCRBY', key, 'output_tokens', ARGV[7])
+  if tonumber(ARGV[10]) > 0 then
+    redis.call('HINCRBY', key, 'unpriced_requests', ARGV[10])
+  end
   redis.call('EXPIRE', key, tonumber(ARGV[7 + i]))
 end
 return 1

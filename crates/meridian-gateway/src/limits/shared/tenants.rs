@@ -170,7 +170,8 @@ impl TenantStore<'_> {
                 .arg(used.input_tokens)
                 .arg(used.output_tokens)
                 .arg(Period::Day.ttl_secs())
-                .arg(Period::Month.ttl_secs());
+                .arg(Period::Month.ttl_secs())
+                .arg(used.unpriced_requests);
             let mut c = conn.clone();
             let why = match tokio::time::timeout(timeout, inv.invoke_async::<i64>(&mut c)).await {
                 Ok(Ok(_)) => return,
@@ -211,5 +212,6 @@ fn usage_of(m: &std::collections::HashMap<String, String>) -> Usage {
             .get("cost_usd")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0),
+        unpriced_requests: n("unpriced_requests"),
     }
 }
