@@ -103,3 +103,14 @@ def test_runtime_messages_plain_and_streamed_with_profiles(sim):
         err = json.loads(raw)
         assert status == 400 and err["type"] == "error" and err["error"]["type"] == "invalid_request_error", raw
         assert needle in err["error"]["message"], err
+
+
+def test_invoke_model_refuses_a_claude_body_without_its_version(sim):
+    """Bedrock's InvokeModel refuses a Claude body without `anthropic_version`;
+    so does the fleet, and takes the same body with it."""
+    body = {"max_tokens": 20, "messages": ASK}
+    status, _, raw = runtime(sim, body, path="/model/us.anthropic.claude-opus-4-7/invoke")
+    assert status == 400 and "anthropic_version" in json.loads(raw)["message"], raw
+    status, _, raw = runtime(sim, {**body, "anthropic_version": "bedrock-2023-05-31"},
+                             path="/model/us.anthropic.claude-opus-4-7/invoke")
+    assert status == 200 and json.loads(raw)["type"] == "message", raw

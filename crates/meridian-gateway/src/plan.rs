@@ -247,7 +247,7 @@ fn messages_surfaces(state: &AppState, planned: Vec<Candidate>, policy: &Policy)
         state
             .catalog
             .model_by_id(base)
-            .is_some_and(|m| m.provider == "anthropic" && !m.arn_versioned)
+            .is_some_and(|m| m.provider.eq_ignore_ascii_case("anthropic") && !m.arn_versioned)
     };
     let mantle = |account: &str, region: &str| {
         state

@@ -439,6 +439,15 @@ impl Ctx {
             _ => Some(Dialect::of(&placement.base)?),
         };
         let model = self.shared.catalog.model_by_id(&placement.base);
+        if dialect == Some(Dialect::Anthropic)
+            && !matches!(op, Operation::CountTokens { .. })
+            && parsed.get("anthropic_version").is_none()
+        {
+            // Bedrock refuses a Claude body without the version field.
+            return Err(BedrockError::validation(
+                "Malformed input request: #: required key [anthropic_version] not found, please reformat your input and try again.",
+            ));
+        }
         if let (Some(Dialect::Anthropic), Some(m)) = (dialect, model)
             && m.arn_versioned
             && let Some(v) = parsed["anthropic_version"].as_str()

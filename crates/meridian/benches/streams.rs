@@ -1,8 +1,10 @@
 //! Streams at scale through a real `meridian serve` process.
 //!
-//! 1. Time to first byte of ConverseStream, one request at a time, straight
-//!    to an upstream that answers at once and through Meridian: what
-//!    Meridian adds.
+//! 1. Time to first byte of ConverseStream (eventstream), one request at a
+//!    time, straight to an upstream that answers at once and through
+//!    Meridian: what Meridian adds; then the same for an Anthropic Messages
+//!    stream (server-sent events) from a native Messages endpoint
+//!    (`/anthropic/v1/messages`) through Meridian's `/v1/messages`.
 //! 2. 5,000 streams held at once (`--streams N`), each from an upstream
 //!    dripping one event every 100 ms for 10 s: the gateway's peak resident
 //!    memory, its CPU per forwarded event, and whether every event arrived.
@@ -62,8 +64,45 @@ fn events(
     })
 }
 
+/// An Anthropic Messages stream as server-sent events, whole.
+fn messages_sse() -> Bytes {
+    let events = [
+        (
+            "message_start",
+            r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":12,"output_tokens":1}}}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok "}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok "}}"#,
+        ),
+        (
+            "content_block_stop",
+            r#"{"type":"content_block_stop","index":0}"#,
+        ),
+        (
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":10}}"#,
+        ),
+        ("message_stop", r#"{"type":"message_stop"}"#),
+    ];
+    let mut out = String::new();
+    for (name, data) in events {
+        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    }
+    Bytes::from(out)
+}
+
 /// An upstream answering ConverseStream: at once, or dripping when the
-/// request body says "drip" (then `deltas` deltas, one per 100 ms).
+/// request body says "drip" (then `deltas` deltas, one per 100 ms); and
+/// the native Messages endpoint, at once, with [`messages_sse`].
 async fn upstream(deltas: usize) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -74,6 +113,17 @@ async fn upstream(deltas: usize) -> String {
             };
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<Incoming>| async move {
+                    if req.uri().path() == "/anthropic/v1/messages" {
+                        let body: Box<
+                            dyn hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Unpin,
+                        > = Box::new(Full::new(messages_sse()));
+                        return Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "text/event-stream")
+                                .body(body)
+                                .unwrap(),
+                        );
+                    }
                     let body = req
                         .into_body()
                         .collect()
@@ -82,10 +132,13 @@ async fn upstream(deltas: usize) -> String {
                         .unwrap_or_default();
                     let drip = body.windows(4).any(|w| w == b"drip");
                     let n = if drip { deltas } else { 2 };
+                    let body: Box<
+                        dyn hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Unpin,
+                    > = Box::new(StreamBody::new(Box::pin(events(n, drip))));
                     Ok::<_, Infallible>(
                         hyper::Response::builder()
                             .header("content-type", "application/vnd.amazon.eventstream")
-                            .body(StreamBody::new(Box::pin(events(n, drip))))
+                            .body(body)
                             .unwrap(),
                     )
                 });
@@ -168,6 +221,47 @@ async fn stream_once(addr: &str, model: &str, text: &str) -> Result<(Duration, u
     Ok((first.unwrap_or_default(), events))
 }
 
+/// One Anthropic Messages stream (`path`, `body`) on its own connection:
+/// (time to the first body bytes, server-sent events received).
+async fn sse_once(addr: &str, path: &str, body: &'static str) -> Result<(Duration, u64), String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).ok();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header("host", addr)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    let t = Instant::now();
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != 200 {
+        return Err(format!("status {}", resp.status()));
+    }
+    let mut body = resp.into_body();
+    let mut first = None;
+    let mut all = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            first.get_or_insert_with(|| t.elapsed());
+            all.extend_from_slice(&data);
+        }
+    }
+    let text = String::from_utf8_lossy(&all);
+    if text.contains("event: error") {
+        return Err(format!("an error event: {text}"));
+    }
+    Ok((
+        first.unwrap_or_default(),
+        text.matches("\n\n").count() as u64,
+    ))
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -198,6 +292,7 @@ fn main() {
                 "region = \"us-east-1\"\n[upstream]\nmode = \"aws\"\nendpoints = {{ us-east-1 = \"{up}\" }}\n\
                  [server]\nmax_concurrent_requests = 20000\n[routing]\ndeadline_ms = 600000\n\
                  [models.chat]\nmodel = \"anthropic.claude-3-haiku-20240307-v1:0\"\nresidency = [\"us-east-1\"]\n\
+                 [models.claude]\nmodel = \"claude-opus-4-7\"\nresidency = [\"us\"]\n\
                  [logging]\nsink = \"none\"\n"
             ),
         )
@@ -249,7 +344,27 @@ fn main() {
         }
         let (d50, d99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99));
         let (t50, t99) = (pct(&mut through, 0.5), pct(&mut through, 0.99));
-        println!("time to first byte, {n} streams each (µs): direct p50 {d50:.0} p99 {d99:.0}; through Meridian p50 {t50:.0} p99 {t99:.0}; added p50 {:.0} p99 {:.0}", t50 - d50, t99 - d99);
+        println!("time to first byte, ConverseStream (eventstream), {n} streams each (µs): direct p50 {d50:.0} p99 {d99:.0}; through Meridian p50 {t50:.0} p99 {t99:.0}; added p50 {:.0} p99 {:.0}", t50 - d50, t99 - d99);
+
+        // 1b. The same for an Anthropic Messages stream from the native
+        // Messages endpoint (SSE in, SSE out): us.anthropic.claude-opus-4-7
+        // called in us-east-1, the nearest candidate.
+        const DIRECT: &str = r#"{"model":"us.anthropic.claude-opus-4-7","anthropic_version":"bedrock-2023-05-31","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"fast"}]}"#;
+        const THROUGH: &str = r#"{"model":"claude","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"fast"}]}"#;
+        let (mut direct, mut through) = (Vec::new(), Vec::new());
+        for i in 0..2 * n {
+            let (target, path, body, out) = if i % 2 == 0 {
+                (&up_addr, "/anthropic/v1/messages", DIRECT, &mut direct)
+            } else {
+                (&addr, "/v1/messages", THROUGH, &mut through)
+            };
+            let (ttfb, events) = sse_once(target, path, body).await.unwrap();
+            assert_eq!(events, 7, "a Messages stream lost events");
+            out.push(ttfb.as_secs_f64() * 1e6);
+        }
+        let (d50, d99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99));
+        let (t50, t99) = (pct(&mut through, 0.5), pct(&mut through, 0.99));
+        println!("time to first byte, native Messages (SSE), {n} streams each (µs): direct p50 {d50:.0} p99 {d99:.0}; through Meridian p50 {t50:.0} p99 {t99:.0}; added p50 {:.0} p99 {:.0}", t50 - d50, t99 - d99);
 
         // 2. Many slow streams at once.
         let (_, _, cpu0) = proc_stats(pid);
