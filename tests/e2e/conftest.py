@@ -248,12 +248,14 @@ def start_fleet_gateway(sim, d, models, scheme="http", wait=True, env=None, nofi
     `result["proc"]`. `models` is any TOML to add (models, tenants, state, …);
     `nofile`: the process's open-file limit."""
     endpoints = ", ".join(f'{r} = "{v["url"]}"' for r, v in sim["regions"].items())
+    mantle = ", ".join(f'{r} = "{v["mantle_url"]}"' for r, v in sim["regions"].items() if v.get("mantle_url"))
     (d / "meridian.toml").write_text(f"""
 region = "us-east-1"
 {models}
 [upstream]
 mode = "aws"
 endpoints = {{ {endpoints} }}
+mantle_endpoints = {{ {mantle} }}
 
 [[upstream.accounts]]
 name = "sim-account"

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import APP_PROFILE, APP_PROFILES, BIN, clean_env, fleet_gateway, free_port, gw_client, key_hash, sim_records, start_fleet_gateway, wait_for
+from conftest import APP_PROFILE, APP_PROFILES, BIN, clean_env, fleet_gateway, free_port, gw_client, key_hash, put_faults, sim_records, start_fleet_gateway, wait_for
 
 EU_PROFILE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
 NEW_PROFILE = "eu.anthropic.claude-opus-4-7-v1"
@@ -303,3 +303,42 @@ key_hash = "{key_hash(admin_key)}"
         assert name in listed and "claude-opus-5-5" in listed, sorted(listed)
     finally:
         tenants["proc"].stop()
+
+
+def test_mantle_is_called_only_where_its_model_list_names_the_model(sim, gw):
+    """The refresh reads each region's Mantle model list: with runtime
+    Messages down in us-east-1 and us-east-2, an Anthropic request for a model
+    Mantle serves only in us-east-2 skips Mantle in us-east-1 and is served
+    by Mantle in us-east-2, inside the US policy."""
+    import anthropic
+
+    new, name = "anthropic.claude-opus-7", "claude-opus-7"
+    us = ["us-east-1", "us-east-2", "us-west-2"]
+    world(sim, "PUT", "/world/models", {"id": new, "name": "Claude Opus 7", "provider": "Anthropic",
+                                        "regions": us, "mantle": ["us-east-2"]})
+    for src in us:
+        world(sim, "PUT", "/world/profiles", {"id": f"us.{new}", "source": src, "destinations": us})
+    an = anthropic.Anthropic(base_url=gw["url"], api_key="unused", max_retries=0,
+                             default_headers={"x-meridian-residency": "us"})
+    ask = {"max_tokens": 20, "messages": [{"role": "user", "content": "mantle list"}]}
+
+    def served():
+        try:
+            return an.messages.with_raw_response.create(model=name, **ask)
+        except (anthropic.NotFoundError, anthropic.BadRequestError):
+            return None
+    wait_for(served, 15, "a refresh to make the new model callable")
+    try:
+        for region in ("us-east-1", "us-east-2"):
+            put_faults(sim, region, {"surfaces_down": ["runtime-messages"]})
+        mark = max((x["seq"] for x in sim_records(sim)), default=-1)
+        raw = an.messages.with_raw_response.create(model=name, **ask)
+        assert "You said: mantle list" in raw.parse().content[-1].text
+        assert raw.headers["x-meridian-surface"] == "mantle-messages", dict(raw.headers)
+        assert raw.headers["x-meridian-region"] == "us-east-2", dict(raw.headers)
+        mantle_calls = [(x["endpoint_region"], x["outcome"]) for x in sim_records(sim)
+                        if x["seq"] > mark and x["operation"] == "MantleMessages"]
+        assert mantle_calls == [("us-east-2", "success")], mantle_calls
+    finally:
+        for region in ("us-east-1", "us-east-2"):
+            put_faults(sim, region, {})

@@ -27,6 +27,9 @@ pub struct Discovered {
     /// regions read: a model the compiled catalog lacks is servable from
     /// these facts alone (see `Catalog::with_discovered`).
     pub models: BTreeMap<String, Listed>,
+    /// Region → model IDs Mantle's `/v1/models` lists there (regions whose
+    /// Mantle was read; others say nothing).
+    pub mantle: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A foundation model as `ListFoundationModels` lists it.
@@ -69,8 +72,31 @@ impl Discovered {
         }
     }
 
+    /// Adds one region's Mantle model list (OpenAI's shape: `data[].id`).
+    pub fn add_mantle(&mut self, region: &str, list: &Value) {
+        let ids = list["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str())
+            .map(str::to_string)
+            .collect();
+        self.mantle.insert(region.to_string(), ids);
+    }
+
+    /// Whether Mantle serves `id` in `region`: `None` while its list there
+    /// was never read.
+    pub fn on_mantle(&self, region: &str, id: &str) -> Option<bool> {
+        self.mantle.get(region).map(|ids| ids.contains(id))
+    }
+
     /// Carries over `before`'s facts for regions this read did not reach.
     pub fn keep_unread(&mut self, before: &Discovered) {
+        for (region, ids) in &before.mantle {
+            self.mantle
+                .entry(region.clone())
+                .or_insert_with(|| ids.clone());
+        }
         for (region, ids) in &before.on_demand {
             self.on_demand
                 .entry(region.clone())
@@ -258,5 +284,23 @@ pub(crate) mod tests {
         );
         assert!(now.on_demand_in("m", "eu-west-1"));
         assert!(now.regions.contains("eu-west-1") && now.regions.contains("eu-west-3"));
+    }
+
+    #[test]
+    fn mantle_lists_say_what_they_read_and_nothing_elsewhere() {
+        let mut d = Discovered::default();
+        d.add_mantle(
+            "us-east-2",
+            &json!({"object": "list", "data": [{"id": "anthropic.a"}, {"id": "anthropic.b"}]}),
+        );
+        assert_eq!(d.on_mantle("us-east-2", "anthropic.a"), Some(true));
+        assert_eq!(d.on_mantle("us-east-2", "anthropic.c"), Some(false));
+        assert_eq!(d.on_mantle("us-east-1", "anthropic.a"), None, "never read");
+        // A later refresh that cannot read us-east-2 keeps what was read there.
+        let mut next = Discovered::default();
+        next.add_mantle("us-east-1", &json!({"data": []}));
+        next.keep_unread(&d);
+        assert_eq!(next.on_mantle("us-east-2", "anthropic.b"), Some(true));
+        assert_eq!(next.on_mantle("us-east-1", "anthropic.a"), Some(false));
     }
 }

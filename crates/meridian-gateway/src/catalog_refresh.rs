@@ -110,7 +110,7 @@ pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
     // Each read under its own timeout, all side by side: a slow answer (or a
     // name that takes long to resolve) costs at most one timeout.
     let reads = regions(state).into_iter().map(|region| async move {
-        let (profiles, models) = tokio::join!(
+        let (profiles, models, mantle) = tokio::join!(
             bounded(list(state, &region)),
             bounded(read_list(
                 state,
@@ -118,9 +118,10 @@ pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
                 "/foundation-models",
                 "ListFoundationModels"
             )),
+            bounded(mantle_models(state, &region)),
         );
         let models = models.map(|v| v["modelSummaries"].as_array().cloned().unwrap_or_default());
-        (region, profiles, models)
+        (region, profiles, models, mantle)
     });
     let apps = state.config.app_profiles.iter().map(|p| async move {
         let path = format!(
@@ -138,7 +139,12 @@ pub async fn discover(state: &AppState) -> (Discovered, Vec<String>) {
     );
     let mut found = Discovered::default();
     let mut errors = Vec::new();
-    for (region, profiles, models) in reads {
+    for (region, profiles, models, mantle) in reads {
+        match mantle {
+            Ok(Some(list)) => found.add_mantle(&region, &list),
+            Ok(None) => {}
+            Err(e) => errors.push(format!("{region}: {e}")),
+        }
         match profiles {
             Ok(summaries) => found.add_region(&region, &summaries),
             Err(e) => errors.push(format!("{region}: {e}")),
@@ -183,13 +189,34 @@ async fn read_json(
         Err(f) if f.error.kind == meridian_wire::ErrorKind::ResourceNotFound => return Ok(None),
         Err(f) => return Err(format!("{what}: {}", f.error.message)),
     };
+    json_body(resp, what).await.map(Some)
+}
+
+/// Mantle's model list in `region` (`GET /v1/models`), when an account calls
+/// Mantle there; `None` when none does.
+async fn mantle_models(state: &AppState, region: &str) -> Result<Option<Value>, String> {
+    let Some(account) = state.accounts.iter().find(|a| {
+        (a.regions.is_empty() || a.regions.contains(region))
+            && a.client.endpoints().mantle_url(region).is_some()
+    }) else {
+        return Ok(None);
+    };
+    let what = "Mantle's /v1/models";
+    let resp = account
+        .client
+        .mantle_get(region, "/v1/models")
+        .await
+        .map_err(|f| format!("{what}: {}", f.error.message))?;
+    json_body(resp, what).await.map(Some)
+}
+
+/// A response's whole body as JSON; `what` names the operation in errors.
+async fn json_body(resp: meridian_upstream::Response, what: &str) -> Result<Value, String> {
     let body = resp
         .collect()
         .await
         .map_err(|f| format!("{what}: {}", f.error.message))?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| format!("{what} answered invalid JSON: {e}"))
+    serde_json::from_slice(&body).map_err(|e| format!("{what} answered invalid JSON: {e}"))
 }
 
 /// A list operation's answer: "not found" is an error there, not an answer.

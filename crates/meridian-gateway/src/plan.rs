@@ -249,10 +249,17 @@ fn messages_surfaces(state: &AppState, planned: Vec<Candidate>, policy: &Policy)
             .model_by_id(base)
             .is_some_and(|m| m.provider.eq_ignore_ascii_case("anthropic") && !m.arn_versioned)
     };
-    let mantle = |account: &str, region: &str| {
+    // Mantle where the account has an endpoint, for a model Mantle's list
+    // there names (once a refresh read it; until then, any).
+    let mantle = |account: &str, region: &str, id: &str| {
         state
             .client(account)
             .is_some_and(|c| c.endpoints().mantle_url(region).is_some())
+            && state
+                .catalog
+                .discovered()
+                .and_then(|d| d.on_mantle(region, id))
+                .unwrap_or(true)
     };
     meridian_router::plan::with_messages_surfaces(planned, native, mantle, |r| policy.allows(r))
 }

@@ -90,15 +90,15 @@ pub fn candidates<'a, A: Account>(
 /// ID, on no service tier — is preceded by the same call on runtime
 /// Messages, then by Mantle in its called region: the base ID, processed in
 /// that region, so only where `allows` says the policy admits the region and
-/// `mantle` says the account calls Mantle there (once per account and
-/// region). The runtime candidates (InvokeModel, the legacy integration)
+/// `mantle` says the account calls Mantle there for that base ID (once per
+/// account and region). The runtime candidates (InvokeModel, the legacy integration)
 /// follow as the last resort, in their order. Nothing outside the policy
 /// is added: a runtime Messages candidate touches the regions its runtime
 /// twin does, a Mantle one only its called region.
 pub fn with_messages_surfaces(
     planned: Vec<Candidate>,
     native: impl Fn(&Candidate) -> bool,
-    mantle: impl Fn(&str, &str) -> bool,
+    mantle: impl Fn(&str, &str, &str) -> bool,
     allows: impl Fn(&str) -> bool,
 ) -> Vec<Candidate> {
     let eligible = |c: &Candidate| {
@@ -125,7 +125,7 @@ pub fn with_messages_surfaces(
             .filter(|_| c.target.kind != TargetKind::OnDemand)
             .unwrap_or(&c.target.model_id);
         if allows(region)
-            && mantle(&c.account, region)
+            && mantle(&c.account, region, base)
             && mantled.insert((c.account.as_str(), region))
         {
             let target = Target {
@@ -436,7 +436,9 @@ mod tests {
             .collect();
         let native = |c: &Candidate| !c.target.model_id.contains("old");
         // Mantle in Tokyo and Virginia; the policy admits Tokyo only.
-        let mantle = |_: &str, r: &str| r == "ap-northeast-1" || r == "us-east-1";
+        let mantle = |_: &str, r: &str, id: &str| {
+            (r == "ap-northeast-1" || r == "us-east-1") && id == "anthropic.m"
+        };
         let allows = |r: &str| r.starts_with("ap-");
         let c = with_messages_surfaces(planned.clone(), native, mantle, allows);
         let got: Vec<String> = c

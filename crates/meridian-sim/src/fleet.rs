@@ -164,6 +164,10 @@ async fn serve_region(listener: TcpListener, addr: SocketAddr, ctx: Ctx) {
             crate::messages::MANTLE_PATH,
             axum::routing::any(crate::messages::handle),
         )
+        .route(
+            crate::messages::MANTLE_MODELS_PATH,
+            axum::routing::any(crate::messages::models),
+        )
         .fallback(handle)
         .with_state(ctx.clone());
     let Some(state) = ctx.shared.regions.get(&*ctx.region) else {

@@ -30,6 +30,10 @@ pub const RUNTIME_PATH: &str = "/anthropic/v1/messages";
 /// for `https://bedrock-mantle.{region}.api.aws/anthropic/v1/messages`).
 pub const MANTLE_PATH: &str = "/mantle/anthropic/v1/messages";
 
+/// Path of Mantle's model list on a region's listener (the fleet's stand-in
+/// for `https://bedrock-mantle.{region}.api.aws/v1/models`).
+pub const MANTLE_MODELS_PATH: &str = "/mantle/v1/models";
+
 /// Which native Messages endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
@@ -127,12 +131,70 @@ pub async fn handle(
     }
 }
 
-/// Whether `base` is served on the native Messages endpoints.
-fn on_messages(ctx: &Ctx, base: &str) -> bool {
+/// Whether `base` is served on `surface` in this region: Claude models of
+/// the Messages generation; a model the world added, on Mantle only in its
+/// Mantle regions when it names them.
+fn on_messages(ctx: &Ctx, surface: Surface, base: &str) -> bool {
     match ctx.shared.catalog.model_by_id(base) {
         Some(m) => m.provider == "anthropic" && !m.arn_versioned,
-        None => base.starts_with("anthropic.") && ctx.shared.world.read().model(base).is_some(),
+        None => {
+            let world = ctx.shared.world.read();
+            let Some(m) = world.model(base).filter(|_| base.starts_with("anthropic.")) else {
+                return false;
+            };
+            match (surface, &m.mantle) {
+                (Surface::Mantle, Some(regions)) => regions.contains(&*ctx.region),
+                _ => true,
+            }
+        }
     }
+}
+
+/// `GET /v1/models` on Mantle: the models this region's Mantle serves, as
+/// OpenAI's model list (SigV4 `bedrock-mantle` or a key).
+pub async fn models(
+    axum::extract::State(ctx): axum::extract::State<Ctx>,
+    req: axum::extract::Request,
+) -> Response {
+    let request_id = ctx.request_id();
+    let (parts, _) = req.into_parts();
+    if parts.method != http::Method::GET {
+        return error(&request_id, &invalid("GET only"));
+    }
+    if let Err(e) = ctx.take(
+        &parts,
+        &[],
+        Surface::Mantle.service(),
+        Surface::Mantle.name(),
+    ) {
+        return error(&request_id, &e);
+    }
+    let mut ids: Vec<String> = ctx
+        .shared
+        .catalog
+        .models()
+        .iter()
+        .filter(|m| m.provider == "anthropic" && !m.arn_versioned)
+        .map(|m| m.id.clone())
+        .collect();
+    let added: Vec<String> = ctx
+        .shared
+        .world
+        .read()
+        .models()
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    ids.extend(
+        added
+            .into_iter()
+            .filter(|id| on_messages(&ctx, Surface::Mantle, id)),
+    );
+    let data: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "object": "model", "owned_by": id.split('.').next().unwrap_or("")}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 impl Ctx {
@@ -183,7 +245,7 @@ impl Ctx {
                 )));
             }
         };
-        if !on_messages(self, &base) {
+        if !on_messages(self, surface, &base) {
             return Err(invalid(format!(
                 "{model} is not available on the Messages API endpoint; call it with InvokeModel or Converse."
             )));

@@ -46,6 +46,10 @@ pub struct NewModel {
     /// Whether the base ID takes on-demand calls in those regions.
     #[serde(default)]
     pub on_demand: bool,
+    /// Regions whose Mantle serves it (and lists it in `/v1/models`);
+    /// unset: every region's Mantle, for an Anthropic model.
+    #[serde(default)]
+    pub mantle: Option<BTreeSet<String>>,
 }
 
 /// A change, stamped when it reaches the data plane.

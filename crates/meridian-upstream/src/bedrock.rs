@@ -448,6 +448,30 @@ impl BedrockClient {
         self.send(req, region).await
     }
 
+    /// A GET on Mantle in `region` (its `/v1/models`), signed for
+    /// `bedrock-mantle`; a region without a Mantle endpoint is an error.
+    pub async fn mantle_get(&self, region: &str, path: &str) -> Result<Response, Failure> {
+        let base = self.endpoints.mantle_url(region).ok_or_else(|| {
+            Failure::new(
+                Outcome::Unavailable { status: 503 },
+                ErrorKind::ServiceUnavailable,
+                format!("no Mantle endpoint is configured for {region}"),
+            )
+        })?;
+        let url = format!("{base}{path}");
+        let req = self
+            .build(
+                Method::GET,
+                &url,
+                region,
+                MANTLE_SIGNING_NAME,
+                Bytes::new(),
+                &[],
+            )
+            .await?;
+        self.send(req, region).await
+    }
+
     /// A signed GET on the control plane (`ListInferenceProfiles`, …).
     pub async fn control_get(
         &self,
