@@ -342,3 +342,43 @@ def test_mantle_is_called_only_where_its_model_list_names_the_model(sim, gw):
     finally:
         for region in ("us-east-1", "us-east-2"):
             put_faults(sim, region, {})
+
+
+def test_a_model_only_mantle_serves_and_a_policy_only_mantle_fits(sim, gw):
+    """A model Mantle lists that Bedrock Runtime does not (as Claude Mythos
+    preview was) is served on Mantle, nearest region the policy admits first;
+    and a policy narrower than every profile of a model (one region) is
+    served by Mantle in that region rather than refused."""
+    import anthropic
+
+    new = "anthropic.claude-mantle-only-1"
+    world(sim, "PUT", "/world/models", {"id": new, "name": "Claude Mantle Only", "provider": "Anthropic",
+                                        "regions": [], "mantle": ["us-east-2", "eu-west-1"]})
+    ask = {"max_tokens": 20, "messages": [{"role": "user", "content": "mantle only"}]}
+
+    def client(residency=None):
+        headers = {"x-meridian-residency": residency} if residency else {}
+        return anthropic.Anthropic(base_url=gw["url"], api_key="unused", max_retries=0, default_headers=headers)
+
+    def served():
+        try:
+            return client().messages.with_raw_response.create(model=new, **ask)
+        except (anthropic.NotFoundError, anthropic.BadRequestError):
+            return None
+    raw = wait_for(served, 15, "a refresh to read Mantle's lists")
+    assert "You said: mantle only" in raw.parse().content[-1].text
+    assert raw.headers["x-meridian-surface"] == "mantle-messages", dict(raw.headers)
+    assert raw.headers["x-meridian-region"] == "us-east-2", dict(raw.headers)
+    # Under its Anthropic name too, and inside an EU policy in the EU.
+    raw = client("eu").messages.with_raw_response.create(model="claude-mantle-only-1", **ask)
+    assert raw.headers["x-meridian-region"] == "eu-west-1", dict(raw.headers)
+
+    # Opus 4.7's profiles all reach beyond us-east-1; Mantle there does not.
+    mark = max((x["seq"] for x in sim_records(sim)), default=-1)
+    raw = client("us-east-1").messages.with_raw_response.create(model="claude-opus-4-7", **ask)
+    assert raw.headers["x-meridian-surface"] == "mantle-messages", dict(raw.headers)
+    later = [x for x in sim_records(sim) if x["seq"] > mark]
+    assert later and all((x.get("inference_region") or x["endpoint_region"]) == "us-east-1" for x in later), later
+    # No Mantle list names a model in a region outside the policy: refused, not served elsewhere.
+    with pytest.raises(anthropic.APIStatusError):
+        client("us-west-1").messages.create(model=new, **ask)

@@ -64,7 +64,9 @@ pub fn resources(targets: &[Target], account: &str) -> Resources {
             }
             // Not Bedrock: nothing for IAM to allow.
             TargetKind::Provider => continue,
-            TargetKind::OnDemand => {}
+            // Mantle's IAM actions are not Bedrock Runtime's; the foundation
+            // model below is what it may reach.
+            TargetKind::OnDemand | TargetKind::Mantle => {}
         }
         let Some(base) = &t.base_model_id else {
             continue;

@@ -55,13 +55,19 @@ pub enum TargetKind {
     /// A model on an OpenAI-compatible server (`[[providers]]`), processed
     /// in the region the config declares for it.
     Provider,
+    /// A base model ID on Mantle (`bedrock-mantle.{region}`), processed in
+    /// the region called.
+    Mantle,
 }
 
 impl TargetKind {
     fn rank(self) -> u8 {
         match self {
             TargetKind::Provisioned | TargetKind::AppProfile | TargetKind::GeoProfile => 0,
-            TargetKind::OnDemand | TargetKind::PassThrough | TargetKind::Provider => 1,
+            TargetKind::OnDemand
+            | TargetKind::PassThrough
+            | TargetKind::Provider
+            | TargetKind::Mantle => 1,
             TargetKind::GlobalProfile => 2,
         }
     }

@@ -5,12 +5,14 @@
 //! router then orders them.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use meridian_catalog::resolve::Resolution;
 use meridian_catalog::resolve::ResolveError;
-use meridian_catalog::{Policy, ServiceTier};
+use meridian_catalog::{Policy, ServiceTier, Target, TargetKind};
 use meridian_config::Strategy;
 use meridian_router::route::fnv_bytes;
 use meridian_router::{Candidate, Order, Surface};
@@ -118,9 +120,16 @@ pub fn build(
         (Some(t), Some(h)) => Some(t.intersect(&h)),
     };
     let requested = call.requested.as_str();
-    let resolution = state
-        .resolve(requested, narrow.as_ref())
-        .map_err(plan_error)?;
+    let resolution = match state.resolve(requested, narrow.as_ref()) {
+        // A catalog model (or a configured name for one): as resolved.
+        Ok(r) if r.alias.is_some() => r,
+        // Nothing inside the policy, or an ID the catalog does not know (a
+        // guess called in-region): Mantle's lists may know better.
+        other => match mantle_only(state, call, narrow.as_ref()) {
+            Some(r) => Cow::Owned(r),
+            None => other.map_err(plan_error)?,
+        },
+    };
     let exposed = state.config.model(requested);
     let routing = &state.config.routing;
     let fallbacks = state.fallbacks(requested, narrow.as_ref(), &resolution.policy);
@@ -261,7 +270,82 @@ fn messages_surfaces(state: &AppState, planned: Vec<Candidate>, policy: &Policy)
                 .and_then(|d| d.on_mantle(region, id))
                 .unwrap_or(true)
     };
-    meridian_router::plan::with_messages_surfaces(planned, native, mantle, |r| policy.allows(r))
+    let mut out = meridian_router::plan::with_messages_surfaces(planned, native, mantle, |r| {
+        policy.allows(r)
+    });
+    // Mantle targets the catalog resolved (a Mantle-only model) need the
+    // account's Mantle endpoint too.
+    out.retain(|c| {
+        c.surface != Surface::MantleMessages
+            || mantle(
+                &c.account,
+                &c.target.endpoint_region,
+                c.target
+                    .base_model_id
+                    .as_deref()
+                    .unwrap_or(&c.target.model_id),
+            )
+    });
+    out
+}
+
+/// A model only Mantle serves inside the policy — one Mantle lists that
+/// Bedrock Runtime does not (Claude Mythos preview), or a policy narrower
+/// than every profile of the model — for an Anthropic Messages request: a
+/// Mantle target in each region the policy admits whose Mantle list (as a
+/// refresh read it) names the model, nearest first. The price is the
+/// catalog's in-region price when it knows the model, else unknown.
+fn mantle_only(state: &AppState, call: &Call, narrow: Option<&Policy>) -> Option<Resolution> {
+    if !call.messages {
+        return None;
+    }
+    let found = state.catalog.discovered()?;
+    let exposed = state.config.model(&call.requested);
+    let reference = exposed.map_or(call.requested.as_str(), |m| m.model.as_str());
+    let model = state.catalog_model(&call.requested);
+    let id = match model {
+        Some(m) => m.id.clone(),
+        None if reference.starts_with("anthropic.") => reference.to_string(),
+        None if reference.starts_with("claude-") => format!("anthropic.{reference}"),
+        None => return None,
+    };
+    let base = exposed.map_or(&state.config.default_policy, |m| &m.policy);
+    let policy = match narrow {
+        Some(n) => base.intersect(n),
+        None => base.clone(),
+    };
+    let here = state.catalog.region(&state.region);
+    let mut targets: Vec<Target> = found
+        .mantle
+        .iter()
+        .filter(|(region, ids)| ids.contains(&id) && policy.allows(region))
+        .map(|(region, _)| Target {
+            endpoint_region: region.clone(),
+            model_id: id.clone(),
+            kind: TargetKind::Mantle,
+            prefix: None,
+            base_model_id: Some(id.clone()),
+            destinations: BTreeSet::from([region.clone()]),
+            price: model.and_then(|m| m.price.in_region()),
+            confirmed: true,
+            distance_km: here
+                .zip(state.catalog.region(region))
+                .map_or(u32::MAX, |(a, b)| a.distance_km(b) as u32),
+            capacity_tpm: None,
+        })
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    targets.sort_by_key(|t| t.distance_km);
+    Some(Resolution {
+        requested: call.requested.clone(),
+        alias: model.map(|m| m.alias.clone()),
+        source_region: state.region.clone(),
+        policy,
+        targets,
+        rejected: Vec::new(),
+    })
 }
 
 /// Mantle's version of a Messages body: `anthropic_version` and

@@ -34,6 +34,7 @@ impl Surface {
     pub fn of(target: &Target) -> Surface {
         match target.kind {
             TargetKind::Provider => Surface::Provider,
+            TargetKind::Mantle => Surface::MantleMessages,
             _ => Surface::Runtime,
         }
     }

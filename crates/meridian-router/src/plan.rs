@@ -130,7 +130,7 @@ pub fn with_messages_surfaces(
         {
             let target = Target {
                 model_id: base.to_string(),
-                kind: TargetKind::OnDemand,
+                kind: TargetKind::Mantle,
                 prefix: None,
                 base_model_id: Some(base.to_string()),
                 destinations: BTreeSet::from([region.to_string()]),
@@ -146,7 +146,7 @@ pub fn with_messages_surfaces(
 
 /// The guardrail stage's filter: a model that maps Bedrock guardrails (by
 /// region, `mapped`) is called only in regions where one is mapped, and never
-/// through a provider (which has none), exactly as a region outside the
+/// through a provider (which has none) or Mantle, exactly as a region outside the
 /// policy is not called. Candidates of models that map none are kept.
 /// Returns each (model, region, guardrail) the remaining candidates use.
 pub fn keep_guardrailed<'g, G: Clone + 'g>(
@@ -158,7 +158,9 @@ pub fn keep_guardrailed<'g, G: Clone + 'g>(
         let Some(map) = mapped(&c.model) else {
             return true;
         };
-        if c.target.kind == meridian_catalog::TargetKind::Provider {
+        // Guardrails are applied by Bedrock Runtime; a provider has none,
+        // and Mantle is not where they are mapped.
+        if matches!(c.target.kind, TargetKind::Provider | TargetKind::Mantle) {
             return false;
         }
         let Some(g) = map.get(&c.target.endpoint_region) else {

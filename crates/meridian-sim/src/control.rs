@@ -205,6 +205,7 @@ async fn put_model(State(c): State<Control>, body: axum::body::Bytes) -> (Status
     if let Some(r) = model
         .regions
         .iter()
+        .chain(model.mantle.iter().flatten())
         .find(|r| c.shared.catalog.region(r).is_none())
     {
         return (
@@ -212,11 +213,12 @@ async fn put_model(State(c): State<Control>, body: axum::body::Bytes) -> (Status
             Json(json!({"message": format!("unknown region {r}")})),
         );
     }
-    if !model.id.contains('.') || model.regions.is_empty() {
+    let on_mantle = model.mantle.as_ref().is_some_and(|m| !m.is_empty());
+    if !model.id.contains('.') || (model.regions.is_empty() && !on_mantle) {
         return (
             StatusCode::BAD_REQUEST,
             Json(
-                json!({"message": "a new model needs a base model ID (provider.name) and regions"}),
+                json!({"message": "a new model needs a base model ID (provider.name) and regions (or Mantle regions)"}),
             ),
         );
     }

@@ -31,12 +31,9 @@ impl Ctx {
                         .filter_map(|id| catalog.route(id))
                         .any(|r| r.destinations(&here).is_some())
             }
-            None => self
-                .shared
-                .world
-                .read()
-                .model(base)
-                .is_some_and(|m| m.regions.contains(&here)),
+            None => self.shared.world.read().model(base).is_some_and(|m| {
+                m.regions.contains(&here) || m.mantle.as_ref().is_some_and(|r| r.contains(&here))
+            }),
         };
         if !offered {
             return Err(invalid_model());

@@ -95,6 +95,7 @@ pub(super) fn kind(t: &Target) -> &'static str {
         TargetKind::Provisioned => "provisioned",
         TargetKind::PassThrough => "pass-through",
         TargetKind::Provider => "provider",
+        TargetKind::Mantle => "mantle",
     }
 }
 
