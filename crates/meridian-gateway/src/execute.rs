@@ -193,14 +193,18 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
 /// own for Mantle) with the candidate's model ID and the stream flag put in
 /// front — spliced into the bytes, not parsed again.
 fn messages_call(c: &Candidate, plan: &Plan) -> Call {
-    let (route, base, extra) = match (c.surface, &plan.mantle) {
-        (Surface::MantleMessages, Some((body, headers))) => {
-            (Route::MantleMessages, body, headers.as_slice())
-        }
-        _ => (Route::RuntimeMessages, &plan.body, &[][..]),
+    let route = if c.surface == Surface::MantleMessages {
+        Route::MantleMessages
+    } else {
+        Route::RuntimeMessages
+    };
+    let (base, extra) = match (route, &plan.mantle) {
+        (Route::MantleMessages, Some((body, headers))) => (body, headers.as_slice()),
+        _ => (&plan.body, &[][..]),
     };
     let model = serde_json::to_string(&c.target.model_id).unwrap_or_default();
-    let rest = base.strip_prefix(b"{").unwrap_or(base);
+    let trimmed = base.trim_ascii_start();
+    let rest = trimmed.strip_prefix(b"{").unwrap_or(trimmed);
     let mut body = Vec::with_capacity(base.len() + model.len() + 32);
     body.extend_from_slice(b"{\"model\":");
     body.extend_from_slice(model.as_bytes());

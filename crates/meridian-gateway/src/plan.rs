@@ -120,15 +120,22 @@ pub fn build(
         (Some(t), Some(h)) => Some(t.intersect(&h)),
     };
     let requested = call.requested.as_str();
-    let resolution = match state.resolve(requested, narrow.as_ref()) {
-        // A catalog model (or a configured name for one): as resolved.
-        Ok(r) if r.alias.is_some() => r,
-        // Nothing inside the policy, or an ID the catalog does not know (a
-        // guess called in-region): Mantle's lists may know better.
-        other => match mantle_only(state, call, narrow.as_ref()) {
-            Some(r) => Cow::Owned(r),
-            None => other.map_err(plan_error)?,
-        },
+    let resolved = state.resolve(requested, narrow.as_ref());
+    // Nothing inside the policy, or a base ID the catalog does not know (only
+    // a guess called in-region): Mantle's lists may know better.
+    let ask_mantle = match &resolved {
+        Ok(r) => guessed(r),
+        Err(e) => matches!(
+            e,
+            ResolveError::NoTarget { .. } | ResolveError::UnknownModel { .. }
+        ),
+    };
+    let resolution = match ask_mantle
+        .then(|| mantle_only(state, call, narrow.as_ref()))
+        .flatten()
+    {
+        Some(m) => Cow::Owned(m),
+        None => resolved.map_err(plan_error)?,
     };
     let exposed = state.config.model(requested);
     let routing = &state.config.routing;
@@ -287,6 +294,14 @@ fn messages_surfaces(state: &AppState, planned: Vec<Candidate>, policy: &Policy)
             )
     });
     out
+}
+
+/// A resolution that only guessed: a base ID the catalog does not know,
+/// called and processed in-region (no alias, every target on demand).
+fn guessed(r: &Resolution) -> bool {
+    r.alias.is_none()
+        && !r.targets.is_empty()
+        && r.targets.iter().all(|t| t.kind == TargetKind::OnDemand)
 }
 
 /// A model only Mantle serves inside the policy — one Mantle lists that
