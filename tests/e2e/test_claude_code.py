@@ -117,3 +117,16 @@ def test_claude_code_with_an_eu_residency_header_is_processed_in_the_eu(gw, mode
     records = fleet_records(gw)[seen:]
     where = {x.get("inference_region") or x["endpoint_region"] for x in records}
     assert len(records) >= 2 and all(w.startswith("eu-") for w in where), where
+
+
+def test_claude_code_with_a_model_that_is_not_claude(gw, tmp_path):
+    """Gateway mode with `--model nova-pro`: Claude Code's Messages requests
+    (system messages inside the conversation, thinking settings, tools) are
+    translated to Converse for Nova; a tool round completes."""
+    seen = len(fleet_records(gw))
+    out = claude(gw, tmp_path, "gateway", "use Bash to run `echo nova-round`", "--allowedTools", "Bash",
+                 "--model", "nova-pro")
+    assert out["num_turns"] == 2, out
+    assert "Tool result: nova-round" in out["result"], out["result"]
+    ops = {(x["model_id"], x["operation"]) for x in fleet_records(gw)[seen:]}
+    assert ops and all("nova-pro" in m and op.startswith("Converse") for m, op in ops), ops

@@ -53,6 +53,10 @@ pub const BEDROCK_BETAS: &[&str] = &[
 /// Response header naming the beta flags that were not sent on.
 pub const DROPPED_BETAS_HEADER: &str = "x-meridian-dropped-betas";
 
+/// Response header naming the request fields left out for the model
+/// (`thinking`, `output_config` for a model that does not reason).
+pub const DROPPED_FIELDS_HEADER: &str = "x-meridian-dropped-fields";
+
 /// The Messages wire format.
 #[derive(Debug)]
 pub struct Anthropic;
@@ -64,6 +68,8 @@ pub struct Ctx {
     model: String,
     count: bool,
     dropped: Vec<String>,
+    /// Request fields left out for the model (named in `x-meridian-dropped-fields`).
+    dropped_fields: Vec<String>,
     /// Translated to Converse (a model without the native Messages format).
     converse: bool,
 }
@@ -158,7 +164,18 @@ impl FrontDoor for Anthropic {
             return Err(AnthropicError::invalid("max_tokens: field required"));
         }
         if !anthropic_model(state, &model) {
-            return converse_call(v, model, stream, count, request_id);
+            // A model the catalog says does not reason is not sent Claude's
+            // thinking settings (Claude Code sends them whatever the model);
+            // what was left out is named in the answer.
+            let mut dropped = Vec::new();
+            if state.catalog_model(&model).is_some_and(|m| !m.reasoning) {
+                for field in ["thinking", "output_config"] {
+                    if obj.remove(field).is_some() {
+                        dropped.push(field.to_string());
+                    }
+                }
+            }
+            return converse_call(v, model, stream, count, request_id, dropped);
         }
         obj.insert(
             "anthropic_version".into(),
@@ -173,6 +190,7 @@ impl FrontDoor for Anthropic {
             model: model.clone(),
             count,
             dropped,
+            dropped_fields: Vec::new(),
             converse: false,
         };
         let forward = vec![
@@ -322,6 +340,11 @@ fn headers(r: &mut Response, c: &Ctx) {
     {
         r.headers_mut().insert(DROPPED_BETAS_HEADER, v);
     }
+    if !c.dropped_fields.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&c.dropped_fields.join(","))
+    {
+        r.headers_mut().insert(DROPPED_FIELDS_HEADER, v);
+    }
 }
 
 /// A Messages ID for a request ID.
@@ -337,6 +360,7 @@ fn converse_call(
     stream: bool,
     count: bool,
     request_id: &str,
+    dropped_fields: Vec<String>,
 ) -> Result<Decoded<Ctx>, AnthropicError> {
     let converse = meridian_wire::messages::to_converse(&v)
         .map_err(|e| AnthropicError::invalid(format!("{model}: {}", e.0)))?;
@@ -360,6 +384,7 @@ fn converse_call(
         model: model.clone(),
         count,
         dropped: Vec::new(),
+        dropped_fields,
         converse: true,
     };
     let call = Call {

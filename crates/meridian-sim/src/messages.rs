@@ -296,6 +296,8 @@ fn to_sse(answer: Response) -> Response {
         http::HeaderValue::from_static("text/event-stream"),
     );
     parts.headers.remove(http::header::CONTENT_LENGTH);
+    // The inner InvokeModel stream's own content type is not this answer's.
+    parts.headers.remove("x-amzn-bedrock-content-type");
     let mut frames = FrameSplitter::new();
     let events = body.into_data_stream().flat_map(move |chunk| {
         let mut out: Vec<Result<Bytes, std::io::Error>> = Vec::new();

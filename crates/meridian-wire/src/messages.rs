@@ -134,7 +134,12 @@ fn content(c: &Value, at: &str) -> Result<Vec<Value>, Untranslatable> {
 
 /// A Messages request body (without `model` and `stream`) as a Converse body.
 pub fn to_converse(body: &Value) -> Result<Value, Untranslatable> {
-    let mut messages = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    // System messages inside the conversation (Claude Code sends them):
+    // Converse has one system prompt, so their text joins it, after the
+    // request's own, in order — it keeps a system message's authority
+    // rather than passing it off as the user's words.
+    let mut later_system = Vec::new();
     for (i, m) in body["messages"]
         .as_array()
         .into_iter()
@@ -142,15 +147,42 @@ pub fn to_converse(body: &Value) -> Result<Value, Untranslatable> {
         .enumerate()
     {
         let role = m["role"].as_str().unwrap_or_default();
-        if !matches!(role, "user" | "assistant") {
-            return Err(bad(format!("messages.{i}.role: must be user or assistant")));
+        let at = format!("messages.{i}.content");
+        if role == "system" {
+            for b in content(&m["content"], &at)? {
+                if b.get("text").is_none() && b.get("cachePoint").is_none() {
+                    return Err(bad(format!("{at}: a system message carries text only")));
+                }
+                later_system.push(b);
+            }
+            continue;
         }
-        messages.push(json!({"role": role, "content": content(&m["content"], &format!("messages.{i}.content"))?}));
+        if !matches!(role, "user" | "assistant") {
+            return Err(bad(format!(
+                "messages.{i}.role: must be user, assistant or system"
+            )));
+        }
+        let blocks = content(&m["content"], &at)?;
+        // Turns of one role side by side (a system message between them
+        // was lifted out, or the client sent them so) are one turn, as
+        // Anthropic's API treats them; Converse wants roles to alternate.
+        match messages.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(c) = last["content"].as_array_mut() {
+                    c.extend(blocks);
+                }
+            }
+            _ => messages.push(json!({"role": role, "content": blocks})),
+        }
     }
     let mut out = json!({"messages": messages});
-    match &body["system"] {
-        Value::Null => {}
-        s => out["system"] = json!(content(s, "system")?),
+    let mut system = match &body["system"] {
+        Value::Null => Vec::new(),
+        s => content(s, "system")?,
+    };
+    system.extend(later_system);
+    if !system.is_empty() {
+        out["system"] = Value::Array(system);
     }
     let mut cfg = Map::new();
     for (from, to) in [
@@ -404,6 +436,43 @@ mod tests {
             "{}",
             e.0
         );
+    }
+
+    #[test]
+    fn system_messages_in_the_conversation_join_the_system_prompt() {
+        let body = json!({
+            "system": "be brief",
+            "messages": [
+                {"role": "user", "content": "hello"},
+                {"role": "system", "content": [{"type": "text", "text": "answer in French"}]},
+                {"role": "user", "content": "again"},
+                {"role": "assistant", "content": "salut"},
+                {"role": "system", "content": "now in German"},
+                {"role": "user", "content": "once more"}]});
+        let c = to_converse(&body).unwrap();
+        assert_eq!(
+            c["system"],
+            json!([{"text": "be brief"}, {"text": "answer in French"}, {"text": "now in German"}])
+        );
+        // The two user turns the first system message stood between are one.
+        assert_eq!(
+            c["messages"],
+            json!([
+                {"role": "user", "content": [{"text": "hello"}, {"text": "again"}]},
+                {"role": "assistant", "content": [{"text": "salut"}]},
+                {"role": "user", "content": [{"text": "once more"}]}])
+        );
+        crate::converse::validate_request(&c).unwrap();
+        let e = to_converse(&json!({"messages": [{"role": "system", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA="}}]}]}))
+        .unwrap_err();
+        assert!(
+            e.0.contains("messages.0.content") && e.0.contains("text only"),
+            "{}",
+            e.0
+        );
+        let e = to_converse(&json!({"messages": [{"role": "tool", "content": "x"}]})).unwrap_err();
+        assert!(e.0.contains("messages.0.role"), "{}", e.0);
     }
 
     #[test]
