@@ -335,15 +335,15 @@ fn headers(r: &mut Response, c: &Ctx) {
     if let Ok(v) = HeaderValue::from_str(&c.request_id) {
         r.headers_mut().insert("request-id", v);
     }
-    if !c.dropped.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&c.dropped.join(","))
-    {
-        r.headers_mut().insert(DROPPED_BETAS_HEADER, v);
-    }
-    if !c.dropped_fields.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&c.dropped_fields.join(","))
-    {
-        r.headers_mut().insert(DROPPED_FIELDS_HEADER, v);
+    for (name, dropped) in [
+        (DROPPED_BETAS_HEADER, &c.dropped),
+        (DROPPED_FIELDS_HEADER, &c.dropped_fields),
+    ] {
+        if !dropped.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&dropped.join(","))
+        {
+            r.headers_mut().insert(name, v);
+        }
     }
 }
 

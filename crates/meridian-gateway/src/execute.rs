@@ -89,11 +89,10 @@ impl Decoder {
                 let Some(sse) = s.next_event().map_err(|e| bad_stream(&e))? else {
                     return Ok(None);
                 };
-                match Event::messages_text(sse.data) {
-                    Some(ev) => return Ok(Some(ev)),
-                    // An event of a type Messages does not define is skipped,
-                    // as the SDKs skip it.
-                    None => continue,
+                // An event of a type Messages does not define is skipped,
+                // as the SDKs skip it.
+                if let Some(ev) = Event::messages_text(sse.data) {
+                    return Ok(Some(ev));
                 }
             },
         }
@@ -193,14 +192,14 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
 /// own for Mantle) with the candidate's model ID and the stream flag put in
 /// front — spliced into the bytes, not parsed again.
 fn messages_call(c: &Candidate, plan: &Plan) -> Call {
-    let route = if c.surface == Surface::MantleMessages {
-        Route::MantleMessages
+    let (route, mantle) = if c.surface == Surface::MantleMessages {
+        (Route::MantleMessages, plan.mantle())
     } else {
-        Route::RuntimeMessages
+        (Route::RuntimeMessages, None)
     };
-    let (base, extra) = match (route, &plan.mantle) {
-        (Route::MantleMessages, Some((body, headers))) => (body, headers.as_slice()),
-        _ => (&plan.body, &[][..]),
+    let (base, extra) = match mantle {
+        Some((body, headers)) => (body, headers.as_slice()),
+        None => (&plan.body, &[][..]),
     };
     let model = serde_json::to_string(&c.target.model_id).unwrap_or_default();
     let trimmed = base.trim_ascii_start();

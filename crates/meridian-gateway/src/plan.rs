@@ -75,13 +75,22 @@ pub struct Plan {
     pub residency: Option<Policy>,
     /// Bedrock guardrails to apply: (exposed model, called region, guardrail).
     pub guardrails: Vec<(String, String, meridian_config::Guardrail)>,
-    /// Mantle's body and headers, when a candidate is on Mantle: the body
-    /// without `anthropic_version` and `anthropic_beta`, which Mantle takes
-    /// as headers.
-    pub mantle: Option<(Bytes, Vec<(HeaderName, HeaderValue)>)>,
+    /// Mantle's body and headers, made from `body` when a Mantle attempt
+    /// first needs them (see [`Plan::mantle`]).
+    pub mantle: std::sync::OnceLock<Option<MantleCall>>,
 }
 
+/// A Messages body as Mantle takes it, with the headers it moved there.
+pub type MantleCall = (Bytes, Vec<(HeaderName, HeaderValue)>);
+
 impl Plan {
+    /// Mantle's body (without `anthropic_version` and `anthropic_beta`) and
+    /// the headers those become; made once, by the first Mantle attempt, so a
+    /// request Mantle never serves does not parse its body again.
+    pub fn mantle(&self) -> Option<&MantleCall> {
+        self.mantle.get_or_init(|| mantle_call(&self.body)).as_ref()
+    }
+
     /// The residency policy this request was planned under.
     pub fn policy_in<'a>(&'a self, state: &'a AppState) -> Option<&'a Policy> {
         self.residency
@@ -214,11 +223,6 @@ pub fn build(
     } else {
         candidates
     };
-    let mantle = candidates
-        .iter()
-        .any(|c| c.surface == Surface::MantleMessages)
-        .then(|| mantle_call(&call.body))
-        .flatten();
     let body = legacy_version(state, call, &candidates).unwrap_or_else(|| call.body.clone());
     Ok(Plan {
         requested: requested.to_string(),
@@ -245,7 +249,7 @@ pub fn build(
         residency: (matches!(resolution, Cow::Owned(_)) || exposed.and_then(|m| m.cache).is_some())
             .then(|| policy.clone()),
         guardrails,
-        mantle,
+        mantle: std::sync::OnceLock::new(),
     })
 }
 
@@ -366,7 +370,7 @@ fn mantle_only(state: &AppState, call: &Call, narrow: Option<&Policy>) -> Option
 /// Mantle's version of a Messages body: `anthropic_version` and
 /// `anthropic_beta` move to headers (Mantle takes Anthropic's API version,
 /// not Bedrock's body field).
-fn mantle_call(body: &[u8]) -> Option<(Bytes, Vec<(HeaderName, HeaderValue)>)> {
+fn mantle_call(body: &[u8]) -> Option<MantleCall> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let obj = v.as_object_mut()?;
     obj.remove("anthropic_version");

@@ -177,9 +177,9 @@ fn proc_stats(pid: u32) -> (u64, u64, f64) {
     (field("VmRSS:"), field("VmHWM:"), ticks * 10.0) // 100 ticks per second
 }
 
-/// One ConverseStream request on its own connection: (time to the first
-/// body bytes, events received).
-async fn stream_once(addr: &str, model: &str, text: &str) -> Result<(Duration, u64), String> {
+/// A JSON POST on its own connection: when it was sent, and the body of
+/// its 200 answer, still arriving.
+async fn post(addr: &str, path: &str, body: Bytes) -> Result<(Instant, Incoming), String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -188,20 +188,31 @@ async fn stream_once(addr: &str, model: &str, text: &str) -> Result<(Duration, u
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let body = format!(
-        r#"{{"messages":[{{"role":"user","content":[{{"text":"{text}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
-    );
-    let req = hyper::Request::post(format!("/model/{model}/converse-stream"))
+    let req = hyper::Request::post(path)
         .header("host", addr)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(body))
         .unwrap();
     let t = Instant::now();
     let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
     if resp.status() != 200 {
         return Err(format!("status {}", resp.status()));
     }
-    let mut body = resp.into_body();
+    Ok((t, resp.into_body()))
+}
+
+/// One ConverseStream request on its own connection: (time to the first
+/// body bytes, events received).
+async fn stream_once(addr: &str, model: &str, text: &str) -> Result<(Duration, u64), String> {
+    let body = format!(
+        r#"{{"messages":[{{"role":"user","content":[{{"text":"{text}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
+    );
+    let (t, mut body) = post(
+        addr,
+        &format!("/model/{model}/converse-stream"),
+        Bytes::from(body),
+    )
+    .await?;
     let mut first = None;
     let mut decoder = eventstream::Decoder::new();
     let mut events = 0;
@@ -224,25 +235,7 @@ async fn stream_once(addr: &str, model: &str, text: &str) -> Result<(Duration, u
 /// One Anthropic Messages stream (`path`, `body`) on its own connection:
 /// (time to the first body bytes, server-sent events received).
 async fn sse_once(addr: &str, path: &str, body: &'static str) -> Result<(Duration, u64), String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).ok();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = hyper::Request::post(path)
-        .header("host", addr)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .unwrap();
-    let t = Instant::now();
-    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-    if resp.status() != 200 {
-        return Err(format!("status {}", resp.status()));
-    }
-    let mut body = resp.into_body();
+    let (t, mut body) = post(addr, path, Bytes::from_static(body.as_bytes())).await?;
     let mut first = None;
     let mut all = Vec::new();
     while let Some(frame) = body.frame().await {
