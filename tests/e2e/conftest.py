@@ -29,7 +29,7 @@ def pytest_report_header(config):
     and Claude Code as npm installed it)."""
     from importlib.metadata import PackageNotFoundError, version
     libs = []
-    for name in ("boto3", "botocore", "openai", "anthropic", "langchain-aws"):
+    for name in ("boto3", "botocore", "openai", "openai-agents", "anthropic", "langchain-aws"):
         try:
             libs.append(f"{name} {version(name)}")
         except PackageNotFoundError:
@@ -40,7 +40,13 @@ def pytest_report_header(config):
                             capture_output=True, text=True, timeout=30).stdout.strip()
     except OSError:
         cc = "missing"
-    return ["clients: " + ", ".join(libs), f"Claude Code: {cc}"]
+    codex = ROOT / ".codex-cli" / "node_modules" / ".bin" / "codex"
+    try:
+        cx = subprocess.run([os.environ.get("CODEX_BIN", str(codex)), "--version"],
+                            capture_output=True, text=True, timeout=30).stdout.strip()
+    except OSError:
+        cx = "missing"
+    return ["clients: " + ", ".join(libs), f"Claude Code: {cc}", f"Codex CLI: {cx}"]
 
 
 APP_PROFILE = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcd1234efgh"

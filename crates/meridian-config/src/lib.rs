@@ -336,6 +336,32 @@ pub struct Config {
     pub strict_residency: bool,
     /// Bytes the in-memory response cache may hold.
     pub cache_max_bytes: u64,
+    /// `[responses]`: stored Responses API state.
+    pub responses: ResponsesStore,
+}
+
+/// `[responses]`: whether `/v1/responses` keeps responses (their input and
+/// output bodies) for `previous_response_id` and `GET`, and for how long.
+/// Off unless configured, as bodies in the invocation log are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsesStore {
+    /// Keep responses created with `store` (the default of the API).
+    pub store: bool,
+    /// How long a stored response is kept.
+    pub ttl: std::time::Duration,
+    /// Bytes the in-memory store may hold (oldest out first); Redis keeps
+    /// entries with the TTL as their expiry.
+    pub max_bytes: u64,
+}
+
+impl Default for ResponsesStore {
+    fn default() -> Self {
+        ResponsesStore {
+            store: false,
+            ttl: std::time::Duration::from_secs(24 * 3600),
+            max_bytes: 64 << 20,
+        }
+    }
 }
 
 /// OpenTelemetry trace export.

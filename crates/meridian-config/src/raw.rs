@@ -48,6 +48,18 @@ pub(crate) struct RawConfig {
     pub guards: BTreeMap<Spanned<String>, crate::guard::RawGuard>,
     #[serde(default)]
     pub cache: RawCacheStore,
+    #[serde(default)]
+    pub responses: RawResponses,
+}
+
+/// `[responses]`: what `/v1/responses` keeps for `previous_response_id`
+/// and `GET /v1/responses/{id}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResponses {
+    pub store: Option<Spanned<bool>>,
+    pub ttl: Option<Spanned<String>>,
+    pub max_bytes: Option<Spanned<u64>>,
 }
 
 /// `[cache]`: the response cache's store.

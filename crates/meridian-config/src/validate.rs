@@ -273,6 +273,7 @@ pub(crate) fn validate(
         Some(b) => *b.get_ref(),
         None => 64 << 20,
     };
+    let responses = validate_responses(&at, &raw)?;
     let state = tenants::validate_state(&at, &raw)?;
     let admin_key = tenants::validate_admin(&at, &raw)?;
     let tls = tenants::validate_tls(&at, &raw, dir)?;
@@ -318,6 +319,7 @@ pub(crate) fn validate(
             guards,
             cache_max_bytes,
             strict_residency,
+            responses,
         },
         catalog,
     };
@@ -378,6 +380,37 @@ fn strategy_of(
             ));
         }
     })
+}
+
+/// `[responses]`.
+fn validate_responses(at: &At<'_>, raw: &RawConfig) -> Result<crate::ResponsesStore, ConfigError> {
+    let r = &raw.responses;
+    let mut out = crate::ResponsesStore::default();
+    if let Some(s) = &r.store {
+        out.store = *s.get_ref();
+    }
+    if let Some(t) = &r.ttl {
+        out.ttl = crate::parse_duration(t.get_ref())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                at.at(
+                    t,
+                    "responses.ttl",
+                    "expected a duration such as \"30m\", \"24h\" or \"30d\"",
+                )
+            })?;
+    }
+    if let Some(b) = &r.max_bytes {
+        if *b.get_ref() == 0 {
+            return Err(at.at(
+                b,
+                "responses.max_bytes",
+                "expected a positive number of bytes",
+            ));
+        }
+        out.max_bytes = *b.get_ref();
+    }
+    Ok(out)
 }
 
 fn validate_server(at: &At<'_>, raw: &RawConfig) -> Result<Server, ConfigError> {

@@ -130,12 +130,12 @@ impl FrontDoor for Anthropic {
     }
 
     fn decode(
-        state: &AppState,
+        state: &Arc<AppState>,
         parts: &Parts,
         body: Bytes,
         request_id: &str,
         _tenant: &meridian_config::Tenant,
-    ) -> Result<Decoded<Ctx>, AnthropicError> {
+    ) -> Result<Decoded<Ctx, AnthropicError>, AnthropicError> {
         if parts.method != http::Method::POST {
             return Err(AnthropicError {
                 status: 405,
@@ -361,7 +361,7 @@ fn converse_call(
     count: bool,
     request_id: &str,
     dropped_fields: Vec<String>,
-) -> Result<Decoded<Ctx>, AnthropicError> {
+) -> Result<Decoded<Ctx, AnthropicError>, AnthropicError> {
     let converse = meridian_wire::messages::to_converse(&v)
         .map_err(|e| AnthropicError::invalid(format!("{model}: {}", e.0)))?;
     meridian_wire::converse::validate_request(&converse)

@@ -54,12 +54,12 @@ impl FrontDoor for Bedrock {
     }
 
     fn decode(
-        state: &AppState,
+        state: &Arc<AppState>,
         parts: &Parts,
         body: Bytes,
         _request_id: &str,
         _tenant: &meridian_config::Tenant,
-    ) -> Result<Decoded<()>, BedrockError> {
+    ) -> Result<Decoded<(), BedrockError>, BedrockError> {
         let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
         if let Operation::ApplyGuardrail { guardrail_id, .. } = &op {
             return apply_guardrail(state, parts, body, guardrail_id);
@@ -143,7 +143,7 @@ fn apply_guardrail(
     parts: &Parts,
     body: Bytes,
     id: &str,
-) -> Result<Decoded<()>, BedrockError> {
+) -> Result<Decoded<(), BedrockError>, BedrockError> {
     let models = &state.config.models;
     let model = models
         .iter()

@@ -218,12 +218,12 @@ impl FrontDoor for Panics {
         <Bedrock as FrontDoor>::head(parts)
     }
     fn decode(
-        _: &AppState,
+        _: &std::sync::Arc<AppState>,
         _: &Parts,
         _: Bytes,
         _: &str,
         _: &meridian_config::Tenant,
-    ) -> Result<Decoded<()>, BedrockError> {
+    ) -> Result<Decoded<(), BedrockError>, BedrockError> {
         panic!("a stage panicked (on purpose, in a test)");
     }
     fn unary(

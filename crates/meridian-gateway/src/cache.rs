@@ -14,14 +14,13 @@
 //! `[state] backend = "redis"`, in Redis with the TTL as its expiry, shared
 //! by every replica. An unreachable Redis is a miss, never an error.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::time::Instant;
 
+use crate::bounded::Bounded;
 use crate::limits::Shared;
 
 /// Request header: `no-store` or `refresh`.
@@ -96,7 +95,7 @@ mod b64 {
 }
 
 /// A cache key: SHA-256 of everything the answer depends on.
-pub type Key = [u8; 32];
+pub use crate::bounded::Key;
 
 /// The key of a request.
 pub fn key(tenant: &str, requested: &str, policy: &str, action: &str, body: &[u8]) -> Key {
@@ -119,33 +118,10 @@ pub fn key(tenant: &str, requested: &str, policy: &str, action: &str, body: &[u8
     h.finalize().into()
 }
 
-struct Slot {
-    entry: std::sync::Arc<Entry>,
-    expires: Instant,
-    size: usize,
-}
-
-#[derive(Default)]
-struct Memory {
-    map: HashMap<Key, Slot>,
-    order: VecDeque<Key>,
-    bytes: usize,
-}
-
 /// The cache: in memory, or in Redis when the state backend is.
+#[derive(Debug)]
 pub struct Cache {
-    memory: parking_lot::Mutex<Memory>,
-    max_bytes: usize,
-}
-
-impl std::fmt::Debug for Cache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let m = self.memory.lock();
-        f.debug_struct("Cache")
-            .field("entries", &m.map.len())
-            .field("bytes", &m.bytes)
-            .finish()
-    }
+    memory: Bounded<Entry>,
 }
 
 fn redis_key(k: &Key) -> String {
@@ -155,8 +131,7 @@ fn redis_key(k: &Key) -> String {
 impl Cache {
     pub fn new(max_bytes: u64) -> Cache {
         Cache {
-            memory: parking_lot::Mutex::new(Memory::default()),
-            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            memory: Bounded::new(max_bytes),
         }
     }
 
@@ -168,15 +143,7 @@ impl Cache {
                 .ok()
                 .map(std::sync::Arc::new);
         }
-        let mut m = self.memory.lock();
-        let slot = m.map.get(key)?;
-        if slot.expires > Instant::now() {
-            return Some(slot.entry.clone());
-        }
-        if let Some(old) = m.map.remove(key) {
-            m.bytes -= old.size;
-        }
-        None
+        self.memory.get(key)
     }
 
     /// Keeps `entry` under `key` for `ttl`.
@@ -195,43 +162,12 @@ impl Cache {
     /// out, so the next request sees it).
     pub fn put_local(&self, key: Key, entry: Entry, ttl: Duration) {
         let size = entry.body.len() + 256;
-        if size > self.max_bytes {
-            return;
-        }
-        let mut m = self.memory.lock();
-        if let Some(old) = m.map.remove(&key) {
-            m.bytes -= old.size;
-        }
-        while m.bytes + size > self.max_bytes {
-            let Some(oldest) = m.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = m.map.remove(&oldest) {
-                m.bytes -= old.size;
-            }
-        }
-        m.bytes += size;
-        m.order.push_back(key);
-        m.map.insert(
-            key,
-            Slot {
-                entry: std::sync::Arc::new(entry),
-                expires: Instant::now() + ttl,
-                size,
-            },
-        );
-        // Keys evicted by a later put of the same key stay in `order` once
-        // more; drop them when the queue grows well past the map.
-        if m.order.len() > 2 * m.map.len() + 64 {
-            let Memory { map, order, .. } = &mut *m;
-            order.retain(|k| map.contains_key(k));
-        }
+        self.memory.put(key, entry, size, ttl);
     }
 
     /// Entries and bytes held in memory.
     pub fn usage(&self) -> (usize, usize) {
-        let m = self.memory.lock();
-        (m.map.len(), m.bytes)
+        self.memory.usage()
     }
 }
 

@@ -74,12 +74,12 @@ impl FrontDoor for OpenAi {
     }
 
     fn decode(
-        state: &AppState,
+        state: &Arc<AppState>,
         parts: &Parts,
         body: Bytes,
         request_id: &str,
         tenant: &meridian_config::Tenant,
-    ) -> Result<Decoded<Chat>, OpenAiError> {
+    ) -> Result<Decoded<Chat, OpenAiError>, OpenAiError> {
         match (parts.method.as_str(), parts.uri.path()) {
             ("POST", "/v1/chat/completions") => {}
             ("POST", "/v1/embeddings") => return embeddings_call(state, &body, request_id),
@@ -99,26 +99,12 @@ impl FrontDoor for OpenAi {
         })?;
         let t = to_converse(&value)?;
         converse::validate_request(&t.converse).map_err(|e| OpenAiError::from(&e))?;
-        if let Some(m) = state.catalog_model(&t.model) {
-            if t.reasoning && !m.reasoning {
-                return Err(OpenAiError::invalid(
-                    "reasoning_effort",
-                    format!(
-                        "{} does not support reasoning_effort (no extended thinking on Bedrock)",
-                        t.model
-                    ),
-                ));
-            }
-            if t.structured && !m.structured_output {
-                return Err(OpenAiError::invalid(
-                    "response_format",
-                    format!(
-                        "{} does not support structured output (response_format json_schema or json_object)",
-                        t.model
-                    ),
-                ));
-            }
-        }
+        capable(
+            state,
+            &t.model,
+            t.reasoning.then_some("reasoning_effort"),
+            t.structured.then_some("response_format"),
+        )?;
         let ctx = Chat {
             request_id: request_id.to_string(),
             id: format!("chatcmpl-{}", request_id.replace('-', "")),
@@ -158,12 +144,7 @@ impl FrontDoor for OpenAi {
         body: Bytes,
         usage: &crate::usage::Usage,
     ) -> Result<Response, OpenAiError> {
-        let v: Value = serde_json::from_slice(&body).map_err(|e| {
-            OpenAiError::from(&BedrockError::new(
-                meridian_wire::ErrorKind::InternalServer,
-                format!("upstream answered invalid JSON: {e}"),
-            ))
-        })?;
+        let v = upstream_json(&body)?;
         let out = match &c.embeddings {
             Some(req) => {
                 let answers = match v {
@@ -208,6 +189,44 @@ impl FrontDoor for OpenAi {
     }
 }
 
+/// An upstream's JSON answer (a 500 when it is not JSON).
+pub(crate) fn upstream_json(body: &[u8]) -> Result<Value, OpenAiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        OpenAiError::from(&BedrockError::new(
+            meridian_wire::ErrorKind::InternalServer,
+            format!("upstream answered invalid JSON: {e}"),
+        ))
+    })
+}
+
+/// Refuses what the catalog says `model` cannot do: thinking (asked for by
+/// the parameter `reasoning` names) or structured output (`structured`).
+pub(crate) fn capable(
+    state: &AppState,
+    model: &str,
+    reasoning: Option<&str>,
+    structured: Option<&str>,
+) -> Result<(), OpenAiError> {
+    let Some(m) = state.catalog_model(model) else {
+        return Ok(());
+    };
+    if let Some(param) = reasoning.filter(|_| !m.reasoning) {
+        return Err(OpenAiError::invalid(
+            param,
+            format!("{model} does not support {param} (no extended thinking on Bedrock)"),
+        ));
+    }
+    if let Some(param) = structured.filter(|_| !m.structured_output) {
+        return Err(OpenAiError::invalid(
+            param,
+            format!(
+                "{model} does not support structured output ({param} json_schema or json_object)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn error(request_id: &str, e: &OpenAiError) -> Response {
     let mut r = respond::with(
         e.status,
@@ -223,7 +242,7 @@ fn embeddings_call(
     state: &AppState,
     body: &[u8],
     request_id: &str,
-) -> Result<Decoded<Chat>, OpenAiError> {
+) -> Result<Decoded<Chat, OpenAiError>, OpenAiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         OpenAiError::invalid("body", format!("the request body is not valid JSON: {e}"))
     })?;

@@ -123,11 +123,7 @@ pub fn build(
 ) -> Result<Plan, BedrockError> {
     let tokens = reserve.total();
     // The model's policy, narrowed by the tenant's, narrowed by the header's.
-    let narrow = match (tenant_policy, residency_header(state, headers)?) {
-        (None, h) => h,
-        (Some(t), None) => Some(t.clone()),
-        (Some(t), Some(h)) => Some(t.intersect(&h)),
-    };
+    let narrow = request_policy(state, headers, tenant_policy)?;
     let requested = call.requested.as_str();
     let resolved = state.resolve(requested, narrow.as_ref());
     // Nothing inside the policy, or a base ID the catalog does not know (only
@@ -466,6 +462,20 @@ fn with_tier(body: &[u8], tier: ServiceTier) -> Option<Bytes> {
         serde_json::json!({"type": tier.name()}),
     );
     serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
+/// The request's own policy: the tenant's, narrowed by the header's
+/// (`None`: neither says anything).
+pub fn request_policy(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant_policy: Option<&Policy>,
+) -> Result<Option<Policy>, BedrockError> {
+    Ok(match (tenant_policy, residency_header(state, headers)?) {
+        (None, h) => h,
+        (Some(t), None) => Some(t.clone()),
+        (Some(t), Some(h)) => Some(t.intersect(&h)),
+    })
 }
 
 /// The policy in `x-meridian-residency`, if the request has one: it can

@@ -17,7 +17,7 @@ use crate::live::Live;
 use crate::metrics::Family;
 use crate::metrics::labels;
 use crate::state::AppState;
-use crate::{admin, anthropic, bedrock, openai, status, ui};
+use crate::{admin, anthropic, bedrock, openai, responses, status, ui};
 
 /// How long accepting pauses after an accept error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -67,6 +67,11 @@ pub fn router(state: Arc<Live>) -> Router {
         .route(
             "/anthropic/v1/messages/count_tokens",
             axum::routing::any(anthropic::handle),
+        )
+        .route("/v1/responses", axum::routing::any(responses::handle))
+        .route(
+            "/v1/responses/{*rest}",
+            axum::routing::any(responses::handle),
         )
         .route("/v1/{*rest}", axum::routing::any(openai::handle))
         .route(

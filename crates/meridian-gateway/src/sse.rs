@@ -29,6 +29,12 @@ pub trait Translate: Send + 'static {
     fn done(&mut self) -> Option<Bytes> {
         None
     }
+    /// Work to finish before the chunks just produced go out (the
+    /// Responses door stores a finished response before the client can
+    /// read that it finished).
+    fn hold(&mut self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// An event's JSON payload, or the error that ends a stream with an event
@@ -61,6 +67,9 @@ pub fn body(events: Events, t: impl Translate) -> Body {
             },
             Some(Err(e)) => (vec![t.broken(&e)], false),
         };
+        if let Some(work) = t.hold() {
+            work.await;
+        }
         Some((out, more.then_some((events, t))))
     })
     .flat_map(|out: Vec<Bytes>| {

@@ -103,6 +103,9 @@ pub struct Runtime {
     /// shared backend). Entries survive a reload: each is checked against
     /// the new plan's policy and candidates when it is served.
     pub cache: Arc<crate::cache::Cache>,
+    /// Stored Responses API state (in memory; Redis goes through the
+    /// limiter's shared backend).
+    pub responses: Arc<crate::responses_store::Responses>,
     /// What the dashboard shows.
     pub stats: Arc<crate::traffic::Stats>,
     /// Drills started from the dashboard.
@@ -138,6 +141,9 @@ impl Runtime {
             admission: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
             limiter: Arc::new(crate::limits::Limiter::new(&config.state)),
             cache: Arc::new(crate::cache::Cache::new(config.cache_max_bytes)),
+            responses: Arc::new(crate::responses_store::Responses::new(
+                config.responses.max_bytes,
+            )),
             stats: Arc::default(),
             drills: Arc::default(),
         }
@@ -199,6 +205,10 @@ pub fn restart_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         "routing.retry_budget",
     );
     check(old.cache_max_bytes != new.cache_max_bytes, "cache");
+    check(
+        old.responses.max_bytes != new.responses.max_bytes,
+        "responses.max_bytes",
+    );
     out
 }
 

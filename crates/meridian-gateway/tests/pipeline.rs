@@ -65,6 +65,8 @@ const COUNT: &str =
     r#"{"model":"chat","messages":[{"role":"user","content":"table ann@example.com"}]}"#;
 const EMBED: &str = r#"{"model":"titan-embed-text-v2","input":["table ann@example.com","stages"]}"#;
 const MESSAGES_TRANSLATED: &str = r#"{"model":"nova-pro","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table ann@example.com"}]}"#;
+const RESPONSES: &str = r#"{"model":"chat","max_output_tokens":8,"input":"table ann@example.com"}"#;
+const RESPONSES_STREAM: &str = r#"{"model":"chat","max_output_tokens":8,"stream":true,"input":[{"role":"user","content":[{"type":"input_text","text":"table ann@example.com"}]}]}"#;
 const CHAT_STREAM: &str = r#"{"model":"chat","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"table ann@example.com"}]}"#;
 
 /// One front door, and what it is expected to say.
@@ -81,7 +83,7 @@ struct Door {
     invocation: bool,
 }
 
-const DOORS: [Door; 12] = [
+const DOORS: [Door; 14] = [
     Door {
         name: "bedrock converse",
         method: "POST",
@@ -123,6 +125,24 @@ const DOORS: [Door; 12] = [
         method: "POST",
         path: "/v1/chat/completions",
         body: CHAT_STREAM,
+        operation: "Converse",
+        refused_as: "invalid_api_key",
+        invocation: true,
+    },
+    Door {
+        name: "openai responses",
+        method: "POST",
+        path: "/v1/responses",
+        body: RESPONSES,
+        operation: "Converse",
+        refused_as: "invalid_api_key",
+        invocation: true,
+    },
+    Door {
+        name: "openai responses stream",
+        method: "POST",
+        path: "/v1/responses",
+        body: RESPONSES_STREAM,
         operation: "Converse",
         refused_as: "invalid_api_key",
         invocation: true,

@@ -64,9 +64,14 @@ pub fn reply(body: &Value, region: &str, max_tokens: u64, rng: &mut Rng) -> Repl
         .filter(|t| !t.is_empty());
 
     let asked_in = user_words(body);
-    if let (Some(tools), None) = (tools, tool_result)
-        && let Some(spec) = pick_tool(tools, &body["toolConfig"]["toolChoice"], &asked_in)
-    {
+    // After a tool's result, only a tool the user named that this turn has
+    // not called yet (an agent's plan of several steps, as a hand-off then
+    // the next agent's tool); otherwise the turn ends in text.
+    let pick = tools.and_then(|tools| match tool_result {
+        None => pick_tool(tools, &body["toolConfig"]["toolChoice"], &asked_in),
+        Some(_) => next_named(tools, &asked_in, &called_this_turn(body)),
+    });
+    if let Some(spec) = pick {
         let name = spec["name"].as_str().unwrap_or("tool").to_string();
         let mut input = sample_input(&spec["inputSchema"]["json"]);
         quote_into(&mut input, &spec["inputSchema"]["json"], &asked_in);
@@ -170,13 +175,20 @@ fn said(word: &str) -> Vec<String> {
         )
 }
 
-/// What the user last said: the text of the last `user` message (an
-/// agent may put other roles after it, as Claude Code's per-turn `system`
-/// messages), without `<system-reminder>` blocks an agent adds to the turn.
+/// What the user last said: the text of the last `user` message with text
+/// (not a turn of tool results only; an agent may put other roles after it,
+/// as Claude Code's per-turn `system` messages), without `<system-reminder>` blocks an agent adds to the turn.
 fn user_words(body: &Value) -> String {
     let Some(content) = body["messages"]
         .as_array()
-        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| {
+            m.iter().rev().find(|m| {
+                m["role"] == "user"
+                    && m["content"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|b| b.get("text").is_some()))
+            })
+        })
         .and_then(|m| m["content"].as_array())
     else {
         return String::new();
@@ -216,6 +228,38 @@ fn pick_tool<'t>(tools: &'t [Value], choice: &Value, text: &str) -> Option<&'t V
         None if choice.get("any").is_some() => specs.next(),
         None => None,
     }
+}
+
+/// The first tool `text` names (a whole word of it) that is not in `called`.
+fn next_named<'t>(tools: &'t [Value], text: &str, called: &[&str]) -> Option<&'t Value> {
+    let words: Vec<&str> = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .collect();
+    tools.iter().filter_map(|t| t.get("toolSpec")).find(|s| {
+        s["name"]
+            .as_str()
+            .is_some_and(|n| words.contains(&n) && !called.contains(&n))
+    })
+}
+
+/// Tools called since the last user message with text (this turn).
+fn called_this_turn(body: &Value) -> Vec<&str> {
+    let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
+    let start = messages
+        .iter()
+        .rposition(|m| {
+            m["role"] == "user"
+                && m["content"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|b| b.get("text").is_some()))
+        })
+        .unwrap_or(0);
+    messages[start..]
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .filter_map(|b| b["toolUse"]["name"].as_str())
+        .collect()
 }
 
 /// The JSON schema of a Converse `outputConfig.textFormat`, if the request
@@ -536,6 +580,30 @@ mod tests {
             "{:?}",
             r.blocks
         );
+    }
+
+    #[test]
+    fn after_a_result_only_a_named_tool_not_yet_called_is_next() {
+        let tools = json!({"tools": [
+            {"toolSpec": {"name": "transfer_to_weather", "inputSchema": {"json": {"type": "object"}}}},
+            {"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]});
+        let mut body = json!({"messages": [
+            {"role": "user", "content": [{"text": "transfer_to_weather then get_weather for Paris"}]},
+            {"role": "assistant", "content": [{"toolUse": {"toolUseId": "a", "name": "transfer_to_weather", "input": {}}}]},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "a", "content": [{"text": "ok"}]}}]}]});
+        body["toolConfig"] = tools;
+        let next = |body: &Value| {
+            let r = reply(body, "us-east-1", 1000, &mut Rng::new(1, "x"));
+            r.blocks.iter().find_map(|b| match b {
+                Block::ToolUse { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(next(&body).as_deref(), Some("get_weather"));
+        let m = body["messages"].as_array_mut().unwrap();
+        m.push(json!({"role": "assistant", "content": [{"toolUse": {"toolUseId": "b", "name": "get_weather", "input": {}}}]}));
+        m.push(json!({"role": "user", "content": [{"toolResult": {"toolUseId": "b", "content": [{"text": "sunny"}]}}]}));
+        assert_eq!(next(&body), None, "every named tool was called: text");
     }
 
     #[test]

@@ -50,13 +50,26 @@ use crate::summary::Summary;
 use crate::{auth, respond};
 
 /// What a front door decoded.
-#[derive(Debug)]
-pub enum Decoded<C> {
+pub enum Decoded<C, E> {
     /// A model invocation, to plan and execute; `C` is what the front door
     /// keeps for encoding the answer.
     Invoke(Call, C),
     /// Answered by Meridian itself (control-plane reads).
     Local(Response),
+    /// Decoding needs stored state first (a Responses request that
+    /// continues a stored one, a read of a stored response): the rest of
+    /// the decode, run by the decode stage.
+    Pending(futures_util::future::BoxFuture<'static, Result<Decoded<C, E>, E>>),
+}
+
+impl<C, E> std::fmt::Debug for Decoded<C, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decoded::Invoke(..) => "Invoke",
+            Decoded::Local(_) => "Local",
+            Decoded::Pending(_) => "Pending",
+        })
+    }
 }
 
 /// A wire format: how requests are decoded and answers encoded. Nothing
@@ -75,12 +88,12 @@ pub trait FrontDoor: Send + Sync + 'static {
     fn head(parts: &Parts) -> Head;
     /// The whole request, decoded.
     fn decode(
-        state: &AppState,
+        state: &Arc<AppState>,
         parts: &Parts,
         body: Bytes,
         request_id: &str,
         tenant: &meridian_config::Tenant,
-    ) -> Result<Decoded<Self::Ctx>, Self::Error>;
+    ) -> Result<Decoded<Self::Ctx, Self::Error>, Self::Error>;
     /// A whole answer.
     /// A whole answer, with the usage it counted (summed over the calls of
     /// a request that needed several).
@@ -245,7 +258,7 @@ async fn stages<F: FrontDoor>(
     let (slot, body) = hold_slot::<F>(cx, &identified, body)?;
     let body = read_body::<F>(cx, body).await?;
     let tenant = authenticate::<F>(cx, identified, &body)?;
-    let (mut call, door) = decode::<F>(cx, body, &tenant)?;
+    let (mut call, door) = decode::<F>(cx, body, &tenant).await?;
     let admitted = admit_tenant::<F>(cx, &tenant, &call).await?;
     let guard = guard_input::<F>(cx, &tenant, &mut call)?;
     let plan = plan::<F>(cx, &call, &tenant, admitted.reserve)?;
@@ -322,17 +335,21 @@ fn authenticate<F: FrontDoor>(
     Ok(tenant)
 }
 
-/// decode: the front door's wire format into the canonical call.
-fn decode<F: FrontDoor>(
+/// decode: the front door's wire format into the canonical call (with the
+/// stored state it needs, read here).
+async fn decode<F: FrontDoor>(
     cx: &mut RequestCtx<'_>,
     body: Bytes,
     tenant: &Tenant,
 ) -> Result<(Call, F::Ctx), Stop<F::Error>> {
-    let decoded = F::decode(&cx.state, cx.parts, body, &cx.summary.request_id, tenant);
-    let (call, door) = match decoded {
-        Ok(Decoded::Invoke(call, door)) => (call, door),
-        Ok(Decoded::Local(resp)) => return Err(Stop::Local(Box::new(resp))),
-        Err(e) => return Err(Stop::Refused(e, Vec::new())),
+    let mut decoded = F::decode(&cx.state, cx.parts, body, &cx.summary.request_id, tenant);
+    let (call, door) = loop {
+        match decoded {
+            Ok(Decoded::Invoke(call, door)) => break (call, door),
+            Ok(Decoded::Local(resp)) => return Err(Stop::Local(Box::new(resp))),
+            Ok(Decoded::Pending(rest)) => decoded = rest.await,
+            Err(e) => return Err(Stop::Refused(e, Vec::new())),
+        }
     };
     cx.summary.operation = call.operation;
     cx.summary.requested.clone_from(&call.requested);

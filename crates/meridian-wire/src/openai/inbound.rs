@@ -168,19 +168,8 @@ pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
             ));
         }
     };
-    // Thinking comes out of maxTokens on Bedrock: the budget is added on top
-    // of what the client allowed for the visible answer.
-    match (max, budget) {
-        (Some(n), None) => {
-            cfg.insert("maxTokens".into(), json!(n));
-        }
-        (n, Some(b)) => {
-            cfg.insert(
-                "maxTokens".into(),
-                json!(b + n.unwrap_or(DEFAULT_VISIBLE_TOKENS)),
-            );
-        }
-        (None, None) => {}
+    if let Some(n) = max_tokens(max, budget) {
+        cfg.insert("maxTokens".into(), json!(n));
     }
     for (from, to) in [("temperature", "temperature"), ("top_p", "topP")] {
         if let Some(v) = obj.get(from).filter(|v| !v.is_null()) {
@@ -237,12 +226,7 @@ pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
             }
         };
         if let Some(schema) = schema {
-            let mut js = json!({"schema": schema, "name": name});
-            if let Some(d) = description {
-                js["description"] = json!(d);
-            }
-            converse["outputConfig"] =
-                json!({"textFormat": {"type": "json_schema", "structure": {"jsonSchema": js}}});
+            converse["outputConfig"] = output_config(schema, name, description);
             structured = true;
         }
     }
@@ -290,8 +274,27 @@ pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
     })
 }
 
+/// Converse's `maxTokens` for a visible-answer maximum and a thinking
+/// budget: thinking comes out of maxTokens on Bedrock, so the budget is
+/// added on top of what the client allowed for the visible answer.
+pub(super) fn max_tokens(max: Option<u64>, budget: Option<u64>) -> Option<u64> {
+    match (max, budget) {
+        (n, Some(b)) => Some(b + n.unwrap_or(DEFAULT_VISIBLE_TOKENS)),
+        (n, None) => n,
+    }
+}
+
+/// Converse's `outputConfig` for a JSON schema (sent as a JSON string).
+pub(super) fn output_config(schema: String, name: &str, description: Option<&str>) -> Value {
+    let mut js = json!({"schema": schema, "name": name});
+    if let Some(d) = description {
+        js["description"] = json!(d);
+    }
+    json!({"textFormat": {"type": "json_schema", "structure": {"jsonSchema": js}}})
+}
+
 /// Appends blocks, merging with the previous message of the same role (Converse alternates roles).
-fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+pub(super) fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
     if let Some(last) = messages.last_mut()
         && last["role"] == role
         && let Some(content) = last["content"].as_array_mut()
@@ -321,6 +324,21 @@ fn text_parts(content: &Value, at: &str) -> Result<Vec<String>, OpenAiError> {
     }
 }
 
+pub(super) fn image_block(url: &str, at: &str) -> Result<Value, OpenAiError> {
+    let (meta, data) = url
+        .strip_prefix("data:")
+        .and_then(|u| u.split_once(','))
+        .ok_or_else(|| {
+            OpenAiError::invalid(at, "only data: URLs (base64) are supported for images")
+        })?;
+    let format = meta
+        .trim_end_matches(";base64")
+        .strip_prefix("image/")
+        .unwrap_or("png");
+    let format = if format == "jpg" { "jpeg" } else { format };
+    Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
+}
+
 fn user_content(content: &Value, at: &str) -> Result<Vec<Value>, OpenAiError> {
     let Value::Array(parts) = content else {
         return Ok(text_parts(content, at)?
@@ -332,24 +350,10 @@ fn user_content(content: &Value, at: &str) -> Result<Vec<Value>, OpenAiError> {
     for (j, p) in parts.iter().enumerate() {
         match p["type"].as_str() {
             Some("text") => out.push(json!({"text": p["text"]})),
-            Some("image_url") => {
-                let url = p["image_url"]["url"].as_str().unwrap_or_default();
-                let (meta, data) = url
-                    .strip_prefix("data:")
-                    .and_then(|u| u.split_once(','))
-                    .ok_or_else(|| {
-                        OpenAiError::invalid(
-                            &format!("{at}.content[{j}].image_url"),
-                            "only data: URLs (base64) are supported for images",
-                        )
-                    })?;
-                let format = meta
-                    .trim_end_matches(";base64")
-                    .strip_prefix("image/")
-                    .unwrap_or("png");
-                let format = if format == "jpg" { "jpeg" } else { format };
-                out.push(json!({"image": {"format": format, "source": {"bytes": data}}}));
-            }
+            Some("image_url") => out.push(image_block(
+                p["image_url"]["url"].as_str().unwrap_or_default(),
+                &format!("{at}.content[{j}].image_url"),
+            )?),
             other => {
                 return Err(OpenAiError::invalid(
                     &format!("{at}.content[{j}].type"),
@@ -388,14 +392,7 @@ fn tool_config(obj: &Map<String, Value>) -> Result<Option<Value>, OpenAiError> {
         .iter()
         .map(|t| {
             let f = &t["function"];
-            let mut spec = json!({"name": f["name"], "inputSchema": {"json": if f["parameters"].is_null() { json!({"type": "object", "properties": {}}) } else { f["parameters"].clone() }}});
-            if let Some(d) = f["description"].as_str() {
-                spec["description"] = json!(d);
-            }
-            if let Some(strict) = f["strict"].as_bool() {
-                spec["strict"] = json!(strict);
-            }
-            json!({"toolSpec": spec})
+            tool_spec(&f["name"], f)
         })
         .collect();
     let mut tc = json!({"tools": specs});
@@ -403,6 +400,24 @@ fn tool_config(obj: &Map<String, Value>) -> Result<Option<Value>, OpenAiError> {
         tc["toolChoice"] = c;
     }
     Ok(Some(tc))
+}
+
+/// A Converse tool spec named `name` for an OpenAI function definition
+/// (`parameters`, `description`, `strict`).
+pub(super) fn tool_spec(name: &Value, f: &Value) -> Value {
+    let params = if f["parameters"].is_object() {
+        f["parameters"].clone()
+    } else {
+        json!({"type": "object", "properties": {}})
+    };
+    let mut spec = json!({"name": name, "inputSchema": {"json": params}});
+    if let Some(d) = f["description"].as_str().filter(|d| !d.is_empty()) {
+        spec["description"] = json!(d);
+    }
+    if let Some(strict) = f["strict"].as_bool() {
+        spec["strict"] = json!(strict);
+    }
+    json!({"toolSpec": spec})
 }
 
 /// Converse stop reason → OpenAI finish reason.

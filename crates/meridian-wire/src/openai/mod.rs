@@ -9,6 +9,7 @@
 pub mod embeddings;
 mod inbound;
 mod outbound;
+pub mod responses;
 
 use serde_json::{Value, json};
 

@@ -22,19 +22,6 @@ impl CacheStore<'_> {
 
     /// Keeps `value` under `key` for `ttl` (nothing when the backend is down).
     pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) {
-        let key = key.to_string();
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let _: Option<()> = self
-            .0
-            .call(|mut c| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("PX")
-                    .arg(ms)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await;
+        let _ = self.0.set_for(key, value, ttl).await;
     }
 }

@@ -1,7 +1,7 @@
 //! The `redis` backend: what every replica shares through one Redis 7+ (or
 //! Valkey, ElastiCache) server, one typed store per concern — tenant limits
 //! and usage ([`TenantStore`]), runtime API keys ([`KeyStore`]), response
-//! cache entries ([`CacheStore`]) and breaker openings ([`BreakerStore`]) —
+//! cache entries ([`CacheStore`]), stored responses ([`ResponseStore`]) and breaker openings ([`BreakerStore`]) —
 //! over one connection whose health this module keeps.
 //!
 //! Every call is bounded by `[state] timeout_ms`. A failed or slow call marks the backend down: the
@@ -19,11 +19,13 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 mod breakers;
 mod cache;
 mod keys;
+mod responses;
 mod tenants;
 
 pub use breakers::BreakerStore;
 pub use cache::CacheStore;
 pub use keys::KeyStore;
+pub use responses::ResponseStore;
 pub use tenants::TenantStore;
 
 const ADMIT: &str = include_str!("admit.lua");
@@ -85,6 +87,11 @@ impl Shared {
         CacheStore(self)
     }
 
+    /// Stored Responses API state.
+    pub fn responses(&self) -> ResponseStore<'_> {
+        ResponseStore(self)
+    }
+
     /// Breakers opened by any replica.
     pub fn breakers(&self) -> BreakerStore<'_> {
         BreakerStore(self)
@@ -136,6 +143,22 @@ impl Shared {
                 None
             }
         }
+    }
+
+    /// `SET key value PX ttl`; `None` when the backend is down.
+    async fn set_for(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Option<()> {
+        let key = key.to_string();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.call(|mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut c)
+                .await
+        })
+        .await
     }
 
     fn down(&self, why: &str) {
