@@ -9,10 +9,12 @@ mod input;
 mod output;
 mod reasoning;
 mod stream;
+mod tools;
 
-pub use input::{Input, Request, ToolName, Tools, Translated, to_converse};
+pub use input::{Input, Request, Translated, to_converse};
 pub use output::{Meta, Status, from_converse, items};
 pub use stream::Stream;
+pub use tools::{ToolName, Tools};
 
 #[cfg(test)]
 mod tests;

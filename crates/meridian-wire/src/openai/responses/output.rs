@@ -2,8 +2,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::input::{Request, Tools};
+use super::input::Request;
 use super::reasoning;
+use super::tools::Tools;
 use crate::converse::estimate_tokens;
 
 /// What a response object repeats from its request, and how its items are named.
