@@ -74,6 +74,13 @@ fn paths() -> Vec<Door> {
             budget: 323,
         },
         Door {
+            name: "openai /v1/responses",
+            path: "/v1/responses",
+            body: format!(r#"{{"model":"chat","max_output_tokens":64,"input":"{PROMPT}"}}"#),
+            headers: &[],
+            budget: 398,
+        },
+        Door {
             name: "anthropic /v1/messages",
             path: "/v1/messages",
             body: format!(
