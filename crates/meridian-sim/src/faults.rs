@@ -38,12 +38,18 @@ pub struct FaultSet {
     pub misroute_to: Option<String>,
     /// Endpoint surfaces of this region that answer 503 while the others
     /// serve: `runtime` (Converse, InvokeModel), `runtime-messages`,
-    /// `mantle-messages`.
+    /// `mantle-messages`, `runtime-openai`, `mantle-openai`.
     pub surfaces_down: Vec<String>,
 }
 
 /// The surface names `surfaces_down` takes.
-pub const SURFACES: [&str; 3] = ["runtime", "runtime-messages", "mantle-messages"];
+pub const SURFACES: [&str; 5] = [
+    "runtime",
+    "runtime-messages",
+    "mantle-messages",
+    "runtime-openai",
+    "mantle-openai",
+];
 
 impl Default for FaultSet {
     fn default() -> Self {

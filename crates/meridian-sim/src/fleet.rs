@@ -168,6 +168,18 @@ async fn serve_region(listener: TcpListener, addr: SocketAddr, ctx: Ctx) {
             crate::messages::MANTLE_MODELS_PATH,
             axum::routing::any(crate::messages::models),
         )
+        .route(
+            "/openai/v1/{*api}",
+            axum::routing::any(crate::openai::handle),
+        )
+        .route(
+            "/mantle/v1/{*api}",
+            axum::routing::any(crate::openai::handle),
+        )
+        .route(
+            "/mantle/openai/v1/{*api}",
+            axum::routing::any(crate::openai::handle),
+        )
         .fallback(handle)
         .with_state(ctx.clone());
     let Some(state) = ctx.shared.regions.get(&*ctx.region) else {

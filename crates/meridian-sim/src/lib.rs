@@ -19,6 +19,7 @@ mod guardrails;
 mod manifest;
 mod messages;
 mod native;
+mod openai;
 mod placement;
 mod prompt_cache;
 mod record;

@@ -150,6 +150,19 @@ fn on_messages(ctx: &Ctx, surface: Surface, base: &str) -> bool {
     }
 }
 
+/// Whether a model the world added that is not Claude is on this region's
+/// Mantle (its OpenAI-compatible APIs).
+fn on_mantle_openai(ctx: &Ctx, id: &str) -> bool {
+    !id.starts_with("anthropic.")
+        && ctx
+            .shared
+            .world
+            .read()
+            .model(id)
+            .and_then(|m| m.mantle.as_ref())
+            .is_some_and(|r| r.contains(&*ctx.region))
+}
+
 /// `GET /v1/models` on Mantle: the models this region's Mantle serves, as
 /// OpenAI's model list (SigV4 `bedrock-mantle` or a key).
 pub async fn models(
@@ -188,7 +201,13 @@ pub async fn models(
     ids.extend(
         added
             .into_iter()
-            .filter(|id| on_messages(&ctx, Surface::Mantle, id)),
+            .filter(|id| on_messages(&ctx, Surface::Mantle, id) || on_mantle_openai(&ctx, id)),
+    );
+    ids.extend(
+        crate::openai::MANTLE_ONLY
+            .iter()
+            .filter(|(id, _)| crate::openai::mantle_only_in(id, &ctx.region))
+            .map(|(id, _)| (*id).to_string()),
     );
     let data: Vec<Value> = ids
         .iter()

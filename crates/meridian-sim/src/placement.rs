@@ -31,9 +31,13 @@ impl Ctx {
                         .filter_map(|id| catalog.route(id))
                         .any(|r| r.destinations(&here).is_some())
             }
-            None => self.shared.world.read().model(base).is_some_and(|m| {
-                m.regions.contains(&here) || m.mantle.as_ref().is_some_and(|r| r.contains(&here))
-            }),
+            None => {
+                crate::openai::mantle_only_in(base, &here)
+                    || self.shared.world.read().model(base).is_some_and(|m| {
+                        m.regions.contains(&here)
+                            || m.mantle.as_ref().is_some_and(|r| r.contains(&here))
+                    })
+            }
         };
         if !offered {
             return Err(invalid_model());
