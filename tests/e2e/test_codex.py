@@ -82,3 +82,22 @@ def test_codex_exec_completes_a_task_with_one_function_call_on_claude(gw, tmp_pa
                                  headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         assert r.headers["x-meridian-dropped-tools"] == "web_search"
+
+
+def test_codex_exec_completes_the_task_on_a_model_only_mantle_serves(gw, tmp_path):
+    (tmp_path / "marker.txt").write_text("marker-mantle-5\n")
+    events = codex(gw, tmp_path, "gpt-5.5", "use exec_command to run `cat marker.txt`")
+    done = [e["item"] for e in events if e["type"] == "item.completed"]
+    ran = [i for i in done if i["type"] == "command_execution"]
+    assert ran and "marker-mantle-5" in ran[0]["aggregated_output"], done
+    said = [i["text"] for i in done if i["type"] == "agent_message"]
+    assert said and "Tool result:" in said[-1], said
+    # Codex asks a reasoning model for reasoning: its items came back on
+    # the next request (the fleet refuses a changed or missing signature).
+    assert [i for i in done if i["type"] == "reasoning"], done
+    assert events[-1]["type"] == "turn.completed", events[-1]
+    log = (gw["dir"] / "serve.log").read_text()
+    records = [json.loads(line) for line in log.splitlines() if line.startswith('{"schemaType"')]
+    ours = [r for r in records if r["meridian"]["requestedModel"] == "gpt-5.5"]
+    assert len(ours) >= 2, ours
+    assert all(r["meridian"]["surface"] == "mantle-openai" and r["modelId"] == "openai.gpt-5.5" for r in ours), ours

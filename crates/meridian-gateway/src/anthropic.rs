@@ -220,6 +220,7 @@ impl FrontDoor for Anthropic {
                 more: Vec::new(),
                 envelope: Some(crate::canonical::COUNT_TOKENS_INVOKE_BODY),
                 messages: false,
+                openai: None,
             }
         } else {
             Call {
@@ -241,6 +242,7 @@ impl FrontDoor for Anthropic {
                 more: Vec::new(),
                 envelope: None,
                 messages: true,
+                openai: None,
             }
         };
         Ok(Decoded::Invoke(call, ctx))
@@ -398,6 +400,7 @@ fn converse_call(
         more: Vec::new(),
         envelope: None,
         messages: false,
+        openai: None,
     };
     Ok(Decoded::Invoke(call, ctx))
 }

@@ -96,6 +96,7 @@ impl FrontDoor for Bedrock {
             envelope: matches!(op, Operation::CountTokens { .. })
                 .then_some(crate::canonical::COUNT_TOKENS_INVOKE_BODY),
             messages: false,
+            openai: None,
         };
         Ok(Decoded::Invoke(call, ()))
     }
@@ -182,6 +183,7 @@ fn apply_guardrail(
             more: Vec::new(),
             envelope: None,
             messages: false,
+            openai: None,
         },
         (),
     ))

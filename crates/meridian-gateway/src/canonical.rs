@@ -37,6 +37,19 @@ pub struct Call {
     /// The body is an Anthropic Messages request (without `model` and
     /// `stream`) that Bedrock's native Messages surfaces take whole.
     pub messages: bool,
+    /// The client's OpenAI request, for Bedrock's OpenAI-compatible
+    /// endpoints (a model Mantle serves there), which take it as it is.
+    pub openai: Option<OpenAiBody>,
+}
+
+/// An OpenAI request as an OpenAI-compatible endpoint takes it.
+#[derive(Debug, Clone)]
+pub struct OpenAiBody {
+    /// Its path under the endpoint's base (`/v1/chat/completions`,
+    /// `/v1/responses`).
+    pub path: &'static str,
+    /// The request (its `model` is set per candidate).
+    pub body: Bytes,
 }
 
 /// Where a CountTokens body carries the InvokeModel body it counts, base64.

@@ -54,7 +54,8 @@ enum Got {
 /// surfaces).
 enum Decoder {
     Frames(FrameSplitter),
-    Sse(SseDecoder),
+    /// Server-sent events; `true`: OpenAI's (else Anthropic's).
+    Sse(SseDecoder, bool),
 }
 
 /// The largest server-sent event read from an upstream.
@@ -62,8 +63,8 @@ const MAX_SSE_EVENT: usize = 16 << 20;
 
 impl Decoder {
     fn for_surface(surface: Surface) -> Decoder {
-        if surface.is_messages() {
-            Decoder::Sse(SseDecoder::new(MAX_SSE_EVENT))
+        if surface.is_messages() || surface.is_openai() {
+            Decoder::Sse(SseDecoder::new(MAX_SSE_EVENT), surface.is_openai())
         } else {
             Decoder::Frames(FrameSplitter::new())
         }
@@ -72,7 +73,7 @@ impl Decoder {
     fn push(&mut self, bytes: &[u8]) {
         match self {
             Decoder::Frames(f) => f.push(bytes),
-            Decoder::Sse(s) => s.push(bytes),
+            Decoder::Sse(s, _) => s.push(bytes),
         }
     }
 
@@ -85,13 +86,19 @@ impl Decoder {
                     .map_err(|e| bad_frames(e).error),
                 None => Ok(None),
             },
-            Decoder::Sse(s) => loop {
+            Decoder::Sse(s, openai) => loop {
                 let Some(sse) = s.next_event().map_err(|e| bad_stream(&e))? else {
                     return Ok(None);
                 };
                 // An event of a type Messages does not define is skipped,
-                // as the SDKs skip it.
-                if let Some(ev) = Event::messages_text(sse.data) {
+                // as the SDKs skip it; OpenAI's are passed on, but for the
+                // `[DONE]` that only marks the end.
+                let ev = if *openai {
+                    Event::openai_text(sse.event.as_deref(), sse.data)
+                } else {
+                    Event::messages_text(sse.data)
+                };
+                if let Some(ev) = ev {
                     return Ok(Some(ev));
                 }
             },
@@ -102,7 +109,7 @@ impl Decoder {
     fn partial(&self) -> bool {
         match self {
             Decoder::Frames(f) => f.pending() > 0,
-            Decoder::Sse(s) => s.finish().is_err(),
+            Decoder::Sse(s, _) => s.finish().is_err(),
         }
     }
 }
@@ -133,6 +140,9 @@ fn call_for(c: &Candidate, plan: &Plan) -> Call {
     use meridian_router::call::{GuardrailIn, TierIn};
     if c.surface.is_messages() {
         return messages_call(c, plan);
+    }
+    if let (true, Some(o)) = (c.surface.is_openai(), &plan.openai) {
+        return openai_call(c, plan, o);
     }
     let guardrail = plan
         .guardrails
@@ -228,6 +238,31 @@ fn messages_call(c: &Candidate, plan: &Plan) -> Call {
         route,
         body: Bytes::from(body),
         headers,
+    }
+}
+
+/// A call to an OpenAI-compatible endpoint: the client's request with the
+/// candidate's model ID.
+fn openai_call(c: &Candidate, plan: &Plan, o: &crate::canonical::OpenAiBody) -> Call {
+    let body = match serde_json::from_slice::<serde_json::Value>(&o.body) {
+        Ok(mut v) => {
+            v["model"] = serde_json::Value::String(c.target.model_id.clone());
+            meridian_wire::json_bytes(&v)
+        }
+        Err(_) => o.body.clone(),
+    };
+    let accept = if plan.streaming {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    Call {
+        region: c.target.endpoint_region.clone(),
+        model_id: c.target.model_id.clone(),
+        action: plan.action,
+        route: Route::MantleOpenAi(o.path),
+        body,
+        headers: vec![(http::header::ACCEPT, http::HeaderValue::from_static(accept))],
     }
 }
 
@@ -379,6 +414,7 @@ fn give_up_failure(plan: &Plan, last: Option<Failure>, why: &str) -> Failure {
             let tried = last.as_ref().map_or_else(String::new, |f| {
                 format!(" The last attempt failed with: {}", f.error.message)
             });
+            let tried = format!("{tried}{}", only_mantle(plan));
             Failure {
                 outcome: last.map_or(Outcome::Unavailable { status: 503 }, |f| f.outcome),
                 error: BedrockError::new(
@@ -391,6 +427,26 @@ fn give_up_failure(plan: &Plan, last: Option<Failure>, why: &str) -> Failure {
             }
         }
     }
+}
+
+/// Why nothing else was tried, when only Mantle serves the model inside
+/// the policy (Mantle processes in the region called, so no other region's
+/// endpoint or profile can stand in).
+fn only_mantle(plan: &Plan) -> String {
+    if plan.candidates.is_empty() || !plan.candidates.iter().all(|c| c.surface.is_mantle()) {
+        return String::new();
+    }
+    let mut regions: Vec<&str> = plan
+        .candidates
+        .iter()
+        .map(|c| c.target.endpoint_region.as_str())
+        .collect();
+    regions.dedup();
+    format!(
+        " Inside this policy only Bedrock's Mantle endpoint serves '{}' (in {}); no other surface or region may stand in for it.",
+        plan.requested,
+        regions.join(", ")
+    )
 }
 
 /// Non-streaming: the whole body from the first attempt that completes.

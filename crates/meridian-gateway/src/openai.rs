@@ -134,6 +134,10 @@ impl FrontDoor for OpenAi {
             more: Vec::new(),
             envelope: None,
             messages: false,
+            openai: Some(crate::canonical::OpenAiBody {
+                path: "/v1/chat/completions",
+                body: body.clone(),
+            }),
         };
         Ok(Decoded::Invoke(call, ctx))
     }
@@ -155,6 +159,8 @@ impl FrontDoor for OpenAi {
                 let counted = (usage.input > 0).then_some(usage.input);
                 embeddings::response(req, &answers, &c.model, counted)
             }
+            // Bedrock's OpenAI-compatible endpoint answered in OpenAI's shape.
+            None if served.candidate.surface.is_openai() => v,
             None => from_converse(&v, &c.id, &c.model, c.created),
         };
         let mut r = respond::with(
@@ -290,6 +296,7 @@ fn embeddings_call(
         more: bodies.collect(),
         envelope: None,
         messages: false,
+        openai: None,
     };
     Ok(Decoded::Invoke(call, ctx))
 }
@@ -304,9 +311,11 @@ struct Chunks(StreamTranslator);
 
 impl crate::sse::Translate for Chunks {
     fn event(&mut self, ev: &Event) -> Result<Vec<Bytes>, BedrockError> {
-        // This front door's upstreams speak Converse.
-        if ev.vocabulary() != Vocabulary::Converse {
-            return Ok(Vec::new());
+        match ev.vocabulary() {
+            // Bedrock's OpenAI-compatible endpoint: its chunks as they came.
+            Vocabulary::OpenAi => return Ok(vec![crate::sse::data_line(ev)?]),
+            Vocabulary::Converse => {}
+            _ => return Ok(Vec::new()),
         }
         let payload = crate::sse::payload(ev)?;
         Ok(self.0.event(ev.name(), &payload).iter().map(sse).collect())

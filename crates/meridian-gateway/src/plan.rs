@@ -78,6 +78,8 @@ pub struct Plan {
     /// Mantle's body and headers, made from `body` when a Mantle attempt
     /// first needs them (see [`Plan::mantle`]).
     pub mantle: std::sync::OnceLock<Option<MantleCall>>,
+    /// The client's OpenAI request, for Mantle's OpenAI-compatible endpoint.
+    pub openai: Option<crate::canonical::OpenAiBody>,
 }
 
 /// A Messages body as Mantle takes it, with the headers it moved there.
@@ -216,6 +218,8 @@ pub fn build(
     };
     let candidates = if call.messages && guardrails.is_empty() {
         messages_surfaces(state, candidates, policy)
+    } else if call.openai.is_some() {
+        openai_surfaces(state, candidates)
     } else {
         candidates
     };
@@ -246,7 +250,34 @@ pub fn build(
             .then(|| policy.clone()),
         guardrails,
         mantle: std::sync::OnceLock::new(),
+        openai: call.openai.clone(),
     })
+}
+
+/// An OpenAI request's Mantle candidates call Mantle's OpenAI-compatible
+/// endpoint, which serves the models that are not Claude (Claude is on
+/// Mantle's Messages endpoint only, which an OpenAI request does not speak).
+fn openai_surfaces(state: &AppState, planned: Vec<Candidate>) -> Vec<Candidate> {
+    planned
+        .into_iter()
+        .filter_map(|c| {
+            if c.surface != Surface::MantleMessages {
+                return Some(c);
+            }
+            let base = c
+                .target
+                .base_model_id
+                .as_deref()
+                .unwrap_or(&c.target.model_id);
+            let reachable = state.client(&c.account).is_some_and(|cl| {
+                cl.endpoints()
+                    .mantle_url(&c.target.endpoint_region)
+                    .is_some()
+            });
+            (reachable && !base.starts_with("anthropic."))
+                .then(|| c.on(Surface::MantleOpenAi, c.target.clone()))
+        })
+        .collect()
 }
 
 /// An Anthropic Messages request on Bedrock's native Messages surfaces too
@@ -311,7 +342,7 @@ fn guessed(r: &Resolution) -> bool {
 /// refresh read it) names the model, nearest first. The price is the
 /// catalog's in-region price when it knows the model, else unknown.
 fn mantle_only(state: &AppState, call: &Call, narrow: Option<&Policy>) -> Option<Resolution> {
-    if !call.messages {
+    if !call.messages && call.openai.is_none() {
         return None;
     }
     let found = state.catalog.discovered()?;
@@ -320,8 +351,21 @@ fn mantle_only(state: &AppState, call: &Call, narrow: Option<&Policy>) -> Option
     let model = state.catalog_model(&call.requested);
     let id = match model {
         Some(m) => m.id.clone(),
-        None if reference.starts_with("anthropic.") => reference.to_string(),
-        None if reference.starts_with("claude-") => format!("anthropic.{reference}"),
+        None if call.messages && reference.starts_with("anthropic.") => reference.to_string(),
+        None if call.messages && reference.starts_with("claude-") => {
+            format!("anthropic.{reference}")
+        }
+        // An OpenAI request names a model Mantle lists by its ID, or by
+        // the ID without its provider (`gpt-5.5` for `openai.gpt-5.5`).
+        None if call.openai.is_some() => found
+            .mantle
+            .values()
+            .flatten()
+            .find(|id| {
+                !id.starts_with("anthropic.")
+                    && (*id == reference || id.split_once('.').is_some_and(|(_, n)| n == reference))
+            })?
+            .clone(),
         None => return None,
     };
     let base = exposed.map_or(&state.config.default_policy, |m| &m.policy);

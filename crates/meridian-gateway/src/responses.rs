@@ -203,7 +203,12 @@ impl FrontDoor for Responses {
         _usage: &crate::usage::Usage,
     ) -> Result<Response, OpenAiError> {
         let answer = crate::openai::upstream_json(&body)?;
-        let response = wire::from_converse(&c.meta, &answer);
+        // Bedrock's OpenAI-compatible endpoint answered with a response object.
+        let response = if served.candidate.surface.is_openai() {
+            answer
+        } else {
+            wire::from_converse(&c.meta, &answer)
+        };
         let bytes = meridian_wire::json_bytes(&response);
         let body = match c.keep {
             // Stored before the client can read the answer, so its next
@@ -228,6 +233,7 @@ impl FrontDoor for Responses {
             keep: c.keep,
             region: respond::served_region(served).to_string(),
             pending: None,
+            passthrough: false,
         };
         let mut r = respond::sse(served.status.as_u16(), crate::sse::body(events, t));
         headers(&mut r, &c.request_id, &c.dropped_tools);
@@ -263,7 +269,7 @@ fn headers(r: &mut Response, request_id: &str, dropped_tools: &[String]) {
 /// `POST /v1/responses`.
 fn create(
     state: &Arc<AppState>,
-    body: &[u8],
+    body: &Bytes,
     request_id: &str,
     tenant: String,
     policy: Option<Policy>,
@@ -289,7 +295,8 @@ fn create(
     let request_id = request_id.to_string();
     let Some(previous) = req.previous_response_id.clone() else {
         let keep = keep.then(|| (state.clone(), tenant));
-        return invoke(state, req, Vec::new(), items, request_id, keep);
+        let passthrough = body.clone();
+        return invoke(state, req, Vec::new(), items, request_id, keep, passthrough);
     };
     if !state.config.responses.store {
         return Err(OpenAiError::invalid(
@@ -298,11 +305,28 @@ fn create(
         ));
     }
     let state = state.clone();
+    let raw = body.clone();
     Ok(Decoded::Pending(Box::pin(async move {
         let before = lookup(&state, &tenant, &previous, policy.as_ref()).await?;
         let keep = keep.then(|| (state.clone(), tenant));
-        invoke(&state, req, before.conversation(), items, request_id, keep)
+        let history = before.conversation();
+        let passthrough = whole(&raw, &history, &items);
+        invoke(&state, req, history, items, request_id, keep, passthrough)
     })))
+}
+
+/// The request as an endpoint that keeps no state of Meridian's takes it:
+/// the whole conversation as its input, no `previous_response_id`.
+fn whole(raw: &[u8], history: &[Value], input: &[Value]) -> Bytes {
+    let Ok(mut v) = serde_json::from_slice::<Value>(raw) else {
+        return Bytes::copy_from_slice(raw);
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.remove("previous_response_id");
+        let all: Vec<Value> = history.iter().chain(input).cloned().collect();
+        o.insert("input".into(), Value::Array(all));
+    }
+    meridian_wire::json_bytes(&v)
 }
 
 /// The Converse call for a request whose conversation so far is `history`.
@@ -313,6 +337,7 @@ fn invoke(
     input: Vec<Value>,
     request_id: String,
     keep: Option<(Arc<AppState>, String)>,
+    passthrough: Bytes,
 ) -> Result<Decoded<Responding, OpenAiError>, OpenAiError> {
     let all: Vec<Value> = history.iter().chain(&input).cloned().collect();
     let t = wire::to_converse(&req, &all)?;
@@ -353,6 +378,10 @@ fn invoke(
         more: Vec::new(),
         envelope: None,
         messages: false,
+        openai: Some(crate::canonical::OpenAiBody {
+            path: "/v1/responses",
+            body: passthrough,
+        }),
     };
     let ctx = Responding {
         request_id,
@@ -463,18 +492,39 @@ struct Sse {
     keep: Option<Keep>,
     region: String,
     pending: Option<futures_util::future::BoxFuture<'static, ()>>,
+    /// The upstream speaks the Responses API itself (its events pass on).
+    passthrough: bool,
 }
 
 impl Sse {
     fn chunks(&mut self, events: &[Value]) -> Vec<Bytes> {
         if let Some(done) = self.stream.finished()
             && done["status"] != "failed"
-            && let Some(keep) = self.keep.take()
         {
-            let (region, response) = (self.region.clone(), done.clone());
-            self.pending = Some(Box::pin(keep.store(region, response)));
+            let done = done.clone();
+            self.keep_once(done);
         }
         events.iter().map(event_bytes).collect()
+    }
+
+    /// Stores `response` before what follows goes out (once).
+    fn keep_once(&mut self, response: Value) {
+        if let Some(keep) = self.keep.take() {
+            let region = self.region.clone();
+            self.pending = Some(Box::pin(keep.store(region, response)));
+        }
+    }
+
+    /// An event of Bedrock's OpenAI-compatible endpoint, as it came; the
+    /// response that ends the stream is stored first.
+    fn passed(&mut self, ev: &Event) -> Result<Vec<Bytes>, BedrockError> {
+        self.passthrough = true;
+        if matches!(ev.name(), "response.completed" | "response.incomplete") {
+            let v = crate::sse::payload(ev)?;
+            let response = v["response"].clone();
+            self.keep_once(response);
+        }
+        Ok(vec![crate::sse::data_line(ev)?])
     }
 
     fn one(&mut self, events: &[Value]) -> Bytes {
@@ -489,8 +539,10 @@ fn event_bytes(e: &Value) -> Bytes {
 
 impl crate::sse::Translate for Sse {
     fn event(&mut self, ev: &Event) -> Result<Vec<Bytes>, BedrockError> {
-        if ev.vocabulary() != Vocabulary::Converse {
-            return Ok(Vec::new());
+        match ev.vocabulary() {
+            Vocabulary::OpenAi => return self.passed(ev),
+            Vocabulary::Converse => {}
+            _ => return Ok(Vec::new()),
         }
         let payload = crate::sse::payload(ev)?;
         let events = self.stream.event(ev.name(), &payload);
@@ -508,6 +560,9 @@ impl crate::sse::Translate for Sse {
     }
 
     fn done(&mut self) -> Option<Bytes> {
+        if self.passthrough {
+            return None;
+        }
         let events = self.stream.finish();
         (!events.is_empty()).then(|| self.one(&events))
     }

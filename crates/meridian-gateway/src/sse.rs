@@ -51,6 +51,24 @@ pub fn payload(ev: &Event) -> Result<Cow<'_, Value>, BedrockError> {
     })
 }
 
+/// An OpenAI event as it goes out: `data:` (and `event:` for a named
+/// Responses event) with its JSON text as it came, or as a guard left it.
+pub fn data_line(ev: &Event) -> Result<Bytes, BedrockError> {
+    let mut out = Vec::with_capacity(64 + ev.text().map_or(256, <[u8]>::len));
+    if ev.name() != "chunk" {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(ev.name().as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    match ev.text() {
+        Some(t) => out.extend_from_slice(t),
+        None => out.extend_from_slice(&meridian_wire::json_bytes(payload(ev)?.as_ref())),
+    }
+    out.extend_from_slice(b"\n\n");
+    Ok(Bytes::from(out))
+}
+
 /// The SSE body for `events`.
 pub fn body(events: Events, t: impl Translate) -> Body {
     let chunks = futures_util::stream::unfold(Some((events, t)), |state| async move {

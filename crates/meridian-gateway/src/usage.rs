@@ -1,5 +1,6 @@
 //! Token usage read from answers: Converse's `usage` and `metadata` event,
-//! Bedrock's token-count headers, an Anthropic body's `usage`, or the
+//! Bedrock's token-count headers, an Anthropic or OpenAI body's `usage`,
+//! OpenAI's last chunk or completed response, or the
 //! `amazon-bedrock-invocationMetrics` InvokeModel streams put in their last chunk.
 
 use meridian_catalog::ServiceTier;
@@ -43,9 +44,17 @@ pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
     // Only `usage` and `serviceTier` are read; the rest is skipped unparsed.
     #[derive(serde::Deserialize)]
     struct Counts {
-        #[serde(rename = "inputTokens", alias = "input_tokens")]
+        #[serde(
+            rename = "inputTokens",
+            alias = "input_tokens",
+            alias = "prompt_tokens"
+        )]
         input: Option<u64>,
-        #[serde(rename = "outputTokens", alias = "output_tokens")]
+        #[serde(
+            rename = "outputTokens",
+            alias = "output_tokens",
+            alias = "completion_tokens"
+        )]
         output: Option<u64>,
         #[serde(rename = "cacheReadInputTokens", alias = "cache_read_input_tokens")]
         cache_read: Option<u64>,
@@ -108,8 +117,10 @@ fn usage_of(v: &Value) -> Option<Usage> {
 fn counts(u: &Value) -> Option<Usage> {
     let get = |a: &str, b: &str| u.get(a).or_else(|| u.get(b)).and_then(Value::as_u64);
     Some(Usage {
-        input: get("inputTokens", "input_tokens")?,
-        output: get("outputTokens", "output_tokens").unwrap_or(0),
+        input: get("inputTokens", "input_tokens").or_else(|| get("prompt_tokens", ""))?,
+        output: get("outputTokens", "output_tokens")
+            .or_else(|| get("completion_tokens", ""))
+            .unwrap_or(0),
         cache_read: get("cacheReadInputTokens", "cache_read_input_tokens").unwrap_or(0),
         cache_write: get("cacheWriteInputTokens", "cache_creation_input_tokens").unwrap_or(0),
         service_tier: None,
@@ -138,6 +149,8 @@ pub struct StreamUsage {
 const BYTES_PER_TOKEN: u64 = 4;
 /// What an Anthropic `content_block_delta` chunk carries besides its text.
 const CHUNK_DELTA_OVERHEAD: u64 = 75;
+/// What an OpenAI chunk or Responses delta event carries besides its text.
+const OPENAI_DELTA_OVERHEAD: u64 = 120;
 
 /// Tokens in `text_bytes` of streamed text: at least one a delta.
 fn delta_tokens(text_bytes: u64) -> u64 {
@@ -237,6 +250,22 @@ impl StreamUsage {
                     && let Some(o) = v["usage"]["output_tokens"].as_u64()
                 {
                     self.usage.output = o;
+                    self.output_reported = true;
+                }
+            }
+            // OpenAI's: a chat chunk's text, or a Responses text delta.
+            (Vocabulary::OpenAi, Kind::BlockDelta) => {
+                let len = ev.text().map_or(0, <[u8]>::len) as u64;
+                let text = len.saturating_sub(OPENAI_DELTA_OVERHEAD);
+                self.passed = self.passed.saturating_add(delta_tokens(text));
+            }
+            // The chat chunk with `usage`, or the response that ends a
+            // Responses stream.
+            (Vocabulary::OpenAi, Kind::Metadata | Kind::MessageStop) => {
+                if let Ok(v) = ev.json()
+                    && let Some(u) = usage_of(&v).or_else(|| usage_of(&v["response"]))
+                {
+                    self.usage = u;
                     self.output_reported = true;
                 }
             }

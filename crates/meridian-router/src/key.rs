@@ -25,6 +25,10 @@ pub enum Surface {
     /// Mantle's Anthropic Messages endpoint (`bedrock-mantle.{region}`:
     /// base model IDs, processed in the region called, its own quotas).
     MantleMessages,
+    /// Mantle's OpenAI-compatible endpoints (`/v1/chat/completions`,
+    /// `/v1/responses`: base model IDs, in-region), for the models Mantle
+    /// serves through them (OpenAI's and other non-Claude models).
+    MantleOpenAi,
     /// An OpenAI-compatible server from `[[providers]]`.
     Provider,
 }
@@ -44,12 +48,24 @@ impl Surface {
         matches!(self, Surface::RuntimeMessages | Surface::MantleMessages)
     }
 
+    /// Whether it speaks OpenAI's APIs natively (answers passed through to
+    /// the OpenAI front doors).
+    pub fn is_openai(self) -> bool {
+        self == Surface::MantleOpenAi
+    }
+
+    /// Whether it is one of Mantle's endpoints (processed in the region called).
+    pub fn is_mantle(self) -> bool {
+        matches!(self, Surface::MantleMessages | Surface::MantleOpenAi)
+    }
+
     /// Its name in labels and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Surface::Runtime => "runtime",
             Surface::RuntimeMessages => "runtime-messages",
             Surface::MantleMessages => "mantle-messages",
+            Surface::MantleOpenAi => "mantle-openai",
             Surface::Provider => "provider",
         }
     }

@@ -14,6 +14,7 @@ mod control;
 mod describe;
 mod faults;
 mod fleet;
+mod frontier;
 mod generate;
 mod guardrails;
 mod manifest;

@@ -204,9 +204,9 @@ pub async fn models(
             .filter(|id| on_messages(&ctx, Surface::Mantle, id) || on_mantle_openai(&ctx, id)),
     );
     ids.extend(
-        crate::openai::MANTLE_ONLY
+        crate::frontier::MANTLE_ONLY
             .iter()
-            .filter(|(id, _)| crate::openai::mantle_only_in(id, &ctx.region))
+            .filter(|(id, _)| crate::frontier::mantle_only_in(id, &ctx.region))
             .map(|(id, _)| (*id).to_string()),
     );
     let data: Vec<Value> = ids

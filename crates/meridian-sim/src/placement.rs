@@ -32,7 +32,7 @@ impl Ctx {
                         .any(|r| r.destinations(&here).is_some())
             }
             None => {
-                crate::openai::mantle_only_in(base, &here)
+                crate::frontier::mantle_only_in(base, &here)
                     || self.shared.world.read().model(base).is_some_and(|m| {
                         m.regions.contains(&here)
                             || m.mantle.as_ref().is_some_and(|r| r.contains(&here))

@@ -503,10 +503,16 @@ impl Ctx {
                 }
             };
         if !conv.is_null() {
-            crate::thinking::check(&conv, model.is_some_and(|m| m.reasoning), &placement.base)?;
+            // Mantle's frontier models reason and answer in a schema.
+            let frontier = crate::frontier::mantle_only_in(&placement.base, &self.region);
+            crate::thinking::check(
+                &conv,
+                frontier || model.is_some_and(|m| m.reasoning),
+                &placement.base,
+            )?;
             check_structured(
                 &conv,
-                model.is_some_and(|m| m.structured_output),
+                frontier || model.is_some_and(|m| m.structured_output),
                 &placement.base,
             )?;
         }

@@ -136,6 +136,9 @@ pub enum Route {
     RuntimeMessages,
     /// Mantle's `/anthropic/v1/messages`, signed for `bedrock-mantle`.
     MantleMessages,
+    /// A path of Mantle's OpenAI-compatible API (`/v1/chat/completions`,
+    /// `/v1/responses`), signed for `bedrock-mantle`.
+    MantleOpenAi(&'static str),
 }
 
 /// The path of Bedrock's native Anthropic Messages endpoints under their base URL.
@@ -401,7 +404,7 @@ impl BedrockClient {
             (Route::RuntimeMessages, ..) => {
                 format!("{}{MESSAGES_PATH}", self.endpoints.url(&call.region))
             }
-            (Route::MantleMessages, ..) => {
+            (Route::MantleMessages | Route::MantleOpenAi(_), ..) => {
                 service = MANTLE_SIGNING_NAME;
                 let base = self.endpoints.mantle_url(&call.region).ok_or_else(|| {
                     Failure::new(
@@ -410,7 +413,11 @@ impl BedrockClient {
                         format!("no Mantle endpoint is configured for {}", call.region),
                     )
                 })?;
-                format!("{base}{MESSAGES_PATH}")
+                let path = match call.route {
+                    Route::MantleOpenAi(path) => path,
+                    _ => MESSAGES_PATH,
+                };
+                format!("{base}{path}")
             }
             // ApplyGuardrail: `model_id` is the region's `GUARDRAIL:VERSION`.
             (_, Action::ApplyGuardrail, Some((id, version))) => format!(

@@ -31,6 +31,10 @@ pub enum Vocabulary {
     Messages,
     /// Another model family's native InvokeModel chunks (Titan, Llama, …).
     Chunk,
+    /// OpenAI's server-sent events from an OpenAI-compatible endpoint:
+    /// Chat Completions chunks (named `chunk`) or Responses events (named by
+    /// their `type`), passed on to the OpenAI front doors as they came.
+    OpenAi,
 }
 
 /// What an event is.
@@ -213,6 +217,50 @@ impl Event {
         })
     }
 
+    /// An OpenAI server-sent event (`name`: its `event:` field, if any),
+    /// kept as it arrived; `None` for Chat Completions' `[DONE]`, which
+    /// only marks the end.
+    pub fn openai_text(name: Option<&str>, data: Bytes) -> Option<Event> {
+        if data.as_ref() == b"[DONE]" {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "type", borrow)]
+            t: Option<Cow<'a, str>>,
+            #[serde(default)]
+            usage: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            choices: Option<serde::de::IgnoredAny>,
+        }
+        let head = serde_json::from_slice::<Head<'_>>(&data).ok();
+        let t = head.as_ref().and_then(|h| h.t.as_deref()).or(name);
+        let kind = match t {
+            Some("response.output_text.delta") => Kind::BlockDelta,
+            Some("response.completed" | "response.incomplete" | "response.failed") => {
+                Kind::MessageStop
+            }
+            Some("response.created") => Kind::MessageStart,
+            Some("error") => Kind::Exception,
+            Some(_) => Kind::Other,
+            // A chat chunk: the one with usage ends the stream.
+            None if head.as_ref().is_some_and(|h| h.usage.is_some()) => Kind::Metadata,
+            None if head.as_ref().is_some_and(|h| h.choices.is_some()) => Kind::BlockDelta,
+            None => Kind::Other,
+        };
+        let name = match t {
+            Some(t) => Cow::Owned(t.to_string()),
+            None => Cow::Borrowed("chunk"),
+        };
+        Some(Event {
+            vocabulary: Vocabulary::OpenAi,
+            kind,
+            name,
+            payload: Payload::Text(data),
+            frame: None,
+        })
+    }
+
     /// This event with its payload replaced: the bytes it arrived as no
     /// longer stand for it.
     pub fn with_json(self, payload: Value) -> Event {
@@ -258,8 +306,10 @@ impl Event {
     pub fn is_last(&self) -> bool {
         matches!(
             (self.vocabulary, self.kind),
-            (Vocabulary::Converse | Vocabulary::Chunk, Kind::Metadata)
-                | (Vocabulary::Messages, Kind::MessageStop)
+            (
+                Vocabulary::Converse | Vocabulary::Chunk | Vocabulary::OpenAi,
+                Kind::Metadata
+            ) | (Vocabulary::Messages | Vocabulary::OpenAi, Kind::MessageStop)
         )
     }
 
@@ -289,7 +339,7 @@ impl Event {
         match (self.vocabulary, self.kind) {
             (Vocabulary::Converse, Kind::Exception) => eventstream::exception(&self.name, &text),
             (Vocabulary::Converse, _) => eventstream::event(&self.name, &text),
-            (Vocabulary::Messages | Vocabulary::Chunk, _) => {
+            (Vocabulary::Messages | Vocabulary::Chunk | Vocabulary::OpenAi, _) => {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(&text);
                 let chunk = serde_json::json!({ "bytes": b64 });
                 eventstream::event("chunk", &crate::json_bytes(&chunk))

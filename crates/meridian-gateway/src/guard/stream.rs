@@ -98,8 +98,9 @@ impl StreamGuard {
         let vocabulary = ev.vocabulary();
         match (vocabulary, ev.kind()) {
             (_, Kind::Exception) => out.push(ev),
-            // Other model families: each chunk on its own.
-            (Vocabulary::Chunk, _) => {
+            // Other model families, and OpenAI's events passed through:
+            // each chunk on its own.
+            (Vocabulary::Chunk | Vocabulary::OpenAi, _) => {
                 let Ok(mut v) = ev.json().map(std::borrow::Cow::into_owned) else {
                     out.push(ev);
                     return Ok(());
@@ -200,6 +201,8 @@ impl StreamGuard {
 
 fn delta_event(vocabulary: Vocabulary, idx: u64, field: Field, text: String) -> Option<Event> {
     match vocabulary {
+        // Read one event at a time: nothing is held back.
+        Vocabulary::OpenAi => None,
         Vocabulary::Converse => {
             let delta = match field {
                 Field::Text => json!({ "text": text }),

@@ -19,6 +19,12 @@ pub(super) fn guard_input(g: &mut Session, call: &mut Call) -> Result<(), Blocke
         call.body = body;
         call.json = Some(json);
     }
+    // The client's own request, for an endpoint that takes it as it is.
+    if let Some(o) = &mut call.openai
+        && let Some((body, _)) = g.body(&o.body, Direction::Input)?
+    {
+        o.body = body;
+    }
     for b in &mut call.more {
         if let Some((body, _)) = g.body(b, Direction::Input)? {
             *b = body;
