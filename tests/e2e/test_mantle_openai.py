@@ -104,3 +104,25 @@ def test_with_mantle_down_where_the_policy_allows_the_error_says_why(gw, sim):
         put_faults(sim, "eu-west-1", {})
     assert e.value.status_code == 503, e.value
     assert "only Bedrock's Mantle endpoint serves 'gpt-5.5' (in eu-west-1)" in e.value.message, e.value.message
+
+
+def test_open_weight_models_use_bedrock_runtimes_openai_endpoint_then_converse(gw, sim):
+    c = client(gw)
+    raw = c.chat.completions.with_raw_response.create(model="gpt-oss-120b",
+                                                      messages=[{"role": "user", "content": "runtime openai"}])
+    assert raw.headers["x-meridian-surface"] == "runtime-openai", dict(raw.headers)
+    assert raw.headers["x-meridian-region"] == "us-west-2"
+    assert "You said: runtime openai" in raw.parse().choices[0].message.content
+    rec = invocation_record(gw, raw.headers["x-amzn-requestid"])
+    assert rec["meridian"]["surface"] == "runtime-openai" and rec["output"]["outputTokenCount"] > 0, rec
+    r = c.responses.with_raw_response.create(model="gpt-oss-120b", input="runtime responses")
+    assert r.headers["x-meridian-surface"] == "runtime-openai" and "runtime responses" in r.parse().output_text
+    # With that endpoint down, Converse in the same region answers.
+    put_faults(sim, "us-west-2", {"surfaces_down": ["runtime-openai"]})
+    try:
+        raw = c.chat.completions.with_raw_response.create(model="gpt-oss-120b",
+                                                          messages=[{"role": "user", "content": "fallback"}])
+    finally:
+        put_faults(sim, "us-west-2", {})
+    assert raw.headers["x-meridian-surface"] == "runtime", dict(raw.headers)
+    assert "You said: fallback" in raw.parse().choices[0].message.content

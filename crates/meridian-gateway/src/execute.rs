@@ -241,8 +241,8 @@ fn messages_call(c: &Candidate, plan: &Plan) -> Call {
     }
 }
 
-/// A call to an OpenAI-compatible endpoint: the client's request with the
-/// candidate's model ID.
+/// A call to an OpenAI-compatible endpoint (bedrock-runtime's or Mantle's):
+/// the client's request with the candidate's model ID.
 fn openai_call(c: &Candidate, plan: &Plan, o: &crate::canonical::OpenAiBody) -> Call {
     let body = match serde_json::from_slice::<serde_json::Value>(&o.body) {
         Ok(mut v) => {
@@ -260,7 +260,11 @@ fn openai_call(c: &Candidate, plan: &Plan, o: &crate::canonical::OpenAiBody) -> 
         region: c.target.endpoint_region.clone(),
         model_id: c.target.model_id.clone(),
         action: plan.action,
-        route: Route::MantleOpenAi(o.path),
+        route: if c.surface == Surface::MantleOpenAi {
+            Route::MantleOpenAi(o.path)
+        } else {
+            Route::RuntimeOpenAi(o.path)
+        },
         body,
         headers: vec![(http::header::ACCEPT, http::HeaderValue::from_static(accept))],
     }

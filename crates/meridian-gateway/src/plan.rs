@@ -218,8 +218,13 @@ pub fn build(
     };
     let candidates = if call.messages && guardrails.is_empty() {
         messages_surfaces(state, candidates, policy)
-    } else if call.openai.is_some() {
+    } else if call.openai.is_some() && guardrails.is_empty() {
         openai_surfaces(state, candidates)
+    } else if call.openai.is_some() {
+        // Bedrock guardrails apply on Converse and InvokeModel only.
+        let mut candidates = candidates;
+        candidates.retain(|c| !c.surface.is_mantle());
+        candidates
     } else {
         candidates
     };
@@ -256,28 +261,42 @@ pub fn build(
 
 /// An OpenAI request's Mantle candidates call Mantle's OpenAI-compatible
 /// endpoint, which serves the models that are not Claude (Claude is on
-/// Mantle's Messages endpoint only, which an OpenAI request does not speak).
+/// Mantle's Messages endpoint only, which an OpenAI request does not speak);
+/// bedrock-runtime's OpenAI endpoint comes first for the models that have it
+/// there (OpenAI's open-weight models), Converse right after it.
 fn openai_surfaces(state: &AppState, planned: Vec<Candidate>) -> Vec<Candidate> {
-    planned
-        .into_iter()
-        .filter_map(|c| {
-            if c.surface != Surface::MantleMessages {
-                return Some(c);
+    let mut out = Vec::with_capacity(planned.len() + 2);
+    for c in planned {
+        let base = c
+            .target
+            .base_model_id
+            .as_deref()
+            .unwrap_or(&c.target.model_id);
+        match c.surface {
+            Surface::MantleMessages => {
+                let reachable = state.client(&c.account).is_some_and(|cl| {
+                    cl.endpoints()
+                        .mantle_url(&c.target.endpoint_region)
+                        .is_some()
+                });
+                if reachable && !base.starts_with("anthropic.") {
+                    out.push(c.on(Surface::MantleOpenAi, c.target.clone()));
+                }
             }
-            let base = c
-                .target
-                .base_model_id
-                .as_deref()
-                .unwrap_or(&c.target.model_id);
-            let reachable = state.client(&c.account).is_some_and(|cl| {
-                cl.endpoints()
-                    .mantle_url(&c.target.endpoint_region)
-                    .is_some()
-            });
-            (reachable && !base.starts_with("anthropic."))
-                .then(|| c.on(Surface::MantleOpenAi, c.target.clone()))
-        })
-        .collect()
+            Surface::Runtime => {
+                let openai = state
+                    .catalog
+                    .model_by_id(base)
+                    .is_some_and(|m| m.provider.eq_ignore_ascii_case("openai"));
+                if openai {
+                    out.push(c.on(Surface::RuntimeOpenAi, c.target.clone()));
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// An Anthropic Messages request on Bedrock's native Messages surfaces too

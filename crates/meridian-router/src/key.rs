@@ -25,6 +25,10 @@ pub enum Surface {
     /// Mantle's Anthropic Messages endpoint (`bedrock-mantle.{region}`:
     /// base model IDs, processed in the region called, its own quotas).
     MantleMessages,
+    /// bedrock-runtime's OpenAI-compatible endpoints (`/openai/v1/…`:
+    /// model or profile IDs, synchronous), for the models that have them
+    /// there (OpenAI's open-weight models).
+    RuntimeOpenAi,
     /// Mantle's OpenAI-compatible endpoints (`/v1/chat/completions`,
     /// `/v1/responses`: base model IDs, in-region), for the models Mantle
     /// serves through them (OpenAI's and other non-Claude models).
@@ -51,7 +55,7 @@ impl Surface {
     /// Whether it speaks OpenAI's APIs natively (answers passed through to
     /// the OpenAI front doors).
     pub fn is_openai(self) -> bool {
-        self == Surface::MantleOpenAi
+        matches!(self, Surface::RuntimeOpenAi | Surface::MantleOpenAi)
     }
 
     /// Whether it is one of Mantle's endpoints (processed in the region called).
@@ -65,6 +69,7 @@ impl Surface {
             Surface::Runtime => "runtime",
             Surface::RuntimeMessages => "runtime-messages",
             Surface::MantleMessages => "mantle-messages",
+            Surface::RuntimeOpenAi => "runtime-openai",
             Surface::MantleOpenAi => "mantle-openai",
             Surface::Provider => "provider",
         }

@@ -136,6 +136,9 @@ pub enum Route {
     RuntimeMessages,
     /// Mantle's `/anthropic/v1/messages`, signed for `bedrock-mantle`.
     MantleMessages,
+    /// A path of bedrock-runtime's OpenAI-compatible API under `/openai`
+    /// (`/v1/chat/completions`, `/v1/responses`).
+    RuntimeOpenAi(&'static str),
     /// A path of Mantle's OpenAI-compatible API (`/v1/chat/completions`,
     /// `/v1/responses`), signed for `bedrock-mantle`.
     MantleOpenAi(&'static str),
@@ -403,6 +406,9 @@ impl BedrockClient {
         let url = match (call.route, call.action, call.model_id.rsplit_once(':')) {
             (Route::RuntimeMessages, ..) => {
                 format!("{}{MESSAGES_PATH}", self.endpoints.url(&call.region))
+            }
+            (Route::RuntimeOpenAi(path), ..) => {
+                format!("{}/openai{path}", self.endpoints.url(&call.region))
             }
             (Route::MantleMessages | Route::MantleOpenAi(_), ..) => {
                 service = MANTLE_SIGNING_NAME;
