@@ -16,6 +16,7 @@ from conftest import fleet_gateway, key_hash, put_faults, sim_records, wait_for
 
 KEY_A = "mk-responses-tenant-a-0000001"
 KEY_B = "mk-responses-tenant-b-0000001"
+KEY_G = "mk-responses-tenant-g-0000001"
 
 TENANTS = f"""
 [models.chat]
@@ -26,6 +27,13 @@ api_keys = ["{key_hash(KEY_A)}"]
 
 [tenants.b]
 api_keys = ["{key_hash(KEY_B)}"]
+
+[guards.pii]
+email = "mask"
+
+[tenants.g]
+api_keys = ["{key_hash(KEY_G)}"]
+guard = "pii"
 """
 
 
@@ -198,3 +206,12 @@ def test_a_stored_response_expires_after_its_ttl(sim, tmp_path, redis, backend):
             except openai.NotFoundError:
                 return True
         wait_for(gone, 15, f"the response to expire ({backend})")
+
+
+def test_what_is_stored_is_guarded_as_what_went_upstream(gw, sim):
+    c = client(gw, KEY_G)
+    seen = len(sim_records(sim))
+    r = c.responses.create(model="chat", input="write to grace@example.com today")
+    assert all("grace@example.com" not in x["prompt"] for x in sim_records(sim)[seen:])
+    kept = c.responses.input_items.list(r.id).data[0].content[0].text
+    assert "grace@example.com" not in kept and "[EMAIL]" in kept, kept

@@ -240,6 +240,25 @@ impl FrontDoor for Responses {
         r
     }
 
+    fn guard_kept(c: &mut Responding, guard: &mut crate::guard::Session) {
+        let Some(keep) = c.keep.as_mut() else {
+            return;
+        };
+        let mut input = Value::Array(std::mem::take(&mut keep.input));
+        // The same content passed the guard on its way upstream, so it is
+        // not blocked here; if it were, nothing is kept.
+        if guard
+            .json(&mut input, crate::guard::Direction::Input)
+            .is_err()
+        {
+            c.keep = None;
+            return;
+        }
+        if let Value::Array(items) = input {
+            keep.input = items;
+        }
+    }
+
     fn from_bedrock(e: &BedrockError) -> OpenAiError {
         OpenAiError::from(e)
     }

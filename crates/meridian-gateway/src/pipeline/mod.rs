@@ -106,6 +106,10 @@ pub trait FrontDoor: Send + Sync + 'static {
     /// A streamed answer: typed events, then possibly an error; the front
     /// door encodes them at its edge.
     fn stream(ctx: Self::Ctx, served: &Served, events: Events) -> Response;
+    /// Guards what the front door keeps beyond the answer (the Responses
+    /// door's stored input) with the request's own guard session, as the
+    /// body that goes upstream was guarded.
+    fn guard_kept(_ctx: &mut Self::Ctx, _guard: &mut crate::guard::Session) {}
     /// A pipeline error in this front door's shape.
     fn from_bedrock(e: &BedrockError) -> Self::Error;
     /// Status and error code, for metrics and the invocation record.
@@ -258,9 +262,12 @@ async fn stages<F: FrontDoor>(
     let (slot, body) = hold_slot::<F>(cx, &identified, body)?;
     let body = read_body::<F>(cx, body).await?;
     let tenant = authenticate::<F>(cx, identified, &body)?;
-    let (mut call, door) = decode::<F>(cx, body, &tenant).await?;
+    let (mut call, mut door) = decode::<F>(cx, body, &tenant).await?;
     let admitted = admit_tenant::<F>(cx, &tenant, &call).await?;
-    let guard = guard_input::<F>(cx, &tenant, &mut call)?;
+    let mut guard = guard_input::<F>(cx, &tenant, &mut call)?;
+    if let Some(g) = guard.as_mut() {
+        F::guard_kept(&mut door, g);
+    }
     let plan = plan::<F>(cx, &call, &tenant, admitted.reserve)?;
     let lookup = cache::<F>(cx, &tenant, &plan).await?;
     let held = (permit, slot);
