@@ -126,3 +126,29 @@ def test_open_weight_models_use_bedrock_runtimes_openai_endpoint_then_converse(g
         put_faults(sim, "us-west-2", {})
     assert raw.headers["x-meridian-surface"] == "runtime", dict(raw.headers)
     assert "You said: fallback" in raw.parse().choices[0].message.content
+
+
+def test_a_cached_answer_is_served_in_its_own_surfaces_format(sim, tmp_path):
+    """An answer is cached with the surface it came from: bedrock-runtime's
+    OpenAI endpoint (passed through) and Converse (translated) share the
+    account, region and model ID, and each is read in its own format."""
+    for g in fleet_gateway(sim, tmp_path, '[models.oss]\nmodel = "gpt-oss-120b"\ncache = { ttl = "1m" }\n'):
+        c = OpenAI(base_url=g["url"] + "/v1", api_key="x", max_retries=0)
+        ask = [{"role": "user", "content": "cache me"}]
+        first = c.chat.completions.with_raw_response.create(model="oss", messages=ask)
+        assert first.headers["x-meridian-surface"] == "runtime-openai"
+        again = c.chat.completions.with_raw_response.create(model="oss", messages=ask)
+        assert again.headers["x-meridian-cache"] == "hit"
+        assert again.parse().choices[0].message.content == first.parse().choices[0].message.content
+        # Converse answers while the OpenAI endpoint is down; its answer is
+        # cached as Converse's and read back as Converse's.
+        put_faults(sim, "us-west-2", {"surfaces_down": ["runtime-openai"]})
+        try:
+            ask2 = [{"role": "user", "content": "cache the fallback"}]
+            fb = c.chat.completions.with_raw_response.create(model="oss", messages=ask2)
+            assert fb.headers["x-meridian-surface"] == "runtime", dict(fb.headers)
+        finally:
+            put_faults(sim, "us-west-2", {})
+        hit = c.chat.completions.with_raw_response.create(model="oss", messages=ask2)
+        assert hit.headers["x-meridian-cache"] == "hit", dict(hit.headers)
+        assert hit.parse().choices[0].message.content == fb.parse().choices[0].message.content

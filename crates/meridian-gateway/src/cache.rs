@@ -71,11 +71,18 @@ pub struct Entry {
     pub account: String,
     /// Model ID called.
     pub model_id: String,
+    /// Surface it was called on (an answer is read by its surface's format).
+    #[serde(default = "runtime")]
+    pub surface: String,
     /// Upstream headers kept (content type, `x-amzn-bedrock-*`).
     pub headers: Vec<(String, String)>,
     /// The whole answer: a JSON body, or every event-stream frame.
     #[serde(with = "b64")]
     pub body: Vec<u8>,
+}
+
+fn runtime() -> String {
+    "runtime".into()
 }
 
 mod b64 {
@@ -209,6 +216,7 @@ mod tests {
             endpoint_region: "eu-west-1".into(),
             account: "default".into(),
             model_id: "m".into(),
+            surface: runtime(),
             headers: Vec::new(),
             body: vec![b'x'; n],
         }

@@ -66,6 +66,7 @@ pub(super) async fn cache_stage(
             c.account == entry.account
                 && c.target.endpoint_region == entry.endpoint_region
                 && c.target.model_id == entry.model_id
+                && c.surface.name() == entry.surface
         })
     {
         ledger.cache = Some("hit");
@@ -104,6 +105,7 @@ pub(super) fn entry_of(served: &Served, body: &[u8]) -> crate::cache::Entry {
         endpoint_region: served.candidate.target.endpoint_region.clone(),
         account: served.candidate.account.clone(),
         model_id: served.candidate.target.model_id.clone(),
+        surface: served.candidate.surface.name().to_string(),
         headers: crate::cache::kept_headers(&served.headers),
         body: body.to_vec(),
     }
@@ -113,6 +115,11 @@ pub(super) fn entry_of(served: &Served, body: &[u8]) -> crate::cache::Entry {
 /// Redis in a task, as the stream's last event is already on its way).
 pub(super) fn keeper(state: Arc<AppState>, key: crate::cache::Key, ttl: Duration) -> execute::Keep {
     Box::new(move |body: Bytes, served: &Served| {
+        // An OpenAI endpoint's events are kept as frames that would replay
+        // as another model family's chunks: not kept.
+        if served.candidate.surface.is_openai() {
+            return;
+        }
         let entry = entry_of(served, &body);
         if state.limiter.shared().is_none() {
             state.cache.put_local(key, entry, ttl);
