@@ -302,7 +302,7 @@ fn create(
     if req.background == Some(true) {
         return Err(OpenAiError::invalid(
             "background",
-            "background responses are not supported for this model (Bedrock runs them only on Mantle)",
+            "background responses are not supported by Meridian (Bedrock runs them on Mantle only, and Meridian does not pass them there yet); send the request without background",
         ));
     }
     let items = req
