@@ -248,16 +248,7 @@ pub fn to_converse(req: &Value) -> Result<Translated, OpenAiError> {
         .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut extra = extra;
-    if let Some(b) = budget {
-        extra.insert(
-            "thinking".into(),
-            json!({"type": "enabled", "budget_tokens": b}),
-        );
-    }
-    if !extra.is_empty() {
-        converse["additionalModelRequestFields"] = Value::Object(extra);
-    }
+    set_additional_fields(&mut converse, extra, budget);
     let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = obj
         .get("stream_options")
@@ -281,6 +272,24 @@ pub(super) fn max_tokens(max: Option<u64>, budget: Option<u64>) -> Option<u64> {
     match (max, budget) {
         (n, Some(b)) => Some(b + n.unwrap_or(DEFAULT_VISIBLE_TOKENS)),
         (n, None) => n,
+    }
+}
+
+/// `additionalModelRequestFields`: the request's fields Converse does not
+/// name, and the thinking configuration for a budget.
+pub(super) fn set_additional_fields(
+    converse: &mut Value,
+    mut extra: Map<String, Value>,
+    budget: Option<u64>,
+) {
+    if let Some(b) = budget {
+        extra.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": b}),
+        );
+    }
+    if !extra.is_empty() {
+        converse["additionalModelRequestFields"] = Value::Object(extra);
     }
 }
 

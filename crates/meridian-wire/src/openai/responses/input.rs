@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 use super::reasoning;
 use super::tools::{Tools, tool_config, tools};
 use crate::openai::OpenAiError;
-use crate::openai::inbound::{image_block, max_tokens, output_config, push, thinking_budget};
+use crate::openai::inbound::{
+    image_block, max_tokens, output_config, push, set_additional_fields, thinking_budget,
+};
 
 /// Fields of the API that have no Converse counterpart: read by Meridian
 /// (`store`, `metadata`, `include` …) or with no meaning for the model;
@@ -221,21 +223,13 @@ pub fn to_converse(req: &Request, items: &[Value]) -> Result<Translated, OpenAiE
             ));
         }
     }
-    let mut extra: Map<String, Value> = req
+    let extra: Map<String, Value> = req
         .rest
         .iter()
         .filter(|(k, _)| !CONSUMED.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Some(b) = budget {
-        extra.insert(
-            "thinking".into(),
-            json!({"type": "enabled", "budget_tokens": b}),
-        );
-    }
-    if !extra.is_empty() {
-        converse["additionalModelRequestFields"] = Value::Object(extra);
-    }
+    set_additional_fields(&mut converse, extra, budget);
     let consumed = req
         .rest
         .keys()
