@@ -273,8 +273,8 @@ profile = "fleet"
         f"[fleet]\naws_access_key_id = {creds['access_key_id']}\naws_secret_access_key = {creds['secret_access_key']}\n")
     (d / "config").write_text("[profile fleet]\nregion = us-east-1\n")
     port = free_port()
-    env = clean_env(d, AWS_SHARED_CREDENTIALS_FILE=str(d / "credentials"), AWS_CONFIG_FILE=str(d / "config"),
-                    **(env or {}))
+    env = clean_env(d, **{"AWS_SHARED_CREDENTIALS_FILE": str(d / "credentials"),
+                          "AWS_CONFIG_FILE": str(d / "config"), **(env or {})})
     proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], env, d, d / "serve.log", nofile=nofile)
     url = f"{scheme}://127.0.0.1:{port}"
     if wait:

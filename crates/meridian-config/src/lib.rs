@@ -338,6 +338,46 @@ pub struct Config {
     pub cache_max_bytes: u64,
     /// `[responses]`: stored Responses API state.
     pub responses: ResponsesStore,
+    /// `[batch]`: batch inference through Bedrock's model invocation jobs.
+    pub batch: Batch,
+}
+
+/// `[batch]`: where batch inference jobs keep their input and output, and
+/// what a tenant may run. No buckets: batch endpoints are refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Region → the S3 bucket in that region a job there reads and writes
+    /// (Bedrock reads and writes buckets in the job's own region).
+    pub buckets: BTreeMap<String, String>,
+    /// The service role Bedrock assumes to run a job.
+    pub role_arn: Option<String>,
+    /// An S3-compatible endpoint instead of AWS's (tests, on-premises).
+    pub s3_endpoint: Option<String>,
+    /// Key prefix of every object Meridian writes.
+    pub prefix: String,
+    /// How long a batch, its files and results are answered for.
+    pub retention: std::time::Duration,
+    /// Batches a tenant may have running at once.
+    pub max_active_per_tenant: u32,
+    /// The batch price as a factor of the on-demand price.
+    pub price_factor: f64,
+    /// How often each replica asks Bedrock how running jobs stand.
+    pub poll_interval: std::time::Duration,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            buckets: BTreeMap::new(),
+            role_arn: None,
+            s3_endpoint: None,
+            prefix: "meridian-batch".into(),
+            retention: std::time::Duration::from_secs(30 * 86_400),
+            max_active_per_tenant: 10,
+            price_factor: 0.5,
+            poll_interval: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[responses]`: whether `/v1/responses` keeps responses (their input and

@@ -50,6 +50,23 @@ pub(crate) struct RawConfig {
     pub cache: RawCacheStore,
     #[serde(default)]
     pub responses: RawResponses,
+    #[serde(default)]
+    pub batch: RawBatch,
+}
+
+/// `[batch]`: buckets per region, the job role, limits and price.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBatch {
+    #[serde(default)]
+    pub buckets: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub role_arn: Option<Spanned<String>>,
+    pub s3_endpoint: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub retention: Option<Spanned<String>>,
+    pub max_active_per_tenant: Option<Spanned<u32>>,
+    pub price_factor: Option<Spanned<f64>>,
+    pub poll_interval: Option<Spanned<String>>,
 }
 
 /// `[responses]`: what `/v1/responses` keeps for `previous_response_id`

@@ -274,6 +274,7 @@ pub(crate) fn validate(
         None => 64 << 20,
     };
     let responses = validate_responses(&at, &raw)?;
+    let batch = validate_batch(&at, &raw, &catalog)?;
     let state = tenants::validate_state(&at, &raw)?;
     let admin_key = tenants::validate_admin(&at, &raw)?;
     let tls = tenants::validate_tls(&at, &raw, dir)?;
@@ -320,6 +321,7 @@ pub(crate) fn validate(
             cache_max_bytes,
             strict_residency,
             responses,
+            batch,
         },
         catalog,
     };
@@ -380,6 +382,98 @@ fn strategy_of(
             ));
         }
     })
+}
+
+/// `[batch]`.
+fn validate_batch(
+    at: &At<'_>,
+    raw: &RawConfig,
+    catalog: &meridian_catalog::Catalog,
+) -> Result<crate::Batch, ConfigError> {
+    let r = &raw.batch;
+    let mut out = crate::Batch::default();
+    for (region, bucket) in &r.buckets {
+        if catalog.region(region.get_ref()).is_none() {
+            return Err(at.at(
+                region,
+                "batch.buckets",
+                "expected a region code (Bedrock reads and writes a job's S3 objects in the job's own region)",
+            ));
+        }
+        let b = bucket.get_ref();
+        let valid = (3..=63).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+        if !valid {
+            return Err(at.at(
+                bucket,
+                "batch.buckets",
+                "expected an S3 bucket name (3-63 lowercase letters, digits, '-' and '.'), not a URI",
+            ));
+        }
+        out.buckets.insert(region.get_ref().clone(), b.clone());
+    }
+    if let Some(role) = &r.role_arn {
+        let v = role.get_ref();
+        if !(v.starts_with("arn:aws") && v.contains(":iam::") && v.contains(":role/")) {
+            return Err(at.at(
+                role,
+                "batch.role_arn",
+                "expected an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+            ));
+        }
+        out.role_arn = Some(v.clone());
+    }
+    if !out.buckets.is_empty() && out.role_arn.is_none() {
+        return Err(at.err(
+            None,
+            "batch.role_arn",
+            "[batch] has buckets but no role_arn: Bedrock runs a batch job as a service role that reads and writes those buckets",
+        ));
+    }
+    if let Some(e) = &r.s3_endpoint {
+        out.s3_endpoint = Some(e.get_ref().trim_end_matches('/').to_string());
+    }
+    if let Some(p) = &r.prefix {
+        out.prefix = p.get_ref().trim_matches('/').to_string();
+    }
+    for (field, value, slot) in [
+        ("batch.retention", &r.retention, &mut out.retention),
+        (
+            "batch.poll_interval",
+            &r.poll_interval,
+            &mut out.poll_interval,
+        ),
+    ] {
+        if let Some(t) = value {
+            *slot = crate::parse_duration(t.get_ref())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    at.at(
+                        t,
+                        field,
+                        "expected a duration such as \"500ms\", \"30s\" or \"30d\"",
+                    )
+                })?;
+        }
+    }
+    if let Some(n) = &r.max_active_per_tenant {
+        if *n.get_ref() == 0 {
+            return Err(at.at(n, "batch.max_active_per_tenant", "expected at least 1"));
+        }
+        out.max_active_per_tenant = *n.get_ref();
+    }
+    if let Some(f) = &r.price_factor {
+        if !(f.get_ref().is_finite() && *f.get_ref() > 0.0 && *f.get_ref() <= 1.0) {
+            return Err(at.at(
+                f,
+                "batch.price_factor",
+                "expected a factor of the on-demand price, above 0 and at most 1",
+            ));
+        }
+        out.price_factor = *f.get_ref();
+    }
+    Ok(out)
 }
 
 /// `[responses]`.

@@ -77,13 +77,13 @@ pub struct Ctx {
 /// An error in Anthropic's shape.
 #[derive(Debug, Clone)]
 pub struct AnthropicError {
-    status: u16,
-    kind: &'static str,
-    message: String,
+    pub(crate) status: u16,
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
 }
 
 impl AnthropicError {
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         AnthropicError {
             status: 400,
             kind: "invalid_request_error",
@@ -406,7 +406,7 @@ fn converse_call(
 }
 
 /// Whether `model` (an exposed name, alias, ID or ARN) is an Anthropic model.
-fn anthropic_model(state: &AppState, model: &str) -> bool {
+pub(crate) fn anthropic_model(state: &AppState, model: &str) -> bool {
     match state.catalog_model(model) {
         Some(m) => m.provider.eq_ignore_ascii_case("anthropic"),
         // Raw IDs and ARNs the catalog does not name: go by the ID.

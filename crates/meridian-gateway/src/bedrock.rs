@@ -58,11 +58,26 @@ impl FrontDoor for Bedrock {
         parts: &Parts,
         body: Bytes,
         _request_id: &str,
-        _tenant: &meridian_config::Tenant,
+        tenant: &meridian_config::Tenant,
     ) -> Result<Decoded<(), BedrockError>, BedrockError> {
         let op = Operation::from_request(parts.method.as_str(), parts.uri.path())?;
         if let Operation::ApplyGuardrail { guardrail_id, .. } = &op {
             return apply_guardrail(state, parts, body, guardrail_id);
+        }
+        if matches!(
+            op,
+            Operation::CreateModelInvocationJob
+                | Operation::GetModelInvocationJob { .. }
+                | Operation::ListModelInvocationJobs
+                | Operation::StopModelInvocationJob { .. }
+        ) {
+            return Ok(Decoded::Pending(crate::batch::bedrock_job(
+                state,
+                tenant,
+                op,
+                body,
+                &parts.headers,
+            )));
         }
         let Some(model) = op.model_id() else {
             let query = parts.uri.query().unwrap_or("");

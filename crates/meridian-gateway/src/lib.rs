@@ -9,6 +9,8 @@ mod account;
 mod admin;
 mod anthropic;
 mod auth;
+pub mod batch;
+mod batch_store;
 mod bedrock;
 mod bounded;
 pub mod breaker_share;

@@ -69,6 +69,35 @@ pub fn router(state: Arc<Live>) -> Router {
             axum::routing::any(anthropic::handle),
         )
         .route("/v1/responses", axum::routing::any(responses::handle))
+        .route("/v1/files", axum::routing::any(crate::batch::openai_handle))
+        .route(
+            "/v1/files/{*rest}",
+            axum::routing::any(crate::batch::openai_handle),
+        )
+        .route(
+            "/v1/batches",
+            axum::routing::any(crate::batch::openai_handle),
+        )
+        .route(
+            "/v1/batches/{*rest}",
+            axum::routing::any(crate::batch::openai_handle),
+        )
+        .route(
+            "/v1/messages/batches",
+            axum::routing::any(crate::batch::anthropic_handle),
+        )
+        .route(
+            "/v1/messages/batches/{*rest}",
+            axum::routing::any(crate::batch::anthropic_handle),
+        )
+        .route(
+            "/anthropic/v1/messages/batches",
+            axum::routing::any(crate::batch::anthropic_handle),
+        )
+        .route(
+            "/anthropic/v1/messages/batches/{*rest}",
+            axum::routing::any(crate::batch::anthropic_handle),
+        )
         .route(
             "/v1/responses/{*rest}",
             axum::routing::any(responses::handle),

@@ -106,6 +106,9 @@ pub struct Runtime {
     /// Stored Responses API state (in memory; Redis goes through the
     /// limiter's shared backend).
     pub responses: Arc<crate::responses_store::Responses>,
+    /// Batches and their files (in memory; Redis goes through the
+    /// limiter's shared backend).
+    pub batches: Arc<crate::batch_store::Batches>,
     /// What the dashboard shows.
     pub stats: Arc<crate::traffic::Stats>,
     /// Drills started from the dashboard.
@@ -144,6 +147,7 @@ impl Runtime {
             responses: Arc::new(crate::responses_store::Responses::new(
                 config.responses.max_bytes,
             )),
+            batches: Arc::default(),
             stats: Arc::default(),
             drills: Arc::default(),
         }

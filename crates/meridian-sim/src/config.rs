@@ -108,6 +108,11 @@ pub struct FleetConfig {
     pub keep_prompts: bool,
     /// When set, the control API answers only `Authorization: Bearer TOKEN`.
     pub control_token: Option<String>,
+    /// The S3-compatible server batch jobs read their input from and write
+    /// their output to (no batch jobs without one).
+    pub s3_endpoint: Option<String>,
+    /// How long a batch job takes from submission to its end, ms.
+    pub batch_job_ms: u64,
 }
 
 /// Records a fleet keeps by default.
@@ -129,6 +134,8 @@ impl FleetConfig {
             max_records: MAX_RECORDS,
             keep_prompts: true,
             control_token: None,
+            s3_endpoint: None,
+            batch_job_ms: 3000,
         }
     }
 }

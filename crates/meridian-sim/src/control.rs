@@ -28,7 +28,7 @@ struct Since {
 
 /// Routes: `GET /manifest`, `GET /regions`, `PUT|DELETE /regions/{r}/faults`,
 /// `GET|DELETE /records?since=N`, `GET|DELETE /world`, `PUT /world/profiles`, `PUT /world/models`,
-/// `GET|PUT /guardrails`.
+/// `GET|PUT /guardrails`, `GET /batch-jobs`.
 pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
     let token = shared.config.read().control_token.clone();
     let state = Control {
@@ -50,6 +50,21 @@ pub fn router(shared: Arc<Shared>, manifest: Manifest) -> Router {
         .route("/world/profiles", put(put_profile))
         .route("/world/models", put(put_model))
         .route("/guardrails", put(put_guardrails).get(get_guardrails))
+        .route(
+            "/batch-jobs",
+            get(|State(c): State<Control>| async move {
+                Json(json!(
+                    crate::batch::jobs(&c.shared)
+                        .iter()
+                        .map(|j| {
+                            let mut v = json!(j);
+                            v["region"] = json!(j.region);
+                            v
+                        })
+                        .collect::<Vec<_>>()
+                ))
+            }),
+        )
         .with_state(state);
     match token {
         None => router,

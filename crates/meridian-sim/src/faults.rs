@@ -38,12 +38,14 @@ pub struct FaultSet {
     pub misroute_to: Option<String>,
     /// Endpoint surfaces of this region that answer 503 while the others
     /// serve: `runtime` (Converse, InvokeModel), `runtime-messages`,
-    /// `mantle-messages`, `runtime-openai`, `mantle-openai`.
+    /// `mantle-messages`, `runtime-openai`, `mantle-openai`; and `batch`: the
+    /// region refuses new batch inference jobs (at its job quota).
     pub surfaces_down: Vec<String>,
 }
 
 /// The surface names `surfaces_down` takes.
-pub const SURFACES: [&str; 5] = [
+pub const SURFACES: [&str; 6] = [
+    "batch",
     "runtime",
     "runtime-messages",
     "mantle-messages",

@@ -155,7 +155,7 @@ impl Fleet {
 /// are refused and open ones reset, after the outage's drain time if it has
 /// one) until the outage ends.
 async fn serve_region(listener: TcpListener, addr: SocketAddr, ctx: Ctx) {
-    let router: Router = Router::new()
+    let router: Router = crate::batch::routes(Router::new())
         .route(
             crate::messages::RUNTIME_PATH,
             axum::routing::any(crate::messages::handle),

@@ -8,6 +8,7 @@
 //!
 //! The fleet shares data (the catalog) with the gateway, never its routing.
 
+mod batch;
 mod capacity;
 mod config;
 mod control;
@@ -17,6 +18,7 @@ mod fleet;
 mod frontier;
 mod generate;
 mod guardrails;
+mod job;
 mod manifest;
 mod messages;
 mod native;
@@ -26,6 +28,7 @@ mod prompt_cache;
 mod record;
 mod region;
 mod rng;
+mod s3;
 mod scenario;
 mod stream;
 mod thinking;

@@ -53,6 +53,10 @@ pub struct Shared {
     pub prompt_cache: crate::prompt_cache::PromptCache,
     /// Profile changes made at run time (see `world`).
     pub world: RwLock<crate::world::World>,
+    /// Batch inference jobs, every region's.
+    pub batch: Mutex<Vec<crate::job::Job>>,
+    /// Jobs created so far (their IDs).
+    pub batch_seq: AtomicU64,
 }
 
 impl Shared {
@@ -78,6 +82,8 @@ impl Shared {
             seq: AtomicU64::new(0),
             prompt_cache: Default::default(),
             world: Default::default(),
+            batch: Mutex::new(Vec::new()),
+            batch_seq: AtomicU64::new(0),
         }
     }
 

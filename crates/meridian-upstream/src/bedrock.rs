@@ -498,6 +498,20 @@ impl BedrockClient {
         self.send(req, region).await
     }
 
+    /// A signed POST on the control plane (`CreateModelInvocationJob`, …).
+    pub async fn control_post(
+        &self,
+        region: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Response, Failure> {
+        let url = format!("{}{path}", self.endpoints.control_url(region));
+        let req = self
+            .build(Method::POST, &url, region, SIGNING_NAME, body, &[])
+            .await?;
+        self.send(req, region).await
+    }
+
     async fn build(
         &self,
         method: Method,

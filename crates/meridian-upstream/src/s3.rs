@@ -164,6 +164,21 @@ impl S3Client {
     }
 }
 
+impl S3Client {
+    /// GetObject: the object's bytes, `None` when there is no such key.
+    pub async fn get_object(&self, key: &str) -> Result<Option<Bytes>, String> {
+        let region = self.region();
+        let resp = self
+            .send(http::Method::GET, &region, key, Bytes::new(), None)
+            .await?;
+        match resp.status().as_u16() {
+            200 => Ok(Some(resp.into_body())),
+            404 => Ok(None),
+            s => Err(format!("GetObject {key} answered {s}")),
+        }
+    }
+}
+
 /// Percent-encodes a key for the path, keeping `/` and unreserved characters.
 fn encode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());

@@ -46,3 +46,13 @@ pub fn utc(t: std::time::SystemTime) -> Utc {
         millis: d.subsec_millis(),
     }
 }
+
+/// `2026-11-22T07:05:09.123Z`.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let u = utc(t);
+    let (h, m, s) = u.hms;
+    format!(
+        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        u.year, u.month, u.day, u.millis
+    )
+}

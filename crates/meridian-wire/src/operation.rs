@@ -31,6 +31,14 @@ pub enum Operation {
         guardrail_id: String,
         version: String,
     },
+    /// `POST /model-invocation-job`.
+    CreateModelInvocationJob,
+    /// `GET /model-invocation-job/{id}` (an ARN or a job ID).
+    GetModelInvocationJob { id: String },
+    /// `GET /model-invocation-jobs`.
+    ListModelInvocationJobs,
+    /// `POST /model-invocation-job/{id}/stop`.
+    StopModelInvocationJob { id: String },
 }
 
 impl Operation {
@@ -60,6 +68,14 @@ impl Operation {
             ("GET", ["inference-profiles", id]) => Operation::GetInferenceProfile {
                 id: decode_label(id)?,
             },
+            ("POST", ["model-invocation-job"]) => Operation::CreateModelInvocationJob,
+            ("GET", ["model-invocation-job", id]) => Operation::GetModelInvocationJob {
+                id: decode_label(id)?,
+            },
+            ("GET", ["model-invocation-jobs"]) => Operation::ListModelInvocationJobs,
+            ("POST", ["model-invocation-job", id, "stop"]) => Operation::StopModelInvocationJob {
+                id: decode_label(id)?,
+            },
             ("GET", ["foundation-models"]) => Operation::ListFoundationModels,
             ("GET", ["foundation-models", id]) => Operation::GetFoundationModel {
                 id: decode_label(id)?,
@@ -82,6 +98,10 @@ impl Operation {
             Operation::ListFoundationModels => "ListFoundationModels",
             Operation::GetFoundationModel { .. } => "GetFoundationModel",
             Operation::ApplyGuardrail { .. } => "ApplyGuardrail",
+            Operation::CreateModelInvocationJob => "CreateModelInvocationJob",
+            Operation::GetModelInvocationJob { .. } => "GetModelInvocationJob",
+            Operation::ListModelInvocationJobs => "ListModelInvocationJobs",
+            Operation::StopModelInvocationJob { .. } => "StopModelInvocationJob",
         }
     }
 

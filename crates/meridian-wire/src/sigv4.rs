@@ -608,6 +608,11 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     hmac(&k_service, b"aws4_request")
 }
 
+/// The hex SHA-256 of a body (`x-amz-content-sha256`).
+pub fn payload_hash(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
 /// `YYYYMMDDTHHMMSSZ` for a time (UTC).
 pub fn format_amz_date(t: SystemTime) -> String {
     let u = crate::civil::utc(t);

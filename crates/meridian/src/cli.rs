@@ -251,6 +251,13 @@ pub struct SimArgs {
     /// Take the application inference profiles declared in this meridian.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The S3-compatible server batch inference jobs read and write
+    /// (`http://127.0.0.1:9000`); without one the fleet refuses batch jobs.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// How long a batch inference job takes from submission to its end, ms.
+    #[arg(long, default_value_t = 3000)]
+    pub batch_job_ms: u64,
     /// Print the manifest as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

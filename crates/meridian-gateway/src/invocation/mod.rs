@@ -355,15 +355,7 @@ impl InvocationLog {
     }
 }
 
-/// `2026-11-22T07:05:09.123Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let u = meridian_wire::civil::utc(t);
-    let (h, m, s) = u.hms;
-    format!(
-        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
-        u.year, u.month, u.day, u.millis
-    )
-}
+pub use meridian_wire::civil::rfc3339;
 
 #[cfg(test)]
 mod tests {

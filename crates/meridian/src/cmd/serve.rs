@@ -87,7 +87,15 @@ pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<Exi
     if let Some(s3) = state.log.s3.clone() {
         tokio::spawn(s3.run());
     }
+    // The batch buckets are written with the default credential chain.
+    let batch_creds: Arc<dyn CredentialSource> =
+        match AwsCredentials::new(&state.region, &Identity::default()).await {
+            Some(c) => shared(c),
+            None => Arc::new(NoCredentials),
+        };
+    state.batches.set_credentials(batch_creds);
     let live = Live::new(state.clone());
+    tokio::spawn(meridian_gateway::batch::poll(live.clone()));
     if state.upstream_info.fallback {
         // Said again every minute: a replica meant for Bedrock answering
         // from the simulator must not go unnoticed in a log.
@@ -210,6 +218,8 @@ pub(crate) async fn upstream(
         fc.control_token = Some(token.clone());
         fc.app_profiles = config.app_profiles.clone();
         fc.provisioned = super::fleet_provisioned(config, catalog);
+        // Batch jobs read and write the same S3-compatible server as Meridian.
+        fc.s3_endpoint.clone_from(&config.batch.s3_endpoint);
         let f = Fleet::start(catalog.clone(), fc, None, None).await?;
         let m = f.manifest();
         let client = super::fleet_client(m);

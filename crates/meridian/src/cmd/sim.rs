@@ -23,6 +23,8 @@ pub async fn run(opts: &SimArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = FleetConfig::new(opts.regions.iter().cloned());
     config.seed = seed;
+    config.s3_endpoint.clone_from(&opts.s3_endpoint);
+    config.batch_job_ms = opts.batch_job_ms;
     let catalog = match &opts.config {
         Some(path) => {
             let loaded = meridian_config::load(Some(path))?;

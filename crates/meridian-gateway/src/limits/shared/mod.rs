@@ -16,12 +16,14 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+mod batches;
 mod breakers;
 mod cache;
 mod keys;
 mod responses;
 mod tenants;
 
+pub use batches::BatchStore;
 pub use breakers::BreakerStore;
 pub use cache::CacheStore;
 pub use keys::KeyStore;
@@ -90,6 +92,11 @@ impl Shared {
     /// Stored Responses API state.
     pub fn responses(&self) -> ResponseStore<'_> {
         ResponseStore(self)
+    }
+
+    /// Batch state.
+    pub fn batches(&self) -> BatchStore<'_> {
+        BatchStore(self)
     }
 
     /// Breakers opened by any replica.
