@@ -15,13 +15,16 @@ import boto3
 import openai
 import pytest
 
-from conftest import NO_RETRY, Redis, key_hash, put_faults, run_sim, sim_control, start_fleet_gateway, wait_for
+from conftest import (NO_RETRY, Redis, key_hash, put_faults, run_sim, sim_client, sim_control, start_fleet_gateway,
+                      wait_for)
 from test_operations import S3_CREDS, Moto
 
 BUCKETS = {"us-east-1": "batch-use1", "eu-west-1": "batch-euw1", "eu-central-1": "batch-euc1"}
 US_KEY = "mk-batch-us-00000000000000000001"
 EU_KEY = "mk-batch-eu-00000000000000000001"
 CENTS_KEY = "mk-batch-cents-000000000000000001"
+GUARDED_KEY = "mk-batch-guarded-0000000000000001"
+EMAIL, CARD, IBAN = "jane.doe@example.com", "4111111111111111", "DE89370400440532013000"
 ADMIN_KEY = "mk-batch-admin-000000000000000001"
 US_CREDS = ("AKIDBATCHUSTENANT", "batch-us-tenant-secret")
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -67,8 +70,22 @@ api_keys = ["{key_hash(CENTS_KEY)}"]
 residency = ["us"]
 budget_usd_per_day = 0.0005
 
+[tenants.guarded]
+api_keys = ["{key_hash(GUARDED_KEY)}"]
+residency = ["us"]
+guard = "pii"
+
+[guards.pii]
+email = "anonymize"
+card = "block"
+iban = "mask"
+
 [admin]
 key_hash = "{key_hash(ADMIN_KEY)}"
+
+[logging]
+sink = "file"
+file = "invocations.ndjson"
 
 [batch]
 buckets = {{ {buckets} }}
@@ -181,6 +198,73 @@ def test_openai_batch_runs_in_the_one_allowed_region_with_a_malformed_line_in_th
         other.files.content(b.output_file_id)
     listed = [x.id for x in c.batches.list(limit=100)]
     assert b.id in listed
+    # One invocation record per processed line, written once, by the replica that settled it.
+    wait_for(lambda: len(batch_log(gw, b.id)) == 149, 10, "the batch's invocation records")
+    log = batch_log(gw, b.id)
+    assert {r["inferenceRegion"] for r in log} == {"us-east-1"}, log[0]
+    assert {r["meridian"]["tenant"] for r in log} == {"us"} and all(r["output"]["outputTokenCount"] > 0 for r in log)
+    assert f"{b.id}/us-0" in {r["requestId"] for r in log}
+
+
+def batch_log(gw, batch_id):
+    path = gw["dir"] / "invocations.ndjson"
+    if not path.exists():
+        return []
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [r for r in recs if r["operation"] == "ModelInvocationJob" and r["requestId"].startswith(batch_id)]
+
+
+def test_every_line_passes_the_guards_before_upload(gw, fleet):
+    c = oa(gw, GUARDED_KEY)
+    lines = [f"write to {EMAIL} please", f"my card is {CARD}", f"iban {IBAN} here"]
+    body = "".join(json.dumps({"custom_id": f"g{i}", "method": "POST", "url": "/v1/chat/completions",
+                               "body": {"model": "haiku", "max_tokens": 64,
+                                        "messages": [{"role": "user", "content": text}]}}) + "\n"
+                   for i, text in enumerate(lines))
+    f = c.files.create(file=("g.jsonl", io.BytesIO(body.encode())), purpose="batch")
+    b = wait_batch(c, c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h").id)
+    assert b.status == "completed" and b.request_counts.completed == 2 and b.request_counts.failed == 1, b
+    [blocked] = [json.loads(x) for x in c.files.content(b.error_file_id).text.splitlines()]
+    assert blocked["custom_id"] == "g1" and blocked["error"]["code"] == "guard_blocked", blocked
+    assert "CARD" in blocked["error"]["message"] and CARD not in blocked["error"]["message"], blocked
+    out = {json.loads(x)["custom_id"]: json.loads(x) for x in c.files.content(b.output_file_id).text.splitlines()}
+    # The model saw a placeholder and a mask; the client gets its own email back.
+    prompts = [r.get("prompt") or "" for r in batch_records(fleet)]
+    assert any("<EMAIL_1>" in p for p in prompts) and not any(EMAIL in p or CARD in p or IBAN in p for p in prompts)
+    assert EMAIL in out["g0"]["response"]["body"]["choices"][0]["message"]["content"], out["g0"]
+    assert "<EMAIL_1>" not in json.dumps(out["g0"])
+
+
+def test_the_fleet_refuses_what_bedrock_refuses(fleet, moto):
+    s3 = moto.s3()
+    few = "\n".join(json.dumps({"recordId": f"F{i:010d}", "modelInput": {
+        "messages": [{"role": "user", "content": [{"text": "few"}]}]}}) for i in range(5)) + "\n"
+    boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", **CREDS).put_object(
+        Bucket="batch-use1", Key="few/in.jsonl", Body=few.encode())
+    s3.put_object(Bucket="batch-euw1", Key="eu/in.jsonl", Body=few.encode())
+    c = sim_client(fleet, "us-east-1", "bedrock")
+    arn = c.create_model_invocation_job(
+        jobName="too-few", roleArn=ROLE, modelId="anthropic.claude-3-haiku-20240307-v1:0",
+        modelInvocationType="Converse",
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://batch-use1/few/in.jsonl"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://batch-use1/few/out/"}})["jobArn"]
+    wait_for(lambda: c.get_model_invocation_job(jobIdentifier=arn)["status"] == "Failed", 30, "the job to fail")
+    assert "at least 100" in c.get_model_invocation_job(jobIdentifier=arn)["message"]
+    with pytest.raises(c.exceptions.ValidationException, match="own region"):
+        c.create_model_invocation_job(
+            jobName="elsewhere", roleArn=ROLE, modelId="anthropic.claude-3-haiku-20240307-v1:0",
+            inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://batch-euw1/eu/in.jsonl"}},
+            outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://batch-use1/few/out/"}})
+    put_faults(fleet, "us-east-1", {"surfaces_down": ["batch"]})
+    try:
+        with pytest.raises(c.exceptions.ServiceQuotaExceededException):
+            c.create_model_invocation_job(
+                jobName="refused", roleArn=ROLE, modelId="anthropic.claude-3-haiku-20240307-v1:0",
+                inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://batch-use1/few/in.jsonl"}},
+                outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://batch-use1/few/out/"}})
+    finally:
+        put_faults(fleet, "us-east-1", {})
 
 
 def test_anthropic_message_batch_runs_to_the_end_and_its_results_are_read(gw, fleet):

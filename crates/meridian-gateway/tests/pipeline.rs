@@ -83,7 +83,7 @@ struct Door {
     invocation: bool,
 }
 
-const DOORS: [Door; 14] = [
+const DOORS: [Door; 17] = [
     Door {
         name: "bedrock converse",
         method: "POST",
@@ -208,6 +208,33 @@ const DOORS: [Door; 14] = [
         body: "",
         operation: "ListModels",
         refused_as: "invalid_api_key",
+        invocation: false,
+    },
+    Door {
+        name: "openai batches",
+        method: "GET",
+        path: "/v1/batches",
+        body: "",
+        operation: "GetBatch",
+        refused_as: "invalid_api_key",
+        invocation: false,
+    },
+    Door {
+        name: "anthropic message batches",
+        method: "GET",
+        path: "/v1/messages/batches",
+        body: "",
+        operation: "GetMessageBatch",
+        refused_as: "authentication_error",
+        invocation: false,
+    },
+    Door {
+        name: "bedrock batch jobs",
+        method: "GET",
+        path: "/model-invocation-jobs",
+        body: "",
+        operation: "ListModelInvocationJobs",
+        refused_as: "MissingAuthenticationTokenException",
         invocation: false,
     },
 ];

@@ -228,7 +228,7 @@ async fn create(
             json!(meridian_wire::messages::BEDROCK_ANTHROPIC_VERSION),
         );
         let line = match super::guard(state, tenant, &m, &mut params) {
-            Ok(()) => {
+            Ok(restore) => {
                 records.push(Record {
                     index: i,
                     input: params,
@@ -236,11 +236,13 @@ async fn create(
                 Line {
                     custom_id: Some(custom_id.to_string()),
                     refused: None,
+                    restore,
                 }
             }
             Err(why) => Line {
                 custom_id: Some(custom_id.to_string()),
                 refused: Some(("guard_blocked".into(), why)),
+                restore: Vec::new(),
             },
         };
         lines.push(line);
@@ -323,6 +325,7 @@ async fn results(state: &AppState, tenant: &str, id: &str) -> Result<Response, A
             (Some((_, why)), _) => err("invalid_request_error", why),
             (None, Some(r)) if r.get("modelOutput").is_some() && r.get("error").is_none() => {
                 let mut m = r["modelOutput"].clone();
+                line.restore_into(&mut m);
                 m["model"] = json!(job.model);
                 json!({"type": "succeeded", "message": m})
             }

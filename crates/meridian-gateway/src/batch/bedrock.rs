@@ -183,6 +183,7 @@ async fn create(
         errors: Vec::new(),
         metadata: Value::Null,
         base_url: String::new(),
+        policy: place.policy.clone(),
     };
     super::save(state, &job).await?;
     Ok(out)

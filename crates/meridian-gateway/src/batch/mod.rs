@@ -84,6 +84,31 @@ pub struct Line {
     /// Refused before upload: a code and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<(String, String)>,
+    /// Values an `anonymize` guard replaced, put back in the line's result:
+    /// (placeholder, original).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<(String, String)>,
+}
+
+impl Line {
+    /// Puts this line's anonymized values back into a result.
+    pub fn restore_into(&self, v: &mut Value) {
+        if self.restore.is_empty() {
+            return;
+        }
+        match v {
+            Value::String(s) => {
+                for (p, original) in &self.restore {
+                    if s.contains(p.as_str()) {
+                        *s = s.replace(p.as_str(), original);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| self.restore_into(x)),
+            Value::Object(o) => o.values_mut().for_each(|x| self.restore_into(x)),
+            _ => {}
+        }
+    }
 }
 
 /// What the results settled.
@@ -129,6 +154,9 @@ pub struct Job {
     pub metadata: Value,
     /// Base URL the client called (for Anthropic's `results_url`).
     pub base_url: String,
+    /// The residency policy it was planned under, by name.
+    #[serde(default)]
+    pub policy: String,
 }
 
 impl Job {
@@ -321,25 +349,30 @@ pub struct Submission {
     pub base_url: String,
 }
 
-/// The tenant's and the model's guards on one record's input: `Err` names
-/// what a block rule found.
+/// The tenant's and the model's guards on one record's input, as on an
+/// online request: the values anonymized (to put back in its result), or
+/// `Err` naming what a block rule found.
 pub fn guard(
     state: &AppState,
     tenant: &Tenant,
     model: &str,
     input: &mut Value,
-) -> Result<(), String> {
+) -> Result<Vec<(String, String)>, String> {
     let model_guard = state.config.model(model).and_then(|m| m.guard.as_deref());
     let Some(mut g) = state.guards.session([tenant.guard.as_deref(), model_guard]) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
-    g.json(input, crate::guard::Direction::Input)
-        .map(|_| ())
+    let guarded = g.json(input, crate::guard::Direction::Input);
+    g.count(&state.metrics, &crate::account::model_label(state, model));
+    guarded
+        .map(|_| g.placeholders().to_vec())
         .map_err(|b| b.error().message)
 }
 
 /// A planned place for a job.
 struct Place {
+    /// The residency policy it was planned under, by name.
+    policy: String,
     account: String,
     region: String,
     model_id: String,
@@ -404,6 +437,7 @@ fn places(
             continue;
         }
         out.push(Place {
+            policy: plan.policy.clone(),
             account: c.account.clone(),
             region: region.clone(),
             model_id: c.target.model_id.clone(),
@@ -603,6 +637,7 @@ pub async fn submit(
         errors: Vec::new(),
         metadata: sub.metadata,
         base_url: sub.base_url,
+        policy: String::new(),
     };
     let body = Bytes::from(jsonl);
     let prefix = &state.config.batch.prefix;
@@ -672,6 +707,7 @@ pub async fn submit(
                 job.bucket = Some(p.bucket.clone());
                 job.output_prefix = Some(out_prefix);
                 job.price = p.price;
+                job.policy.clone_from(&p.policy);
                 break;
             }
             Err(e) => why.push(format!("{}: {}", p.region, e.message)),
@@ -761,6 +797,15 @@ pub async fn refresh(state: &AppState, mut job: Job) -> Result<Job, BedrockError
     let Some(acct) = account(state, &job.account) else {
         return Ok(job);
     };
+    if job.api != Api::Bedrock && now_secs() >= job.expires_at {
+        // Past its completion window: the job is stopped, and what it
+        // finished is kept (OpenAI's and Anthropic's 24 hours).
+        let stop = format!("{}/stop", job_path(&arn));
+        let _ = control(acct, &region, http::Method::POST, &stop, Some(&json!({}))).await;
+        finish(state, &mut job, Status::Expired).await?;
+        save(state, &job).await?;
+        return Ok(job);
+    }
     let v = control(acct, &region, http::Method::GET, &job_path(&arn), None).await?;
     let before = job.status;
     match v["status"].as_str().unwrap_or_default() {
@@ -880,6 +925,9 @@ async fn finish(state: &AppState, job: &mut Job, status: Status) -> Result<(), B
         )
         .await
         .map_err(|Unavailable| unavailable())?;
+    if claimed {
+        log_records(state, job, &records);
+    }
     if claimed && let Some(tenant) = tenant_arc(state, &job.tenant) {
         charge(
             state,
@@ -895,6 +943,70 @@ async fn finish(state: &AppState, job: &mut Job, status: Status) -> Result<(), B
         );
     }
     Ok(())
+}
+
+/// One invocation record per record the job processed (padding left out),
+/// written once, by the replica that settles the batch: operation
+/// `ModelInvocationJob`, the region that ran it, its tokens and cost at the
+/// batch price, the tenant, and the line's `custom_id` in the request ID.
+fn log_records(state: &AppState, job: &Job, records: &std::collections::HashMap<String, Value>) {
+    if !state.log.enabled() {
+        return;
+    }
+    let region = job.region.clone().unwrap_or_default();
+    let api = match job.api {
+        Api::OpenAi => "openai",
+        Api::Anthropic => "anthropic",
+        Api::Bedrock => "bedrock",
+    };
+    let mut ids: Vec<&String> = records.keys().collect();
+    ids.sort();
+    for id in ids {
+        if job.padded > 0 && id.starts_with('P') {
+            continue;
+        }
+        let r = &records[id];
+        let (input, output) = record_usage(r);
+        let name = id
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| job.lines.get(i))
+            .and_then(|l| l.custom_id.clone())
+            .unwrap_or_else(|| id.clone());
+        let error = r["error"]["errorCode"].as_u64();
+        let routing = crate::invocation::Routing {
+            requested_model: job.model.clone(),
+            api,
+            account: Some(job.account.clone()),
+            surface: Some("batch"),
+            policy: job.policy.clone(),
+            status: error.map_or(200, |c| u16::try_from(c).unwrap_or(500)),
+            latency_ms: 0,
+            time_to_first_token_ms: None,
+            estimated_cost_usd: job
+                .price
+                .map(|(i, o)| (input as f64 * i + output as f64 * o) / 1e6),
+            price_known: job.price.is_none().then_some(false),
+            service_tier: None,
+            decision: None,
+            tenant: Some(job.tenant.clone()),
+            guard: Vec::new(),
+            cache: None,
+        };
+        let mut rec = crate::invocation::Record::new(
+            &state.account_id,
+            &region,
+            &format!("{}/{name}", job.id),
+            "ModelInvocationJob",
+            &job.model_id,
+            routing,
+        );
+        rec.input.input_token_count = input;
+        rec.output.output_token_count = output;
+        rec.inference_region = Some(region.clone());
+        rec.error_code = error.map(|_| "ModelInvocationJobRecordError".to_string());
+        state.log.write(&rec);
+    }
 }
 
 /// Asks Bedrock to stop a running batch.

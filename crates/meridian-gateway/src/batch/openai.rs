@@ -307,7 +307,8 @@ async fn results(state: &AppState, job: &Job) -> Result<(String, String), OpenAi
         let rec = records.get(&super::record_id(i));
         let entry = match rec {
             Some(r) if r.get("modelOutput").is_some() && r.get("error").is_none() => {
-                let body = answer(job, i, &r["modelOutput"]);
+                let mut body = answer(job, i, &r["modelOutput"]);
+                line.restore_into(&mut body);
                 out.push_str(&json!({"id": id, "custom_id": line.custom_id,
                     "response": {"status_code": 200, "request_id": id, "body": body}, "error": null}).to_string());
                 out.push('\n');
@@ -424,6 +425,7 @@ fn prepare(
         let refuse = |custom_id: Option<String>, code: &str, message: String| Line {
             custom_id,
             refused: Some((code.to_string(), message)),
+            restore: Vec::new(),
         };
         let v: Value = match serde_json::from_str(raw) {
             Ok(v) => v,
@@ -495,13 +497,17 @@ fn prepare(
                 continue;
             }
         };
-        if let Err(why) = super::guard(state, tenant, m, &mut input) {
-            lines.push(refuse(custom_id, "guard_blocked", why));
-            continue;
-        }
+        let restore = match super::guard(state, tenant, m, &mut input) {
+            Ok(r) => r,
+            Err(why) => {
+                lines.push(refuse(custom_id, "guard_blocked", why));
+                continue;
+            }
+        };
         lines.push(Line {
             custom_id,
             refused: None,
+            restore,
         });
         records.push(Record { index: i, input });
     }

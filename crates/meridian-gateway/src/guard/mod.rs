@@ -164,6 +164,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// The anonymized values: (placeholder, original), in order of first
+    /// appearance.
+    pub fn placeholders(&self) -> &[(String, String)] {
+        &self.placeholders
+    }
+
     /// What fired, for the invocation record.
     pub fn report(&self) -> Vec<Fired> {
         self.fired
