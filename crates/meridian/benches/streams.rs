@@ -9,6 +9,10 @@
 //!    dripping one event every 100 ms for 10 s: the gateway's peak resident
 //!    memory, its CPU per forwarded event, and whether every event arrived.
 //!
+//! 3. 5,000 idle keep-alive connections (`--idle N`): each sends one
+//!    `GET /health` and then holds its connection open, sending nothing;
+//!    the gateway's resident memory with all of them open.
+//!
 //! Also reports start-up time to `/ready` and idle memory. The gateway runs
 //! as its own process (its RSS and CPU are read from /proc); upstream and
 //! clients run in this one. Everything listens on 127.0.0.1 and stops by
@@ -269,6 +273,7 @@ fn main() {
             .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
     };
     let streams = arg("--streams").unwrap_or(if quick { 1_000 } else { 5_000 });
+    let idle = arg("--idle").unwrap_or(if quick { 1_000 } else { 5_000 });
     let seconds = arg("--seconds").unwrap_or(if quick { 5 } else { 10 });
     let deltas = seconds * 10;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -423,10 +428,59 @@ fn main() {
             cpu1 - cpu0,
             (cpu1 - cpu0) * 1e3 / events.max(1) as f64
         );
+        // 3. Idle keep-alive connections, after the streams have ended.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (before_idle, _, _) = proc_stats(pid);
+        let mut held = Vec::with_capacity(idle);
+        let mut refused = 0;
+        for i in 0..idle {
+            if i % 250 == 0 && i > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            match keep_alive(&addr).await {
+                Some(c) => held.push(c),
+                None => refused += 1,
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (idle_peak, _, _) = proc_stats(pid);
+        println!(
+            "{} idle keep-alive connections held ({refused} refused): gateway RSS {:.1} MB ({:.1} MB before they opened; {:.1} KB each)",
+            held.len(),
+            idle_peak as f64 / 1024.0,
+            before_idle as f64 / 1024.0,
+            idle_peak.saturating_sub(before_idle) as f64 / held.len().max(1) as f64
+        );
+        drop(held);
         child.kill().ok();
         child.wait().ok();
         assert_eq!(failed + short, 0, "streams failed or lost events");
+        assert_eq!(refused, 0, "idle connections were refused");
     });
+}
+
+/// A connection that has had one `GET /health` answered and is held open,
+/// idle (the sender and the connection task are kept together).
+async fn keep_alive(
+    addr: &str,
+) -> Option<(
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .ok()?;
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::get("/health")
+        .header("host", addr)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.ok()?;
+    let _ = resp.into_body().collect().await.ok()?;
+    Some((send, task))
 }
 
 /// Whether `/ready` answers 200.
