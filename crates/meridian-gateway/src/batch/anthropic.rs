@@ -71,10 +71,7 @@ impl FrontDoor for AnthropicBatches {
         tenant: &meridian_config::Tenant,
     ) -> Result<Decoded<(), AnthropicError>, AnthropicError> {
         let state = state.clone();
-        let tenant = state
-            .tenants
-            .named(&tenant.name)
-            .unwrap_or_else(|| Arc::new(tenant.clone()));
+        let tenant = super::shared_tenant(&state, tenant);
         let method = parts.method.clone();
         let path = parts.uri.path().to_string();
         let query = parts.uri.query().unwrap_or("").to_string();
@@ -273,10 +270,9 @@ async fn create(
 }
 
 async fn find(state: &AppState, tenant: &str, id: &str) -> Result<Job, AnthropicError> {
-    super::load(state, tenant, id)
+    super::find(state, tenant, id, Api::Anthropic)
         .await
         .map_err(|e| ae(&e))?
-        .filter(|j| j.api == Api::Anthropic)
         .ok_or_else(|| not_found(id))
 }
 

@@ -31,10 +31,7 @@ pub fn answer(
     headers: &http::HeaderMap,
 ) -> futures_util::future::BoxFuture<'static, Answer> {
     let state = state.clone();
-    let tenant = state
-        .tenants
-        .named(&tenant.name)
-        .unwrap_or_else(|| Arc::new(tenant.clone()));
+    let tenant = super::shared_tenant(&state, tenant);
     let headers = headers.clone();
     Box::pin(async move {
         let v = match op {
@@ -191,9 +188,8 @@ async fn create(
 
 async fn find(state: &AppState, tenant: &str, ident: &str) -> Result<Job, BedrockError> {
     let id = ident.rsplit('/').next().unwrap_or(ident);
-    super::load(state, tenant, id)
+    super::find(state, tenant, id, Api::Bedrock)
         .await?
-        .filter(|j| j.api == Api::Bedrock)
         .ok_or_else(|| {
             BedrockError::new(
                 ErrorKind::ResourceNotFound,

@@ -536,8 +536,24 @@ fn charge(state: &AppState, tenant: &Arc<Tenant>, id: &str, used: crate::limits:
     state.limiter.settle(ticket, used);
 }
 
-fn tenant_arc(state: &AppState, name: &str) -> Option<Arc<Tenant>> {
-    state.tenants.named(name)
+/// The request's tenant as the limiter settles it (shared, from the
+/// config; the tenant itself when the config has none by that name).
+fn shared_tenant(state: &AppState, tenant: &Tenant) -> Arc<Tenant> {
+    state
+        .tenants
+        .named(&tenant.name)
+        .unwrap_or_else(|| Arc::new(tenant.clone()))
+}
+
+/// A tenant's batch `id` made through `api` (`None`: not this tenant's,
+/// or not made there).
+async fn find(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    api: Api,
+) -> Result<Option<Job>, BedrockError> {
+    Ok(load(state, tenant, id).await?.filter(|j| j.api == api))
 }
 
 /// Plans, checks, uploads and creates the job: the batch as stored.
@@ -928,7 +944,7 @@ async fn finish(state: &AppState, job: &mut Job, status: Status) -> Result<(), B
     if claimed {
         log_records(state, job, &records);
     }
-    if claimed && let Some(tenant) = tenant_arc(state, &job.tenant) {
+    if claimed && let Some(tenant) = state.tenants.named(&job.tenant) {
         charge(
             state,
             &tenant,

@@ -76,10 +76,7 @@ impl FrontDoor for OpenAiBatches {
         tenant: &meridian_config::Tenant,
     ) -> Result<Decoded<(), OpenAiError>, OpenAiError> {
         let state = state.clone();
-        let tenant = state
-            .tenants
-            .named(&tenant.name)
-            .unwrap_or_else(|| Arc::new(tenant.clone()));
+        let tenant = super::shared_tenant(&state, tenant);
         let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
         let query = parts.uri.query().unwrap_or("").to_string();
         let headers = parts.headers.clone();
@@ -607,10 +604,9 @@ async fn create(
 }
 
 async fn find_batch(state: &AppState, tenant: &str, id: &str) -> Result<Job, OpenAiError> {
-    super::load(state, tenant, id)
+    super::find(state, tenant, id, Api::OpenAi)
         .await
         .map_err(|e| oe(&e))?
-        .filter(|j| j.api == Api::OpenAi)
         .ok_or_else(|| not_found("batch", id))
 }
 

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
-
 use super::Shared;
 
 /// The response cache's entries.
@@ -13,11 +11,7 @@ pub struct CacheStore<'a>(pub(super) &'a Shared);
 impl CacheStore<'_> {
     /// The bytes under `key` (`None`: absent, or the backend is down).
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let key = key.to_string();
-        self.0
-            .call(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
-            .await
-            .flatten()
+        self.0.get_bytes(key).await.flatten()
     }
 
     /// Keeps `value` under `key` for `ttl` (nothing when the backend is down).

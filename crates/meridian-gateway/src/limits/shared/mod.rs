@@ -152,6 +152,19 @@ impl Shared {
         }
     }
 
+    /// `GET key`: the bytes, or `None` inside when absent; `None` when the
+    /// backend is down.
+    async fn get_bytes(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.call(|mut c| async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<Vec<u8>>>(&mut c)
+                .await
+        })
+        .await
+    }
+
     /// `SET key value PX ttl`; `None` when the backend is down.
     async fn set_for(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Option<()> {
         let key = key.to_string();

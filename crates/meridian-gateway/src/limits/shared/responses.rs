@@ -15,10 +15,7 @@ pub struct ResponseStore<'a>(pub(super) &'a Shared);
 impl ResponseStore<'_> {
     /// The bytes under `key`; `None` when the backend is down.
     pub async fn get(&self, key: &str) -> Option<Option<Vec<u8>>> {
-        let key = key.to_string();
-        self.0
-            .call(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
-            .await
+        self.0.get_bytes(key).await
     }
 
     /// Keeps `value` under `key` for `ttl`; `None` when the backend is down.
