@@ -330,45 +330,43 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     if !l.invocation || !(state.log.enabled() || watched) {
         return cost;
     }
-    let model_id = f
-        .served
-        .map(|s| s.candidate.target.model_id.clone())
-        .unwrap_or_else(|| l.requested.clone());
-    let called = f
-        .served
-        .map(|s| s.candidate.target.endpoint_region.clone())
-        .unwrap_or_else(|| state.region.clone());
+    let model_id = f.served.map_or(l.requested.as_str(), |s| {
+        s.candidate.target.model_id.as_str()
+    });
+    let called = f.served.map_or(state.region.as_str(), |s| {
+        s.candidate.target.endpoint_region.as_str()
+    });
     let routing = Routing {
-        requested_model: l.requested.clone(),
+        requested_model: &l.requested,
         api: l.api,
-        account: f.served.map(|s| s.candidate.account.clone()),
+        account: f.served.map(|s| s.candidate.account.as_str()),
         surface: f.served.map(|s| s.candidate.surface.name()),
-        policy: f.plan.map(|p| p.policy.clone()).unwrap_or_default(),
+        policy: f.plan.map_or("", |p| p.policy.as_str()),
         status: f.status,
         latency_ms: f.latency.as_millis() as u64,
         time_to_first_token_ms: f.ttft.map(|t| t.as_millis() as u64),
         estimated_cost_usd: cost,
         price_known: f.unpriced().then_some(false),
         service_tier: tier.map(meridian_catalog::ServiceTier::name),
-        decision: f.decision.cloned(),
-        tenant: l.tenant.clone(),
-        guard: l.guard.clone(),
+        decision: f.decision,
+        tenant: l.tenant.as_deref(),
+        guard: &l.guard,
         cache: l.cache,
     };
     let mut rec = Record::new(
         &state.account_id,
-        &called,
+        called,
         &l.request_id,
         l.operation,
-        &model_id,
+        model_id,
         routing,
     );
     rec.input.input_token_count = f.usage.input;
     rec.input.cache_read_input_token_count = f.usage.cache_read;
     rec.input.cache_write_input_token_count = f.usage.cache_write;
     rec.output.output_token_count = f.usage.output;
-    rec.inference_region = region;
-    rec.error_code = f.error_code.map(str::to_string);
+    rec.inference_region = region.as_deref();
+    rec.error_code = f.error_code;
     if state.log.include_bodies {
         rec.input.input_body_json = l
             .request_body
@@ -387,7 +385,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
             operation: l.operation,
             model: model.clone(),
             tenant: l.tenant.clone().unwrap_or_default(),
-            region: rec.inference_region.clone().unwrap_or_default(),
+            region: rec.inference_region.unwrap_or_default().to_string(),
             route: f.decision.map(Decision::summary).unwrap_or_default(),
             status: f.status,
             outcome: outcome.to_string(),

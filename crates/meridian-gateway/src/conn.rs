@@ -201,6 +201,10 @@ impl Drop for Admitted {
 #[derive(Debug, Default)]
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// Requests begun on the connection.
+    requests: AtomicU64,
+    /// A request asked for the connection to close after its answer.
+    close_requested: std::sync::atomic::AtomicBool,
     /// 0: open; else a [`Closed`] as 1 + its index.
     closed: AtomicU8,
 }
@@ -210,11 +214,28 @@ impl Activity {
     /// response body, for a streamed answer).
     pub fn enter(self: &Arc<Activity>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
-    fn busy(&self) -> bool {
+    /// Whether a request is in flight.
+    pub fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
+    /// Requests begun on the connection so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Marks that a request asked for the connection to close after it.
+    pub fn request_close(&self) {
+        self.close_requested.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request asked for the connection to close.
+    pub fn close_requested(&self) -> bool {
+        self.close_requested.load(Ordering::Relaxed)
     }
 
     /// Why the deadlines closed the connection, if they did.
@@ -296,6 +317,56 @@ impl<T> Deadlines<T> {
                 return true;
             }
         }
+    }
+}
+
+impl Deadlines<tokio::net::TcpStream> {
+    /// Waits, holding no buffer, until the socket has something to read
+    /// (`true`) or its deadline passes with nothing in flight (`false`, and
+    /// the connection is marked closed by that deadline).
+    pub async fn readable(&mut self) -> bool {
+        if self.timer.deadline() != self.deadline {
+            self.timer.as_mut().reset(self.deadline);
+        }
+        tokio::select! {
+            r = self.inner.readable() => r.is_ok(),
+            () = self.timer.as_mut() => {
+                self.activity.close(if self.started { Closed::Idle } else { Closed::FirstByte });
+                false
+            }
+        }
+    }
+
+    /// Whether the client opens with HTTP/2's preface (`PRI * HTTP/2.0`),
+    /// read without consuming it; `None` when the client closed or the
+    /// first-byte deadline passed first.
+    pub async fn sniff_h2(&mut self) -> Option<bool> {
+        const PRI: &[u8] = b"PRI";
+        let mut head = [0u8; 3];
+        for _ in 0..50 {
+            if self.timer.deadline() != self.deadline {
+                self.timer.as_mut().reset(self.deadline);
+            }
+            let n = tokio::select! {
+                r = self.inner.peek(&mut head) => match r {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => n,
+                },
+                () = self.timer.as_mut() => {
+                    self.activity.close(Closed::FirstByte);
+                    return None;
+                }
+            };
+            if head[..n] != PRI[..n] {
+                return Some(false);
+            }
+            if n == PRI.len() {
+                return Some(true);
+            }
+            // A prefix of the preface so far: wait for the rest.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Some(false)
     }
 }
 

@@ -28,6 +28,7 @@ pub mod limits;
 mod live;
 pub mod metrics;
 mod openai;
+mod park;
 mod pipeline;
 mod plan;
 pub mod reload;

@@ -157,6 +157,13 @@ pub async fn serve_with(
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.max_header_bytes.max(8192));
+    // Plain HTTP/1 connections are parked between requests (`park`).
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192));
+    let builders = Arc::new((builder, h1));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -196,36 +203,39 @@ pub async fn serve_with(
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
         let io = Deadlines::new(stream, &limits, activity.clone());
-        let svc = tracked(app.clone(), activity.clone());
-        let builder = builder.clone();
+        let svc = tracked(app.clone(), activity.clone(), opts.max_header_bytes);
+        let builders = builders.clone();
+        let stopped = stopped.clone();
         let watcher = graceful.watcher();
         let metrics = metrics.clone();
         let tls = tls.clone();
+        // The task holds only what a parked connection needs; the larger
+        // HTTP/2 and TLS paths are boxed when taken.
         tokio::spawn(async move {
             let _admitted = admitted;
             match tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    let mut io = io;
+                    match io.sniff_h2().await {
+                        None => {}
+                        Some(false) => {
+                            drop(watcher);
+                            crate::park::serve(io, &builders.1, svc, &activity, stopped).await;
+                        }
+                        Some(true) => Box::pin(watched(&builders.0, io, svc, watcher)).await,
                     }
                 }
                 Some(tls) => {
-                    let stream =
+                    Box::pin(async {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(io))
                             .await
                         {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                            Ok(Ok(s)) => watched(&builders.0, s, svc, watcher).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => {}
+                        }
+                    })
+                    .await;
                 }
             }
             if let Some(why) = activity.closed() {
@@ -234,11 +244,40 @@ pub async fn serve_with(
         });
     }
     drop(listener);
+    drop(stopped);
+    let _ = stop.send(true);
+    let parked = async {
+        tokio::join!(graceful.shutdown(), stop.closed());
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = parked => {}
         () = tokio::time::sleep(opts.drain) => tracing::warn!("shutdown: in-flight requests did not finish in time"),
     }
     Ok(())
+}
+
+/// Serves `io` with hyper-util's auto builder (HTTP/1 or HTTP/2), watched
+/// for graceful shutdown.
+async fn watched<I, S>(
+    builder: &Builder<TokioExecutor>,
+    io: I,
+    svc: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future = crate::park::Answer,
+        > + Clone
+        + Send
+        + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Connections closed by their deadlines, by reason.
@@ -248,22 +287,36 @@ const CONNECTIONS_REFUSED: Family = Family::ConnectionsRefusedTotal;
 
 /// The router as a hyper service that marks each request in flight on its
 /// connection until its response body is done (or dropped), so a quiet
-/// stream keeps its connection while an idle one does not.
+/// stream keeps its connection while an idle one does not. A request head
+/// over `max_header_bytes` is refused with 431 here as well: hyper's own
+/// limit is on its read buffer, which one large read can pass.
 fn tracked(
     app: Router,
     activity: Arc<Activity>,
+    max_header_bytes: usize,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
     Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
-> + Clone {
+    Future = crate::park::Answer,
+> + Clone
++ Unpin {
     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         use http_body_util::BodyExt as _;
         use tower_service::Service as _;
         let in_flight = activity.enter();
+        if wants_close(&req) {
+            activity.request_close();
+        }
+        if head_bytes(&req) > max_header_bytes {
+            activity.request_close();
+            let mut resp = axum::response::Response::new(axum::body::Body::empty());
+            *resp.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            drop(in_flight);
+            return Box::pin(std::future::ready(Ok(resp))) as crate::park::Answer;
+        }
         let answer = app.clone().call(req);
-        async move {
+        Box::pin(async move {
             let resp = answer.await?;
             Ok(resp.map(|body| {
                 axum::body::Body::new(body.map_frame(move |f| {
@@ -271,8 +324,39 @@ fn tracked(
                     f
                 }))
             }))
-        }
+        }) as crate::park::Answer
     })
+}
+
+/// The size of a request's head as sent: its target and header lines.
+fn head_bytes<B>(req: &http::Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + target
+        + 16
+}
+
+/// Whether an HTTP/1 request asks for its connection to close after the
+/// answer (`Connection: close`, or HTTP/1.0 without `keep-alive`).
+fn wants_close<B>(req: &http::Request<B>) -> bool {
+    let tokens = req
+        .headers()
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    let mut keep_alive = false;
+    for t in tokens {
+        if t.eq_ignore_ascii_case("close") {
+            return true;
+        }
+        keep_alive |= t.eq_ignore_ascii_case("keep-alive");
+    }
+    req.version() == http::Version::HTTP_10 && !keep_alive
 }
 
 /// Probes every endpoint an exposed model may call, every `interval`: a TCP

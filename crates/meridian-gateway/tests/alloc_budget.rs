@@ -220,5 +220,8 @@ fn allocations_per_request_stay_within_budget() {
     assert!(over.is_empty(), "over budget: {over:?}");
 }
 
-/// Allocations the invocation record adds per request.
-const LOG_BUDGET: u64 = 30;
+/// Allocations the invocation record adds per request: none — it borrows
+/// the request's summary and is serialized into a reused per-thread buffer
+/// and appended to the writer's buffer (the budget was 30 before
+/// issue 30; the 1 allows for those buffers' occasional growth).
+const LOG_BUDGET: u64 = 1;

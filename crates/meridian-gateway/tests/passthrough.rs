@@ -129,7 +129,79 @@ async fn oversized_request_heads_are_refused() {
     assert!(
         resp.starts_with("HTTP/1.1 431"),
         "{}",
-        &resp[..resp.len().min(200)]
+        &resp[..resp.len().min(900)]
     );
     assert!(seen.lock().is_empty());
+}
+
+/// Reads one HTTP/1 response with a `content-length` from `s`.
+async fn one_response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> String {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                let whole: Vec<u8> = buf.drain(..end + 4 + len).collect();
+                return String::from_utf8_lossy(&whole).into_owned();
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the connection closed early: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_is_parked_between_requests_and_kept() {
+    // Between requests Meridian ends hyper's connection and keeps the
+    // socket; the client sees one ordinary keep-alive connection: answers
+    // in order, pipelined requests included, and no `connection: close`.
+    let (upstream, _) = recording_upstream().await;
+    let addr = gateway(&upstream).await;
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let get = |id: &str| format!("GET /health?n={id} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut buf = Vec::new();
+    s.write_all(get("1").as_bytes()).await.unwrap();
+    let first = one_response(&mut s, &mut buf).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Two requests in one write, after the connection was parked.
+    s.write_all(format!("{}{}", get("2"), get("3")).as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let r = one_response(&mut s, &mut buf).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(!r.to_ascii_lowercase().contains("connection: close"), "{r}");
+    }
+    // A request split across writes, the second part after a pause.
+    let split = get("4");
+    s.write_all(&split.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    s.write_all(&split.as_bytes()[10..]).await.unwrap();
+    let r = one_response(&mut s, &mut buf).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // Asked to close: answered, then closed.
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let r = one_response(&mut s, &mut buf).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("closed after a `connection: close` request")
+        .unwrap();
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest));
 }

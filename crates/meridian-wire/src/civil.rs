@@ -49,10 +49,28 @@ pub fn utc(t: std::time::SystemTime) -> Utc {
 
 /// `2026-11-22T07:05:09.123Z`.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let b = rfc3339_bytes(t);
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// [`rfc3339`] without allocating: 24 ASCII bytes (years 0–9999; later
+/// years print as 9999).
+pub fn rfc3339_bytes(t: std::time::SystemTime) -> [u8; 24] {
+    fn put(out: &mut [u8], mut v: u64) {
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
     let u = utc(t);
     let (h, m, s) = u.hms;
-    format!(
-        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
-        u.year, u.month, u.day, u.millis
-    )
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    put(&mut b[0..4], u.year.clamp(0, 9999) as u64);
+    put(&mut b[5..7], u64::from(u.month));
+    put(&mut b[8..10], u64::from(u.day));
+    put(&mut b[11..13], h);
+    put(&mut b[14..16], m);
+    put(&mut b[17..19], s);
+    put(&mut b[20..23], u64::from(u.millis));
+    b
 }

@@ -990,12 +990,13 @@ fn log_records(state: &AppState, job: &Job, records: &std::collections::HashMap<
             .and_then(|l| l.custom_id.clone())
             .unwrap_or_else(|| id.clone());
         let error = r["error"]["errorCode"].as_u64();
+        let request_id = format!("{}/{name}", job.id);
         let routing = crate::invocation::Routing {
-            requested_model: job.model.clone(),
+            requested_model: &job.model,
             api,
-            account: Some(job.account.clone()),
+            account: Some(&job.account),
             surface: Some("batch"),
-            policy: job.policy.clone(),
+            policy: &job.policy,
             status: error.map_or(200, |c| u16::try_from(c).unwrap_or(500)),
             latency_ms: 0,
             time_to_first_token_ms: None,
@@ -1005,22 +1006,22 @@ fn log_records(state: &AppState, job: &Job, records: &std::collections::HashMap<
             price_known: job.price.is_none().then_some(false),
             service_tier: None,
             decision: None,
-            tenant: Some(job.tenant.clone()),
-            guard: Vec::new(),
+            tenant: Some(&job.tenant),
+            guard: &[],
             cache: None,
         };
         let mut rec = crate::invocation::Record::new(
             &state.account_id,
             &region,
-            &format!("{}/{name}", job.id),
+            &request_id,
             "ModelInvocationJob",
             &job.model_id,
             routing,
         );
         rec.input.input_token_count = input;
         rec.output.output_token_count = output;
-        rec.inference_region = Some(region.clone());
-        rec.error_code = error.map(|_| "ModelInvocationJobRecordError".to_string());
+        rec.inference_region = Some(&region);
+        rec.error_code = error.map(|_| "ModelInvocationJobRecordError");
         state.log.write(&rec);
     }
 }

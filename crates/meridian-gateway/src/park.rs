@@ -1,0 +1,226 @@
+//! Plain HTTP/1 connections that hold no buffers between requests.
+//!
+//! hyper's HTTP/1 server gives each connection an 8 KiB write buffer when
+//! it is made and an 8 KiB read buffer at its first read, and keeps both
+//! for the connection's life: 5,000 idle keep-alive connections held about
+//! 90 MB. Here a keep-alive connection between requests is *parked*: once
+//! a response is written and nothing has been in flight for 250 ms (a busy
+//! client keeps its hyper connection), hyper's connection is ended without
+//! closing the socket ([`graceful_shutdown`] while idle, then
+//! [`into_parts`]), its buffers go, and the socket waits alone for its next
+//! byte or its idle deadline. The next request is served by a new hyper
+//! connection over the same socket, starting with whatever bytes the last
+//! one had read past its request (pipelining).
+//!
+//! The response is never changed by this: hyper is only asked to stop once
+//! the response head is written (a request in flight keeps its
+//! connection), so no `Connection: close` is added. A client that asked
+//! for the connection to close (`Connection: close`, HTTP/1.0 without
+//! keep-alive) gets its socket closed after the answer, as before.
+//!
+//! HTTP/2 (prior knowledge, `PRI * HTTP/2.0`) and TLS connections are served
+//! by hyper-util's auto builder as before.
+//!
+//! [`graceful_shutdown`]: hyper::server::conn::http1::Connection::graceful_shutdown
+//! [`into_parts`]: hyper::server::conn::http1::Connection::into_parts
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::conn::{Activity, Deadlines};
+
+/// A response future the parked loop can poll in place.
+pub type Answer = Pin<
+    Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>,
+>;
+
+/// Serves HTTP/1 requests on `io` until the client closes, a deadline
+/// passes, the client asks to close, or `stop` changes (server shutdown:
+/// a request in flight finishes first).
+pub async fn serve<S>(
+    mut io: Deadlines<TcpStream>,
+    builder: &http1::Builder,
+    svc: S,
+    activity: &Activity,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future = Answer,
+        > + Clone
+        + Unpin,
+{
+    let mut pending = Bytes::new();
+    loop {
+        if pending.is_empty() {
+            tokio::select! {
+                readable = io.readable() => if !readable { return },
+                _ = stop.changed() => return,
+            }
+        }
+        let served = activity.requests();
+        let mut conn = Box::new(
+            builder.serve_connection(TokioIo::new(Rewind { pre: pending, io }), svc.clone()),
+        );
+        let mut shutting = false;
+        let mut idle = Idle {
+            nap: Box::pin(tokio::time::sleep(PARK_AFTER)),
+            armed: None,
+            served,
+        };
+        let mut stopping = *stop.borrow();
+        if stopping {
+            Pin::new(&mut *conn).graceful_shutdown();
+            shutting = true;
+        }
+        let ended = loop {
+            let drive = poll_fn(|cx| drive(&mut conn, cx, activity, &mut idle, &mut shutting));
+            tokio::select! {
+                r = drive => break r,
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    if !shutting {
+                        Pin::new(&mut *conn).graceful_shutdown();
+                        shutting = true;
+                    }
+                }
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "connection ended with an error");
+            return;
+        }
+        let parts = conn.into_parts();
+        let rewound = parts.io.into_inner();
+        pending = if rewound.pre.is_empty() {
+            parts.read_buf
+        } else {
+            let mut joined = Vec::with_capacity(rewound.pre.len() + parts.read_buf.len());
+            joined.extend_from_slice(&rewound.pre);
+            joined.extend_from_slice(&parts.read_buf);
+            joined.into()
+        };
+        io = rewound.io;
+        // hyper ended on its own (the client asked to close, or the read
+        // side closed), or the server is stopping: close the socket.
+        if !shutting || stopping || activity.close_requested() {
+            return;
+        }
+    }
+}
+
+/// How long a connection that has answered stays with hyper, idle, before
+/// it is parked: a client sending request after request keeps its hyper
+/// connection (and its buffers) instead of paying to rebuild one each time.
+const PARK_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// When an answered connection went idle.
+struct Idle {
+    nap: Pin<Box<tokio::time::Sleep>>,
+    /// The request count when the nap was armed.
+    armed: Option<u64>,
+    /// The request count when the hyper connection was made.
+    served: u64,
+}
+
+/// Polls `conn`; once it has answered a request and nothing has been in
+/// flight for [`PARK_AFTER`], asks it to stop so its socket can be parked.
+fn drive<S>(
+    conn: &mut http1::Connection<TokioIo<Rewind>, S>,
+    cx: &mut Context<'_>,
+    activity: &Activity,
+    idle: &mut Idle,
+    shutting: &mut bool,
+) -> Poll<hyper::Result<()>>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body> + Unpin,
+    S::Future: Unpin,
+{
+    loop {
+        if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
+            return Poll::Ready(r);
+        }
+        // A response body is dropped by hyper inside the poll above once
+        // its head and last frame are written; a next request already read
+        // is in flight again by then. So "answered and idle" is exact here.
+        let requests = activity.requests();
+        if *shutting || activity.busy() || requests == idle.served {
+            return Poll::Pending;
+        }
+        if idle.armed != Some(requests) {
+            idle.armed = Some(requests);
+            idle.nap
+                .as_mut()
+                .reset(tokio::time::Instant::now() + PARK_AFTER);
+        }
+        if idle.nap.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut *conn).graceful_shutdown();
+        *shutting = true;
+    }
+}
+
+/// The socket with bytes already read in front of it.
+#[derive(Debug)]
+pub struct Rewind {
+    pre: Bytes,
+    io: Deadlines<TcpStream>,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            buf.put_slice(&self.pre[..n]);
+            self.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
