@@ -203,8 +203,6 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Requests begun on the connection.
     requests: AtomicU64,
-    /// A request asked for the connection to close after its answer.
-    close_requested: std::sync::atomic::AtomicBool,
     /// 0: open; else a [`Closed`] as 1 + its index.
     closed: AtomicU8,
 }
@@ -226,16 +224,6 @@ impl Activity {
     /// Requests begun on the connection so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
-    }
-
-    /// Marks that a request asked for the connection to close after it.
-    pub fn request_close(&self) {
-        self.close_requested.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether a request asked for the connection to close.
-    pub fn close_requested(&self) -> bool {
-        self.close_requested.load(Ordering::Relaxed)
     }
 
     /// Why the deadlines closed the connection, if they did.
@@ -300,6 +288,14 @@ impl<T> Deadlines<T> {
         self.deadline = Instant::now() + self.idle;
     }
 
+    /// Points the timer at the deadline (lazily: traffic only moves
+    /// `deadline`).
+    fn arm(&mut self) {
+        if self.timer.deadline() != self.deadline {
+            self.timer.as_mut().reset(self.deadline);
+        }
+    }
+
     /// Whether the deadline has passed with nothing in flight; re-arms the
     /// timer (lazily: traffic only moves `deadline`) when it has not.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
@@ -307,9 +303,7 @@ impl<T> Deadlines<T> {
             return false;
         }
         loop {
-            if self.timer.deadline() != self.deadline {
-                self.timer.as_mut().reset(self.deadline);
-            }
+            self.arm();
             if self.timer.as_mut().poll(cx).is_pending() {
                 return false;
             }
@@ -325,9 +319,7 @@ impl Deadlines<tokio::net::TcpStream> {
     /// (`true`) or its deadline passes with nothing in flight (`false`, and
     /// the connection is marked closed by that deadline).
     pub async fn readable(&mut self) -> bool {
-        if self.timer.deadline() != self.deadline {
-            self.timer.as_mut().reset(self.deadline);
-        }
+        self.arm();
         tokio::select! {
             r = self.inner.readable() => r.is_ok(),
             () = self.timer.as_mut() => {
@@ -344,9 +336,7 @@ impl Deadlines<tokio::net::TcpStream> {
         const PRI: &[u8] = b"PRI";
         let mut head = [0u8; 3];
         for _ in 0..50 {
-            if self.timer.deadline() != self.deadline {
-                self.timer.as_mut().reset(self.deadline);
-            }
+            self.arm();
             let n = tokio::select! {
                 r = self.inner.peek(&mut head) => match r {
                     Ok(0) | Err(_) => return None,

@@ -44,7 +44,7 @@ pub type Answer = Pin<
 >;
 
 /// Serves HTTP/1 requests on `io` until the client closes, a deadline
-/// passes, the client asks to close, or `stop` changes (server shutdown:
+/// passes, an answer or the client says close, or `stop` changes (server shutdown:
 /// a request in flight finishes first).
 pub async fn serve<S>(
     mut io: Deadlines<TcpStream>,
@@ -79,11 +79,9 @@ pub async fn serve<S>(
             armed: None,
             served,
         };
-        let mut stopping = *stop.borrow();
-        if stopping {
-            Pin::new(&mut *conn).graceful_shutdown();
-            shutting = true;
-        }
+        // A stop sent since the socket was parked is unseen: `changed`
+        // fires at once below.
+        let mut stopping = false;
         let ended = loop {
             let drive = poll_fn(|cx| drive(&mut conn, cx, activity, &mut idle, &mut shutting));
             tokio::select! {
@@ -112,9 +110,9 @@ pub async fn serve<S>(
             joined.into()
         };
         io = rewound.io;
-        // hyper ended on its own (the client asked to close, or the read
-        // side closed), or the server is stopping: close the socket.
-        if !shutting || stopping || activity.close_requested() {
+        // hyper ended on its own (the answer or the client said close, or
+        // the read side closed), or the server is stopping: close the socket.
+        if !shutting || stopping {
             return;
         }
     }

@@ -305,13 +305,14 @@ fn tracked(
         use http_body_util::BodyExt as _;
         use tower_service::Service as _;
         let in_flight = activity.enter();
-        if wants_close(&req) {
-            activity.request_close();
-        }
         if head_bytes(&req) > max_header_bytes {
-            activity.request_close();
             let mut resp = axum::response::Response::new(axum::body::Body::empty());
             *resp.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            // hyper closes the connection after an answer that says so.
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
             drop(in_flight);
             return Box::pin(std::future::ready(Ok(resp))) as crate::park::Answer;
         }
@@ -337,26 +338,6 @@ fn head_bytes<B>(req: &http::Request<B>) -> usize {
         .sum::<usize>()
         + target
         + 16
-}
-
-/// Whether an HTTP/1 request asks for its connection to close after the
-/// answer (`Connection: close`, or HTTP/1.0 without `keep-alive`).
-fn wants_close<B>(req: &http::Request<B>) -> bool {
-    let tokens = req
-        .headers()
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim);
-    let mut keep_alive = false;
-    for t in tokens {
-        if t.eq_ignore_ascii_case("close") {
-            return true;
-        }
-        keep_alive |= t.eq_ignore_ascii_case("keep-alive");
-    }
-    req.version() == http::Version::HTTP_10 && !keep_alive
 }
 
 /// Probes every endpoint an exposed model may call, every `interval`: a TCP
