@@ -43,6 +43,12 @@ pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<Exi
     let (listen, sim_seed, drain_delay) = (listen.as_str(), *sim_seed, *drain_delay);
     init_logging();
     let Loaded { config, catalog } = meridian_config::load(config)?;
+    // Claimed before the simulated fleet, the tracer or Redis take ports of
+    // their own: an ephemeral port handed to one of them could otherwise be
+    // the one asked for. Connections wait in the backlog until serving starts.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let (region, step) = source_region(None, &config).await;
     if catalog.region(&region).is_none() {
         anyhow::bail!(
@@ -139,9 +145,6 @@ pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<Exi
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %listener.local_addr()?, scheme, "meridian is listening");
     let draining = live.clone();
