@@ -10,6 +10,7 @@ import json
 import re
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 
@@ -144,6 +145,13 @@ def test_the_dashboard_follows_an_outage_and_agrees_with_status_and_metrics(gw, 
         first = wait(browser, 15).until(lambda b: next(
             (r for r in ("us-east-1", "us-east-2", "us-west-2") if (share(b, r) or 0) >= 90), None))
         shot(browser, "regions")
+        # The busiest region's card comes first; no two map labels overlap.
+        assert browser.execute_script(
+            "return document.querySelector('#region-cards article').dataset.region") == first
+        assert overlapping_labels(browser) == []
+        # Percentiles come from the latencies, not from histogram bounds.
+        wait(browser, 5).until(lambda b: cell(b, first, "p50") not in (None, "–")
+                               and cell(b, first, "p50") != cell(b, first, "p99"))
         sim_control(fleet, "PUT", f"/regions/{first}/faults", {"outage": True})
         t0 = time.time()
         try:
@@ -237,6 +245,44 @@ def test_the_dashboard_follows_an_outage_and_agrees_with_status_and_metrics(gw, 
 
     errors = [l for l in browser.get_log("browser") if l["level"] == "SEVERE"]
     assert errors == [], errors
+
+
+OVERLAPS = """
+const boxes = [...document.querySelectorAll('#map text')].map((t) => [t.textContent, t.getBoundingClientRect()]);
+const out = [];
+for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+  const [a, p] = boxes[i], [b, q] = boxes[j];
+  if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom) out.push([a, b]);
+}
+return out;
+"""
+
+
+def overlapping_labels(browser, regions=None):
+    """Pairs of map labels whose boxes overlap, as the browser drew them
+    (`regions`: drawn from this list instead, in the same script, so the
+    page's next render does not get in between)."""
+    if regions is None:
+        return browser.execute_script(OVERLAPS)
+    return browser.execute_script("renderMap(arguments[0]);" + OVERLAPS, regions)
+
+
+def test_no_two_region_labels_overlap_with_every_catalog_region_on_the_map(gw, browser):
+    # Every region Meridian knows, on one map: Europe's and Japan's
+    # clusters are where labels used to print over each other.
+    with open(ROOT / "catalog" / "regions.toml", "rb") as f:
+        catalog = tomllib.load(f)["region"]
+    regions = [{"region": r["code"], "lat": r["lat"], "lon": r["lon"], "models": [],
+                "any_breaker_open": False} for r in catalog]
+    assert len(regions) > 30
+    browser.get(gw["url"] + "/ui")
+    browser.execute_script("sessionStorage.setItem('meridian-admin-key', arguments[0])", ADMIN_KEY)
+    browser.get(gw["url"] + "/ui")
+    wait(browser, 10).until(lambda b: b.find_element(By.ID, "map").is_displayed())
+    assert overlapping_labels(browser, regions) == []
+    drawn = browser.execute_script("return document.querySelectorAll('#map text').length")
+    assert drawn == len(regions)
+    shot(browser, "map-every-region")
 
 
 def test_no_browser_no_tail(gw):

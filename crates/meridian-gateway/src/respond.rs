@@ -123,10 +123,16 @@ pub fn common_headers(
     }
 }
 
+/// Headers an answered request gets from Meridian itself.
+const SERVED_HEADERS: usize = 8;
+
 /// Headers of an answered request: where it was served, by which account,
 /// the upstream's request ID, and the upstream's `content-type` and
 /// `x-amzn-bedrock-*` headers unless the front door set its own.
 pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
+    // Room for what follows at once: growing a map rehashes it.
+    resp.headers_mut()
+        .reserve(SERVED_HEADERS + served.headers.len());
     common_headers(
         resp,
         request_id,

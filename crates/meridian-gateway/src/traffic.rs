@@ -1,12 +1,13 @@
 //! What the dashboard shows, gathered as requests finish: per model and
 //! region, one-second buckets for the last hour (requests served, attempts,
-//! errors, throttles, latency and time-to-first-token histograms); the
+//! errors, throttles) and the latencies of the last requests served (the
+//! live percentiles are taken from them, not from bucket bounds); the
 //! regions each residency policy's requests were processed in; the last
 //! reroute per region; and, while a browser watches, a tail of recent
 //! requests with their records.
 //!
 //! A finished request costs one short lock and no allocation once its
-//! model and region have been seen; the tail is kept only while someone
+//! model and region have been seen (and their latency ring has grown); the tail is kept only while someone
 //! watches.
 
 use std::collections::VecDeque;
@@ -21,26 +22,10 @@ use serde_json::Value;
 pub const HISTORY_S: usize = 3600;
 /// Requests kept in the tail.
 pub const TAIL: usize = 500;
-/// Upper bounds of the latency buckets, ms.
-pub const BUCKETS_MS: [f64; 16] = [
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    25.0,
-    50.0,
-    100.0,
-    250.0,
-    500.0,
-    1000.0,
-    2500.0,
-    5000.0,
-    10000.0,
-    30000.0,
-    60000.0,
-    f64::INFINITY,
-];
-
+/// Latest served requests kept per (model, region) for the live
+/// percentiles, which come from these latencies rather than from bucket
+/// bounds (at most this many within the window count).
+pub const RECENT: usize = 2048;
 /// One second of one (model, region).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Second {
@@ -52,10 +37,6 @@ pub struct Second {
     pub errors: u64,
     /// Of those, throttled.
     pub throttles: u64,
-    /// Latency of served requests.
-    pub latency: [u32; BUCKETS_MS.len()],
-    /// Time to first token of served streams.
-    pub ttft: [u32; BUCKETS_MS.len()],
 }
 
 impl Second {
@@ -64,40 +45,28 @@ impl Second {
         self.attempts += o.attempts;
         self.errors += o.errors;
         self.throttles += o.throttles;
-        for i in 0..BUCKETS_MS.len() {
-            self.latency[i] += o.latency[i];
-            self.ttft[i] += o.ttft[i];
-        }
     }
 }
 
-fn bucket(ms: f64) -> usize {
-    BUCKETS_MS
-        .iter()
-        .position(|b| ms <= *b)
-        .unwrap_or(BUCKETS_MS.len() - 1)
-}
-
-/// The `p` quantile (0–1) of a histogram, as the bucket's upper bound (ms);
-/// `None` when empty.
-pub fn quantile(h: &[u32; BUCKETS_MS.len()], p: f64) -> Option<f64> {
-    let total: u64 = h.iter().map(|&c| u64::from(c)).sum();
-    if total == 0 {
+/// The `p` quantile (0–1) of some latencies, ms, by nearest rank (a
+/// latency that was measured); `None` when there are none. Sorts them.
+pub fn quantile(samples: &mut [f32], p: f64) -> Option<f64> {
+    if samples.is_empty() {
         return None;
     }
-    let want = (p * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (i, &c) in h.iter().enumerate() {
-        seen += u64::from(c);
-        if seen >= want {
-            return Some(if BUCKETS_MS[i].is_finite() {
-                BUCKETS_MS[i]
-            } else {
-                BUCKETS_MS[i - 1]
-            });
-        }
-    }
-    None
+    samples.sort_unstable_by(f32::total_cmp);
+    let rank = (p * samples.len() as f64).ceil().max(1.0) as usize;
+    Some(f64::from(samples[rank.min(samples.len()) - 1]))
+}
+
+/// One served request's latencies, for the live percentiles.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// Unix second it finished.
+    at: u64,
+    latency_ms: f32,
+    /// Time to first token of a stream.
+    ttft_ms: Option<f32>,
 }
 
 /// One (model, region) series: the current second and the history.
@@ -109,6 +78,8 @@ struct Series {
     total: u64,
     /// Unix second → bucket, newest last, at most [`HISTORY_S`].
     seconds: VecDeque<(u64, Second)>,
+    /// The last [`RECENT`] served requests, newest last.
+    recent: VecDeque<Sample>,
 }
 
 impl Series {
@@ -224,6 +195,7 @@ fn series_of<'s>(all: &'s mut Vec<Series>, model: &str, region: &str) -> &'s mut
                 region: region.to_string(),
                 total: 0,
                 seconds: VecDeque::new(),
+                recent: VecDeque::new(),
             });
             all.len() - 1
         }
@@ -265,12 +237,15 @@ impl Stats {
             if let Some(region) = f.served {
                 let series = series_of(&mut all, f.model, region);
                 series.total += 1;
-                let s = series.at(now);
-                s.served += 1;
-                s.latency[bucket(f.latency_ms)] += 1;
-                if let Some(t) = f.ttft_ms {
-                    s.ttft[bucket(t)] += 1;
+                if series.recent.len() == RECENT {
+                    series.recent.pop_front();
                 }
+                series.recent.push_back(Sample {
+                    at: now,
+                    latency_ms: f.latency_ms as f32,
+                    ttft_ms: f.ttft_ms.map(|t| t as f32),
+                });
+                series.at(now).served += 1;
             }
         }
         if let (Some(region), Some(policy)) = (f.processed.or(f.served), f.policy) {
@@ -368,12 +343,21 @@ impl Stats {
                         w.add(sec);
                     }
                 }
+                let recent = s.recent.iter().rev().take_while(|x| x.at + span > now);
+                let (mut latency, mut ttft) = (Vec::new(), Vec::new());
+                for x in recent.filter(|x| x.at <= now) {
+                    latency.push(x.latency_ms);
+                    ttft.extend(x.ttft_ms);
+                }
                 RegionModel {
                     model: s.model.clone(),
                     region: s.region.clone(),
                     total: s.total,
                     window: w,
                     served_per_s: spark,
+                    p50_ms: quantile(&mut latency, 0.5),
+                    p99_ms: quantile(&mut latency, 0.99),
+                    ttft_p50_ms: quantile(&mut ttft, 0.5),
                 }
             })
             .collect()
@@ -400,6 +384,10 @@ pub struct RegionModel {
     pub total: u64,
     pub window: Second,
     pub served_per_s: Vec<u64>,
+    /// Percentiles of the window's latencies (the last [`RECENT`] at most).
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub ttft_p50_ms: Option<f64>,
 }
 
 #[cfg(test)]
@@ -407,13 +395,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_come_from_bucket_bounds() {
-        let mut h = [0u32; BUCKETS_MS.len()];
-        h[bucket(3.0)] += 90;
-        h[bucket(700.0)] += 10;
-        assert_eq!(quantile(&h, 0.5), Some(5.0));
-        assert_eq!(quantile(&h, 0.99), Some(1000.0));
-        assert_eq!(quantile(&[0; BUCKETS_MS.len()], 0.5), None);
+    fn percentiles_come_from_the_latencies_not_bucket_bounds() {
+        let s = Stats::default();
+        let now = unix_now();
+        // 100 requests between 120 and 239 ms: one histogram bucket (250).
+        for i in 0..100 {
+            s.finished(&Finished {
+                model: "chat",
+                policy: None,
+                allowed: None,
+                tenant: None,
+                served: Some("us-east-1"),
+                processed: None,
+                first: Some("us-east-1"),
+                attempts: &[],
+                latency_ms: 120.0 + f64::from(i) * 1.2,
+                ttft_ms: (i % 2 == 0).then_some(40.0 + f64::from(i)),
+            });
+        }
+        let r = &s.regions(now, 3)[0];
+        assert_eq!(r.p50_ms, Some(f64::from(120.0f32 + 49.0 * 1.2)));
+        assert_eq!(r.p99_ms, Some(f64::from(120.0f32 + 98.0 * 1.2)));
+        assert_eq!(r.ttft_p50_ms, Some(88.0)); // the 25th of 40, 42, … 138
+        // Outside the window, none.
+        let later = &s.regions(now + 10, 3)[0];
+        assert_eq!((later.p50_ms, later.ttft_p50_ms), (None, None));
+        assert_eq!(quantile(&mut [], 0.5), None);
     }
 
     #[test]

@@ -88,6 +88,10 @@ function renderMap(regions) {
   const unit = (x1 - x0) / 300;
   for (let x = 0; x <= 360; x += 15) add("line", { x1: x, y1: 0, x2: x, y2: 180, class: "grid-line", "stroke-width": unit * .4 });
   for (let y = 0; y <= 180; y += 15) add("line", { x1: 0, y1: y, x2: 360, y2: y, class: "grid-line", "stroke-width": unit * .4 });
+  const size = unit * 7;
+  // Dots first: a label never covers one.
+  const placed = regions.map((r) => ({ x: r.lon + 180 - unit * 2.5, y: 90 - r.lat - unit * 2.5, w: unit * 5, h: unit * 5 }));
+  const labels = [];
   for (const r of regions) {
     const x = r.lon + 180, y = 90 - r.lat;
     const open = r.any_breaker_open;
@@ -96,8 +100,45 @@ function renderMap(regions) {
     const t = document.createElementNS(ns, "title");
     t.textContent = `${r.region}: ${open ? "breaker open" : active ? "serving" : "idle"}`;
     c.append(t);
-    add("text", { x: x + unit * 5, y: y + unit * 1.5, "font-size": unit * 7 }, r.region);
+    // The box a label takes as fonts draw it: about .62 em a character
+    // and 1.2 em from ascent to descent (a margin on both).
+    const at = placeLabel(placed, x, y, r.region.length * size * .64, size * 1.2, unit);
+    // A label moved away from its dot gets a leader line to it.
+    if (at.far) {
+      const lx = at.x > x ? at.x : at.x + at.w;
+      add("line", { x1: x, y1: y, x2: lx, y2: at.y + at.h / 2, class: "leader", "stroke-width": unit * .4 });
+    }
+    add("text", { x: at.x, y: at.y + size * .95, "font-size": size, "data-region": r.region }, r.region);
+    labels.push(at);
   }
+  // Labels pushed past the frame widen it.
+  for (const b of labels) {
+    x0 = Math.min(x0, b.x - unit); x1 = Math.max(x1, b.x + b.w + unit);
+    y0 = Math.min(y0, b.y - unit); y1 = Math.max(y1, b.y + b.h + unit);
+  }
+  svg.setAttribute("viewBox", `${x0} ${y0} ${x1 - x0} ${y1 - y0}`);
+}
+
+// Where a label of w × h goes beside the dot at (x, y) without touching a
+// label already placed (boxes pushed to `placed`): right, left, above and
+// below first, then stepping further down and up until a place is free
+// (`far`: not beside the dot).
+// Busy regions are placed first, so theirs sit next to their dots.
+function placeLabel(placed, x, y, w, h, unit) {
+  const pad = unit * .8, gap = unit * 4;
+  const free = (b) => placed.every((o) => b.x + b.w + pad <= o.x || o.x + o.w + pad <= b.x || b.y + b.h + pad <= o.y || o.y + o.h + pad <= b.y);
+  const near = [[x + gap, y - h / 2], [x - gap - w, y - h / 2], [x - w / 2, y - gap - h], [x - w / 2, y + gap]];
+  for (let step = 1; step < 200; step++) {
+    const dy = Math.ceil(step / 2) * (h + pad) * (step % 2 ? 1 : -1);
+    near.push([x + gap, y - h / 2 + dy], [x - gap - w, y - h / 2 + dy]);
+  }
+  for (const [i, [bx, by]] of near.entries()) {
+    const b = { x: bx, y: by, w, h, far: i >= 4 };
+    if (free(b)) { placed.push(b); return b; }
+  }
+  const b = { x: x + gap, y: Math.max(...placed.map((o) => o.y + o.h)) + pad, w, h, far: true };
+  placed.push(b);
+  return b;
 }
 
 const FIGURES = [
@@ -110,14 +151,21 @@ const FIGURES = [
 
 function renderRegions(s) {
   $("window").textContent = s.window_s;
-  // Regions with traffic or an open breaker first.
-  const regions = [...s.regions].sort((a, b) => (b.models.length > 0) - (a.models.length > 0) || a.region.localeCompare(b.region));
+  // The busiest regions first (requests per second now, then in total);
+  // regions without traffic and without an open breaker fold into one line.
+  const rps = (r) => r.models.reduce((n, m) => n + m.rps, 0);
+  const total = (r) => r.models.reduce((n, m) => n + m.total, 0);
+  const regions = [...s.regions].sort((a, b) => rps(b) - rps(a) || total(b) - total(a) || b.any_breaker_open - a.any_breaker_open || a.region.localeCompare(b.region));
   renderMap(regions);
   const cards = $("region-cards");
   cards.replaceChildren();
   const byRegion = {};
   for (const r of s.reroutes) byRegion[r.from] = r;
-  for (const r of regions) {
+  const idle = regions.filter((r) => !r.models.length && !r.any_breaker_open && !byRegion[r.region]);
+  const idleLine = $("idle-regions");
+  idleLine.hidden = idle.length === 0;
+  idleLine.textContent = idle.length ? `No traffic yet in ${idle.length} region${idle.length > 1 ? "s" : ""}: ${idle.map((r) => r.region).join(", ")}` : "";
+  for (const r of regions.filter((r) => !idle.includes(r))) {
     const open = r.any_breaker_open;
     const card = el("article", { class: "card" + (open ? " open" : ""), "data-region": r.region, "aria-label": r.region });
     card.append(el("h3", {}, el("span", { text: r.region }), el("span", { class: "muted", text: r.name })));
