@@ -53,7 +53,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"messages":[{{"role":"user","content":[{{"text":"{PROMPT}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
             ),
             headers: &[],
-            budget: 225,
+            budget: 223,
         },
         Door {
             name: "bedrock invoke (Anthropic body)",
@@ -62,7 +62,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 220,
+            budget: 218,
         },
         Door {
             name: "openai /v1/chat/completions",
