@@ -285,6 +285,47 @@ def test_no_two_region_labels_overlap_with_every_catalog_region_on_the_map(gw, b
     shot(browser, "map-every-region")
 
 
+AXE = ROOT / ".axe-core" / "node_modules" / "axe-core" / "axe.min.js"
+RUN_AXE = """
+const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ["violations"] })
+  .then((r) => done({ version: axe.version, violations: r.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 5) })) }))
+  .catch((e) => done({ error: String(e) }));
+"""
+
+
+def test_axe_core_finds_no_serious_or_critical_violation_on_any_view(gw, browser):
+    # axe-core from npm (scripts/test installs it) run in the page by
+    # Chromium, on every view with the data the earlier tests left.
+    assert AXE.exists(), "scripts/test installs axe-core from npm into .axe-core"
+    browser.get(gw["url"] + "/ui")
+    browser.execute_script("sessionStorage.setItem('meridian-admin-key', arguments[0])", ADMIN_KEY)
+    browser.get(gw["url"] + "/ui")
+    wait(browser, 10).until(lambda b: b.find_element(By.ID, "regions").is_displayed())
+    browser.execute_script(AXE.read_text())
+    browser.set_script_timeout(60)
+
+    def audit(name):
+        result = browser.execute_async_script(RUN_AXE)
+        assert "error" not in result, result
+        print(f"axe-core {result['version']}, {name}: "
+              f"{[(v['id'], v['impact']) for v in result['violations']]}")
+        bad = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        assert bad == [], (name, bad)
+
+    for name in ("regions", "residency", "decisions", "tenants", "drills"):
+        view(browser, name)
+        audit(f"view {name}")
+    # The decision record, opened from the live tail (the earlier test's
+    # requests are in it).
+    view(browser, "decisions")
+    wait(browser, 5).until(lambda b: b.find_element(By.CSS_SELECTOR, "#tail button.open-record").click() or True)
+    wait(browser, 5).until(lambda b: b.find_element(By.ID, "record-json").text or None)
+    audit("the decision record")
+    browser.find_element(By.CSS_SELECTOR, "#record form button").click()
+
+
 def test_no_browser_no_tail(gw):
     # Without a viewer no request is kept for the tail.
     snap = json.loads(urllib.request.urlopen(urllib.request.Request(

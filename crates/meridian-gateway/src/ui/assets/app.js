@@ -34,6 +34,7 @@ function showView(name) {
   for (const t of document.querySelectorAll(".tab")) {
     const on = t.dataset.view === name;
     t.setAttribute("aria-selected", on ? "true" : "false");
+    t.tabIndex = on ? 0 : -1; // arrow keys move between tabs
     $(t.dataset.view).hidden = !on;
   }
   location.hash = name;
@@ -273,7 +274,8 @@ function renderDrills(s) {
   for (const d of [...s.drills].reverse()) {
     const card = el("article", { class: "card", "data-drill": d.id, "data-status": d.status },
       el("h3", {}, el("span", { text: `#${d.id} ${d.scenario} (${d.duration_s} s)` }), el("span", { class: d.status === "passed" ? "yes" : d.status === "running" ? "muted" : "no", text: d.status })),
-      el("pre", { text: d.lines.slice(-15).join("\n") }));
+      // Focusable: a keyboard can scroll its long lines.
+      el("pre", { tabindex: "0", "aria-label": `drill #${d.id} output`, text: d.lines.slice(-15).join("\n") }));
     if (d.report) {
       const b = el("button", { type: "button", class: "show-report", "data-drill": d.id, text: "Show report" });
       b.addEventListener("click", () => showReport(d.id));
