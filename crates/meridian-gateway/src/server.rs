@@ -113,6 +113,7 @@ pub fn router(state: Arc<Live>) -> Router {
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
         .route("/ui/app.css", get(ui::app_css))
+        .route("/ui/countries-110m.json", get(ui::countries))
         .route("/ui/api/auth", get(ui::auth))
         .route("/ui/api/stream", get(ui::stream))
         .route("/ui/api/snapshot", get(ui::snapshot_once))

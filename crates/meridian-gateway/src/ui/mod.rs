@@ -24,6 +24,9 @@ use crate::state::AppState;
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
+/// Country outlines: Natural Earth 1:110m (public domain) as TopoJSON, from
+/// the npm package world-atlas 2.0.2 (ISC, `assets/countries-110m.LICENSE`).
+const COUNTRIES: &str = include_str!("assets/countries-110m.json");
 
 /// Seconds the live figures (share, rates, percentiles) are taken over.
 pub const WINDOW_S: u64 = 3;
@@ -51,6 +54,11 @@ pub async fn index() -> Response {
 /// `GET /ui/app.js`.
 pub async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+/// `GET /ui/countries-110m.json`: the map's country outlines.
+pub async fn countries() -> Response {
+    asset("application/json", COUNTRIES)
 }
 
 /// `GET /ui/app.css`.

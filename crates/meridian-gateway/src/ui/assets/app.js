@@ -67,7 +67,51 @@ function spark(values) {
   return svg;
 }
 
+// Country outlines as one SVG path in the map's coordinates (x = longitude
+// + 180, y = 90 - latitude), from the TopoJSON the gateway serves: arcs are
+// delta-encoded integer points under the topology's transform; a ring joins
+// arcs (~i: arc i reversed), each after the first without its first point.
+function topoPath(topo) {
+  const [sx, sy] = topo.transform.scale, [tx, ty] = topo.transform.translate;
+  const arcs = topo.arcs.map((arc) => {
+    let x = 0, y = 0;
+    return arc.map(([dx, dy]) => { x += dx; y += dy; return [x * sx + tx + 180, 90 - (y * sy + ty)]; });
+  });
+  const ring = (ids) => {
+    const pts = [];
+    for (const id of ids) {
+      const a = id < 0 ? [...arcs[~id]].reverse() : arcs[id];
+      pts.push(...(pts.length ? a.slice(1) : a));
+    }
+    // A ring that crosses the antimeridian (Russia, Fiji) jumps from one
+    // edge to the other: it is drawn as pieces, not across the map.
+    let out = "", prev = null, whole = true;
+    for (const [x, y] of pts) {
+      const jump = prev !== null && Math.abs(x - prev) > 180;
+      if (jump) whole = false;
+      out += (prev === null || jump ? "M" : "L") + `${x.toFixed(2)},${y.toFixed(2)}`;
+      prev = x;
+    }
+    return whole ? out + "Z" : out;
+  };
+  let d = "";
+  for (const g of topo.objects.countries.geometries) {
+    const polygons = g.type === "Polygon" ? [g.arcs] : g.type === "MultiPolygon" ? g.arcs : [];
+    for (const rings of polygons) for (const r of rings) d += ring(r);
+  }
+  return d;
+}
+
+let countries = null; // the path, once loaded
+fetch("/ui/countries-110m.json").then((r) => r.json()).then((t) => {
+  countries = topoPath(t);
+  if (last) renderMap(lastRegions);
+}).catch(() => {});
+let lastRegions = [];
+let landPath = null;
+
 function renderMap(regions) {
+  lastRegions = regions;
   const svg = $("map");
   svg.replaceChildren();
   const ns = "http://www.w3.org/2000/svg";
@@ -89,6 +133,16 @@ function renderMap(regions) {
   const unit = (x1 - x0) / 300;
   for (let x = 0; x <= 360; x += 15) add("line", { x1: x, y1: 0, x2: x, y2: 180, class: "grid-line", "stroke-width": unit * .4 });
   for (let y = 0; y <= 180; y += 15) add("line", { x1: 0, y1: y, x2: 360, y2: y, class: "grid-line", "stroke-width": unit * .4 });
+  if (countries) {
+    // One element, kept: its path is parsed once, not at every render.
+    if (!landPath) {
+      landPath = document.createElementNS(ns, "path");
+      landPath.setAttribute("d", countries);
+      landPath.setAttribute("class", "land");
+    }
+    landPath.setAttribute("stroke-width", unit * .3);
+    svg.append(landPath);
+  }
   const size = unit * 7;
   // Dots first: a label never covers one.
   const placed = regions.map((r) => ({ x: r.lon + 180 - unit * 2.5, y: 90 - r.lat - unit * 2.5, w: unit * 5, h: unit * 5 }));
