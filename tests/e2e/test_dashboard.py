@@ -149,6 +149,8 @@ def test_the_dashboard_follows_an_outage_and_agrees_with_status_and_metrics(gw, 
         assert browser.execute_script(
             "return document.querySelector('#region-cards article').dataset.region") == first
         assert overlapping_labels(browser) == []
+        # The surface that answered: boto3's Converse calls go to bedrock-runtime.
+        assert cell(browser, first, "surface") == "Converse/Invoke"
         # Percentiles come from the latencies, not from histogram bounds.
         wait(browser, 5).until(lambda b: cell(b, first, "p50") not in (None, "–")
                                and cell(b, first, "p50") != cell(b, first, "p99"))

@@ -324,6 +324,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
                 .unwrap_or_default(),
             latency_ms: f.latency.as_secs_f64() * 1000.0,
             ttft_ms: f.ttft.map(|t| t.as_secs_f64() * 1000.0),
+            surface: f.served.map(|s| s.candidate.surface.name()),
         });
     }
     let watched = l.invocation && state.stats.watched();

@@ -80,6 +80,8 @@ struct Series {
     seconds: VecDeque<(u64, Second)>,
     /// The last [`RECENT`] served requests, newest last.
     recent: VecDeque<Sample>,
+    /// The surfaces that answered here, in the order first seen.
+    surfaces: Vec<&'static str>,
 }
 
 impl Series {
@@ -169,6 +171,8 @@ pub struct Finished<'a> {
     pub attempts: &'a [meridian_router::AttemptRecord],
     pub latency_ms: f64,
     pub ttft_ms: Option<f64>,
+    /// The surface that answered (`runtime`, `runtime-messages`, …).
+    pub surface: Option<&'static str>,
 }
 
 /// The dashboard's store; shared by every config a process serves.
@@ -196,6 +200,7 @@ fn series_of<'s>(all: &'s mut Vec<Series>, model: &str, region: &str) -> &'s mut
                 total: 0,
                 seconds: VecDeque::new(),
                 recent: VecDeque::new(),
+                surfaces: Vec::new(),
             });
             all.len() - 1
         }
@@ -239,6 +244,11 @@ impl Stats {
                 series.total += 1;
                 if series.recent.len() == RECENT {
                     series.recent.pop_front();
+                }
+                if let Some(surface) = f.surface
+                    && !series.surfaces.contains(&surface)
+                {
+                    series.surfaces.push(surface);
                 }
                 series.recent.push_back(Sample {
                     at: now,
@@ -358,6 +368,7 @@ impl Stats {
                     p50_ms: quantile(&mut latency, 0.5),
                     p99_ms: quantile(&mut latency, 0.99),
                     ttft_p50_ms: quantile(&mut ttft, 0.5),
+                    surfaces: s.surfaces.clone(),
                 }
             })
             .collect()
@@ -388,6 +399,8 @@ pub struct RegionModel {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub ttft_p50_ms: Option<f64>,
+    /// The surfaces that answered for this model here.
+    pub surfaces: Vec<&'static str>,
 }
 
 #[cfg(test)]
@@ -411,12 +424,18 @@ mod tests {
                 attempts: &[],
                 latency_ms: 120.0 + f64::from(i) * 1.2,
                 ttft_ms: (i % 2 == 0).then_some(40.0 + f64::from(i)),
+                surface: Some(if i < 50 {
+                    "runtime"
+                } else {
+                    "runtime-messages"
+                }),
             });
         }
         let r = &s.regions(now, 3)[0];
         assert_eq!(r.p50_ms, Some(f64::from(120.0f32 + 49.0 * 1.2)));
         assert_eq!(r.p99_ms, Some(f64::from(120.0f32 + 98.0 * 1.2)));
         assert_eq!(r.ttft_p50_ms, Some(88.0)); // the 25th of 40, 42, … 138
+        assert_eq!(r.surfaces, ["runtime", "runtime-messages"]);
         // Outside the window, none.
         let later = &s.regions(now + 10, 3)[0];
         assert_eq!((later.p50_ms, later.ttft_p50_ms), (None, None));
@@ -451,6 +470,7 @@ mod tests {
             attempts: &attempts,
             latency_ms: 12.0,
             ttft_ms: None,
+            surface: Some("runtime"),
         });
         let now = unix_now();
         let r = s.regions(now, 3);

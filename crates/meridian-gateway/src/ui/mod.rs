@@ -221,6 +221,7 @@ async fn snapshot(state: &AppState, since: u64) -> Value {
             "p50_ms": r.p50_ms,
             "p99_ms": r.p99_ms,
             "ttft_p50_ms": r.ttft_p50_ms,
+            "surfaces": r.surfaces,
             "error_rate": ratio(w.errors, w.attempts),
             "throttle_rate": ratio(w.throttles, w.attempts),
             "attempts": w.attempts,

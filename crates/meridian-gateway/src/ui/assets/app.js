@@ -196,6 +196,9 @@ function placeLabel(placed, x, y, w, h, unit) {
   return b;
 }
 
+// What each surface is called on the page.
+const SURFACES = { "runtime": "Converse/Invoke", "runtime-messages": "Messages", "mantle-messages": "Mantle Messages", "runtime-openai": "OpenAI", "mantle-openai": "Mantle OpenAI", "provider": "Provider" };
+
 const FIGURES = [
   ["share", "Share", (m) => pct(m.share)], ["rps", "Req/s", (m) => m.rps.toFixed(1)],
   ["p50", "p50", (m) => ms(m.p50_ms)], ["p99", "p99", (m) => ms(m.p99_ms)], ["ttft", "TTFT p50", (m) => ms(m.ttft_p50_ms)],
@@ -226,7 +229,9 @@ function renderRegions(s) {
     card.append(el("h3", {}, el("span", { text: r.region }), el("span", { class: "muted", text: r.name })));
     for (const m of r.models) {
       const block = el("section", { class: "model", "data-model": m.model, "aria-label": `${m.model} in ${r.region}` });
-      const head = el("h4", {}, el("span", { text: m.model }));
+      const surfaces = (m.surfaces || []).map((x) => SURFACES[x] || x).join(", ");
+      const head = el("h4", {}, el("span", { text: m.model }),
+        el("span", { class: "muted surface", "data-field": "surface", title: "the surface that answered", text: surfaces || "–" }));
       head.append(spark(m.served_per_s));
       block.append(head);
       const dl = el("dl", { class: "figures" });
