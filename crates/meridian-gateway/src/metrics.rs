@@ -10,15 +10,19 @@ use std::hash::{Hash, Hasher};
 
 use parking_lot::Mutex;
 
-/// Latency buckets, seconds.
-const BUCKETS: [f64; 12] = [
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+/// Latency buckets' upper bounds, seconds: at most a factor of 2 apart
+/// (1.5 around the usual latencies), so p50 and p99 differ where latencies
+/// do (with 0.1, 0.25 and 0.5 apart, most requests shared one bucket).
+const BUCKETS: [f64; 23] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+    7.5, 10.0, 15.0, 30.0, 60.0, 120.0,
 ];
 
 type Labels = Vec<(&'static str, String)>;
 
 #[derive(Debug, Clone, Default)]
 struct Histogram {
+    /// Observations per bucket (not cumulative: the exposition sums them).
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
@@ -228,10 +232,9 @@ impl Metrics {
         debug_assert_eq!(name.kind(), Kind::Histogram, "{name:?} is not a histogram");
         let mut map = self.histograms.lock();
         let h = series(&mut map, name, labels.as_ref());
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
+        // The first bucket whose bound is at least `secs`; none: only +Inf.
+        if let Some(c) = h.counts.get_mut(BUCKETS.partition_point(|b| *b < secs)) {
+            *c += 1;
         }
         h.count += 1;
         h.sum += secs;
@@ -255,11 +258,12 @@ impl Metrics {
                 Kind::Histogram => {
                     for s in histograms.iter().filter(|s| s.name == *family) {
                         let (labels, h) = (&s.labels, &s.value);
-                        for (i, b) in BUCKETS.iter().enumerate() {
+                        let mut cumulative = 0;
+                        for (b, n) in BUCKETS.iter().zip(h.counts) {
+                            cumulative += n;
                             let mut l = labels.clone();
                             l.push(("le", format!("{b}")));
-                            let _ =
-                                writeln!(out, "{name}_bucket{} {}", fmt_labels(&l), h.counts[i]);
+                            let _ = writeln!(out, "{name}_bucket{} {cumulative}", fmt_labels(&l));
                         }
                         let mut l = labels.clone();
                         l.push(("le", "+Inf".into()));
@@ -340,13 +344,36 @@ mod tests {
         requests("ThrottlingException", 1.0);
         let text = m.render(&[(Family::Ready, Vec::new(), 1.0)]);
         assert!(text.contains("meridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"ThrottlingException\"} 1\nmeridian_requests_total{model=\"chat\",operation=\"Converse\",outcome=\"success\"} 3\n"), "{text}");
-        assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.25\"} 1\n"));
-        assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.1\"} 0\n"));
+        assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.2\"} 1\n"));
+        assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"0.15\"} 0\n"));
+        assert!(text.contains("meridian_request_duration_seconds_bucket{model=\"chat\",operation=\"Converse\",le=\"120\"} 1\n"));
         assert!(text.contains(
             "meridian_request_duration_seconds_count{model=\"chat\",operation=\"Converse\"} 1\n"
         ));
         assert!(text.contains("meridian_ready 1\n"));
         assert!(text.contains("# TYPE meridian_breaker_state gauge\n"));
+    }
+
+    #[test]
+    fn latencies_a_third_apart_fall_in_different_buckets() {
+        let m = Metrics::default();
+        let l = labels([("model", "chat"), ("operation", "Converse")]);
+        for secs in [0.097, 0.124, 0.1, 500.0] {
+            m.observe(Family::RequestDurationSeconds, l, secs);
+        }
+        let text = m.render(&[]);
+        let bucket = |le: &str| {
+            let key = format!(
+                "meridian_request_duration_seconds_bucket{{model=\"chat\",operation=\"Converse\",le=\"{le}\"}} "
+            );
+            let line = text.lines().find(|x| x.starts_with(&key)).unwrap();
+            line[key.len()..].parse::<u64>().unwrap()
+        };
+        assert_eq!(bucket("0.075"), 0);
+        assert_eq!(bucket("0.1"), 2); // 0.097 and 0.1 (bounds are inclusive)
+        assert_eq!(bucket("0.15"), 3);
+        assert_eq!(bucket("120"), 3);
+        assert_eq!(bucket("+Inf"), 4); // 500 s only here
     }
 
     #[test]
