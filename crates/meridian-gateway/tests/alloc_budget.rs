@@ -16,15 +16,12 @@
 
 mod common;
 
-use std::convert::Infallible;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 
 const CONVERSE_ANSWER: &str = r#"{"output":{"message":{"role":"assistant","content":[{"text":"ok"}]}},"stopReason":"end_turn","usage":{"inputTokens":12,"outputTokens":1,"totalTokens":13},"metrics":{"latencyMs":1}}"#;
 const INVOKE_ANSWER: &str = r#"{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}"#;
@@ -94,38 +91,22 @@ fn paths() -> Vec<Door> {
 
 /// An upstream answering Converse and InvokeModel at once.
 async fn instant_upstream() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<Incoming>| async move {
-                    let invoke = req.uri().path().ends_with("/invoke");
-                    let _ = req.into_body().collect().await;
-                    let body = if invoke {
-                        INVOKE_ANSWER
-                    } else {
-                        CONVERSE_ANSWER
-                    };
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", "application/json")
-                            .header("x-amzn-bedrock-input-token-count", "12")
-                            .header("x-amzn-bedrock-output-token-count", "1")
-                            .body(Full::new(Bytes::from_static(body.as_bytes())))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    url
+    common::upstream(|req: hyper::Request<Incoming>| async move {
+        let invoke = req.uri().path().ends_with("/invoke");
+        let _ = req.into_body().collect().await;
+        let body = if invoke {
+            INVOKE_ANSWER
+        } else {
+            CONVERSE_ANSWER
+        };
+        hyper::Response::builder()
+            .header("content-type", "application/json")
+            .header("x-amzn-bedrock-input-token-count", "12")
+            .header("x-amzn-bedrock-output-token-count", "1")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    })
+    .await
 }
 
 type Http = Client<HttpConnector, Full<Bytes>>;

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -24,8 +23,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use meridian_wire::eventstream;
 
 const GOLDEN: &str = "tests/v1_golden.txt";
@@ -98,59 +95,42 @@ type Seen = Arc<Mutex<Vec<(String, Bytes)>>>;
 /// An upstream answering Converse, ConverseStream, InvokeModel and its
 /// stream with the fixed answers above, recording what it was sent.
 async fn scripted_upstream(seen: Seen) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+    common::upstream(move |req: hyper::Request<Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            seen.lock().push((path.clone(), body));
+            let (content_type, body) = if path.ends_with("/converse-stream") {
+                (
+                    "application/vnd.amazon.eventstream",
+                    Bytes::from(converse_events().concat()),
+                )
+            } else if path.ends_with("/invoke-with-response-stream") {
+                (
+                    "application/vnd.amazon.eventstream",
+                    Bytes::from(invoke_chunks().concat()),
+                )
+            } else if path.ends_with("/invoke") {
+                (
+                    "application/json",
+                    Bytes::from_static(INVOKE_ANSWER.as_bytes()),
+                )
+            } else {
+                (
+                    "application/json",
+                    Bytes::from_static(CONVERSE_ANSWER.as_bytes()),
+                )
             };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        seen.lock().push((path.clone(), body));
-                        let (content_type, body) = if path.ends_with("/converse-stream") {
-                            (
-                                "application/vnd.amazon.eventstream",
-                                Bytes::from(converse_events().concat()),
-                            )
-                        } else if path.ends_with("/invoke-with-response-stream") {
-                            (
-                                "application/vnd.amazon.eventstream",
-                                Bytes::from(invoke_chunks().concat()),
-                            )
-                        } else if path.ends_with("/invoke") {
-                            (
-                                "application/json",
-                                Bytes::from_static(INVOKE_ANSWER.as_bytes()),
-                            )
-                        } else {
-                            (
-                                "application/json",
-                                Bytes::from_static(CONVERSE_ANSWER.as_bytes()),
-                            )
-                        };
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", content_type)
-                                .header("x-amzn-bedrock-input-token-count", "21")
-                                .header("x-amzn-bedrock-output-token-count", "17")
-                                .body(Full::new(body))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+            hyper::Response::builder()
+                .header("content-type", content_type)
+                .header("x-amzn-bedrock-input-token-count", "21")
+                .header("x-amzn-bedrock-output-token-count", "17")
+                .body(Full::new(body))
+                .unwrap()
         }
-    });
-    url
+    })
+    .await
 }
 
 /// A request: its name, door path, body and extra headers.

@@ -237,3 +237,34 @@ pub async fn record(log: &std::path::Path, request_id: &str) -> Option<serde_jso
     }
     None
 }
+
+/// An HTTP/1 server on 127.0.0.1 answering each request with `answer`;
+/// returns its base URL. It runs until the test's runtime ends.
+pub async fn upstream<F, Fut>(answer: F) -> String
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let reply = answer(req);
+                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    url
+}
