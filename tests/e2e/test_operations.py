@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import pytest
 
 from conftest import NO_RETRY, Proc, clean_env, free_port, wait_for, wait_http
 
@@ -101,6 +102,17 @@ def start_gateway(d, port):
     proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], clean_env(d, **S3_CREDS), d, d / "serve.log")
     wait_http(f"http://127.0.0.1:{port}/health", proc)
     return proc
+
+
+def metric(url, name, **labels):
+    """The value of one series in /metrics (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    series = f"{name}{{{want}}}" if want else name
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    return 0.0
 
 
 def get_json(url):
@@ -259,42 +271,117 @@ sink = "none"
         gw.stop()
 
 
-def test_traces_reach_an_otlp_receiver_as_valid_otlp(tmp_path):
-    """Spans over OTLP/HTTP JSON, parsed by the OpenTelemetry protobuf
-    definitions (opentelemetry-proto from PyPI): unknown or misspelt fields fail."""
-    import http.server
-    import threading
+class HttpReceiver:
+    """An OTLP/HTTP receiver (http/json or http/protobuf): each batch parsed by
+    the OpenTelemetry protobuf definitions (opentelemetry-proto from PyPI), so
+    unknown or misspelt fields fail."""
 
-    from google.protobuf import json_format
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    def __init__(self, protocol):
+        import http.server
+        import threading
 
-    received = []
+        self.protocol, self.batches, self.errors = protocol, [], []
+        receiver = self
 
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["content-length"]))
-            received.append((self.path, self.headers["content-type"], body))
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            self.wfile.write(b"{}")
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                try:
+                    receiver.batches.append(receiver.parse(self.path, self.headers["content-type"], body))
+                except Exception as e:  # reported by the test, not lost in a thread
+                    receiver.errors.append(repr(e))
+                self.send_response(200)
+                self.send_header("content-type", self.headers["content-type"])
+                self.end_headers()
+                self.wfile.write(b"{}" if receiver.protocol == "http/json" else b"")
 
-        def log_message(self, *args):
-            pass
+            def log_message(self, *args):
+                pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def parse(self, path, ctype, body):
+        from google.protobuf import json_format
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        assert path == "/v1/traces", path
+        if self.protocol == "http/protobuf":
+            assert ctype == "application/x-protobuf", ctype
+            return ExportTraceServiceRequest.FromString(body)
+        assert ctype == "application/json", ctype
+        # OTLP/JSON writes trace and span IDs as hex, where the plain protobuf
+        # JSON mapping expects base64: convert, then parse strictly.
+        doc = json.loads(body)
+        for rs in doc["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                for sp in ss["spans"]:
+                    for k in ("traceId", "spanId", "parentSpanId"):
+                        if k in sp:
+                            assert len(sp[k]) == (32 if k == "traceId" else 16), sp[k]
+                            sp[k] = base64.b64encode(bytes.fromhex(sp[k])).decode()
+        return json_format.Parse(json.dumps(doc), ExportTraceServiceRequest())
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class GrpcReceiver:
+    """An OTLP/gRPC receiver: a real gRPC server (grpcio from PyPI, its C core)
+    serving opentelemetry-proto's TraceService, which decodes each batch."""
+
+    def __init__(self):
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        self.protocol, self.batches, self.errors = "grpc", [], []
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                receiver.batches.append(request)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        self.endpoint = f"http://127.0.0.1:{port}"
+
+    def stop(self):
+        self.server.stop(grace=None)
+
+
+def start_traced_gateway(d, receiver):
+    """meridian serve exporting its spans to `receiver`; the gateway and its URL."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp_path / "meridian.toml").write_text(US_CHAT + f"""
+    (d / "meridian.toml").write_text(US_CHAT + f"""
 [logging]
 sink = "none"
 
 [tracing]
-otlp_endpoint = "http://127.0.0.1:{server.server_address[1]}"
+otlp_endpoint = "{receiver.endpoint}"
+otlp_protocol = "{receiver.protocol}"
 service_name = "meridian-e2e"
 """)
-    gw = start_gateway(tmp_path, port)
+    return start_gateway(d, port), f"http://127.0.0.1:{port}"
+
+
+def span_attrs(sp):
+    return {a.key: (a.value.string_value or a.value.int_value) for a in sp.attributes}
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc", "http/json"])
+def test_traces_reach_an_otlp_receiver_over_each_protocol(tmp_path, protocol):
+    """Spans over OTLP/HTTP (protobuf, JSON) and OTLP/gRPC reach a receiver that
+    decodes them with the OpenTelemetry definitions; the caller's trace ID is
+    kept, the GenAI attributes are set, and the exporter counts what it sent."""
+    receiver = GrpcReceiver() if protocol == "grpc" else HttpReceiver(protocol)
+    gw, url = start_traced_gateway(tmp_path, receiver)
     try:
         parent_trace, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
         c = boto3.client("bedrock-runtime", endpoint_url=url, region_name="us-east-1",
@@ -307,41 +394,65 @@ service_name = "meridian-e2e"
         send(url, 2, "traced")
 
         def spans():
+            assert not receiver.errors, receiver.errors
             out = []
-            for path, ctype, body in list(received):
-                assert path == "/v1/traces" and ctype == "application/json"
-                # OTLP/JSON writes trace and span IDs as hex, where the plain
-                # protobuf JSON mapping expects base64: convert, then parse strictly.
-                doc = json.loads(body)
-                for rs in doc["resourceSpans"]:
-                    for ss in rs["scopeSpans"]:
-                        for sp in ss["spans"]:
-                            for k in ("traceId", "spanId", "parentSpanId"):
-                                if k in sp:
-                                    assert len(sp[k]) == (32 if k == "traceId" else 16), sp[k]
-                                    sp[k] = base64.b64encode(bytes.fromhex(sp[k])).decode()
-                req = json_format.Parse(json.dumps(doc), ExportTraceServiceRequest())
+            for req in list(receiver.batches):
                 for rs in req.resource_spans:
                     attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
                     assert attrs["service.name"] == "meridian-e2e"
                     for ss in rs.scope_spans:
+                        assert ss.scope.name == "meridian"
                         out.extend(ss.spans)
             return out
 
-        all_spans = wait_for(lambda: (s := spans()) and len(s) >= 6 and s, 15, "spans exported")
-        attr = lambda sp: {a.key: (a.value.string_value or a.value.int_value) for a in sp.attributes}  # noqa: E731
-        root = next(sp for sp in all_spans if attr(sp).get("meridian.request_id") == rid)
+        all_spans = wait_for(lambda: (s := spans()) and len(s) >= 6 and s, 15, f"spans over {protocol}")
+        root = next(sp for sp in all_spans if span_attrs(sp).get("meridian.request_id") == rid)
         assert root.trace_id.hex() == parent_trace and root.parent_span_id.hex() == parent_span
         assert root.kind == 2 and root.status.code == 1
-        a = attr(root)
+        a = span_attrs(root)
         assert a["meridian.model"] == "chat" and a["meridian.outcome"] == "success"
         assert a["cloud.region"] in ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
         assert a["meridian.account"] == "default" and a["http.response.status_code"] == 200
+        assert a["meridian.surface"] == "runtime" and a["meridian.attempts"] == 1
+        # GenAI semantic conventions.
+        assert a["gen_ai.system"] == a["gen_ai.provider.name"] == "aws.bedrock"
+        assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == "chat"
+        assert "claude-sonnet-4-5" in a["gen_ai.response.model"], a
+        assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
         attempts = [sp for sp in all_spans if sp.parent_span_id == root.span_id]
         assert len(attempts) == 1 and attempts[0].kind == 3
-        b = attr(attempts[0])
+        b = span_attrs(attempts[0])
         assert b["cloud.region"] == "us-east-1" and b["meridian.reason"] == "first" and b["meridian.outcome"] == "success"
+        assert b["gen_ai.request.model"] == a["gen_ai.response.model"] and b["gen_ai.system"] == "aws.bedrock"
         assert root.start_time_unix_nano <= attempts[0].start_time_unix_nano <= attempts[0].end_time_unix_nano
+        # Every span of the other requests has its own trace.
+        others = {sp.trace_id for sp in all_spans if sp.kind == 2} - {root.trace_id}
+        assert len(others) == 2
+        exported = wait_for(lambda: (n := metric(url, "meridian_trace_spans_exported_total")) >= len(all_spans) and n,
+                            5, "exported spans counted")
+        assert exported >= 6
+        assert metric(url, "meridian_trace_spans_dropped_total", reason="export_failed") == 0
     finally:
         gw.stop()
-        server.shutdown()
+        receiver.stop()
+
+
+def test_a_stopped_collector_costs_requests_nothing_and_drops_are_counted(tmp_path):
+    """The collector goes away: requests are answered as before, and the spans
+    that could not be delivered are counted as dropped, not retried forever."""
+    receiver = GrpcReceiver()
+    gw, url = start_traced_gateway(tmp_path, receiver)
+    try:
+        send(url, 2, "before")
+        wait_for(lambda: metric(url, "meridian_trace_spans_exported_total") >= 4, 10, "spans exported")
+        receiver.stop()
+        ids = send(url, 6, "after")
+        assert len(ids) == 6
+        dropped = wait_for(
+            lambda: (n := metric(url, "meridian_trace_spans_dropped_total", reason="export_failed")) >= 12 and n,
+            15, "spans to a stopped collector counted as dropped")
+        assert dropped >= 12
+        assert metric(url, "meridian_trace_spans_dropped_total", reason="queue_full") == 0
+        assert "spans dropped" in gw.output()
+    finally:
+        gw.stop()

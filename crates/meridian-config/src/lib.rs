@@ -407,10 +407,42 @@ impl Default for ResponsesStore {
 /// OpenTelemetry trace export.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tracing {
-    /// OTLP/HTTP base URL (spans go to `{url}/v1/traces`); `None`: off.
+    /// The collector's base URL (OTLP/HTTP: spans go to `{url}/v1/traces`;
+    /// gRPC: the `TraceService/Export` method at that address); `None`: off.
     pub otlp_endpoint: Option<String>,
+    /// How spans travel (`otlp_protocol`, spelt as `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub otlp_protocol: OtlpProtocol,
     /// `service.name` of the spans.
     pub service_name: String,
+}
+
+/// OTLP's transports and encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP/1.1 (`http/protobuf`): the OpenTelemetry SDKs' default.
+    #[default]
+    HttpProtobuf,
+    /// JSON over HTTP/1.1 (`http/json`).
+    HttpJson,
+    /// gRPC over HTTP/2 without TLS (`grpc`), the Collector's port 4317.
+    Grpc,
+}
+
+impl OtlpProtocol {
+    /// Every protocol, by its configuration spelling.
+    pub const ALL: [(&'static str, OtlpProtocol); 3] = [
+        ("http/protobuf", OtlpProtocol::HttpProtobuf),
+        ("http/json", OtlpProtocol::HttpJson),
+        ("grpc", OtlpProtocol::Grpc),
+    ];
+
+    /// Its configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("http/protobuf", |(n, _)| n)
+    }
 }
 
 /// Where invocation records go.

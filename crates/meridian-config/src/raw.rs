@@ -163,6 +163,7 @@ pub(crate) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTracing {
     pub otlp_endpoint: Option<Spanned<String>>,
+    pub otlp_protocol: Option<Spanned<String>>,
     pub service_name: Option<String>,
 }
 

@@ -16,7 +16,7 @@ use crate::tenants;
 const DEFAULT_CATALOG_REFRESH_S: u64 = 3_600;
 use crate::{
     Account, AccountMode, Config, ExposedModel, InboundAuth, Loaded, LogSink, Logging,
-    RegionSetting, Routing, S3Log, Server, Strategy, Tracing, Upstream, UpstreamMode,
+    OtlpProtocol, RegionSetting, Routing, S3Log, Server, Strategy, Tracing, Upstream, UpstreamMode,
 };
 
 /// The smallest invocation-log segment worth sealing and uploading.
@@ -249,11 +249,25 @@ pub(crate) fn validate(
                 return Err(at.at(
                     e,
                     "tracing.otlp_endpoint",
-                    "expected http://HOST:PORT (OTLP over HTTP, JSON)",
+                    "expected http://HOST:PORT (the collector's OTLP address)",
                 ));
             }
             Some(e) => Some(e.get_ref().clone()),
             None => None,
+        },
+        otlp_protocol: match &raw.tracing.otlp_protocol {
+            None => OtlpProtocol::default(),
+            Some(p) => OtlpProtocol::ALL
+                .iter()
+                .find(|(n, _)| *n == p.get_ref())
+                .map(|(_, v)| *v)
+                .ok_or_else(|| {
+                    at.at(
+                        p,
+                        "tracing.otlp_protocol",
+                        "expected \"http/protobuf\", \"http/json\" or \"grpc\"",
+                    )
+                })?,
         },
         service_name: raw
             .tracing

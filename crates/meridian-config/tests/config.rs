@@ -169,6 +169,26 @@ fn routing_and_log_settings_that_cannot_work_are_refused() {
 }
 
 #[test]
+fn otlp_protocols_are_the_sdks_spellings_and_protobuf_by_default() {
+    let t = |text: &str| parse(text, None).unwrap().config.tracing;
+    let on = "[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\n";
+    assert_eq!(
+        t(on).otlp_protocol,
+        meridian_config::OtlpProtocol::HttpProtobuf
+    );
+    for (name, p) in meridian_config::OtlpProtocol::ALL {
+        let c = t(&format!("{on}otlp_protocol = \"{name}\"\n"));
+        assert_eq!(c.otlp_protocol, p);
+        assert_eq!(p.as_str(), name);
+    }
+    let e = err(&format!("{on}otlp_protocol = \"grpc+tls\"\n"));
+    assert!(
+        e.starts_with("meridian.toml:3: tracing.otlp_protocol: expected \"http/protobuf\", \"http/json\" or \"grpc\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn catalog_override_file_is_applied_relative_to_the_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -415,6 +415,22 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     cost
 }
 
+/// `gen_ai.system` / `gen_ai.provider.name` of every span (the value the
+/// GenAI semantic conventions give Amazon Bedrock).
+const GEN_AI_SYSTEM: &str = "aws.bedrock";
+
+/// The GenAI `gen_ai.operation.name` of a call to `model_id`: Bedrock's
+/// embedding models all say so in their IDs (`amazon.titan-embed-text-v2:0`,
+/// `cohere.embed-v4:0`, `amazon.nova-2-multimodal-embeddings-v1:0`); the
+/// rest are chat models on Converse, InvokeModel, Messages or Mantle.
+fn gen_ai_operation(model_id: &str) -> &'static str {
+    if model_id.contains("embed") {
+        "embeddings"
+    } else {
+        "chat"
+    }
+}
+
 /// A SERVER span for the request and a CLIENT span per attempt.
 fn trace(
     t: &crate::traces::Tracer,
@@ -442,6 +458,17 @@ fn trace(
         ("meridian.request_id", s(&l.request_id)),
         ("meridian.region.source", s(&state.region)),
         ("http.response.status_code", Attr::Int(i64::from(f.status))),
+        // GenAI semantic conventions: the system under both its names
+        // (`gen_ai.system` before semconv 1.37, `gen_ai.provider.name` since).
+        ("gen_ai.system", s(GEN_AI_SYSTEM)),
+        ("gen_ai.provider.name", s(GEN_AI_SYSTEM)),
+        (
+            "gen_ai.operation.name",
+            s(gen_ai_operation(f.served.map_or(model, |sv| {
+                sv.candidate.target.model_id.as_str()
+            }))),
+        ),
+        ("gen_ai.request.model", s(model)),
         ("gen_ai.usage.input_tokens", Attr::Int(f.usage.input as i64)),
         (
             "gen_ai.usage.output_tokens",
@@ -453,9 +480,19 @@ fn trace(
     }
     if let Some(sv) = f.served {
         attrs.push(("meridian.account", s(&sv.candidate.account)));
+        attrs.push(("meridian.surface", s(sv.candidate.surface.name())));
+        attrs.push(("gen_ai.response.model", s(&sv.candidate.target.model_id)));
     }
     if let Some(p) = f.plan {
         attrs.push(("meridian.policy", s(&p.policy)));
+    }
+    if let Some(d) = f.decision {
+        attrs.push(("meridian.strategy", s(d.strategy)));
+        attrs.push(("meridian.attempts", Attr::Int(d.attempts.len() as i64)));
+        attrs.push(("meridian.hedged", Attr::Int(i64::from(d.hedged))));
+        if let Some(why) = &d.gave_up {
+            attrs.push(("meridian.gave_up", s(why)));
+        }
     }
     if let Some(tenant) = &l.tenant {
         attrs.push(("meridian.tenant", s(tenant)));
@@ -487,6 +524,10 @@ fn trace(
             end: a_start + std::time::Duration::from_millis(a.elapsed_ms),
             error: a.outcome.is_error(),
             attributes: vec![
+                ("gen_ai.system", s(GEN_AI_SYSTEM)),
+                ("gen_ai.provider.name", s(GEN_AI_SYSTEM)),
+                ("gen_ai.operation.name", s(gen_ai_operation(&a.model_id))),
+                ("gen_ai.request.model", s(&a.model_id)),
                 ("cloud.region", s(&a.region)),
                 ("meridian.account", s(&a.account)),
                 ("meridian.model", s(model)),

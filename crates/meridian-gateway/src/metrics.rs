@@ -123,6 +123,10 @@ families! {
     LogRecordsUploadedTotal = "meridian_log_records_uploaded_total", Counter, "Invocation records confirmed stored in S3.";
     /// Invocation records dropped: reason spool_full (the S3 spool was full) or queue_full (the stdout/file writer fell behind).
     LogRecordsDroppedTotal = "meridian_log_records_dropped_total", Counter, "Invocation records dropped: reason spool_full (the S3 spool was full) or queue_full (the stdout/file writer fell behind).";
+    /// Trace spans a collector took.
+    TraceSpansExportedTotal = "meridian_trace_spans_exported_total", Counter, "Trace spans a collector took.";
+    /// Trace spans dropped: reason queue_full (the exporter fell behind) or export_failed (the collector did not take their batch).
+    TraceSpansDroppedTotal = "meridian_trace_spans_dropped_total", Counter, "Trace spans dropped: reason queue_full (the exporter fell behind) or export_failed (the collector did not take their batch).";
     /// 1 when the shared state backend (Redis) answers, 0 while on_unavailable applies.
     StateBackendUp = "meridian_state_backend_up", Gauge, "1 when the shared state backend (Redis) answers, 0 while on_unavailable applies.";
     /// Requests admitted under this replica's local limits because the shared backend was unreachable.
@@ -380,7 +384,8 @@ mod tests {
     fn the_family_list_is_the_one_dashboards_and_alerts_use() {
         // `families.txt` was written from the exposition as it stood before
         // issue 31 (hand-written): a move to another exposition library must
-        // keep every name and type, or say so here on purpose.
+        // keep every name and type, or say so here on purpose. Added on
+        // purpose since: the two trace-span counters (OTLP export).
         let now: Vec<String> = Family::ALL
             .iter()
             .map(|f| format!("{} {:?}", f.name(), f.kind()).to_lowercase())

@@ -1,6 +1,7 @@
 //! `/health`, `/ready`, `/status` and `/metrics`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
@@ -261,6 +262,24 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
             owned(&[("reason", "queue_full")]),
             state.log.dropped() as f64,
         ));
+    }
+    if let Some(t) = &state.tracer {
+        let c = t.counts();
+        gauges.push((
+            Family::TraceSpansExportedTotal,
+            Vec::new(),
+            c.exported.load(Ordering::Relaxed) as f64,
+        ));
+        for (reason, n) in [
+            ("queue_full", &c.queue_full),
+            ("export_failed", &c.export_failed),
+        ] {
+            gauges.push((
+                Family::TraceSpansDroppedTotal,
+                owned(&[("reason", reason)]),
+                n.load(Ordering::Relaxed) as f64,
+            ));
+        }
     }
     let ready = !state.upstream_info.fallback && state.readiness().iter().all(|r| r.healthy > 0);
     gauges.push((Family::Ready, Vec::new(), if ready { 1.0 } else { 0.0 }));

@@ -1,25 +1,45 @@
-//! OpenTelemetry traces over OTLP/HTTP with JSON encoding: one SERVER span
-//! per request and one CLIENT span per upstream attempt, with region,
-//! account, model and outcome attributes. An incoming W3C `traceparent`
-//! makes the request span its child. Off unless `[tracing] otlp_endpoint`
-//! is set. Spans are batched (every second, or 256 at a time) and a batch
-//! the collector refuses is dropped with a warning: traces are best-effort,
-//! unlike the invocation log.
+//! OpenTelemetry traces over OTLP: one SERVER span per request and one
+//! CLIENT span per upstream attempt, with GenAI semantic-convention
+//! attributes (`gen_ai.*`) and Meridian's own (region, account, surface,
+//! tenant, decision). An incoming W3C `traceparent` makes the request span
+//! its child. Off unless `[tracing] otlp_endpoint` is set.
+//!
+//! Three transports (`[tracing] otlp_protocol`): protobuf over HTTP/1.1 (the
+//! SDKs' default), JSON over HTTP/1.1, and gRPC over HTTP/2 (h2c). The
+//! messages are `opentelemetry-proto`'s prost types; hyper carries them (the
+//! gRPC framing is five bytes and a trailer, no tonic needed).
+//!
+//! Spans queue in a bounded channel and go out in batches (every second, or
+//! 256 at a time). Recording never waits: a full queue drops the span, and a
+//! batch the collector does not take is dropped too; both are counted
+//! (`meridian_trace_spans_dropped_total`). Traces are best-effort, unlike the
+//! invocation log.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::Full;
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use meridian_config::OtlpProtocol;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1 as otlp;
+use prost::Message;
 use serde_json::{Value, json};
 
 /// Spans waiting for export, at most.
 const QUEUE: usize = 8192;
 /// Spans per export request, at most.
 const BATCH: usize = 256;
+/// How long one export may take before its spans are dropped.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The gRPC method OTLP exports traces with.
+const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// An attribute value.
 #[derive(Debug, Clone)]
@@ -43,23 +63,36 @@ pub struct Span {
     pub attributes: Vec<(&'static str, Attr)>,
 }
 
+/// Spans exported and dropped since start.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Spans a collector took.
+    pub exported: AtomicU64,
+    /// Spans dropped because the queue was full (the exporter fell behind).
+    pub queue_full: AtomicU64,
+    /// Spans dropped because their batch could not be delivered.
+    pub export_failed: AtomicU64,
+}
+
 /// Hands spans to the exporter task.
 #[derive(Debug)]
 pub struct Tracer {
     tx: tokio::sync::mpsc::Sender<Span>,
     seq: AtomicU64,
     seed: u64,
-    dropped: AtomicU64,
+    counts: Arc<Counts>,
 }
 
 impl Tracer {
-    /// A tracer exporting to `endpoint` (e.g. `http://127.0.0.1:4318`) as `service`.
-    pub fn start(endpoint: &str, service: &str) -> Tracer {
+    /// A tracer exporting to the collector at `endpoint` (e.g.
+    /// `http://127.0.0.1:4318`, or `:4317` for gRPC) as `service`.
+    pub fn start(endpoint: &str, protocol: OtlpProtocol, service: &str) -> Tracer {
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+        let counts = Arc::new(Counts::default());
         tokio::spawn(export(
-            format!("{}/v1/traces", endpoint.trim_end_matches('/')),
-            service.to_string(),
+            Exporter::new(endpoint, protocol, service),
             rx,
+            counts.clone(),
         ));
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -68,7 +101,7 @@ impl Tracer {
             tx,
             seq: AtomicU64::new(0),
             seed,
-            dropped: AtomicU64::new(0),
+            counts,
         }
     }
 
@@ -95,8 +128,13 @@ impl Tracer {
     /// Queues a span; when the queue is full the span is dropped and counted.
     pub fn record(&self, span: Span) {
         if self.tx.try_send(span).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counts.queue_full.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Spans exported and dropped so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 }
 
@@ -121,10 +159,14 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn nanos(t: SystemTime) -> String {
+fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-        .to_string()
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// OTLP status codes: OK and ERROR.
+fn status_code(error: bool) -> i32 {
+    if error { 2 } else { 1 }
 }
 
 fn span_json(s: &Span) -> Value {
@@ -141,10 +183,10 @@ fn span_json(s: &Span) -> Value {
         "spanId": s.span_id,
         "name": s.name,
         "kind": s.kind,
-        "startTimeUnixNano": nanos(s.start),
-        "endTimeUnixNano": nanos(s.end),
+        "startTimeUnixNano": nanos(s.start).to_string(),
+        "endTimeUnixNano": nanos(s.end).to_string(),
         "attributes": attrs,
-        "status": {"code": if s.error { 2 } else { 1 }},
+        "status": {"code": status_code(s.error)},
     });
     if let Some(p) = &s.parent_span_id {
         v["parentSpanId"] = json!(p);
@@ -166,11 +208,195 @@ pub fn body(service: &str, spans: &[Span]) -> Value {
     }]})
 }
 
-async fn export(url: String, service: String, mut rx: tokio::sync::mpsc::Receiver<Span>) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+fn key_value(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
+    }
+}
+
+fn span_proto(s: &Span) -> otlp::Span {
+    // IDs are made or checked as hex before they get here.
+    let id = |h: &str| hex::decode(h).unwrap_or_default();
+    otlp::Span {
+        trace_id: id(&s.trace_id),
+        span_id: id(&s.span_id),
+        parent_span_id: s.parent_span_id.as_deref().map(id).unwrap_or_default(),
+        name: s.name.clone(),
+        kind: i32::from(s.kind),
+        start_time_unix_nano: nanos(s.start),
+        end_time_unix_nano: nanos(s.end),
+        attributes: s
+            .attributes
+            .iter()
+            .map(|(k, v)| match v {
+                Attr::Str(x) => key_value(k, any_value::Value::StringValue(x.clone())),
+                Attr::Int(x) => key_value(k, any_value::Value::IntValue(*x)),
+            })
+            .collect(),
+        status: Some(otlp::Status {
+            code: status_code(s.error),
+            ..otlp::Status::default()
+        }),
+        ..otlp::Span::default()
+    }
+}
+
+/// The OTLP protobuf message for a batch (the same content as [`body`]).
+pub fn message(service: &str, spans: &[Span]) -> ExportTraceServiceRequest {
+    let version = env!("CARGO_PKG_VERSION");
+    ExportTraceServiceRequest {
+        resource_spans: vec![otlp::ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    key_value(
+                        "service.name",
+                        any_value::Value::StringValue(service.into()),
+                    ),
+                    key_value(
+                        "service.version",
+                        any_value::Value::StringValue(version.into()),
+                    ),
+                ],
+                ..Resource::default()
+            }),
+            scope_spans: vec![otlp::ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "meridian".into(),
+                    version: version.into(),
+                    ..InstrumentationScope::default()
+                }),
+                spans: spans.iter().map(span_proto).collect(),
+                ..otlp::ScopeSpans::default()
+            }],
+            ..otlp::ResourceSpans::default()
+        }],
+    }
+}
+
+/// A gRPC message frame: uncompressed flag, big-endian length, message.
+fn grpc_frame(msg: &ExportTraceServiceRequest) -> Bytes {
+    let len = msg.encoded_len();
+    let mut out = BytesMut::with_capacity(5 + len);
+    out.put_u8(0);
+    out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    // Encoding into a buffer with room for the message cannot fail.
+    let _ = msg.encode(&mut out);
+    out.freeze()
+}
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+/// Delivers batches to the collector with one protocol.
+struct Exporter {
+    http: Http,
+    url: String,
+    protocol: OtlpProtocol,
+    service: String,
+}
+
+impl Exporter {
+    fn new(endpoint: &str, protocol: OtlpProtocol, service: &str) -> Exporter {
+        let base = endpoint.trim_end_matches('/');
+        let mut builder = Client::builder(TokioExecutor::new());
+        let url = if protocol == OtlpProtocol::Grpc {
+            // gRPC runs on HTTP/2; without TLS that is h2c by prior knowledge.
+            builder.http2_only(true);
+            format!("{base}{GRPC_PATH}")
+        } else {
+            format!("{base}/v1/traces")
+        };
+        Exporter {
+            http: builder.build_http(),
+            url,
+            protocol,
+            service: service.to_string(),
+        }
+    }
+
+    /// Sends one batch; `Err` says why the collector did not take it.
+    async fn send(&self, batch: &[Span]) -> Result<(), String> {
+        let (content_type, payload) = match self.protocol {
+            OtlpProtocol::HttpJson => (
+                "application/json",
+                Bytes::from(body(&self.service, batch).to_string()),
+            ),
+            OtlpProtocol::HttpProtobuf => (
+                "application/x-protobuf",
+                Bytes::from(message(&self.service, batch).encode_to_vec()),
+            ),
+            OtlpProtocol::Grpc => (
+                "application/grpc",
+                grpc_frame(&message(&self.service, batch)),
+            ),
+        };
+        let mut req = http::Request::post(&self.url).header("content-type", content_type);
+        if self.protocol == OtlpProtocol::Grpc {
+            req = req.header("te", "trailers");
+        }
+        let req = req
+            .body(Full::new(payload))
+            .map_err(|e| format!("cannot build the export request: {e}"))?;
+        let exchange = async {
+            let res = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| format!("cannot reach the collector: {e}"))?;
+            let status = res.status();
+            let head_grpc = grpc_status(res.headers());
+            let body = res
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("the collector's answer broke off: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("the collector answered {status}"));
+            }
+            if self.protocol == OtlpProtocol::Grpc {
+                // A gRPC status comes in the trailers, or in the head of a
+                // trailers-only answer.
+                let trailers = body.trailers().and_then(grpc_status);
+                match trailers.or(head_grpc) {
+                    Some((0, _)) => {}
+                    Some((code, message)) => {
+                        return Err(format!("gRPC status {code}: {message}"));
+                    }
+                    None => return Err("the collector's answer had no grpc-status".into()),
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(EXPORT_TIMEOUT, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the collector did not answer in {} s",
+                EXPORT_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// `grpc-status` and `grpc-message`, if the headers carry a status.
+fn grpc_status(h: &http::HeaderMap) -> Option<(u32, String)> {
+    let code = h.get("grpc-status")?.to_str().ok()?.trim().parse().ok()?;
+    let message = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Some((code, message))
+}
+
+async fn export(
+    exporter: Exporter,
+    mut rx: tokio::sync::mpsc::Receiver<Span>,
+    counts: Arc<Counts>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
+    let mut open = true;
+    while open {
         let deadline = tokio::time::sleep(Duration::from_secs(1));
         tokio::pin!(deadline);
         loop {
@@ -183,50 +409,126 @@ async fn export(url: String, service: String, mut rx: tokio::sync::mpsc::Receive
                         }
                     }
                     None => {
-                        send(&client, &url, &service, &mut batch).await;
-                        return;
+                        open = false;
+                        break;
                     }
                 },
                 () = &mut deadline => break,
             }
         }
-        send(&client, &url, &service, &mut batch).await;
-    }
-}
-
-async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    url: &str,
-    service: &str,
-    batch: &mut Vec<Span>,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    let payload = body(service, batch).to_string();
-    let n = batch.len();
-    batch.clear();
-    let Ok(req) = http::Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(payload)))
-    else {
-        return;
-    };
-    match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
-        Ok(Ok(r)) if r.status().is_success() => {}
-        Ok(Ok(r)) => tracing::warn!(
-            status = r.status().as_u16(),
-            spans = n,
-            "OTLP collector refused spans"
-        ),
-        Ok(Err(e)) => tracing::warn!(error = %e, spans = n, "cannot reach the OTLP collector"),
-        Err(_) => tracing::warn!(spans = n, "OTLP collector did not answer in 5 s"),
+        if batch.is_empty() {
+            continue;
+        }
+        let n = batch.len() as u64;
+        match exporter.send(&batch).await {
+            Ok(()) => {
+                counts.exported.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(why) => {
+                counts.export_failed.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(
+                    spans = n,
+                    protocol = exporter.protocol.as_str(),
+                    "spans dropped: {why}"
+                );
+            }
+        }
+        batch.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn span(error: bool, parent: Option<&str>) -> Span {
+        let start = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        Span {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+            parent_span_id: parent.map(str::to_string),
+            name: "Converse chat".into(),
+            kind: 2,
+            start,
+            end: start + Duration::from_millis(250),
+            error,
+            attributes: vec![
+                ("gen_ai.request.model", Attr::Str("chat".into())),
+                ("gen_ai.usage.input_tokens", Attr::Int(12)),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_protobuf_batch_decodes_to_the_spans_it_was_made_from() {
+        let spans = [span(false, Some("b7ad6b7169203331")), span(true, None)];
+        let bytes = message("svc", &spans).encode_to_vec();
+        let back = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let rs = &back.resource_spans[0];
+        let resource = &rs.resource.as_ref().unwrap().attributes;
+        assert_eq!(resource[0].key, "service.name");
+        assert_eq!(
+            resource[0].value.as_ref().unwrap().value,
+            Some(any_value::Value::StringValue("svc".into()))
+        );
+        let got = &rs.scope_spans[0].spans;
+        assert_eq!(got.len(), 2);
+        assert_eq!(hex::encode(&got[0].trace_id), spans[0].trace_id);
+        assert_eq!(hex::encode(&got[0].span_id), spans[0].span_id);
+        assert_eq!(hex::encode(&got[0].parent_span_id), "b7ad6b7169203331");
+        assert!(
+            got[1].parent_span_id.is_empty(),
+            "a root span has no parent"
+        );
+        assert_eq!(got[0].kind, 2);
+        assert_eq!(got[0].start_time_unix_nano, 1_700_000_000_123_000_000);
+        assert_eq!(got[0].end_time_unix_nano, 1_700_000_000_373_000_000);
+        assert_eq!(got[0].status.as_ref().unwrap().code, 1);
+        assert_eq!(got[1].status.as_ref().unwrap().code, 2);
+        let attr = |k: &str| {
+            got[0]
+                .attributes
+                .iter()
+                .find(|a| a.key == k)
+                .and_then(|a| a.value.clone())
+                .and_then(|v| v.value)
+        };
+        assert_eq!(
+            attr("gen_ai.request.model"),
+            Some(any_value::Value::StringValue("chat".into()))
+        );
+        assert_eq!(
+            attr("gen_ai.usage.input_tokens"),
+            Some(any_value::Value::IntValue(12))
+        );
+        // The JSON body says the same.
+        let json = body("svc", &spans);
+        let j = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(j["startTimeUnixNano"], "1700000000123000000");
+        assert_eq!(j["parentSpanId"], "b7ad6b7169203331");
+    }
+
+    #[test]
+    fn a_grpc_frame_is_a_flag_a_length_and_the_message() {
+        let msg = message("svc", &[span(false, None)]);
+        let frame = grpc_frame(&msg);
+        assert_eq!(frame[0], 0, "not compressed");
+        let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
+        assert_eq!(len, frame.len() - 5);
+        assert_eq!(ExportTraceServiceRequest::decode(&frame[5..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn grpc_status_is_read_with_its_message() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(grpc_status(&h), None);
+        h.insert("grpc-status", http::HeaderValue::from_static("14"));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("unavailable"),
+        );
+        assert_eq!(grpc_status(&h), Some((14, "unavailable".into())));
+    }
 
     #[test]
     fn traceparent_is_parsed_strictly() {

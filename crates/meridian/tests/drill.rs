@@ -4,6 +4,12 @@
 //! the machine's cores, and only when asked (`--ignored`): a drill measures
 //! latency under load and wants the machine to itself, so `scripts/test`
 //! runs them alone once the other tests and the background builds are done.
+//!
+//! `MERIDIAN_DRILL_BIN` names the binary to drill (an absolute path);
+//! `scripts/test` points it at the release build, the program users run (a
+//! debug build spends most of a core on the drill's 200 req/s, so a busy
+//! machine turned its latencies into queueing). Unset, the debug binary
+//! Cargo builds for this test is used.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,8 +21,15 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn drill(scenario: &str) -> (Value, bool) {
     let _guard = ONE_AT_A_TIME.lock();
-    let out = Command::cargo_bin("meridian")
-        .unwrap()
+    let bin = meridian_catalog::env::EnvSource::non_empty(
+        &meridian_catalog::env::ProcessEnv,
+        "MERIDIAN_DRILL_BIN",
+    );
+    let mut cmd = match bin {
+        Some(path) => Command::new(path),
+        None => Command::cargo_bin("meridian").unwrap(),
+    };
+    let out = cmd
         .args(["drill", scenario, "--json"])
         .env("MERIDIAN_LOG", "error")
         .timeout(std::time::Duration::from_secs(180))

@@ -77,6 +77,7 @@ pub async fn run(config: Option<&Path>, options: &Options) -> anyhow::Result<Exi
     state.runtime_mut().tracer = state.config.tracing.otlp_endpoint.as_deref().map(|e| {
         Arc::new(meridian_gateway::traces::Tracer::start(
             e,
+            state.config.tracing.otlp_protocol,
             &state.config.tracing.service_name,
         ))
     });
