@@ -31,8 +31,8 @@ pub struct Ledger {
     pub request_id: String,
     /// When it arrived.
     pub started: Instant,
-    /// The request's W3C `traceparent`, if it had one.
-    pub traceparent: Option<String>,
+    /// Its place in a trace: the caller's `traceparent`, Meridian's spans.
+    pub trace: Option<crate::traces::TraceContext>,
     /// Model invocations get an invocation record; control-plane reads
     /// are counted in metrics only.
     pub invocation: bool,
@@ -440,15 +440,21 @@ fn trace(
     outcome: &str,
     region: Option<&str>,
 ) {
-    use crate::traces::{Attr, Span, parse_traceparent};
+    use crate::traces::{Attr, Span, TraceContext};
     let end = std::time::SystemTime::now();
     let start = end.checked_sub(f.latency).unwrap_or(end);
     let l = f.ledger;
-    let (trace_id, parent) = match l.traceparent.as_deref().and_then(parse_traceparent) {
-        Some((trace, span)) => (trace, Some(span)),
-        None => (t.trace_id(), None),
+    // Made when the request arrived (the attempts' headers carry it); a
+    // request refused before that gets a trace of its own.
+    let ctx = match &l.trace {
+        Some(c) if c.exported => c.clone(),
+        _ => TraceContext::root(t),
     };
-    let span_id = t.span_id();
+    let (trace_id, span_id, parent) = (
+        ctx.trace_id.clone(),
+        ctx.span_id.clone(),
+        ctx.parent_span_id.clone(),
+    );
     let s = |v: &str| Attr::Str(v.to_string());
     let mut attrs = vec![
         ("meridian.model", s(model)),
@@ -508,15 +514,17 @@ fn trace(
         error: f.error_code.is_some(),
         attributes: attrs,
     });
-    for a in f
+    for (n, a) in f
         .decision
         .map(|d| d.attempts.as_slice())
         .unwrap_or_default()
+        .iter()
+        .enumerate()
     {
         let a_start = start + std::time::Duration::from_millis(a.start_ms);
         t.record(Span {
             trace_id: trace_id.clone(),
-            span_id: t.span_id(),
+            span_id: ctx.attempt_span_id(n),
             parent_span_id: Some(span_id.clone()),
             name: format!("attempt {}", a.region),
             kind: 3,

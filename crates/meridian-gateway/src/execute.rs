@@ -287,7 +287,12 @@ fn failed(f: &Failure) -> Failed {
 }
 
 /// One attempt, to its answer.
-async fn attempt(state: &AppState, c: &Candidate, plan: &Plan) -> Result<Answer, Failure> {
+async fn attempt(
+    state: &AppState,
+    c: &Candidate,
+    plan: &Plan,
+    n: usize,
+) -> Result<Answer, Failure> {
     let missing = |what: &str| Failure {
         outcome: Outcome::Unavailable { status: 500 },
         error: BedrockError::new(
@@ -307,7 +312,16 @@ async fn attempt(state: &AppState, c: &Candidate, plan: &Plan) -> Result<Answer,
         let client = state
             .client(&c.account)
             .ok_or_else(|| missing("upstream account"))?;
-        client.call(&call_for(c, plan)).await?
+        let mut call = call_for(c, plan);
+        if let Some(trace) = &plan.trace
+            && let Ok(v) = http::HeaderValue::from_str(&trace.amzn_trace_id(n))
+        {
+            // Outside the signature (SigV4 leaves this header out), as the
+            // AWS SDKs send it.
+            call.headers
+                .push((http::HeaderName::from_static("x-amzn-trace-id"), v));
+        }
+        client.call(&call).await?
     };
     let (status, headers) = (upstream.status, upstream.headers.clone());
     let got = if plan.streaming {
@@ -360,7 +374,7 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
                 let c = &plan.candidates[candidate];
                 let guard = state.router.start(c, plan.tokens);
                 pending.push(Box::pin(async move {
-                    let res = attempt(state, c, plan).await;
+                    let res = attempt(state, c, plan, n).await;
                     drop(guard);
                     (n, res)
                 }));

@@ -61,6 +61,8 @@ pub struct Plan {
     pub input_tokens: u64,
     /// When the request arrived.
     pub started: Instant,
+    /// The request's trace, sent upstream as `X-Amzn-Trace-Id` per attempt.
+    pub trace: Option<crate::traces::TraceContext>,
     /// When the whole request must be done.
     pub deadline: Instant,
     /// The deadline as configured or asked for, ms.
@@ -256,6 +258,7 @@ pub fn build(
         guardrails,
         mantle: std::sync::OnceLock::new(),
         openai: call.openai.clone(),
+        trace: None,
     })
 }
 

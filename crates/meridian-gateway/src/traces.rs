@@ -138,6 +138,95 @@ impl Tracer {
     }
 }
 
+/// A request's place in a trace, fixed when it arrives so that what goes
+/// upstream and the spans exported later agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 16 bytes, hex.
+    pub trace_id: String,
+    /// The request's SERVER span (exported), or the caller's span when
+    /// tracing is off (nothing exported: upstream calls hang off the caller).
+    pub span_id: String,
+    /// The caller's span, when it sent a `traceparent`.
+    pub parent_span_id: Option<String>,
+    /// Whether Meridian exports spans for this request.
+    pub exported: bool,
+    /// The caller's sampled flag (always set when Meridian exports).
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// The context of a request that sent `traceparent` (if any) to a
+    /// gateway that exports spans through `tracer` (if any); `None` when
+    /// there is neither a valid caller context nor tracing.
+    pub fn for_request(traceparent: Option<&str>, tracer: Option<&Tracer>) -> Option<TraceContext> {
+        let caller = traceparent.and_then(|v| Some((parse_traceparent(v)?, sampled_flag(v))));
+        match (caller, tracer) {
+            (Some(((trace_id, parent), _)), Some(t)) => Some(TraceContext {
+                trace_id,
+                span_id: t.span_id(),
+                parent_span_id: Some(parent),
+                exported: true,
+                sampled: true,
+            }),
+            (None, Some(t)) => Some(TraceContext::root(t)),
+            (Some(((trace_id, parent), sampled)), None) => Some(TraceContext {
+                trace_id,
+                span_id: parent.clone(),
+                parent_span_id: Some(parent),
+                exported: false,
+                sampled,
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// A new trace, rooted at a request of this gateway.
+    pub fn root(t: &Tracer) -> TraceContext {
+        TraceContext {
+            trace_id: t.trace_id(),
+            span_id: t.span_id(),
+            parent_span_id: None,
+            exported: true,
+            sampled: true,
+        }
+    }
+
+    /// The CLIENT span ID of upstream attempt `n` (derived, so the header
+    /// sent with the attempt and the span exported after it agree).
+    pub fn attempt_span_id(&self, n: usize) -> String {
+        let base = u64::from_str_radix(&self.span_id, 16).unwrap_or(0);
+        let id = splitmix(base ^ (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        format!("{:016x}", id.max(1))
+    }
+
+    /// The `X-Amzn-Trace-Id` for upstream attempt `n`: AWS services (Bedrock
+    /// among them) take a trace in X-Ray's form, which maps one to one from
+    /// W3C's: the first 8 hex digits of the trace ID are X-Ray's epoch part.
+    pub fn amzn_trace_id(&self, n: usize) -> String {
+        let parent = if self.exported {
+            self.attempt_span_id(n)
+        } else {
+            self.span_id.clone()
+        };
+        format!(
+            "Root=1-{}-{};Parent={parent};Sampled={}",
+            &self.trace_id[..8],
+            &self.trace_id[8..],
+            u8::from(self.sampled)
+        )
+    }
+}
+
+/// The sampled bit of a `traceparent`'s flags.
+fn sampled_flag(v: &str) -> bool {
+    v.trim()
+        .rsplit('-')
+        .next()
+        .and_then(|f| u8::from_str_radix(f, 16).ok())
+        .is_some_and(|f| f & 1 == 1)
+}
+
 /// Trace ID and parent span ID from a W3C `traceparent` header.
 pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
     let parts: Vec<&str> = v.trim().split('-').collect();
@@ -516,6 +605,43 @@ mod tests {
         let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
         assert_eq!(len, frame.len() - 5);
         assert_eq!(ExportTraceServiceRequest::decode(&frame[5..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn the_upstream_trace_header_continues_the_callers_trace() {
+        let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        // Tracing off: upstream hangs off the caller's span, its flag kept.
+        let off = TraceContext::for_request(Some(caller), None).unwrap();
+        assert_eq!(
+            off.amzn_trace_id(0),
+            "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1"
+        );
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let off = TraceContext::for_request(Some(unsampled), None).unwrap();
+        assert!(off.amzn_trace_id(0).ends_with(";Sampled=0"));
+        assert_eq!(TraceContext::for_request(Some("junk"), None), None);
+        assert_eq!(TraceContext::for_request(None, None), None);
+        // Tracing on: each attempt under its own CLIENT span, in the caller's trace.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _enter = rt.enter();
+        let tracer = Tracer::start("http://127.0.0.1:9", OtlpProtocol::HttpProtobuf, "t");
+        let on = TraceContext::for_request(Some(caller), Some(&tracer)).unwrap();
+        assert_eq!(on.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(on.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_ne!(on.span_id, "00f067aa0ba902b7");
+        let (a0, a1) = (on.attempt_span_id(0), on.attempt_span_id(1));
+        assert_ne!(a0, a1);
+        assert_eq!(a0, on.attempt_span_id(0), "derived, not drawn");
+        assert_eq!(
+            on.amzn_trace_id(1),
+            format!("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent={a1};Sampled=1")
+        );
+        let fresh = TraceContext::for_request(None, Some(&tracer)).unwrap();
+        assert_eq!(fresh.trace_id.len(), 32);
+        assert_eq!(fresh.parent_span_id, None);
     }
 
     #[test]

@@ -218,11 +218,13 @@ async fn run<F: FrontDoor>(state: Arc<AppState>, req: Request, request_id: Strin
         requested: head.requested,
         request_id,
         started,
-        traceparent: parts
-            .headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        trace: crate::traces::TraceContext::for_request(
+            parts
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
+            state.tracer.as_deref(),
+        ),
         invocation: head.invocation,
         request_body: None,
         tenant: None,
@@ -460,6 +462,7 @@ fn plan<F: FrontDoor>(
         cx.started,
     )
     .map_err(|e| no::<F>(&e))?;
+    plan.trace = cx.summary.trace.clone();
     refuse_unpriced(&mut plan, tenant).map_err(|e| no::<F>(&e))?;
     Ok(plan)
 }
