@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -456,3 +457,57 @@ def test_a_stopped_collector_costs_requests_nothing_and_drops_are_counted(tmp_pa
         assert "spans dropped" in gw.output()
     finally:
         gw.stop()
+
+
+def test_a_latency_exemplar_names_a_trace_the_collector_received(tmp_path):
+    """A real Prometheus (Debian's, exemplar storage on) scrapes Meridian's
+    OpenMetrics exposition: the latency histogram's exemplars carry trace IDs
+    of request spans the OTLP/gRPC receiver got."""
+    assert shutil.which("prometheus"), "prometheus is needed (scripts/test installs Debian's prometheus package)"
+    receiver = GrpcReceiver()
+    gw, url = start_traced_gateway(tmp_path, receiver)
+    prom_port = free_port()
+    (tmp_path / "prometheus.yml").write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: meridian
+    static_configs:
+      - targets: ["{url.removeprefix('http://')}"]
+""")
+    prom_log = open(tmp_path / "prometheus.log", "w")
+    prom = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage"],
+        stdout=prom_log, stderr=prom_log, cwd=tmp_path)
+    prom_url = f"http://127.0.0.1:{prom_port}"
+    try:
+        ids = send(url, 6, "exemplar")
+        assert len(ids) == 6
+
+        def exemplar_traces():
+            now = time.time()
+            q = urllib.parse.urlencode({"query": "meridian_request_duration_seconds_bucket",
+                                        "start": now - 600, "end": now + 60})
+            try:
+                with urllib.request.urlopen(f"{prom_url}/api/v1/query_exemplars?{q}", timeout=5) as r:
+                    doc = json.loads(r.read())
+            except (urllib.error.URLError, ConnectionError):
+                return None
+            return {e["labels"]["trace_id"] for series in doc["data"] for e in series["exemplars"]}
+
+        traces = wait_for(exemplar_traces, 30, "exemplars scraped by Prometheus")
+        with urllib.request.urlopen(f"{prom_url}/api/v1/targets", timeout=5) as r:
+            target = json.loads(r.read())["data"]["activeTargets"][0]
+        assert target["health"] == "up" and target["lastError"] == "", target
+        spans = wait_for(
+            lambda: (s := {sp.trace_id.hex() for req in list(receiver.batches) for rs in req.resource_spans
+                           for ss in rs.scope_spans for sp in ss.spans if sp.kind == 2}) >= traces and s,
+            15, "the exemplars' traces among the received request spans")
+        assert traces and traces <= spans, (traces, spans)
+    finally:
+        prom.terminate()
+        prom.wait(timeout=10)
+        prom_log.close()
+        gw.stop()
+        receiver.stop()

@@ -166,16 +166,24 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     let with_tenant = state.config.tenant_metric_label && l.tenant.is_some();
     let request_labels = &request_labels[..if with_tenant { 4 } else { 3 }];
     m.add(Family::RequestsTotal, request_labels, 1.0);
-    m.observe(
+    // Latencies carry the trace they belong to (exemplars), when traced.
+    let trace_id = l
+        .trace
+        .as_ref()
+        .filter(|c| c.exported)
+        .map(|c| c.trace_id.as_str());
+    m.observe_traced(
         Family::RequestDurationSeconds,
         labels([("model", &model), ("operation", l.operation)]),
         f.latency.as_secs_f64(),
+        trace_id,
     );
     if let Some(t) = f.ttft {
-        m.observe(
+        m.observe_traced(
             Family::TimeToFirstTokenSeconds,
             labels([("model", &model)]),
             t.as_secs_f64(),
+            trace_id,
         );
     }
     let region = f.served.map(|s| served_region(s).to_string());

@@ -26,6 +26,48 @@ struct Histogram {
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
+    /// The latest traced observation per bucket, the last for `+Inf`.
+    exemplars: [Option<Exemplar>; BUCKETS.len() + 1],
+}
+
+/// An observation with the trace it belongs to (OpenMetrics exemplar).
+#[derive(Debug, Clone, Copy)]
+struct Exemplar {
+    /// The trace ID, 32 lowercase hex digits.
+    trace_id: [u8; 32],
+    value: f64,
+    /// Unix time, seconds.
+    at: f64,
+}
+
+/// The exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text 0.0.4: what `promtool check metrics` and every
+    /// scraper reads; no exemplars.
+    Prometheus,
+    /// OpenMetrics 1.0 text, with exemplars on histogram buckets (what
+    /// Prometheus asks for first).
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for.
+    pub fn for_accept(accept: &str) -> Format {
+        if accept.contains("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    /// Its content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
 }
 
 /// What kind of series a family has.
@@ -233,12 +275,37 @@ impl Metrics {
         labels: impl AsRef<[(&'static str, &'a str)]>,
         secs: f64,
     ) {
+        self.observe_traced(name, labels, secs, None);
+    }
+
+    /// Adds one observation, in seconds, to a histogram; with a trace ID
+    /// (32 hex digits) it becomes its bucket's exemplar.
+    pub fn observe_traced<'a>(
+        &self,
+        name: Family,
+        labels: impl AsRef<[(&'static str, &'a str)]>,
+        secs: f64,
+        trace_id: Option<&str>,
+    ) {
         debug_assert_eq!(name.kind(), Kind::Histogram, "{name:?} is not a histogram");
+        let exemplar = trace_id
+            .and_then(|t| <[u8; 32]>::try_from(t.as_bytes()).ok())
+            .map(|trace_id| Exemplar {
+                trace_id,
+                value: secs,
+                at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            });
         let mut map = self.histograms.lock();
         let h = series(&mut map, name, labels.as_ref());
         // The first bucket whose bound is at least `secs`; none: only +Inf.
-        if let Some(c) = h.counts.get_mut(BUCKETS.partition_point(|b| *b < secs)) {
+        let bucket = BUCKETS.partition_point(|b| *b < secs);
+        if let Some(c) = h.counts.get_mut(bucket) {
             *c += 1;
+        }
+        if let (Some(e), Some(slot)) = (exemplar, h.exemplars.get_mut(bucket)) {
+            *slot = Some(e);
         }
         h.count += 1;
         h.sum += secs;
@@ -246,6 +313,11 @@ impl Metrics {
 
     /// The exposition text, with `gauges` (computed at scrape time) added.
     pub fn render(&self, gauges: &[(Family, Labels, f64)]) -> String {
+        self.render_as(gauges, Format::Prometheus)
+    }
+
+    /// The exposition in `format`, with `gauges` (computed at scrape time) added.
+    pub fn render_as(&self, gauges: &[(Family, Labels, f64)], format: Format) -> String {
         let counters = sorted(&self.counters.lock());
         let histograms = sorted(&self.histograms.lock());
         let mut out = String::new();
@@ -256,22 +328,45 @@ impl Metrics {
                 Kind::Gauge => "gauge",
                 Kind::Histogram => "histogram",
             };
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+            // OpenMetrics names a counter family without its samples'
+            // `_total` suffix.
+            let family_name = match (format, family.kind()) {
+                (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+                _ => name,
+            };
+            let _ = writeln!(out, "# HELP {family_name} {help}");
+            let _ = writeln!(out, "# TYPE {family_name} {kind}");
             match family.kind() {
                 Kind::Histogram => {
                     for s in histograms.iter().filter(|s| s.name == *family) {
                         let (labels, h) = (&s.labels, &s.value);
                         let mut cumulative = 0;
-                        for (b, n) in BUCKETS.iter().zip(h.counts) {
+                        let bounds = BUCKETS.iter().map(|b| format!("{b}"));
+                        let counts = h.counts.iter().copied().chain([0]);
+                        for (i, (bound, n)) in
+                            bounds.chain(["+Inf".to_string()]).zip(counts).enumerate()
+                        {
                             cumulative += n;
                             let mut l = labels.clone();
-                            l.push(("le", format!("{b}")));
-                            let _ = writeln!(out, "{name}_bucket{} {cumulative}", fmt_labels(&l));
+                            l.push(("le", bound));
+                            let total = if i == BUCKETS.len() {
+                                h.count
+                            } else {
+                                cumulative
+                            };
+                            let _ = write!(out, "{name}_bucket{} {total}", fmt_labels(&l));
+                            if let (Format::OpenMetrics, Some(Some(e))) =
+                                (format, h.exemplars.get(i))
+                            {
+                                let trace = String::from_utf8_lossy(&e.trace_id);
+                                let _ = write!(
+                                    out,
+                                    " # {{trace_id=\"{trace}\"}} {} {:.3}",
+                                    e.value, e.at
+                                );
+                            }
+                            out.push('\n');
                         }
-                        let mut l = labels.clone();
-                        l.push(("le", "+Inf".into()));
-                        let _ = writeln!(out, "{name}_bucket{} {}", fmt_labels(&l), h.count);
                         let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(labels), h.sum);
                         let _ = writeln!(out, "{name}_count{} {}", fmt_labels(labels), h.count);
                     }
@@ -285,6 +380,9 @@ impl Metrics {
                     }
                 }
             }
+        }
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
         }
         out
     }
@@ -356,6 +454,50 @@ mod tests {
         ));
         assert!(text.contains("meridian_ready 1\n"));
         assert!(text.contains("# TYPE meridian_breaker_state gauge\n"));
+    }
+
+    #[test]
+    fn openmetrics_carries_exemplars_and_prometheus_text_does_not() {
+        let m = Metrics::default();
+        let l = labels([("model", "chat"), ("operation", "Converse")]);
+        let (a, b) = (
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "0af7651916cd43dd8448eb211c80319c",
+        );
+        m.observe_traced(Family::RequestDurationSeconds, l, 0.12, Some(a));
+        m.observe_traced(Family::RequestDurationSeconds, l, 0.13, Some(b));
+        m.observe_traced(Family::RequestDurationSeconds, l, 0.9, None);
+        m.observe_traced(Family::RequestDurationSeconds, l, 500.0, Some(a));
+        m.observe_traced(Family::RequestDurationSeconds, l, 0.3, Some("short"));
+        m.add(Family::RequestsTotal, labels([("model", "chat")]), 1.0);
+        let om = m.render_as(&[], Format::OpenMetrics);
+        let line = |le: &str| {
+            let key = format!(
+                "meridian_request_duration_seconds_bucket{{model=\"chat\",operation=\"Converse\",le=\"{le}\"}} "
+            );
+            om.lines()
+                .find(|x| x.starts_with(&key))
+                .unwrap_or_else(|| panic!("{key}: {om}"))
+                .to_string()
+        };
+        // The bucket's latest traced observation.
+        assert!(
+            line("0.15").starts_with(&format!("meridian_request_duration_seconds_bucket{{model=\"chat\",operation=\"Converse\",le=\"0.15\"}} 2 # {{trace_id=\"{b}\"}} 0.13 "))
+        );
+        assert!(line("1").ends_with(" 4"), "untraced: no exemplar");
+        assert!(line("0.3").ends_with(" 3"), "not a trace ID: no exemplar");
+        assert!(line("+Inf").contains(&format!("5 # {{trace_id=\"{a}\"}} 500 ")));
+        assert!(om.contains("# TYPE meridian_requests counter\n"));
+        assert!(om.contains("meridian_requests_total{model=\"chat\"} 1\n"));
+        assert!(om.ends_with("# EOF\n"));
+        let text = m.render(&[]);
+        assert!(!text.contains("trace_id") && !text.contains("# EOF"));
+        assert!(text.contains("# TYPE meridian_requests_total counter\n"));
+        assert_eq!(
+            Format::for_accept("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::for_accept("text/plain"), Format::Prometheus);
     }
 
     #[test]

@@ -201,8 +201,12 @@ pub async fn ready(State(live): State<Arc<Live>>) -> axum::response::Response {
     (status, body).into_response()
 }
 
-/// Prometheus text exposition.
-pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response {
+/// Prometheus text exposition, or OpenMetrics with exemplars when the
+/// scraper asks for it.
+pub async fn metrics(
+    State(live): State<Arc<Live>>,
+    headers: http::HeaderMap,
+) -> axum::response::Response {
     let state = live.get();
     use crate::metrics::owned;
     use axum::response::IntoResponse;
@@ -309,9 +313,15 @@ pub async fn metrics(State(live): State<Arc<Live>>) -> axum::response::Response 
             .degraded
             .load(std::sync::atomic::Ordering::Relaxed) as f64,
     ));
+    let format = crate::metrics::Format::for_accept(
+        headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    );
     (
-        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&gauges),
+        [("content-type", format.content_type())],
+        state.metrics.render_as(&gauges, format),
     )
         .into_response()
 }
