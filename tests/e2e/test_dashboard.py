@@ -164,6 +164,14 @@ def test_the_dashboard_follows_an_outage_and_agrees_with_status_and_metrics(gw, 
             wait(browser, 5).until(moved)
             took = time.time() - t0
             assert took <= 5.0, took
+            # Under the region-outage drill's fault, with traffic rerouted:
+            # the busiest region (now another one) comes first, and still no
+            # two map labels overlap.
+            busiest = wait(browser, 5).until(lambda b: (r := b.execute_script(
+                "return document.querySelector('#region-cards article').dataset.region")) != first
+                and (share(b, r) or 0) > 0 and r)
+            assert busiest in ("us-east-1", "us-east-2", "us-west-2")
+            assert overlapping_labels(browser) == []
             shot(browser, "regions-outage")
             # The page's breaker agrees with /status.
             req = urllib.request.Request(gw["url"] + "/status", headers={"authorization": f"Bearer {ADMIN_KEY}"})

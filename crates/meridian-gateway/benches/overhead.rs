@@ -67,8 +67,9 @@ async fn instant_upstream() -> String {
 
 /// A gateway in us-east-1 exposing `chat` (claude-sonnet-4-5, US-only),
 /// every US region served by `upstream`, writing invocation records to
-/// `log` when given.
-async fn gateway(upstream: &str, log: Option<&Path>, extra: &str) -> String {
+/// `log` when given, exporting spans over OTLP/HTTP protobuf to `otlp`
+/// when given.
+async fn gateway(upstream: &str, log: Option<&Path>, extra: &str, otlp: Option<&str>) -> String {
     let toml = format!(
         "region = \"us-east-1\"\ndefault_residency = [\"us\"]\n[models.chat]\nmodel = \"claude-sonnet-4-5\"\n{extra}"
     );
@@ -93,6 +94,13 @@ async fn gateway(upstream: &str, log: Option<&Path>, extra: &str) -> String {
     );
     state.runtime_mut().log =
         std::sync::Arc::new(InvocationLog::new(false, log, false, None, 16_384).unwrap());
+    state.runtime_mut().tracer = otlp.map(|url| {
+        Arc::new(meridian_gateway::traces::Tracer::start(
+            url,
+            meridian_config::OtlpProtocol::HttpProtobuf,
+            "bench",
+        ))
+    });
     let state = Arc::new(state);
     if let Some(shared) = state.limiter.shared() {
         assert!(
@@ -237,9 +245,17 @@ fn main() {
         let upstream = instant_upstream().await;
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("invocations.ndjson");
-        let quiet = gateway(&upstream, None, CACHED).await;
-        let logged = gateway(&upstream, Some(&log), "").await;
-        let limited = gateway(&upstream, None, &tenant("")).await;
+        let quiet = gateway(&upstream, None, CACHED, None).await;
+        let logged = gateway(&upstream, Some(&log), "", None).await;
+        let limited = gateway(&upstream, None, &tenant(""), None).await;
+        // Spans to a collector that takes them (the instant upstream answers
+        // any POST with 200), and to one that is stopped (a closed port).
+        let traced = gateway(&upstream, None, "", Some(&upstream)).await;
+        let stopped_collector = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let stopped = gateway(&upstream, None, "", Some(&stopped_collector)).await;
         let redis = redis();
         let shared = match &redis {
             Some((_, port)) => Some(
@@ -252,6 +268,7 @@ fn main() {
                             "[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n"
                         ))
                     ),
+                    None,
                 )
                 .await,
             ),
@@ -270,6 +287,8 @@ fn main() {
             ("through Meridian, no log", quiet.as_str(), "chat"),
             ("through Meridian, log to a file", logged.as_str(), "chat"),
             ("  + tenant limits, memory", limited.as_str(), "chat"),
+            ("  + traces, OTLP protobuf", traced.as_str(), "chat"),
+            ("  + traces, collector stopped", stopped.as_str(), "chat"),
         ];
         if let Some(s) = &shared {
             targets.push(("  + tenant limits, Redis", s.as_str(), "chat"));
@@ -314,11 +333,18 @@ fn main() {
             p50[3] - p50[1],
             p99[3] - p99[1]
         );
+        println!(
+            "added by tracing (vs no log): p50 {:+.0} µs, p99 {:+.0} µs; with the collector stopped: p50 {:+.0} µs, p99 {:+.0} µs",
+            p50[4] - p50[1],
+            p99[4] - p99[1],
+            p50[5] - p50[1],
+            p99[5] - p99[1]
+        );
         if shared.is_some() {
             println!(
                 "added by tenant admission (vs no log): Redis p50 {:+.0} µs, p99 {:+.0} µs",
-                p50[4] - p50[1],
-                p99[4] - p99[1]
+                p50[6] - p50[1],
+                p99[6] - p99[1]
             );
         }
 
@@ -331,6 +357,19 @@ fn main() {
         }
         for ((name, _, _), r) in targets.iter().zip(rps) {
             println!("{name:<34} {r:>8.0} req/s");
+        }
+        // What the tracing gateways say they did with their spans.
+        for (name, base) in [("collector up", &traced), ("collector stopped", &stopped)] {
+            let req = hyper::Request::get(format!("{base}/metrics"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let body = http.request(req).await.unwrap().into_body().collect().await;
+            let text = String::from_utf8_lossy(&body.unwrap().to_bytes()).into_owned();
+            let spans: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("meridian_trace_spans"))
+                .collect();
+            println!("spans, {name}: {}", spans.join("; "));
         }
         let (rss, hwm) = memory_kib();
         println!(
