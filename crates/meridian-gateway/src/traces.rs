@@ -12,8 +12,8 @@
 //! Spans queue in a bounded channel and go out in batches (every second, or
 //! 256 at a time). Recording never waits: a full queue drops the span, and a
 //! batch the collector does not take is dropped too; both are counted
-//! (`meridian_trace_spans_dropped_total`). Traces are best-effort, unlike the
-//! invocation log.
+//! (`meridian_trace_spans_dropped_total`), and failures are logged at most
+//! every 10 s. Traces are best-effort, unlike the invocation log.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,8 @@ const QUEUE: usize = 8192;
 const BATCH: usize = 256;
 /// How long one export may take before its spans are dropped.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often, at most, failed exports are logged.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 /// The gRPC method OTLP exports traces with.
 const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -485,6 +487,10 @@ async fn export(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut open = true;
+    // Failures are logged at most every WARN_EVERY (a refusing collector
+    // would otherwise put a warning in the log for every batch).
+    let mut unreported: u64 = 0;
+    let mut last_warning: Option<tokio::time::Instant> = None;
     while open {
         let deadline = tokio::time::sleep(Duration::from_secs(1));
         tokio::pin!(deadline);
@@ -515,11 +521,16 @@ async fn export(
             }
             Err(why) => {
                 counts.export_failed.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!(
-                    spans = n,
-                    protocol = exporter.protocol.as_str(),
-                    "spans dropped: {why}"
-                );
+                unreported += n;
+                if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(
+                        spans = unreported,
+                        protocol = exporter.protocol.as_str(),
+                        "spans dropped: {why}"
+                    );
+                    unreported = 0;
+                    last_warning = Some(tokio::time::Instant::now());
+                }
             }
         }
         batch.clear();
