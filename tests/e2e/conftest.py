@@ -64,6 +64,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def metric(url, name, **labels):
+    """The value of one series in `url`/metrics (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    series = f"{name}{{{want}}}" if want else name
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
 def clean_env(home, **extra):
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
            "AWS_EC2_METADATA_DISABLED": "true", "MERIDIAN_LOG": "warn"}

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import key_hash, start_fleet_gateway, wait_for
+from conftest import key_hash, metric, start_fleet_gateway, wait_for
 
 KEY = "mk-e2e-fail-closed-tenant-key-000001"
 ADMIN = "mk-e2e-fail-closed-admin-key-0000001"
@@ -118,17 +118,6 @@ def test_a_reload_never_switches_authentication_off(sim, tmp_path_factory):
         gw["proc"].stop()
 
 
-def metric(gw, name, **labels):
-    """The value of one series in /metrics (0 when absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    series = f"{name}{{{want}}}" if want else name
-    with urllib.request.urlopen(gw["url"] + "/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(series + " "):
-                return float(line.split()[-1])
-    return 0.0
-
-
 def closed_by_peer(sock, within):
     """Whether the other side closes `sock` within `within` seconds."""
     sock.settimeout(within)
@@ -165,13 +154,13 @@ def test_connections_that_send_nothing_are_closed_and_capped(sim, tmp_path_facto
                 health.append(r.status)
             time.sleep(0.1)
         assert health and set(health) == {200}, health
-        assert metric(gw, "meridian_connections_max") == 192
-        refused = metric(gw, "meridian_connections_refused_total", reason="per_peer")
+        assert metric(gw["url"], "meridian_connections_max") == 192
+        refused = metric(gw["url"], "meridian_connections_refused_total", reason="per_peer")
         assert refused == 200 - 96, refused
         # Every one of them is closed by the gateway, the last at the deadline.
         assert all(closed_by_peer(s, max(0.1, started + 8 - time.time())) for s in socks)
         # Counted once the connection's task ends, just after the socket closes.
-        wait_for(lambda: metric(gw, "meridian_connections_closed_total", reason="first_byte") >= 96,
+        wait_for(lambda: metric(gw["url"], "meridian_connections_closed_total", reason="first_byte") >= 96,
                  5, "96 connections counted as closed at the first-byte deadline")
 
         # HTTP/2 without TLS: the preface and SETTINGS, then nothing.
@@ -182,10 +171,10 @@ def test_connections_that_send_nothing_are_closed_and_capped(sim, tmp_path_facto
         h1.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
         h1.settimeout(5)
         assert b"200 OK" in h1.recv(4096)
-        idle_before = metric(gw, "meridian_connections_closed_total", reason="idle")
+        idle_before = metric(gw["url"], "meridian_connections_closed_total", reason="idle")
         assert closed_by_peer(h2, 8), "an idle h2c connection is closed"
         assert closed_by_peer(h1, 8), "an idle keep-alive connection is closed"
-        wait_for(lambda: metric(gw, "meridian_connections_closed_total", reason="idle") >= idle_before + 2,
+        wait_for(lambda: metric(gw["url"], "meridian_connections_closed_total", reason="idle") >= idle_before + 2,
                  5, "both idle connections counted")
         assert "Too many open files" not in gw["proc"].output()
     finally:
@@ -315,7 +304,7 @@ residency = ["eu"]
             return r.headers
 
     try:
-        assert metric(gw, "meridian_residency_violations_total") == 0
+        assert metric(gw["url"], "meridian_residency_violations_total") == 0
         # Before the fault: no violation.
         call([("x-meridian-residency", "eu")])
         put_faults(sim, "eu-west-1", {"misroute_to": "us-east-1"})

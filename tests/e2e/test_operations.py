@@ -20,7 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import NO_RETRY, Proc, clean_env, free_port, wait_for, wait_http
+from conftest import NO_RETRY, Proc, clean_env, free_port, metric, wait_for, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "meridian-logs"
@@ -103,17 +103,6 @@ def start_gateway(d, port):
     proc = Proc(["serve", "--listen", f"127.0.0.1:{port}"], clean_env(d, **S3_CREDS), d, d / "serve.log")
     wait_http(f"http://127.0.0.1:{port}/health", proc)
     return proc
-
-
-def metric(url, name, **labels):
-    """The value of one series in /metrics (0 when absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    series = f"{name}{{{want}}}" if want else name
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(series + " "):
-                return float(line.split()[-1])
-    return 0.0
 
 
 def get_json(url):

@@ -458,11 +458,6 @@ fn trace(
         Some(c) if c.exported => c.clone(),
         _ => TraceContext::root(t),
     };
-    let (trace_id, span_id, parent) = (
-        ctx.trace_id.clone(),
-        ctx.span_id.clone(),
-        ctx.parent_span_id.clone(),
-    );
     let s = |v: &str| Attr::Str(v.to_string());
     let mut attrs = vec![
         ("meridian.model", s(model)),
@@ -512,9 +507,9 @@ fn trace(
         attrs.push(("meridian.tenant", s(tenant)));
     }
     t.record(Span {
-        trace_id: trace_id.clone(),
-        span_id: span_id.clone(),
-        parent_span_id: parent,
+        trace_id: ctx.trace_id.clone(),
+        span_id: ctx.span_id.clone(),
+        parent_span_id: ctx.parent_span_id.clone(),
         name: format!("{} {}", l.operation, model),
         kind: 2,
         start,
@@ -531,9 +526,9 @@ fn trace(
     {
         let a_start = start + std::time::Duration::from_millis(a.start_ms);
         t.record(Span {
-            trace_id: trace_id.clone(),
+            trace_id: ctx.trace_id.clone(),
             span_id: ctx.attempt_span_id(n),
-            parent_span_id: Some(span_id.clone()),
+            parent_span_id: Some(ctx.span_id.clone()),
             name: format!("attempt {}", a.region),
             kind: 3,
             start: a_start,
