@@ -12,6 +12,8 @@ use clap::Parser;
 /// mimalloc instead of the system allocator: measured with `../shared/peers`
 /// (README, Performance), it takes a share of the CPU per request that
 /// glibc's malloc spent on the request path's many short-lived allocations.
+/// `--features system-allocator` builds with glibc's, for heap profilers.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
