@@ -244,11 +244,10 @@ impl Catalog {
     /// (Anthropic's `claude-sonnet-4-5-20250929`, as the `anthropic` SDKs
     /// and Claude Code send it).
     pub fn model(&self, alias: &str) -> Option<&Model> {
-        self.models.iter().find(|m| m.alias == alias).or_else(|| {
-            self.models
-                .iter()
-                .find(|m| m.provider_name() == Some(alias))
-        })
+        self.models
+            .iter()
+            .find(|m| m.alias == alias)
+            .or_else(|| self.models.iter().find(|m| m.has_provider_name(alias)))
     }
 
     /// This catalog with `found` applied on top of its compiled data

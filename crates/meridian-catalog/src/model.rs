@@ -263,6 +263,16 @@ impl Model {
         Some(cut.map_or(rest, |i| &rest[..i]))
     }
 
+    /// Whether `name` is [`Model::provider_name`]: the name is the start of
+    /// the ID after `anthropic.`, which rules out nearly every model before
+    /// the version suffix is looked for (catalog lookups run per request).
+    pub fn has_provider_name(&self, name: &str) -> bool {
+        self.id
+            .strip_prefix("anthropic.")
+            .is_some_and(|rest| rest.starts_with(name))
+            && self.provider_name() == Some(name)
+    }
+
     /// Whether the model offers `tier` (`default` always).
     pub fn offers_tier(&self, tier: ServiceTier) -> bool {
         tier == ServiceTier::Default || self.service_tiers.contains(&tier)

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use meridian_wire::BedrockError;
 
 use crate::execute::Served;
@@ -105,6 +105,15 @@ pub fn served_region(served: &Served) -> &str {
 
 /// Headers of every response: its request ID and, when attempts were made,
 /// how many and their route.
+/// Header names as constants: inserting by `&str` parses the name each time.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+const ATTEMPTS: HeaderName = HeaderName::from_static(crate::ATTEMPTS_HEADER);
+const ROUTE: HeaderName = HeaderName::from_static(crate::ROUTE_HEADER);
+const REGION: HeaderName = HeaderName::from_static(crate::REGION_HEADER);
+const ACCOUNT: HeaderName = HeaderName::from_static(crate::ACCOUNT_HEADER);
+const SURFACE: HeaderName = HeaderName::from_static(crate::SURFACE_HEADER);
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-meridian-upstream-request-id");
+
 pub fn common_headers(
     resp: &mut Response,
     request_id: &str,
@@ -113,13 +122,13 @@ pub fn common_headers(
 ) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-requestid", v);
+        h.insert(REQUEST_ID, v);
     }
     if attempts > 0 {
-        h.insert(crate::ATTEMPTS_HEADER, HeaderValue::from(attempts));
+        h.insert(ATTEMPTS, HeaderValue::from(attempts));
     }
     if let Some(v) = route.and_then(|r| HeaderValue::from_str(&r).ok()) {
-        h.insert(crate::ROUTE_HEADER, v);
+        h.insert(ROUTE, v);
     }
 }
 
@@ -141,17 +150,17 @@ pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
     );
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(served_region(served)) {
-        h.insert(crate::REGION_HEADER, v);
+        h.insert(REGION, v);
     }
     if let Ok(v) = HeaderValue::from_str(&served.candidate.account) {
-        h.insert(crate::ACCOUNT_HEADER, v);
+        h.insert(ACCOUNT, v);
     }
     h.insert(
-        crate::SURFACE_HEADER,
+        SURFACE,
         HeaderValue::from_static(served.candidate.surface.name()),
     );
-    if let Some(id) = served.headers.get("x-amzn-requestid") {
-        h.insert("x-meridian-upstream-request-id", id.clone());
+    if let Some(id) = served.headers.get(REQUEST_ID) {
+        h.insert(UPSTREAM_REQUEST_ID, id.clone());
     }
     for (k, v) in &served.headers {
         let name = k.as_str();

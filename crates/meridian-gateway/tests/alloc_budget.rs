@@ -50,7 +50,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"messages":[{{"role":"user","content":[{{"text":"{PROMPT}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
             ),
             headers: &[],
-            budget: 223,
+            budget: 206,
         },
         Door {
             name: "bedrock invoke (Anthropic body)",
@@ -59,7 +59,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 218,
+            budget: 201,
         },
         Door {
             name: "openai /v1/chat/completions",
@@ -68,14 +68,14 @@ fn paths() -> Vec<Door> {
                 r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 323,
+            budget: 306,
         },
         Door {
             name: "openai /v1/responses",
             path: "/v1/responses",
             body: format!(r#"{{"model":"chat","max_output_tokens":64,"input":"{PROMPT}"}}"#),
             headers: &[],
-            budget: 398,
+            budget: 381,
         },
         Door {
             name: "anthropic /v1/messages",
@@ -84,7 +84,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[("anthropic-version", "2023-06-01")],
-            budget: 260,
+            budget: 241,
         },
     ]
 }

@@ -113,6 +113,11 @@ const UNSIGNED: [&str; 4] = [
     "transfer-encoding",
 ];
 
+/// Names of the headers signing adds (constants: an insert by `&str` parses
+/// the name each time).
+const AMZ_DATE: http::HeaderName = http::HeaderName::from_static("x-amz-date");
+const AMZ_SECURITY_TOKEN: http::HeaderName = http::HeaderName::from_static("x-amz-security-token");
+
 /// Signing keys in use: one per access key, day, region and service.
 const KEPT_KEYS: usize = 64;
 
@@ -150,9 +155,9 @@ impl Signer {
             http::HeaderValue::from_str(v).map_err(|e| SignError(format!("bad header value: {e}")))
         };
         let h = req.headers_mut();
-        h.insert("x-amz-date", header(&amz_date)?);
+        h.insert(AMZ_DATE, header(&amz_date)?);
         if let Some(token) = creds.session_token() {
-            h.insert("x-amz-security-token", header(token)?);
+            h.insert(AMZ_SECURITY_TOKEN, header(token)?);
         }
         let mut names: Vec<&str> = h
             .keys()

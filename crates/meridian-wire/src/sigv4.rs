@@ -297,11 +297,7 @@ impl Prechecked<'_> {
             "{}/{}/{}/aws4_request",
             auth.date, auth.region, auth.service
         );
-        let to_sign = format!(
-            "{ALGORITHM}\n{}\n{scope}\n{}",
-            self.amz_date,
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
+        let to_sign = string_to_sign(&self.amz_date, &scope, &canonical);
         let key = signing_key(
             &self.secret.secret_access_key,
             auth.date,
@@ -408,8 +404,40 @@ pub fn canonical_request(
     signed_headers: &str,
     rules: &Rules<'_>,
 ) -> Result<String, BedrockError> {
-    let hash = hex::encode(Sha256::digest(req.body));
-    canonical_request_with_hash(req, signed_headers, rules, &hash)
+    let hash = Hex::of(&Sha256::digest(req.body));
+    canonical_request_with_hash(req, signed_headers, rules, hash.as_str())
+}
+
+/// A SHA-256 digest in lowercase hex, on the stack (the `hex` crate builds
+/// its string a `char` at a time; signing needs two of these per request).
+#[derive(Clone, Copy)]
+struct Hex([u8; 64]);
+
+impl Hex {
+    fn of(digest: &[u8]) -> Hex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'0'; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        Hex(out)
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and letters were written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// `AWS4-HMAC-SHA256\nDATE\nSCOPE\nHEX(SHA256(canonical))`.
+fn string_to_sign(amz_date: &str, scope: &str, canonical: &str) -> String {
+    let hash = Hex::of(&Sha256::digest(canonical.as_bytes()));
+    let mut out = String::with_capacity(ALGORITHM.len() + amz_date.len() + scope.len() + 67);
+    for part in [ALGORITHM, "\n", amz_date, "\n", scope, "\n", hash.as_str()] {
+        out.push_str(part);
+    }
+    out
 }
 
 fn canonical_request_with_hash(
@@ -445,7 +473,10 @@ fn canonical_request_with_hash(
             if i > 0 {
                 out.push(',');
             }
-            push_collapsed(&mut out, &String::from_utf8_lossy(v.as_bytes()));
+            match v.to_str() {
+                Ok(v) => push_collapsed(&mut out, v),
+                Err(_) => push_collapsed(&mut out, &String::from_utf8_lossy(v.as_bytes())),
+            }
         }
         out.push('\n');
     }
@@ -617,10 +648,21 @@ pub fn payload_hash(body: &[u8]) -> String {
 pub fn format_amz_date(t: SystemTime) -> String {
     let u = crate::civil::utc(t);
     let (h, m, s) = u.hms;
-    format!(
-        "{:04}{:02}{:02}T{h:02}{m:02}{s:02}Z",
-        u.year, u.month, u.day
-    )
+    fn digits(out: &mut String, n: u64, width: u32) {
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u64.pow(p) % 10) as u8));
+        }
+    }
+    let mut out = String::with_capacity(16);
+    digits(&mut out, u.year.clamp(0, 9999) as u64, 4);
+    digits(&mut out, u64::from(u.month), 2);
+    digits(&mut out, u64::from(u.day), 2);
+    out.push('T');
+    digits(&mut out, h, 2);
+    digits(&mut out, m, 2);
+    digits(&mut out, s, 2);
+    out.push('Z');
+    out
 }
 
 /// The `Authorization` header value that signs `req` (which must already
@@ -636,14 +678,24 @@ pub fn authorization(
     key: &[u8; 32],
 ) -> Result<String, BedrockError> {
     let canonical = canonical_request(req, signed_headers, rules)?;
-    let to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let signature = hex::encode(hmac(key, to_sign.as_bytes()));
-    Ok(format!(
-        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
-    ))
+    let to_sign = string_to_sign(amz_date, scope, &canonical);
+    let signature = Hex::of(&hmac(key, to_sign.as_bytes()));
+    let parts = [
+        ALGORITHM,
+        " Credential=",
+        access_key_id,
+        "/",
+        scope,
+        ", SignedHeaders=",
+        signed_headers,
+        ", Signature=",
+        signature.as_str(),
+    ];
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
