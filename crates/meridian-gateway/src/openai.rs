@@ -148,25 +148,18 @@ impl FrontDoor for OpenAi {
         body: Bytes,
         usage: &crate::usage::Usage,
     ) -> Result<Response, OpenAiError> {
-        let v = upstream_json(&body)?;
-        let out = match &c.embeddings {
-            Some(req) => {
-                let answers = match v {
-                    Value::Array(a) => a,
-                    one => vec![one],
-                };
-                // Summed over the calls when there were several.
-                let counted = (usage.input > 0).then_some(usage.input);
-                embeddings::response(req, &answers, &c.model, counted)
-            }
-            // Bedrock's OpenAI-compatible endpoint answered in OpenAI's shape.
-            None if served.candidate.surface.is_openai() => v,
-            None => from_converse(&v, &c.id, &c.model, c.created),
+        // The usual case, a Converse answer to a chat, without `Value` trees.
+        let typed = (c.embeddings.is_none() && !served.candidate.surface.is_openai())
+            .then(|| meridian_wire::openai::completion_json(&body, &c.id, &c.model, c.created))
+            .flatten();
+        let bytes = match typed {
+            Some(b) => Bytes::from(b),
+            None => meridian_wire::json_bytes(&answer_value(&c, served, &body, usage)?),
         };
         let mut r = respond::with(
             served.status.as_u16(),
             Some("application/json"),
-            Body::from(meridian_wire::json_bytes(&out)),
+            Body::from(bytes),
         );
         respond::set_header(&mut r, "x-request-id", &c.request_id);
         Ok(r)
@@ -193,6 +186,31 @@ impl FrontDoor for OpenAi {
     fn error(request_id: &str, e: &OpenAiError) -> Response {
         error(request_id, e)
     }
+}
+
+/// A chat's answer as a `Value`: embeddings, an answer in OpenAI's shape
+/// already, and Converse answers the typed translation declines.
+fn answer_value(
+    c: &Chat,
+    served: &Served,
+    body: &[u8],
+    usage: &crate::usage::Usage,
+) -> Result<Value, OpenAiError> {
+    let v = upstream_json(body)?;
+    Ok(match &c.embeddings {
+        Some(req) => {
+            let answers = match v {
+                Value::Array(a) => a,
+                one => vec![one],
+            };
+            // Summed over the calls when there were several.
+            let counted = (usage.input > 0).then_some(usage.input);
+            embeddings::response(req, &answers, &c.model, counted)
+        }
+        // Bedrock's OpenAI-compatible endpoint answered in OpenAI's shape.
+        None if served.candidate.surface.is_openai() => v,
+        None => from_converse(&v, &c.id, &c.model, c.created),
+    })
 }
 
 /// An upstream's JSON answer (a 500 when it is not JSON).

@@ -68,7 +68,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 306,
+            budget: 259,
         },
         Door {
             name: "openai /v1/responses",

@@ -444,7 +444,7 @@ pub fn finish_reason(stop: &str) -> &'static str {
 /// are `prompt_tokens_details.cached_tokens`.
 /// `reasoning` is the thinking's token count, estimated from its text
 /// (Converse does not report it apart; it is inside `outputTokens`).
-fn usage(u: &Value, reasoning: Option<u64>) -> Value {
+pub(super) fn usage(u: &Value, reasoning: Option<u64>) -> Value {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
     let (i, o) = (n("inputTokens") + read + write, n("outputTokens"));

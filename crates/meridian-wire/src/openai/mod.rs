@@ -6,6 +6,7 @@
 //! that a model may still accept (`top_k`, ...) go to
 //! `additionalModelRequestFields` untouched.
 
+mod answer;
 pub mod embeddings;
 mod inbound;
 mod outbound;
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::error::{BedrockError, ErrorKind};
 
+pub use answer::completion_json;
 pub use inbound::{StreamTranslator, Translated, finish_reason, from_converse, to_converse};
 pub use outbound::{converse_to_openai, openai_to_converse_response, stop_reason};
 
