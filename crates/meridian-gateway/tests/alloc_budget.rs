@@ -50,7 +50,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"messages":[{{"role":"user","content":[{{"text":"{PROMPT}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
             ),
             headers: &[],
-            budget: 206,
+            budget: 205,
         },
         Door {
             name: "bedrock invoke (Anthropic body)",
@@ -68,14 +68,14 @@ fn paths() -> Vec<Door> {
                 r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 259,
+            budget: 258,
         },
         Door {
             name: "openai /v1/responses",
             path: "/v1/responses",
             body: format!(r#"{{"model":"chat","max_output_tokens":64,"input":"{PROMPT}"}}"#),
             headers: &[],
-            budget: 381,
+            budget: 380,
         },
         Door {
             name: "anthropic /v1/messages",

@@ -58,7 +58,7 @@ pub fn validate_request(body: &Value) -> Result<(), BedrockError> {
             ))
         })?;
         for (j, block) in content.iter().enumerate() {
-            check_block(block, &format!("messages[{i}].content[{j}]"))?;
+            check_block(block, i, j)?;
         }
     }
     if let Some(system) = obj.get("system")
@@ -74,16 +74,19 @@ pub fn validate_request(body: &Value) -> Result<(), BedrockError> {
     Ok(())
 }
 
-fn check_block(block: &Value, at: &str) -> Result<(), BedrockError> {
+/// Checks block `j` of message `i` (its place is written out only for an error).
+fn check_block(block: &Value, i: usize, j: usize) -> Result<(), BedrockError> {
+    let at = || format!("messages[{i}].content[{j}]");
     let Some(members) = block.as_object().filter(|o| o.len() == 1) else {
         return Err(BedrockError::validation(format!(
-            "{at} must be an object with exactly one member, such as {{\"text\": \"…\"}}"
+            "{} must be an object with exactly one member, such as {{\"text\": \"…\"}}",
+            at()
         )));
     };
     let Some((name, value)) = members.iter().next() else {
-        return Err(BedrockError::validation(format!("{at} is empty")));
+        return Err(BedrockError::validation(format!("{} is empty", at())));
     };
-    let bad = |what: &str| Err(BedrockError::validation(format!("{at}.{name} {what}")));
+    let bad = |what: &str| Err(BedrockError::validation(format!("{}.{name} {what}", at())));
     match name.as_str() {
         "text" if !value.is_string() => bad("must be a string"),
         "image" | "document" | "video" | "audio"
