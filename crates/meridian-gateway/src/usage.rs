@@ -29,13 +29,25 @@ fn tier_of(v: &Value) -> Option<ServiceTier> {
 
 /// The tier in InvokeModel's response header.
 pub fn tier_header(headers: &http::HeaderMap) -> Option<ServiceTier> {
-    ServiceTier::parse(headers.get(crate::plan::TIER_HEADER)?.to_str().ok()?)
+    const TIER: http::HeaderName = http::HeaderName::from_static(crate::plan::TIER_HEADER);
+    ServiceTier::parse(headers.get(TIER)?.to_str().ok()?)
 }
+
+/// Bedrock's token-count headers (constants: a lookup by `&str` parses the
+/// name each time).
+const INPUT_TOKENS: http::HeaderName =
+    http::HeaderName::from_static("x-amzn-bedrock-input-token-count");
+const OUTPUT_TOKENS: http::HeaderName =
+    http::HeaderName::from_static("x-amzn-bedrock-output-token-count");
+const CACHE_READ_TOKENS: http::HeaderName =
+    http::HeaderName::from_static("x-amzn-bedrock-cache-read-input-token-count");
+const CACHE_WRITE_TOKENS: http::HeaderName =
+    http::HeaderName::from_static("x-amzn-bedrock-cache-write-input-token-count");
 
 /// Usage of a whole (non-streaming) answer: Converse's `usage`, Bedrock's
 /// token-count headers, or an Anthropic body's `usage`.
 pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
-    let header = |n: &str| {
+    let header = |n: http::HeaderName| {
         headers
             .get(n)
             .and_then(|v| v.to_str().ok())
@@ -94,15 +106,12 @@ pub fn unary_usage(headers: &http::HeaderMap, body: &[u8]) -> Usage {
             service_tier,
         };
     }
-    match (
-        header("x-amzn-bedrock-input-token-count"),
-        header("x-amzn-bedrock-output-token-count"),
-    ) {
+    match (header(INPUT_TOKENS), header(OUTPUT_TOKENS)) {
         (Some(input), Some(output)) => Usage {
             input,
             output,
-            cache_read: header("x-amzn-bedrock-cache-read-input-token-count").unwrap_or(0),
-            cache_write: header("x-amzn-bedrock-cache-write-input-token-count").unwrap_or(0),
+            cache_read: header(CACHE_READ_TOKENS).unwrap_or(0),
+            cache_write: header(CACHE_WRITE_TOKENS).unwrap_or(0),
             service_tier,
         },
         _ => Usage::default(),
