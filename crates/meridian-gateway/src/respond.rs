@@ -104,8 +104,6 @@ pub fn served_region(served: &Served) -> &str {
         .unwrap_or(&served.candidate.target.endpoint_region)
 }
 
-/// Headers of every response: its request ID and, when attempts were made,
-/// how many and their route.
 /// Header names as constants: inserting by `&str` parses the name each time.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 const ATTEMPTS: HeaderName = HeaderName::from_static(crate::ATTEMPTS_HEADER);
@@ -115,6 +113,8 @@ const ACCOUNT: HeaderName = HeaderName::from_static(crate::ACCOUNT_HEADER);
 const SURFACE: HeaderName = HeaderName::from_static(crate::SURFACE_HEADER);
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-meridian-upstream-request-id");
 
+/// Headers of every response: its request ID and, when attempts were made,
+/// how many and their route.
 pub fn common_headers(
     resp: &mut Response,
     request_id: &str,

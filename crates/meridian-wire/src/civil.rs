@@ -74,3 +74,11 @@ pub fn rfc3339_bytes(t: std::time::SystemTime) -> [u8; 24] {
     put(&mut b[20..23], u64::from(u.millis));
     b
 }
+
+/// ISO 8601's basic form, `20261122T070509Z` (SigV4's `X-Amz-Date`): the
+/// digits, `T` and `Z` of [`rfc3339_bytes`] without its separators.
+pub fn basic_bytes(t: std::time::SystemTime) -> [u8; 16] {
+    const PICK: [usize; 16] = [0, 1, 2, 3, 5, 6, 8, 9, 10, 11, 12, 14, 15, 17, 18, 23];
+    let r = rfc3339_bytes(t);
+    PICK.map(|i| r[i])
+}

@@ -274,7 +274,7 @@ impl Prechecked<'_> {
     /// request. An `x-amz-content-sha256` header must equal it, and unsigned
     /// or chunk-signed (`STREAMING-*`) payloads are refused.
     pub fn verify(self, req: &Request<'_>, rules: &Rules<'_>) -> Result<Verified, BedrockError> {
-        let body_hash = hex::encode(Sha256::digest(req.body));
+        let body_hash = Hex::of(&Sha256::digest(req.body));
         if let Some(sent) = header_str(req.headers, "x-amz-content-sha256") {
             if sent == "UNSIGNED-PAYLOAD" || sent.starts_with("STREAMING-") {
                 return Err(BedrockError::new(
@@ -284,7 +284,7 @@ impl Prechecked<'_> {
                     ),
                 ));
             }
-            if !sent.eq_ignore_ascii_case(&body_hash) {
+            if !sent.eq_ignore_ascii_case(body_hash.as_str()) {
                 return Err(BedrockError::new(
                     ErrorKind::InvalidSignature,
                     "The provided 'x-amz-content-sha256' header does not match what was computed.",
@@ -292,7 +292,8 @@ impl Prechecked<'_> {
             }
         }
         let auth = &self.auth;
-        let canonical = canonical_request_with_hash(req, auth.signed_headers, rules, &body_hash)?;
+        let canonical =
+            canonical_request_with_hash(req, auth.signed_headers, rules, body_hash.as_str())?;
         let scope = format!(
             "{}/{}/{}/aws4_request",
             auth.date, auth.region, auth.service
@@ -304,8 +305,13 @@ impl Prechecked<'_> {
             auth.region,
             auth.service,
         );
-        let expected = hex::encode(hmac(&key, to_sign.as_bytes()));
-        if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
+        let expected = Hex::of(&hmac(&key, to_sign.as_bytes()));
+        if expected
+            .as_str()
+            .as_bytes()
+            .ct_eq(auth.signature.as_bytes())
+            .into()
+        {
             Ok(Verified {
                 access_key_id: auth.access_key_id.to_string(),
                 region: auth.region.to_string(),
@@ -433,11 +439,7 @@ impl Hex {
 /// `AWS4-HMAC-SHA256\nDATE\nSCOPE\nHEX(SHA256(canonical))`.
 fn string_to_sign(amz_date: &str, scope: &str, canonical: &str) -> String {
     let hash = Hex::of(&Sha256::digest(canonical.as_bytes()));
-    let mut out = String::with_capacity(ALGORITHM.len() + amz_date.len() + scope.len() + 67);
-    for part in [ALGORITHM, "\n", amz_date, "\n", scope, "\n", hash.as_str()] {
-        out.push_str(part);
-    }
-    out
+    [ALGORITHM, "\n", amz_date, "\n", scope, "\n", hash.as_str()].concat()
 }
 
 fn canonical_request_with_hash(
@@ -641,28 +643,12 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 
 /// The hex SHA-256 of a body (`x-amz-content-sha256`).
 pub fn payload_hash(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
+    Hex::of(&Sha256::digest(body)).as_str().to_string()
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a time (UTC).
 pub fn format_amz_date(t: SystemTime) -> String {
-    let u = crate::civil::utc(t);
-    let (h, m, s) = u.hms;
-    fn digits(out: &mut String, n: u64, width: u32) {
-        for p in (0..width).rev() {
-            out.push(char::from(b'0' + (n / 10u64.pow(p) % 10) as u8));
-        }
-    }
-    let mut out = String::with_capacity(16);
-    digits(&mut out, u.year.clamp(0, 9999) as u64, 4);
-    digits(&mut out, u64::from(u.month), 2);
-    digits(&mut out, u64::from(u.day), 2);
-    out.push('T');
-    digits(&mut out, h, 2);
-    digits(&mut out, m, 2);
-    digits(&mut out, s, 2);
-    out.push('Z');
-    out
+    String::from_utf8_lossy(&crate::civil::basic_bytes(t)).into_owned()
 }
 
 /// The `Authorization` header value that signs `req` (which must already
@@ -680,7 +666,7 @@ pub fn authorization(
     let canonical = canonical_request(req, signed_headers, rules)?;
     let to_sign = string_to_sign(amz_date, scope, &canonical);
     let signature = Hex::of(&hmac(key, to_sign.as_bytes()));
-    let parts = [
+    Ok([
         ALGORITHM,
         " Credential=",
         access_key_id,
@@ -690,12 +676,8 @@ pub fn authorization(
         signed_headers,
         ", Signature=",
         signature.as_str(),
-    ];
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        out.push_str(p);
-    }
-    Ok(out)
+    ]
+    .concat())
 }
 
 #[cfg(test)]
