@@ -329,6 +329,20 @@ impl Deadlines<tokio::net::TcpStream> {
         }
     }
 
+    /// While a request is in flight: whether the client has closed or reset
+    /// its socket (`Ready(true)`) or sent the next request's bytes
+    /// (`Ready(false)`); `Pending` until either, woken when the socket turns
+    /// readable. Peeks one byte; holds no buffer.
+    pub fn poll_left(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut one = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut one);
+        match self.inner.poll_peek(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(true),
+            Poll::Ready(Ok(_)) => Poll::Ready(false),
+        }
+    }
+
     /// Whether the client opens with HTTP/2's preface (`PRI * HTTP/2.0`),
     /// read without consuming it; `None` when the client closed or the
     /// first-byte deadline passed first.

@@ -27,11 +27,13 @@
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -70,20 +72,25 @@ pub async fn serve<S>(
             }
         }
         let served = activity.requests();
-        let mut conn = Box::new(
-            builder.serve_connection(TokioIo::new(Rewind { pre: pending, io }), svc.clone()),
-        );
+        let socket = Arc::new(Mutex::new(io));
+        let rewind = Rewind {
+            pre: pending,
+            io: socket.clone(),
+        };
+        let mut conn = Box::new(builder.serve_connection(TokioIo::new(rewind), svc.clone()));
         let mut shutting = false;
         let mut idle = Idle {
             nap: Box::pin(tokio::time::sleep(PARK_AFTER)),
             armed: None,
             served,
+            waiting: None,
         };
         // A stop sent since the socket was parked is unseen: `changed`
         // fires at once below.
         let mut stopping = false;
         let ended = loop {
-            let drive = poll_fn(|cx| drive(&mut conn, cx, activity, &mut idle, &mut shutting));
+            let drive =
+                poll_fn(|cx| drive(&mut conn, &socket, cx, activity, &mut idle, &mut shutting));
             tokio::select! {
                 r = drive => break r,
                 _ = stop.changed(), if !stopping => {
@@ -101,6 +108,10 @@ pub async fn serve<S>(
         }
         let parts = conn.into_parts();
         let rewound = parts.io.into_inner();
+        drop(socket);
+        let Ok(socket) = Arc::try_unwrap(rewound.io) else {
+            return;
+        };
         pending = if rewound.pre.is_empty() {
             parts.read_buf
         } else {
@@ -109,7 +120,7 @@ pub async fn serve<S>(
             joined.extend_from_slice(&parts.read_buf);
             joined.into()
         };
-        io = rewound.io;
+        io = socket.into_inner();
         // hyper ended on its own (the answer or the client said close, or
         // the read side closed), or the server is stopping: close the socket.
         if !shutting || stopping {
@@ -130,24 +141,64 @@ struct Idle {
     armed: Option<u64>,
     /// The request count when the hyper connection was made.
     served: u64,
+    /// The request count when bytes of a next request were seen waiting
+    /// while one was in flight (the client pipelines): the socket is not
+    /// watched for the client leaving until hyper reads them.
+    waiting: Option<u64>,
+}
+
+/// How a connection's service ended before hyper finished it.
+#[derive(Debug)]
+enum Ended {
+    Hyper(hyper::Error),
+    /// The client closed or reset its socket while a request was in flight.
+    ClientLeft,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Hyper(e) => e.fmt(f),
+            Ended::ClientLeft => f.write_str("the client left while a request was in flight"),
+        }
+    }
 }
 
 /// Polls `conn`; once it has answered a request and nothing has been in
 /// flight for [`PARK_AFTER`], asks it to stop so its socket can be parked.
+///
+/// hyper is built with `half_close`, so it does not read while a request is
+/// in flight; reading on then would take a second read buffer (the first is
+/// still shared with the request's header values) and keep it for the
+/// connection's life, about 4 KB of memory per stream. Instead the socket
+/// is watched here, without a buffer (a one-byte peek when it turns
+/// readable): a client that closes or resets it ends the connection, and
+/// with it the request, as hyper's own read would have.
 fn drive<S>(
     conn: &mut http1::Connection<TokioIo<Rewind>, S>,
+    socket: &Socket,
     cx: &mut Context<'_>,
     activity: &Activity,
     idle: &mut Idle,
     shutting: &mut bool,
-) -> Poll<hyper::Result<()>>
+) -> Poll<Result<(), Ended>>
 where
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body> + Unpin,
     S::Future: Unpin,
 {
     loop {
         if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
-            return Poll::Ready(r);
+            return Poll::Ready(r.map_err(Ended::Hyper));
+        }
+        if activity.busy() {
+            let requests = activity.requests();
+            if idle.waiting != Some(requests) {
+                match socket.lock().poll_left(cx) {
+                    Poll::Ready(true) => return Poll::Ready(Err(Ended::ClientLeft)),
+                    Poll::Ready(false) => idle.waiting = Some(requests),
+                    Poll::Pending => {}
+                }
+            }
         }
         // A response body is dropped by hyper inside the poll above once
         // its head and last frame are written; a next request already read
@@ -170,11 +221,16 @@ where
     }
 }
 
+/// A connection's socket, shared by hyper (through [`Rewind`]) and the
+/// watch for the client leaving ([`drive`]); both run in the connection's
+/// one task, so the lock is never contended.
+type Socket = Arc<Mutex<Deadlines<TcpStream>>>;
+
 /// The socket with bytes already read in front of it.
 #[derive(Debug)]
 pub struct Rewind {
     pre: Bytes,
-    io: Deadlines<TcpStream>,
+    io: Socket,
 }
 
 impl AsyncRead for Rewind {
@@ -189,36 +245,36 @@ impl AsyncRead for Rewind {
             self.pre.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        Pin::new(&mut *self.io.lock()).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Rewind {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        Pin::new(&mut *self.io.lock()).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        Pin::new(&mut *self.io.lock()).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.io.lock().is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.io.lock()).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.io.lock()).poll_shutdown(cx)
     }
 }

@@ -159,8 +159,11 @@ pub async fn serve_with(
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.max_header_bytes.max(8192));
     // Plain HTTP/1 connections are parked between requests (`park`).
+    // They do not read while a request is in flight (`half_close`): `park`
+    // watches for the client leaving without a second read buffer.
     let mut h1 = hyper::server::conn::http1::Builder::new();
     h1.timer(TokioTimer::new())
+        .half_close(true)
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.max_header_bytes.max(8192));
     let builders = Arc::new((builder, h1));

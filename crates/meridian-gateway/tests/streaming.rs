@@ -222,3 +222,86 @@ async fn an_upstream_exception_mid_stream_ends_it_and_is_recorded_as_that_error(
         );
     }
 }
+
+/// An upstream that takes one call and answers with `head` (nothing when
+/// empty), then holds the connection: reports when the request arrived and
+/// when the gateway closed the connection (the call was cancelled).
+async fn holding_upstream(
+    head: &'static [u8],
+) -> (
+    String,
+    tokio::sync::oneshot::Receiver<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (arrived, arrived_rx) = tokio::sync::oneshot::channel();
+    let (closed, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head and the (small) body: up to the JSON's closing brace.
+        while !(seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.ends_with(b"}")) {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed before its request was whole");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        if !head.is_empty() {
+            tcp.write_all(head).await.unwrap();
+        }
+        let _ = arrived.send(());
+        // Wait for the gateway to close the connection.
+        while tcp.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        let _ = closed.send(());
+    });
+    (url, arrived_rx, closed_rx)
+}
+
+/// A client that hangs up while its request is in flight — before the
+/// upstream's answer, or mid-stream while no event is due — has its call
+/// cancelled upstream and recorded as `client-gone`. The gateway's HTTP/1
+/// connections do not read while a request is in flight (they keep one
+/// read buffer); the socket is watched for the client leaving instead.
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_request_cancels_the_call() {
+    use tokio::io::AsyncWriteExt;
+    let mut stream_head = b"HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let start = eventstream::event("messageStart", br#"{"role":"assistant"}"#);
+    stream_head.extend_from_slice(format!("{:x}\r\n", start.len()).as_bytes());
+    stream_head.extend_from_slice(&start);
+    stream_head.extend_from_slice(b"\r\n");
+    let stream_head: &'static [u8] = stream_head.leak();
+    for (path, head) in [
+        ("/model/chat/converse", &b""[..]),
+        ("/model/chat/converse-stream", stream_head),
+    ] {
+        let (upstream, arrived, closed) = holding_upstream(head).await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.ndjson");
+        let gateway = common::gateway_before(&upstream, Some(&log)).await;
+        let mut client = tokio::net::TcpStream::connect(gateway.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let body = r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(req.as_bytes()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), arrived)
+            .await
+            .expect("the call did not reach the upstream")
+            .unwrap();
+        // Let the gateway forward what the upstream sent, then hang up.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(10), closed)
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the upstream call was not cancelled"))
+            .unwrap();
+        let record = only_record(&log).await;
+        assert_eq!(record["errorCode"], "client-gone", "{path}: {record}");
+    }
+}

@@ -337,7 +337,8 @@ pub(crate) async fn send_raw(
             Ok(Err(e)) => return Err(network_failure(&e, region)),
             Ok(Ok(r)) => r,
         };
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    own_values(&mut parts.headers);
     Ok(Response {
         status: parts.status,
         headers: parts.headers,
@@ -345,6 +346,34 @@ pub(crate) async fn send_raw(
         idle: timeouts.idle,
         region: region.to_string(),
     })
+}
+
+/// Moves `headers`' values out of hyper's read buffer into one buffer of
+/// their own.
+///
+/// hyper hands out header values as slices of the connection's read
+/// buffer; while any is alive, hyper cannot reuse that buffer for the body
+/// and takes a second one (8 KiB, kept for the connection's life). With the
+/// values copied out before the body is read, a stream's upstream
+/// connection holds one read buffer, not two (README, Performance: streams).
+fn own_values(headers: &mut HeaderMap) {
+    let len: usize = headers.values().map(|v| v.len()).sum();
+    let mut store = bytes::BytesMut::with_capacity(len);
+    for v in headers.values() {
+        store.extend_from_slice(v.as_bytes());
+    }
+    let store = store.freeze();
+    let mut at = 0;
+    for v in headers.values_mut() {
+        let end = at + v.len();
+        // The same bytes hyper already accepted as a header value.
+        if let Ok(owned) = HeaderValue::from_maybe_shared(store.slice(at..end)) {
+            let sensitive = v.is_sensitive();
+            *v = owned;
+            v.set_sensitive(sensitive);
+        }
+        at = end;
+    }
 }
 
 /// A Bedrock Runtime client for one account.
@@ -650,4 +679,40 @@ fn network_failure(e: &hyper_util::client::legacy::Error, region: &str) -> Failu
         ErrorKind::ServiceUnavailable,
         format!("cannot reach Bedrock in {region}: {e}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn header_values_move_to_a_buffer_of_their_own_unchanged() {
+        // Values sharing one buffer, as hyper hands them out.
+        let read_buf = Bytes::from_static(b"abc123application/jsonsecret");
+        let mut headers = HeaderMap::new();
+        let value = |r: std::ops::Range<usize>| HeaderValue::from_maybe_shared(read_buf.slice(r));
+        headers.insert("x-amzn-requestid", value(0..6).unwrap());
+        headers.append("x-amzn-requestid", value(3..6).unwrap());
+        headers.insert("content-type", value(6..22).unwrap());
+        let mut secret = value(22..28).unwrap();
+        secret.set_sensitive(true);
+        headers.insert("x-secret", secret);
+        headers.insert("x-empty", HeaderValue::from_static(""));
+        let before = headers.clone();
+        own_values(&mut headers);
+        assert_eq!(headers, before);
+        assert!(headers["x-secret"].is_sensitive());
+        let ids: Vec<_> = headers.get_all("x-amzn-requestid").iter().collect();
+        assert_eq!(ids, ["abc123", "123"]);
+        // No value points into the read buffer any more.
+        let span = read_buf.as_ptr_range();
+        for v in headers.values() {
+            assert!(
+                v.is_empty() || !span.contains(&v.as_bytes().as_ptr()),
+                "{v:?}"
+            );
+        }
+    }
 }
