@@ -12,7 +12,7 @@ use crate::execute::Served;
 use crate::invocation::{Record, Routing};
 use crate::metrics::Family;
 use crate::metrics::labels;
-use crate::plan::Plan;
+use crate::plan::{Placement, Plan};
 use crate::respond::served_region;
 use crate::state::AppState;
 use crate::usage::Usage;
@@ -53,7 +53,8 @@ pub struct Ledger {
 #[derive(Debug)]
 pub struct Finished<'a> {
     pub ledger: &'a Ledger,
-    pub plan: Option<&'a Plan>,
+    /// The plan's policy and first choice (a stream keeps only these).
+    pub placement: Option<Placement<'a>>,
     pub served: Option<&'a Served>,
     pub decision: Option<&'a Decision>,
     pub status: u16,
@@ -76,7 +77,7 @@ impl<'a> Finished<'a> {
     fn ended(ledger: &'a Ledger, status: u16) -> Finished<'a> {
         Finished {
             ledger,
-            plan: None,
+            placement: None,
             served: None,
             decision: None,
             status,
@@ -98,7 +99,7 @@ impl<'a> Finished<'a> {
         code: &'a str,
     ) -> Finished<'a> {
         Finished {
-            plan,
+            placement: plan.map(Plan::placement),
             decision,
             error_code: Some(code),
             ..Finished::ended(ledger, status)
@@ -109,13 +110,13 @@ impl<'a> Finished<'a> {
     /// its first event.
     pub fn served(
         ledger: &'a Ledger,
-        plan: &'a Plan,
+        placement: Placement<'a>,
         served: &'a Served,
         usage: Usage,
         error_code: Option<&'a str>,
     ) -> Finished<'a> {
         Finished {
-            plan: Some(plan),
+            placement: Some(placement),
             served: Some(served),
             decision: Some(&served.decision),
             error_code,
@@ -232,8 +233,8 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
                 1.0,
             );
         }
-        let first = f.plan.and_then(|p| p.candidates.first());
-        if first.is_some_and(|c| c.target.endpoint_region != s.candidate.target.endpoint_region) {
+        let first = f.placement.and_then(|p| p.first_region);
+        if first.is_some_and(|r| r != s.candidate.target.endpoint_region) {
             m.add(
                 Family::ReroutesTotal,
                 labels([("model", &model), ("region", r)]),
@@ -294,19 +295,19 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
     }
     // Residency, checked against where the answer says it was processed:
     // whatever planning promised, a region outside the policy is counted.
-    let allowed = match (f.plan, region.as_deref()) {
-        (Some(plan), Some(r)) => plan.policy_in(state).map(|p| p.allows(r)),
+    let allowed = match (f.placement, region.as_deref()) {
+        (Some(placed), Some(r)) => placed.policy_in(state).map(|p| p.allows(r)),
         _ => None,
     };
-    if let (Some(false), Some(plan), Some(r)) = (allowed, f.plan, region.as_deref()) {
+    if let (Some(false), Some(placed), Some(r)) = (allowed, f.placement, region.as_deref()) {
         m.add(
             RESIDENCY_VIOLATIONS,
-            labels([("policy", plan.policy.as_str()), ("region", r)]),
+            labels([("policy", placed.policy), ("region", r)]),
             1.0,
         );
         tracing::error!(
             request_id = %l.request_id,
-            policy = %plan.policy,
+            policy = %placed.policy,
             region = r,
             "residency violation: the answer says it was processed outside the request's policy"
         );
@@ -317,15 +318,12 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
             .map(|s| s.candidate.target.endpoint_region.as_str());
         state.stats.finished(&crate::traffic::Finished {
             model: &model,
-            policy: f.plan.map(|p| p.policy.as_str()),
+            policy: f.placement.map(|p| p.policy),
             allowed,
             tenant: l.tenant.as_deref(),
             served: called,
             processed: region.as_deref(),
-            first: f
-                .plan
-                .and_then(|p| p.candidates.first())
-                .map(|c| c.target.endpoint_region.as_str()),
+            first: f.placement.and_then(|p| p.first_region),
             attempts: f
                 .decision
                 .map(|d| d.attempts.as_slice())
@@ -350,7 +348,7 @@ pub fn finish(state: &AppState, f: &Finished<'_>) -> Option<f64> {
         api: l.api,
         account: f.served.map(|s| s.candidate.account.as_str()),
         surface: f.served.map(|s| s.candidate.surface.name()),
-        policy: f.plan.map_or("", |p| p.policy.as_str()),
+        policy: f.placement.map_or("", |p| p.policy),
         status: f.status,
         latency_ms: f.latency.as_millis() as u64,
         time_to_first_token_ms: f.ttft.map(|t| t.as_millis() as u64),
@@ -492,8 +490,8 @@ fn trace(
         attrs.push(("meridian.surface", s(sv.candidate.surface.name())));
         attrs.push(("gen_ai.response.model", s(&sv.candidate.target.model_id)));
     }
-    if let Some(p) = f.plan {
-        attrs.push(("meridian.policy", s(&p.policy)));
+    if let Some(p) = f.placement {
+        attrs.push(("meridian.policy", s(p.policy)));
     }
     if let Some(d) = f.decision {
         attrs.push(("meridian.strategy", s(d.strategy)));

@@ -83,14 +83,23 @@ pub async fn serve<S>(
             nap: Box::pin(tokio::time::sleep(PARK_AFTER)),
             armed: None,
             served,
-            waiting: None,
         };
+        let mut watch = Watch::default();
         // A stop sent since the socket was parked is unseen: `changed`
         // fires at once below.
         let mut stopping = false;
         let ended = loop {
-            let drive =
-                poll_fn(|cx| drive(&mut conn, &socket, cx, activity, &mut idle, &mut shutting));
+            let drive = poll_fn(|cx| {
+                drive(
+                    &mut conn,
+                    &socket,
+                    cx,
+                    activity,
+                    &mut idle,
+                    &mut watch,
+                    &mut shutting,
+                )
+            });
             tokio::select! {
                 r = drive => break r,
                 _ = stop.changed(), if !stopping => {
@@ -102,9 +111,16 @@ pub async fn serve<S>(
                 }
             }
         };
-        if let Err(e) = ended {
-            tracing::debug!(error = %e, "connection ended with an error");
-            return;
+        match ended {
+            Ok(()) => {}
+            Err(Ended::Hyper(e)) => {
+                tracing::debug!(error = %e, "connection ended with an error");
+                return;
+            }
+            Err(Ended::ClientLeft) => {
+                tracing::debug!("the client left while a request was in flight");
+                return;
+            }
         }
         let parts = conn.into_parts();
         let rewound = parts.io.into_inner();
@@ -141,9 +157,15 @@ struct Idle {
     armed: Option<u64>,
     /// The request count when the hyper connection was made.
     served: u64,
+}
+
+/// The watch on the socket for the client leaving while a request is in
+/// flight (see [`drive`]).
+#[derive(Default)]
+struct Watch {
     /// The request count when bytes of a next request were seen waiting
     /// while one was in flight (the client pipelines): the socket is not
-    /// watched for the client leaving until hyper reads them.
+    /// watched again until hyper has read them.
     waiting: Option<u64>,
 }
 
@@ -153,15 +175,6 @@ enum Ended {
     Hyper(hyper::Error),
     /// The client closed or reset its socket while a request was in flight.
     ClientLeft,
-}
-
-impl std::fmt::Display for Ended {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ended::Hyper(e) => e.fmt(f),
-            Ended::ClientLeft => f.write_str("the client left while a request was in flight"),
-        }
-    }
 }
 
 /// Polls `conn`; once it has answered a request and nothing has been in
@@ -180,6 +193,7 @@ fn drive<S>(
     cx: &mut Context<'_>,
     activity: &Activity,
     idle: &mut Idle,
+    watch: &mut Watch,
     shutting: &mut bool,
 ) -> Poll<Result<(), Ended>>
 where
@@ -192,10 +206,10 @@ where
         }
         if activity.busy() {
             let requests = activity.requests();
-            if idle.waiting != Some(requests) {
+            if watch.waiting != Some(requests) {
                 match socket.lock().poll_left(cx) {
                     Poll::Ready(true) => return Poll::Ready(Err(Ended::ClientLeft)),
-                    Poll::Ready(false) => idle.waiting = Some(requests),
+                    Poll::Ready(false) => watch.waiting = Some(requests),
                     Poll::Pending => {}
                 }
             }

@@ -95,11 +95,70 @@ impl Plan {
         self.mantle.get_or_init(|| mantle_call(&self.body)).as_ref()
     }
 
+    /// What accounting needs of this plan once it has run.
+    pub fn placement(&self) -> Placement<'_> {
+        Placement {
+            requested: &self.requested,
+            policy: &self.policy,
+            residency: self.residency.as_ref(),
+            first_region: self
+                .candidates
+                .first()
+                .map(|c| c.target.endpoint_region.as_str()),
+        }
+    }
+}
+
+/// What accounting needs of a plan once it has run: the residency policy
+/// it was made under and where it meant to go first.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    /// What the client asked for (names the start-up policy).
+    pub requested: &'a str,
+    /// The residency policy's name.
+    pub policy: &'a str,
+    /// The policy itself, when it is not the start-up one (see [`Plan::residency`]).
+    pub residency: Option<&'a Policy>,
+    /// The first candidate's region: an answer from elsewhere was rerouted.
+    pub first_region: Option<&'a str>,
+}
+
+impl<'a> Placement<'a> {
     /// The residency policy this request was planned under.
-    pub fn policy_in<'a>(&'a self, state: &'a AppState) -> Option<&'a Policy> {
+    pub fn policy_in(&self, state: &'a AppState) -> Option<&'a Policy> {
         self.residency
-            .as_ref()
-            .or_else(|| state.planned_policy(&self.requested))
+            .or_else(|| state.planned_policy(self.requested))
+    }
+}
+
+/// A [`Placement`] of its own: what a stream keeps of its plan until it
+/// ends, in place of the whole plan (candidates, bodies, headers).
+#[derive(Debug)]
+pub struct KeptPlacement {
+    policy: Box<str>,
+    residency: Option<Box<Policy>>,
+    first_region: Option<Box<str>>,
+}
+
+impl KeptPlacement {
+    /// Keeps what `p` says; the request's name is the ledger's, given back to
+    /// [`KeptPlacement::view`].
+    pub fn of(p: Placement<'_>) -> KeptPlacement {
+        KeptPlacement {
+            policy: p.policy.into(),
+            residency: p.residency.map(|r| Box::new(r.clone())),
+            first_region: p.first_region.map(Into::into),
+        }
+    }
+
+    /// The placement again, for the request that asked for `requested`.
+    pub fn view<'a>(&'a self, requested: &'a str) -> Placement<'a> {
+        Placement {
+            requested,
+            policy: &self.policy,
+            residency: self.residency.as_deref(),
+            first_region: self.first_region.as_deref(),
+        }
     }
 }
 
@@ -792,5 +851,40 @@ mod version_tests {
         assert!(!names_another_version(
             br#"{"anthropic_version":"bedrock-2023-05-31","m":"say \"anthropic_version\": 1"}"#
         ));
+    }
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+
+    /// A stream's kept placement gives back what the plan said.
+    #[test]
+    fn a_kept_placement_gives_back_what_the_plan_said() {
+        let eu = Policy {
+            name: "eu".into(),
+            allow: Some(["eu-west-1".to_string(), "eu-west-3".to_string()].into()),
+            exclude: Default::default(),
+            terms: vec!["eu".into()],
+        };
+        let narrowed = Placement {
+            requested: "m",
+            policy: "eu",
+            residency: Some(&eu),
+            first_region: Some("eu-west-1"),
+        };
+        let start_up = Placement {
+            residency: None,
+            first_region: None,
+            ..narrowed
+        };
+        for p in [narrowed, start_up] {
+            let kept = KeptPlacement::of(p);
+            let v = kept.view("m");
+            assert_eq!(
+                (v.requested, v.policy, v.residency, v.first_region),
+                (p.requested, p.policy, p.residency, p.first_region)
+            );
+        }
     }
 }

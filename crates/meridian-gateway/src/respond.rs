@@ -96,10 +96,9 @@ pub fn json(value: &serde_json::Value) -> Response {
 /// The region that served a response: the simulated fleet says where it
 /// processed; real Bedrock does not, so the called region stands in.
 pub fn served_region(served: &Served) -> &str {
-    const SIM_REGION: HeaderName = HeaderName::from_static("x-meridian-sim-inference-region");
     served
         .headers
-        .get(SIM_REGION)
+        .get(crate::execute::SIM_REGION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(&served.candidate.target.endpoint_region)
 }

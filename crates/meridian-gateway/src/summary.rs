@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crate::account::{self, Finished, Ledger};
 use crate::execute::{OnEnd, Served, StreamEnd};
-use crate::plan::Plan;
+use crate::plan::{KeptPlacement, Placement};
 use crate::state::AppState;
 
 /// Status recorded for a request whose client left before it was answered
@@ -96,15 +96,22 @@ pub fn finish_served(state: &AppState, done: &Finished<'_>, claim: crate::limits
 /// come (the stream is dropped unfinished), the summary still finishes.
 pub fn at_stream_end(
     mut summary: Summary,
-    plan: Plan,
+    placement: Placement<'_>,
     claim: crate::limits::Claim,
     hold: impl Send + 'static,
 ) -> OnEnd {
+    let kept = KeptPlacement::of(placement);
     Box::new(move |end: StreamEnd, served: &Served| {
         if let Some(g) = end.guard {
             summary.guard = g;
         }
-        let mut done = Finished::served(&summary, &plan, served, end.usage, end.error.as_deref());
+        let mut done = Finished::served(
+            &summary,
+            kept.view(&summary.requested),
+            served,
+            end.usage,
+            end.error.as_deref(),
+        );
         done.ttft = Some(end.ttft);
         finish_served(&summary.state, &done, claim);
         drop(hold);

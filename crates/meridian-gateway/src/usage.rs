@@ -27,9 +27,11 @@ fn tier_of(v: &Value) -> Option<ServiceTier> {
     ServiceTier::parse(v.get("serviceTier")?.get("type")?.as_str()?)
 }
 
+/// The tier Bedrock says served a request.
+pub(crate) const TIER: http::HeaderName = http::HeaderName::from_static(crate::plan::TIER_HEADER);
+
 /// The tier in InvokeModel's response header.
 pub fn tier_header(headers: &http::HeaderMap) -> Option<ServiceTier> {
-    const TIER: http::HeaderName = http::HeaderName::from_static(crate::plan::TIER_HEADER);
     ServiceTier::parse(headers.get(TIER)?.to_str().ok()?)
 }
 

@@ -227,7 +227,7 @@ async fn an_upstream_exception_mid_stream_ends_it_and_is_recorded_as_that_error(
 /// empty), then holds the connection: reports when the request arrived and
 /// when the gateway closed the connection (the call was cancelled).
 async fn holding_upstream(
-    head: &'static [u8],
+    head: Vec<u8>,
 ) -> (
     String,
     tokio::sync::oneshot::Receiver<()>,
@@ -249,7 +249,7 @@ async fn holding_upstream(
             seen.extend_from_slice(&buf[..n]);
         }
         if !head.is_empty() {
-            tcp.write_all(head).await.unwrap();
+            tcp.write_all(&head).await.unwrap();
         }
         let _ = arrived.send(());
         // Wait for the gateway to close the connection.
@@ -272,9 +272,8 @@ async fn a_client_that_hangs_up_mid_request_cancels_the_call() {
     stream_head.extend_from_slice(format!("{:x}\r\n", start.len()).as_bytes());
     stream_head.extend_from_slice(&start);
     stream_head.extend_from_slice(b"\r\n");
-    let stream_head: &'static [u8] = stream_head.leak();
     for (path, head) in [
-        ("/model/chat/converse", &b""[..]),
+        ("/model/chat/converse", Vec::new()),
         ("/model/chat/converse-stream", stream_head),
     ] {
         let (upstream, arrived, closed) = holding_upstream(head).await;

@@ -314,6 +314,7 @@ pub(crate) fn https_client(timeouts: &Timeouts) -> HttpsClient {
     };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
+        .http1_read_buf_exact_size(4096)
         .build(connector)
 }
 

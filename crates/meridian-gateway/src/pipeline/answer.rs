@@ -38,7 +38,7 @@ pub(super) async fn answer<F: FrontDoor>(
     };
     let cached = hit.is_some();
     let mut resp = if plan.streaming {
-        let on_end = summary::at_stream_end(cx.summary.hand_off(), plan.clone(), claim, held);
+        let on_end = summary::at_stream_end(cx.summary.hand_off(), plan.placement(), claim, held);
         let guard = guard.map(crate::guard::stream::StreamGuard::new);
         let answered = match hit {
             Some((served, body)) => {
@@ -153,7 +153,7 @@ pub(super) fn unary_answer<F: FrontDoor>(
             }
         }
     };
-    let mut done = Finished::served(ledger, plan, served, usage, None);
+    let mut done = Finished::served(ledger, plan.placement(), served, usage, None);
     if let Some(e) = &refused {
         let (status, code) = F::code(e);
         done.status = status;
