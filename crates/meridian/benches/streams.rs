@@ -12,6 +12,11 @@
 //! 3. 5,000 idle keep-alive connections (`--idle N`): each sends one
 //!    `GET /health` and then holds its connection open, sending nothing;
 //!    the gateway's resident memory with all of them open.
+//! 4. The same streams as 2. through a bare hyper proxy (this binary run
+//!    again with `--floor-proxy`: hyper's HTTP/1 server and hyper-util's
+//!    pooled client with Meridian's client settings, mimalloc, nothing
+//!    else): the memory any hyper-based HTTP/1 proxy holds for them, to
+//!    read Meridian's own share against (`--no-floor` skips it).
 //!
 //! Also reports start-up time to `/ready` and idle memory. The gateway runs
 //! as its own process (its RSS and CPU are read from /proc); upstream and
@@ -35,6 +40,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use meridian_wire::eventstream;
 use tokio::time::Instant;
+
+/// mimalloc, as the `meridian` binary has: the floor proxy (below) runs
+/// in this binary and is compared with the gateway.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DRIP: Duration = Duration::from_millis(100);
 
@@ -259,13 +269,197 @@ async fn sse_once(addr: &str, path: &str, body: &'static str) -> Result<(Duratio
     ))
 }
 
+/// What holding many slow streams at once through one process measured.
+struct Held {
+    streams: usize,
+    deltas: usize,
+    events: u64,
+    peak_open: u64,
+    took: Duration,
+    failed: usize,
+    short: usize,
+    peak_rss: u64,
+    hwm: u64,
+    cpu_ms: f64,
+}
+
+impl Held {
+    fn print(&self, who: &str) {
+        println!(
+            "{} streams ({} open at once at most), {} deltas each at one per 100 ms: {} events in {:.1} s; \
+             failed {}, incomplete {}",
+            self.streams,
+            self.peak_open,
+            self.deltas,
+            self.events,
+            self.took.as_secs_f64(),
+            self.failed,
+            self.short
+        );
+        println!(
+            "{who}: peak RSS {:.1} MB (VmHWM {:.1} MB); CPU {:.0} ms = {:.2} µs per forwarded event",
+            self.peak_rss as f64 / 1024.0,
+            self.hwm as f64 / 1024.0,
+            self.cpu_ms,
+            self.cpu_ms * 1e3 / self.events.max(1) as f64
+        );
+    }
+}
+
+/// `streams` ConverseStream streams through `addr` (process `pid`), opened
+/// 5,000 a second, each dripping `deltas` deltas one per 100 ms: the
+/// process's peak RSS (sampled every 100 ms) and CPU.
+async fn hold_streams(addr: &str, pid: u32, streams: usize, deltas: usize, seconds: usize) -> Held {
+    let (_, _, cpu0) = proc_stats(pid);
+    let events = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(AtomicU64::new(0));
+    let peak_open = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..streams {
+        if i % 250 == 0 && i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await; // ramp: 5,000 per second
+        }
+        let (addr, events, open, peak_open) = (
+            addr.to_string(),
+            events.clone(),
+            open.clone(),
+            peak_open.clone(),
+        );
+        tasks.spawn(async move {
+            let now = open.fetch_add(1, Ordering::Relaxed) + 1;
+            peak_open.fetch_max(now, Ordering::Relaxed);
+            let r = stream_once(&addr, "chat", "drip").await;
+            open.fetch_sub(1, Ordering::Relaxed);
+            if let Ok((_, e)) = &r {
+                events.fetch_add(*e, Ordering::Relaxed);
+            }
+            r.map(|(_, e)| e)
+        });
+    }
+    let mut peak_rss = 0;
+    let sampler = async {
+        loop {
+            let (rss, _, _) = proc_stats(pid);
+            peak_rss = peak_rss.max(rss);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let mut failed = 0;
+    let mut short = 0;
+    let expected = deltas as u64 + 4;
+    let collect = async {
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Ok(e) if e == expected => {}
+                Ok(_) => short += 1,
+                Err(_) => failed += 1,
+            }
+        }
+    };
+    tokio::select! {
+        () = collect => {}
+        () = sampler => {}
+        () = tokio::time::sleep(Duration::from_secs(seconds as u64 * 3 + 60)) => panic!("streams did not finish in time"),
+    }
+    let took = t0.elapsed();
+    let (_, hwm, cpu1) = proc_stats(pid);
+    let events = events.load(Ordering::Relaxed);
+    Held {
+        streams,
+        deltas,
+        events,
+        peak_open: peak_open.load(Ordering::Relaxed),
+        took,
+        failed,
+        short,
+        peak_rss,
+        hwm,
+        cpu_ms: cpu1 - cpu0,
+    }
+}
+
+/// `--floor-proxy UPSTREAM LISTEN`: the least an HTTP/1 proxy on hyper
+/// does — hyper's server, the request body read whole and sent on with
+/// hyper-util's pooled client (the settings Meridian's upstream client
+/// has), the answer's body passed back frame by frame. `/ready` answers
+/// 200. Runs until killed.
+fn floor_proxy(up: &str, listen: &str) {
+    use http_body_util::combinators::BoxBody;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let up: Arc<str> = up.into();
+    rt.block_on(async move {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .http1_read_buf_exact_size(4096)
+                .build_http::<Full<Bytes>>();
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            tcp.set_nodelay(true).ok();
+            let (client, up) = (client.clone(), up.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                    let (client, up) = (client.clone(), up.clone());
+                    async move {
+                        let empty = || {
+                            http_body_util::Empty::<Bytes>::new()
+                                .map_err(|never| match never {})
+                                .boxed()
+                        };
+                        if req.uri().path() == "/ready" {
+                            return Ok::<_, Infallible>(hyper::Response::new(empty()));
+                        }
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let mut out = hyper::Request::post(format!("{up}{}", parts.uri.path()))
+                            .body(Full::new(body))
+                            .unwrap();
+                        if let Some(v) = parts.headers.get(hyper::header::CONTENT_TYPE) {
+                            out.headers_mut()
+                                .insert(hyper::header::CONTENT_TYPE, v.clone());
+                        }
+                        Ok(match client.request(out).await {
+                            Ok(resp) => resp.map(|b| -> BoxBody<Bytes, hyper::Error> { b.boxed() }),
+                            Err(_) => {
+                                let mut r = hyper::Response::new(empty());
+                                *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                                r
+                            }
+                        })
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--floor-proxy") {
+        floor_proxy(&args[i + 1], &args[i + 2]);
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
+    let floor = !std::env::args().any(|a| a == "--no-floor");
     let arg = |name: &str| {
         let args: Vec<String> = std::env::args().collect();
         args.iter()
@@ -392,72 +586,38 @@ fn main() {
         println!("time to first byte, native Messages (SSE), {n} streams each (µs): direct p50 {d50:.0} p99 {d99:.0}; through Meridian p50 {t50:.0} p99 {t99:.0}; added p50 {:.0} p99 {:.0}", t50 - d50, t99 - d99);
 
         // 2. Many slow streams at once.
-        let (_, _, cpu0) = proc_stats(pid);
-        let events = Arc::new(AtomicU64::new(0));
-        let open = Arc::new(AtomicU64::new(0));
-        let peak_open = Arc::new(AtomicU64::new(0));
-        let t0 = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..streams {
-            if i % 250 == 0 && i > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await; // ramp: 5,000 per second
-            }
-            let (addr, events, open, peak_open) = (addr.clone(), events.clone(), open.clone(), peak_open.clone());
-            tasks.spawn(async move {
-                let now = open.fetch_add(1, Ordering::Relaxed) + 1;
-                peak_open.fetch_max(now, Ordering::Relaxed);
-                let r = stream_once(&addr, "chat", "drip").await;
-                open.fetch_sub(1, Ordering::Relaxed);
-                if let Ok((_, e)) = &r {
-                    events.fetch_add(*e, Ordering::Relaxed);
-                }
-                r.map(|(_, e)| e)
-            });
-        }
-        let mut peak_rss = 0;
-        let sampler = async {
-            loop {
-                let (rss, _, _) = proc_stats(pid);
-                peak_rss = peak_rss.max(rss);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        };
-        let mut failed = 0;
-        let mut short = 0;
-        let expected = deltas as u64 + 4;
-        let collect = async {
-            while let Some(r) = tasks.join_next().await {
-                match r.unwrap() {
-                    Ok(e) if e == expected => {}
-                    Ok(_) => short += 1,
-                    Err(_) => failed += 1,
-                }
-            }
-        };
-        tokio::select! {
-            () = collect => {}
-            () = sampler => {}
-            () = tokio::time::sleep(Duration::from_secs(seconds as u64 * 3 + 60)) => panic!("streams did not finish in time"),
-        }
-        let took = t0.elapsed();
-        let (_, hwm, cpu1) = proc_stats(pid);
-        let events = events.load(Ordering::Relaxed);
-        println!(
-            "{streams} streams ({} open at once at most), {deltas} deltas each at one per 100 ms: {events} events in {:.1} s; \
-             failed {failed}, incomplete {short}",
-            peak_open.load(Ordering::Relaxed),
-            took.as_secs_f64()
-        );
-        println!(
-            "gateway: peak RSS {:.1} MB (VmHWM {:.1} MB); CPU {:.0} ms = {:.2} µs per forwarded event",
-            peak_rss as f64 / 1024.0,
-            hwm as f64 / 1024.0,
-            cpu1 - cpu0,
-            (cpu1 - cpu0) * 1e3 / events.max(1) as f64
-        );
+        let held = hold_streams(&addr, pid, streams, deltas, seconds).await;
+        held.print("gateway");
         child.kill().ok();
         child.wait().ok();
-        assert_eq!(failed + short, 0, "streams failed or lost events");
+        assert_eq!(held.failed + held.short, 0, "streams failed or lost events");
+
+        // 4. The same streams through a bare hyper proxy (this binary, with
+        // mimalloc and the upstream client settings Meridian uses): the
+        // floor an HTTP/1 proxy built on hyper starts from.
+        if floor {
+            let port = free_port();
+            let proxy_addr = format!("127.0.0.1:{port}");
+            let mut proxy = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--floor-proxy", &up, &proxy_addr])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let t0 = Instant::now();
+            while !crate::ready(&proxy_addr).await {
+                assert!(t0.elapsed() < Duration::from_secs(10), "the floor proxy did not start");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (idle_rss, _, _) = proc_stats(proxy.id());
+            let held = hold_streams(&proxy_addr, proxy.id(), streams, deltas, seconds).await;
+            println!("bare hyper proxy (floor): idle RSS {:.1} MB", idle_rss as f64 / 1024.0);
+            held.print("bare hyper proxy");
+            proxy.kill().ok();
+            proxy.wait().ok();
+            assert_eq!(held.failed + held.short, 0, "streams through the floor proxy failed");
+        }
     });
 }
 
