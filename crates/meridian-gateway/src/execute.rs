@@ -48,7 +48,7 @@ impl Served {
     /// What accounting reads of it ([`crate::respond::served_region`],
     /// [`crate::usage::tier_header`]), for a stream to keep until it ends:
     /// the upstream's headers but those are dropped.
-    fn for_accounting(&self) -> Served {
+    pub(crate) fn for_accounting(&self) -> Served {
         let mut headers = http::HeaderMap::new();
         for name in [SIM_REGION, crate::usage::TIER] {
             if let Some(v) = self.headers.get(&name) {
@@ -881,69 +881,4 @@ pub fn eventstream_body(events: Events) -> Body {
         })
     });
     Body::from_stream(frames)
-}
-
-#[cfg(test)]
-mod tests {
-    use meridian_catalog::{ServiceTier, Target, TargetKind};
-
-    use super::*;
-
-    /// What a stream keeps of its served attempt answers accounting as the
-    /// whole attempt does, without the upstream's other headers.
-    #[test]
-    fn a_stream_keeps_what_accounting_reads_of_its_served_attempt() {
-        let target = Target {
-            endpoint_region: "eu-west-1".into(),
-            model_id: "eu.m".into(),
-            kind: TargetKind::GeoProfile,
-            prefix: Some("eu".into()),
-            base_model_id: None,
-            destinations: ["eu-west-1".to_string(), "eu-west-3".to_string()].into(),
-            price: None,
-            confirmed: true,
-            distance_km: 0,
-            capacity_tpm: None,
-        };
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in [
-            ("content-type", "application/vnd.amazon.eventstream"),
-            ("x-amzn-requestid", "r-1"),
-            ("date", "Sat, 05 Dec 2026 18:00:00 GMT"),
-            ("x-meridian-sim-inference-region", "eu-west-3"),
-            (crate::plan::TIER_HEADER, "priority"),
-        ] {
-            headers.insert(
-                http::HeaderName::from_static(name),
-                http::HeaderValue::from_static(value),
-            );
-        }
-        let served = Served {
-            status: http::StatusCode::OK,
-            headers,
-            candidate: Candidate::new("main".into(), 0, "m".into(), target, None),
-            attempts: 2,
-            decision: Decision {
-                strategy: "priority",
-                policy: "eu".into(),
-                candidates: vec!["main|eu-west-1|converse|eu.m".into()],
-                attempts: Vec::new(),
-                served_by: None,
-                hedged: true,
-                gave_up: None,
-            },
-        };
-        let kept = served.for_accounting();
-        assert_eq!(crate::respond::served_region(&kept), "eu-west-3");
-        assert_eq!(
-            crate::usage::tier_header(&kept.headers),
-            Some(ServiceTier::Priority)
-        );
-        assert_eq!(kept.headers.len(), 2, "{:?}", kept.headers);
-        assert_eq!(kept.status, served.status);
-        assert_eq!(kept.attempts, 2);
-        assert_eq!(kept.candidate.key(), served.candidate.key());
-        assert_eq!(kept.decision.summary(), served.decision.summary());
-        assert!(kept.decision.hedged);
-    }
 }

@@ -174,6 +174,64 @@ pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
 mod tests {
     use std::collections::HashSet;
 
+    /// What a stream keeps of its served attempt answers accounting as the
+    /// whole attempt does, without the upstream's other headers.
+    #[test]
+    fn a_stream_keeps_what_accounting_reads_of_its_served_attempt() {
+        let target = meridian_catalog::Target {
+            endpoint_region: "eu-west-1".into(),
+            model_id: "eu.m".into(),
+            kind: meridian_catalog::TargetKind::GeoProfile,
+            prefix: Some("eu".into()),
+            base_model_id: None,
+            destinations: ["eu-west-1".to_string(), "eu-west-3".to_string()].into(),
+            price: None,
+            confirmed: true,
+            distance_km: 0,
+            capacity_tpm: None,
+        };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/vnd.amazon.eventstream"),
+            ("x-amzn-requestid", "r-1"),
+            ("date", "Sat, 05 Dec 2026 18:00:00 GMT"),
+            ("x-meridian-sim-inference-region", "eu-west-3"),
+            (crate::plan::TIER_HEADER, "priority"),
+        ] {
+            headers.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        let served = Served {
+            status: http::StatusCode::OK,
+            headers,
+            candidate: meridian_router::Candidate::new("main".into(), 0, "m".into(), target, None),
+            attempts: 2,
+            decision: meridian_router::Decision {
+                strategy: "priority",
+                policy: "eu".into(),
+                candidates: vec!["main|eu-west-1|converse|eu.m".into()],
+                attempts: Vec::new(),
+                served_by: None,
+                hedged: true,
+                gave_up: None,
+            },
+        };
+        let kept = served.for_accounting();
+        assert_eq!(served_region(&kept), "eu-west-3");
+        assert_eq!(
+            crate::usage::tier_header(&kept.headers),
+            Some(meridian_catalog::ServiceTier::Priority)
+        );
+        assert_eq!(kept.headers.len(), 2, "{:?}", kept.headers);
+        assert_eq!(kept.status, served.status);
+        assert_eq!(kept.attempts, 2);
+        assert_eq!(kept.candidate.key(), served.candidate.key());
+        assert_eq!(kept.decision.summary(), served.decision.summary());
+        assert!(kept.decision.hedged);
+    }
+
     use http_body_util::BodyExt;
 
     use super::*;
