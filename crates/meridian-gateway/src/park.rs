@@ -111,16 +111,14 @@ pub async fn serve<S>(
                 }
             }
         };
-        match ended {
-            Ok(()) => {}
-            Err(Ended::Hyper(e)) => {
-                tracing::debug!(error = %e, "connection ended with an error");
-                return;
+        if let Err(e) = ended {
+            match e {
+                Ended::Hyper(e) => tracing::debug!(error = %e, "connection ended with an error"),
+                Ended::ClientLeft => {
+                    tracing::debug!("the client left while a request was in flight")
+                }
             }
-            Err(Ended::ClientLeft) => {
-                tracing::debug!("the client left while a request was in flight");
-                return;
-            }
+            return;
         }
         let parts = conn.into_parts();
         let rewound = parts.io.into_inner();

@@ -288,6 +288,13 @@ impl Response {
 
 pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// How long an upstream connection stays pooled, idle.
+pub const POOL_IDLE: Duration = Duration::from_secs(60);
+/// The upstream client's HTTP/1 read buffer: fixed, not hyper's adaptive
+/// one that starts at 8 KiB (a stream's events are small; README,
+/// Performance: streams).
+pub const READ_BUF_BYTES: usize = 4096;
+
 /// A pooled HTTP/1.1 + HTTP/2 client over rustls (ring) with a connect timeout.
 pub(crate) fn https_client(timeouts: &Timeouts) -> HttpsClient {
     let mut http = HttpConnector::new();
@@ -313,8 +320,8 @@ pub(crate) fn https_client(timeouts: &Timeouts) -> HttpsClient {
             .wrap_connector(http),
     };
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .http1_read_buf_exact_size(4096)
+        .pool_idle_timeout(POOL_IDLE)
+        .http1_read_buf_exact_size(READ_BUF_BYTES)
         .build(connector)
 }
 

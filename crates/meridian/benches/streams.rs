@@ -394,8 +394,8 @@ fn floor_proxy(up: &str, listen: &str) {
     rt.block_on(async move {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .http1_read_buf_exact_size(4096)
+                .pool_idle_timeout(meridian_upstream::bedrock::POOL_IDLE)
+                .http1_read_buf_exact_size(meridian_upstream::bedrock::READ_BUF_BYTES)
                 .build_http::<Full<Bytes>>();
         let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
         loop {
