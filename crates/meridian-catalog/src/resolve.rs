@@ -109,6 +109,24 @@ impl Target {
         std::iter::once(&self.endpoint_region).chain(self.destinations.iter())
     }
 
+    /// The same target without its destination set (for what must outlive
+    /// the routing decision without copying every destination: a running
+    /// stream's record of where it was served).
+    pub fn without_destinations(&self) -> Target {
+        Target {
+            endpoint_region: self.endpoint_region.clone(),
+            model_id: self.model_id.clone(),
+            kind: self.kind,
+            prefix: self.prefix.clone(),
+            base_model_id: self.base_model_id.clone(),
+            destinations: BTreeSet::new(),
+            price: self.price,
+            confirmed: self.confirmed,
+            distance_km: self.distance_km,
+            capacity_tpm: self.capacity_tpm,
+        }
+    }
+
     /// Whether the target is called in the source region.
     pub fn is_local(&self) -> bool {
         self.distance_km == 0

@@ -47,7 +47,8 @@ pub(crate) const SIM_REGION: http::HeaderName =
 impl Served {
     /// What accounting reads of it ([`crate::respond::served_region`],
     /// [`crate::usage::tier_header`]), for a stream to keep until it ends:
-    /// the upstream's headers but those are dropped.
+    /// the upstream's headers but those, and the candidate without its
+    /// destination set, are dropped.
     pub(crate) fn for_accounting(&self) -> Served {
         let mut headers = http::HeaderMap::new();
         for name in [SIM_REGION, crate::usage::TIER] {
@@ -58,7 +59,7 @@ impl Served {
         Served {
             status: self.status,
             headers,
-            candidate: self.candidate.clone(),
+            candidate: self.candidate.without_destinations(),
             attempts: self.attempts,
             decision: self.decision.clone(),
         }
@@ -349,7 +350,9 @@ async fn attempt(
         }
         client.call(&call).await?
     };
-    let (status, headers) = (upstream.status, upstream.headers.clone());
+    // Taken, not cloned: a stream keeps `upstream` (its body) to its end,
+    // and its headers are read only here.
+    let (status, headers) = (upstream.status, std::mem::take(&mut upstream.headers));
     let got = if plan.streaming {
         let mut decoder = Decoder::for_surface(c.surface);
         let first = first_event(&mut upstream, &mut decoder).await?;
@@ -411,11 +414,11 @@ async fn run(state: &AppState, plan: &Plan) -> Result<(Served, Answer), Exhauste
         };
         tokio::select! {
             Some((n, res)) = pending.next() => match res {
-                Ok(answer) => {
+                Ok(mut answer) => {
                     let Some(i) = attempts.succeeded(n, Instant::now()) else { continue };
                     let served = Served {
                         status: answer.status,
-                        headers: answer.headers.clone(),
+                        headers: std::mem::take(&mut answer.headers),
                         candidate: plan.candidates[i].clone(),
                         attempts: attempts.started(),
                         decision: attempts.into_decision(),
@@ -563,10 +566,12 @@ pub async fn streaming(
                 next: Some(first),
                 upstream: *upstream,
                 decoder,
-                guard,
+                guard: guard.map(Box::new),
                 kept: keep.map(|k| (Vec::new(), k)),
                 usage: StreamUsage::default(),
-                out: VecDeque::with_capacity(4),
+                // An event and the one held before it, at most, unless a
+                // guard releases more at once.
+                out: VecDeque::with_capacity(2),
                 held: None,
                 on_end: Some(on_end),
                 done: false,
@@ -711,7 +716,9 @@ struct Forward {
     next: Option<Event>,
     upstream: Upstream,
     decoder: Decoder,
-    guard: Option<StreamGuard>,
+    /// Boxed: most streams have none, and a stream keeps its `Forward`
+    /// for its whole life.
+    guard: Option<Box<StreamGuard>>,
     /// The raw frames of the whole stream, for the cache; dropped when it
     /// grows past what an entry may hold, or the stream fails.
     kept: Option<(Vec<u8>, KeepServed)>,
@@ -799,29 +806,30 @@ impl Forward {
             self.done = true;
             return;
         }
-        let mut guarded = Vec::with_capacity(2);
-        let r = match self.guard.as_mut() {
-            None => {
-                guarded.push(ev);
-                Ok(())
-            }
-            Some(g) => g.event(ev, &mut guarded),
+        let Some(g) = self.guard.as_mut() else {
+            self.queue(ev);
+            return;
         };
-        if let Err(e) = r {
+        let mut guarded = Vec::with_capacity(2);
+        if let Err(e) = g.event(ev, &mut guarded) {
             self.fail(e);
             return;
         }
         for ev in guarded {
-            // An end-looking event is held; any other sends what was held
-            // (it was not the end after all), then itself.
-            if ev.is_last() {
-                if let Some(earlier) = self.held.replace(ev) {
-                    self.out.push_back(Ok(earlier));
-                }
-            } else {
-                self.out.extend(self.held.take().map(Ok));
-                self.out.push_back(Ok(ev));
+            self.queue(ev);
+        }
+    }
+
+    /// An end-looking event is held; any other sends what was held (it was
+    /// not the end after all), then itself.
+    fn queue(&mut self, ev: Event) {
+        if ev.is_last() {
+            if let Some(earlier) = self.held.replace(ev) {
+                self.out.push_back(Ok(earlier));
             }
+        } else {
+            self.out.extend(self.held.take().map(Ok));
+            self.out.push_back(Ok(ev));
         }
     }
 

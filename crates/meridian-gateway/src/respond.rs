@@ -228,6 +228,12 @@ mod tests {
         assert_eq!(kept.status, served.status);
         assert_eq!(kept.attempts, 2);
         assert_eq!(kept.candidate.key(), served.candidate.key());
+        // Every field of the candidate but its destinations, which no
+        // record reads.
+        let mut whole = served.candidate.clone();
+        whole.target.destinations.clear();
+        assert_eq!(kept.candidate, whole);
+        assert!(kept.candidate.target.destinations.is_empty());
         assert_eq!(kept.decision.summary(), served.decision.summary());
         assert!(kept.decision.hedged);
     }

@@ -50,7 +50,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"messages":[{{"role":"user","content":[{{"text":"{PROMPT}"}}]}}],"inferenceConfig":{{"maxTokens":64}}}}"#
             ),
             headers: &[],
-            budget: 205,
+            budget: 201,
         },
         Door {
             name: "bedrock invoke (Anthropic body)",
@@ -59,7 +59,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 201,
+            budget: 197,
         },
         Door {
             name: "openai /v1/chat/completions",
@@ -68,14 +68,14 @@ fn paths() -> Vec<Door> {
                 r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[],
-            budget: 258,
+            budget: 254,
         },
         Door {
             name: "openai /v1/responses",
             path: "/v1/responses",
             body: format!(r#"{{"model":"chat","max_output_tokens":64,"input":"{PROMPT}"}}"#),
             headers: &[],
-            budget: 380,
+            budget: 376,
         },
         Door {
             name: "anthropic /v1/messages",
@@ -84,7 +84,7 @@ fn paths() -> Vec<Door> {
                 r#"{{"model":"chat","max_tokens":64,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
             ),
             headers: &[("anthropic-version", "2023-06-01")],
-            budget: 241,
+            budget: 237,
         },
     ]
 }

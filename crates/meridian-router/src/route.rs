@@ -93,6 +93,21 @@ impl Candidate {
         }
     }
 
+    /// The same candidate without its target's destination set: its key,
+    /// account, model, surface, tier and price, as a stream keeps them until
+    /// it ends ([`Target::without_destinations`]).
+    pub fn without_destinations(&self) -> Candidate {
+        Candidate {
+            account: self.account.clone(),
+            tier: self.tier,
+            model: self.model.clone(),
+            target: self.target.without_destinations(),
+            service_tier: self.service_tier,
+            surface: self.surface,
+            id: self.id,
+        }
+    }
+
     /// The same call on another surface of the same account and region
     /// (`target` is what that surface is called with).
     pub fn on(&self, surface: Surface, target: Target) -> Candidate {
