@@ -173,22 +173,27 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `(VmRSS, VmHWM)` in KiB and CPU time in ms of a process.
-fn proc_stats(pid: u32) -> (u64, u64, f64) {
+/// Fields of a process's `/proc/<pid>/status` in KiB, 0 when absent.
+fn status_kib<const N: usize>(pid: u32, names: [&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
-    };
+    })
+}
+
+/// `(VmRSS, VmHWM)` in KiB and CPU time in ms of a process.
+fn proc_stats(pid: u32) -> (u64, u64, f64) {
+    let [rss, hwm] = status_kib(pid, ["VmRSS:", "VmHWM:"]);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (field("VmRSS:"), field("VmHWM:"), ticks * 10.0) // 100 ticks per second
+    (rss, hwm, ticks * 10.0) // 100 ticks per second
 }
 
 /// A JSON POST on its own connection: when it was sent, and the body of
@@ -279,6 +284,9 @@ struct Held {
     failed: usize,
     short: usize,
     peak_rss: u64,
+    /// `RssAnon` and `RssFile` (the binary's code, mostly) at the peak
+    /// sample, in KiB.
+    peak_split: [u64; 2],
     hwm: u64,
     cpu_ms: f64,
 }
@@ -297,9 +305,11 @@ impl Held {
             self.short
         );
         println!(
-            "{who}: peak RSS {:.1} MB (VmHWM {:.1} MB); CPU {:.0} ms = {:.2} µs per forwarded event",
+            "{who}: peak RSS {:.1} MB (VmHWM {:.1} MB; at the peak {:.1} MB anonymous, {:.1} MB file-backed); CPU {:.0} ms = {:.2} µs per forwarded event",
             self.peak_rss as f64 / 1024.0,
             self.hwm as f64 / 1024.0,
+            self.peak_split[0] as f64 / 1024.0,
+            self.peak_split[1] as f64 / 1024.0,
             self.cpu_ms,
             self.cpu_ms * 1e3 / self.events.max(1) as f64
         );
@@ -338,10 +348,14 @@ async fn hold_streams(addr: &str, pid: u32, streams: usize, deltas: usize, secon
         });
     }
     let mut peak_rss = 0;
+    let mut peak_split = [0, 0];
     let sampler = async {
         loop {
-            let (rss, _, _) = proc_stats(pid);
-            peak_rss = peak_rss.max(rss);
+            let [rss, anon, file] = status_kib(pid, ["VmRSS:", "RssAnon:", "RssFile:"]);
+            if rss > peak_rss {
+                peak_rss = rss;
+                peak_split = [anon, file];
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
@@ -374,6 +388,7 @@ async fn hold_streams(addr: &str, pid: u32, streams: usize, deltas: usize, secon
         failed,
         short,
         peak_rss,
+        peak_split,
         hwm,
         cpu_ms: cpu1 - cpu0,
     }
