@@ -47,8 +47,8 @@ pub(crate) const SIM_REGION: http::HeaderName =
 impl Served {
     /// What accounting reads of it ([`crate::respond::served_region`],
     /// [`crate::usage::tier_header`]), for a stream to keep until it ends:
-    /// the upstream's headers but those, and the candidate without its
-    /// destination set, are dropped.
+    /// of the upstream's headers only those two, and the candidate without
+    /// its target's destination set.
     pub(crate) fn for_accounting(&self) -> Served {
         let mut headers = http::HeaderMap::new();
         for name in [SIM_REGION, crate::usage::TIER] {
