@@ -16,7 +16,9 @@ use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Stream, StreamExt};
 use meridian_router::{Action, Attempts, Candidate, Decision, Failed, Limits, Surface};
-use meridian_upstream::{Call, Failure, Outcome, OutcomeClass, Response as Upstream, Route};
+use meridian_upstream::{
+    Call, Failure, Outcome, OutcomeClass, Response as Upstream, ResponseBody, Route,
+};
 
 use meridian_wire::event::{Event, Kind};
 use meridian_wire::eventstream::FrameSplitter;
@@ -561,10 +563,9 @@ pub async fn streaming(
             upstream,
             decoder,
         } => {
-            let forward = Forward {
+            let mut forward = Forward {
                 input_estimate: plan.input_tokens,
-                next: Some(first),
-                upstream: *upstream,
+                upstream: upstream.into_body(),
                 decoder,
                 guard: guard.map(Box::new),
                 kept: keep.map(|k| (Vec::new(), k)),
@@ -576,6 +577,7 @@ pub async fn streaming(
                 on_end: Some(on_end),
                 done: false,
             };
+            forward.pass(first);
             Ok((served, forward.events()))
         }
         Got::Unary(body) => {
@@ -712,9 +714,8 @@ pub fn replay(
 /// (dropped unfinished).
 struct Forward {
     input_estimate: u64,
-    /// The first event, not yet passed on.
-    next: Option<Event>,
-    upstream: Upstream,
+    /// The upstream response's body (its head is in [`Served`]).
+    upstream: ResponseBody,
     decoder: Decoder,
     /// Boxed: most streams have none, and a stream keeps its `Forward`
     /// for its whole life.
@@ -759,9 +760,6 @@ impl Forward {
 
     /// The next upstream event; `None` at a clean end.
     async fn pull(&mut self) -> Result<Option<Event>, BedrockError> {
-        if let Some(ev) = self.next.take() {
-            return Ok(Some(ev));
-        }
         loop {
             if let Some(ev) = self.decoder.next()? {
                 return Ok(Some(ev));

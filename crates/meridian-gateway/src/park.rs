@@ -80,7 +80,7 @@ pub async fn serve<S>(
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(rewind), svc.clone()));
         let mut shutting = false;
         let mut idle = Idle {
-            nap: Box::pin(tokio::time::sleep(PARK_AFTER)),
+            nap: None,
             armed: None,
             served,
         };
@@ -150,7 +150,9 @@ const PARK_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// When an answered connection went idle.
 struct Idle {
-    nap: Pin<Box<tokio::time::Sleep>>,
+    /// Made when first armed: a connection busy with a stream (or a
+    /// client that closes after one answer) never needs one.
+    nap: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The request count when the nap was armed.
     armed: Option<u64>,
     /// The request count when the hyper connection was made.
@@ -221,11 +223,16 @@ where
         }
         if idle.armed != Some(requests) {
             idle.armed = Some(requests);
-            idle.nap
-                .as_mut()
-                .reset(tokio::time::Instant::now() + PARK_AFTER);
+            let at = tokio::time::Instant::now() + PARK_AFTER;
+            match &mut idle.nap {
+                Some(nap) => nap.as_mut().reset(at),
+                None => idle.nap = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
         }
-        if idle.nap.as_mut().poll(cx).is_pending() {
+        let nap = idle
+            .nap
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(PARK_AFTER)));
+        if nap.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         Pin::new(&mut *conn).graceful_shutdown();

@@ -189,7 +189,13 @@ pub struct Response {
     pub status: StatusCode,
     /// Response headers.
     pub headers: HeaderMap,
-    body: Source,
+    body: ResponseBody,
+}
+
+/// A response's body without its head: what a stream keeps while it runs.
+#[derive(Debug)]
+pub struct ResponseBody {
+    source: Source,
     idle: Duration,
     region: String,
 }
@@ -222,16 +228,35 @@ impl Response {
         Response {
             status: StatusCode::OK,
             headers,
-            body: Source::Local(rx),
-            idle,
-            region: region.to_string(),
+            body: ResponseBody {
+                source: Source::Local(rx),
+                idle,
+                region: region.to_string(),
+            },
         }
     }
 
+    /// The body, the head dropped.
+    pub fn into_body(self) -> ResponseBody {
+        self.body
+    }
+
+    /// The next body chunk; `None` at the end (see [`ResponseBody::next_chunk`]).
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        self.body.next_chunk().await
+    }
+
+    /// The whole body.
+    pub async fn collect(self) -> Result<Bytes, Failure> {
+        self.body.collect().await
+    }
+}
+
+impl ResponseBody {
     /// The next body chunk; `None` at the end. A stall longer than the idle
     /// timeout or a broken connection is a mid-stream failure.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
-        let body = match &mut self.body {
+        let body = match &mut self.source {
             Source::Http(b) => b,
             Source::Local(rx) => {
                 return match tokio::time::timeout(self.idle, rx.recv()).await {
@@ -350,9 +375,11 @@ pub(crate) async fn send_raw(
     Ok(Response {
         status: parts.status,
         headers: parts.headers,
-        body: Source::Http(body),
-        idle: timeouts.idle,
-        region: region.to_string(),
+        body: ResponseBody {
+            source: Source::Http(body),
+            idle: timeouts.idle,
+            region: region.to_string(),
+        },
     })
 }
 

@@ -11,7 +11,7 @@ pub mod s3;
 pub mod sign;
 
 pub use bedrock::{
-    Auth, BedrockClient, Call, CredentialSource, Endpoints, Failure, Response, Route,
+    Auth, BedrockClient, Call, CredentialSource, Endpoints, Failure, Response, ResponseBody, Route,
     StaticCredentials, Timeouts,
 };
 pub use outcome::{Outcome, OutcomeClass};

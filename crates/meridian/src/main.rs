@@ -1,5 +1,6 @@
 //! The `meridian` binary: parses the command line and runs one command.
 
+mod alloc;
 mod cli;
 mod cmd;
 mod table;
@@ -9,15 +10,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc instead of the system allocator: measured with `../shared/peers`
-/// (README, Performance), it takes a share of the CPU per request that
-/// glibc's malloc spent on the request path's many short-lived allocations.
-/// `--features system-allocator` builds with glibc's, for heap profilers.
-#[cfg(not(feature = "system-allocator"))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
