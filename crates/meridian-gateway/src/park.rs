@@ -221,17 +221,13 @@ where
         if *shutting || activity.busy() || requests == idle.served {
             return Poll::Pending;
         }
-        if idle.armed != Some(requests) {
-            idle.armed = Some(requests);
-            let at = tokio::time::Instant::now() + PARK_AFTER;
-            match &mut idle.nap {
-                Some(nap) => nap.as_mut().reset(at),
-                None => idle.nap = Some(Box::pin(tokio::time::sleep_until(at))),
-            }
-        }
         let nap = idle
             .nap
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(PARK_AFTER)));
+        if idle.armed != Some(requests) {
+            idle.armed = Some(requests);
+            nap.as_mut().reset(tokio::time::Instant::now() + PARK_AFTER);
+        }
         if nap.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
