@@ -204,7 +204,11 @@ def test_streams_cut_by_the_client_are_charged_for_what_passed(own_fleet, tmp_pa
     sim = own_fleet
     d = tmp_path_factory.mktemp("cut-streams")
     gw = start_fleet_gateway(sim, d, MODELS + '\n[logging]\nsink = "file"\nfile = "invocations.ndjson"\n')
-    regions = list(sim["regions"])
+    # The drip must be where a request is processed: a geo profile's call
+    # in us-east-1 may be processed in any of its destinations (the fleet
+    # paces by the processing region's faults), so every region a profile
+    # of the fleet lists is slowed, not only the called ones.
+    regions = set(sim["regions"]) | profile_destinations(sim)
     for r in regions:
         put_faults(sim, r, {"drip_tokens_per_sec": 40})
     rt = boto3.client("bedrock-runtime", endpoint_url=gw["url"], region_name="us-east-1",
@@ -254,6 +258,7 @@ def test_streams_cut_by_the_client_are_charged_for_what_passed(own_fleet, tmp_pa
 
         for rid, deltas in cut:
             rec = wait_for(lambda: record_of(gw, rid), 30, f"the record of {rid}")
+            assert rec["inferenceRegion"] in regions, (rec["inferenceRegion"], regions)
             assert rec["errorCode"] == "client-gone", rec
             assert rec["input"]["inputTokenCount"] > 0, rec
             out = rec["output"]["outputTokenCount"]
@@ -265,6 +270,19 @@ def test_streams_cut_by_the_client_are_charged_for_what_passed(own_fleet, tmp_pa
         for r in regions:
             sim_control(sim, "DELETE", f"/regions/{r}/faults")
         gw["proc"].stop()
+
+
+def profile_destinations(sim):
+    """Every region an inference profile of the fleet can process in."""
+    from conftest import sim_client
+
+    out = set()
+    for called in sim["regions"]:
+        b = sim_client(sim, called, "bedrock")
+        for page in b.get_paginator("list_inference_profiles").paginate():
+            for p in page["inferenceProfileSummaries"]:
+                out.update(m["modelArn"].split(":")[3] for m in p["models"])
+    return out
 
 
 def record_of(gw, request_id):
