@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -52,12 +53,11 @@ impl Served {
     /// of the upstream's headers only those two, and the candidate without
     /// its target's destination set.
     pub(crate) fn for_accounting(&self) -> Served {
-        let mut headers = http::HeaderMap::new();
-        for name in [SIM_REGION, crate::usage::TIER] {
-            if let Some(v) = self.headers.get(&name) {
-                headers.insert(name, v.clone());
-            }
-        }
+        let kept = [SIM_REGION, crate::usage::TIER]
+            .map(|name| self.headers.get(&name).map(|v| (name, v.clone())));
+        // Sized to what is kept: a map grown by inserting takes room for six.
+        let mut headers = http::HeaderMap::with_capacity(kept.iter().flatten().count());
+        headers.extend(kept.into_iter().flatten());
         Served {
             status: self.status,
             headers,
@@ -83,8 +83,10 @@ enum Got {
 /// surfaces).
 enum Decoder {
     Frames(FrameSplitter),
-    /// Server-sent events; `true`: OpenAI's (else Anthropic's).
-    Sse(SseDecoder, bool),
+    /// Server-sent events; `true`: OpenAI's (else Anthropic's). Boxed: its
+    /// decoder is larger than the frame splitter, and a stream keeps its
+    /// decoder inline for its whole life.
+    Sse(Box<SseDecoder>, bool),
 }
 
 /// The largest server-sent event read from an upstream.
@@ -93,7 +95,10 @@ const MAX_SSE_EVENT: usize = 16 << 20;
 impl Decoder {
     fn for_surface(surface: Surface) -> Decoder {
         if surface.is_messages() || surface.is_openai() {
-            Decoder::Sse(SseDecoder::new(MAX_SSE_EVENT), surface.is_openai())
+            Decoder::Sse(
+                Box::new(SseDecoder::new(MAX_SSE_EVENT)),
+                surface.is_openai(),
+            )
         } else {
             Decoder::Frames(FrameSplitter::new())
         }
@@ -548,14 +553,9 @@ pub async fn streaming(
 ) -> Result<(Served, Events), Exhausted> {
     let (served, answer) = run(state, plan).await?;
     let ttft = plan.started.elapsed();
-    let copy = served.for_accounting();
     let keep = keep.map(|k| {
         let copy = served.clone();
         Box::new(move |b: Bytes| k(b, &copy)) as KeepServed
-    });
-    let on_end: Box<dyn FnOnce(StreamEnd) + Send> = Box::new(move |mut end: StreamEnd| {
-        end.ttft = ttft;
-        on_end(end, &copy);
     });
     match answer.got {
         Got::Stream {
@@ -568,23 +568,26 @@ pub async fn streaming(
                 upstream: upstream.into_body(),
                 decoder,
                 guard: guard.map(Box::new),
-                kept: keep.map(|k| (Vec::new(), k)),
+                kept: keep.map(|k| Box::new((Vec::new(), k))),
                 usage: StreamUsage::default(),
-                // An event and the one held before it, at most, unless a
-                // guard releases more at once.
-                out: VecDeque::with_capacity(2),
+                out: Outbox::default(),
                 held: None,
-                on_end: Some(on_end),
+                settle: Some(Settle {
+                    on_end,
+                    served: served.for_accounting(),
+                    ttft,
+                }),
                 done: false,
             };
             forward.pass(first);
-            Ok((served, forward.events()))
+            Ok((served, Box::pin(forward)))
         }
         Got::Unary(body) => {
             // A whole answer in stream form (a provider's): guarded and
             // counted event by event all the same.
-            let (events, end) = replay(body, guard, Some(plan.input_tokens));
-            on_end(end);
+            let (events, mut end) = replay(body, guard, Some(plan.input_tokens));
+            end.ttft = ttft;
+            on_end(end, &served);
             Ok((served, events))
         }
     }
@@ -711,7 +714,8 @@ pub fn replay(
 /// pulls, decodes each frame once, counts usage on what the upstream sent,
 /// keeps the raw frames for the cache, runs the guard, and settles the
 /// request once — at the end, at a failure, or when the client goes away
-/// (dropped unfinished).
+/// (dropped unfinished). It is the stream itself (no future per event, no
+/// task): the front door's body polls it in place.
 struct Forward {
     input_estimate: u64,
     /// The upstream response's body (its head is in [`Served`]).
@@ -722,71 +726,119 @@ struct Forward {
     guard: Option<Box<StreamGuard>>,
     /// The raw frames of the whole stream, for the cache; dropped when it
     /// grows past what an entry may hold, or the stream fails.
-    kept: Option<(Vec<u8>, KeepServed)>,
+    kept: Option<Box<(Vec<u8>, KeepServed)>>,
     usage: StreamUsage,
     /// Ready to go out.
-    out: VecDeque<Result<Event, BedrockError>>,
+    out: Outbox,
     /// An event a stream ends with (Converse's metadata, the chunk with the
     /// invocation metrics), held until the upstream ends or sends more, so
     /// the stream is accounted for (and logged) before the client has it.
     held: Option<Event>,
-    on_end: Option<Box<dyn FnOnce(StreamEnd) + Send>>,
+    /// Taken when the stream is settled.
+    settle: Option<Settle>,
     done: bool,
 }
 
-impl Forward {
-    fn events(self) -> Events {
-        Box::pin(futures_util::stream::unfold(self, |mut f| async move {
-            let item = f.next().await?;
-            Some((item, f))
-        }))
-    }
+/// Events ready to go out, in order: the first inline (a stream mostly has
+/// one at a time), any behind it (an event held for the end and the one that
+/// followed it, a guard's release) in a queue made only when needed.
+#[derive(Default)]
+struct Outbox {
+    first: Option<Result<Event, BedrockError>>,
+    /// Empty whenever `first` is.
+    more: VecDeque<Result<Event, BedrockError>>,
+}
 
-    async fn next(&mut self) -> Option<Result<Event, BedrockError>> {
-        loop {
-            if let Some(item) = self.out.pop_front() {
-                return Some(item);
-            }
-            if self.done {
-                return None;
-            }
-            match self.pull().await {
-                Ok(Some(ev)) => self.pass(ev),
-                Ok(None) => self.finish(),
-                Err(e) => self.fail(e),
-            }
+impl Outbox {
+    fn push(&mut self, item: Result<Event, BedrockError>) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.more.push_back(item);
         }
     }
 
-    /// The next upstream event; `None` at a clean end.
-    async fn pull(&mut self) -> Result<Option<Event>, BedrockError> {
+    fn pop(&mut self) -> Option<Result<Event, BedrockError>> {
+        let item = self.first.take()?;
+        self.first = self.more.pop_front();
+        Some(item)
+    }
+}
+
+impl Extend<Result<Event, BedrockError>> for Outbox {
+    fn extend<I: IntoIterator<Item = Result<Event, BedrockError>>>(&mut self, items: I) {
+        for item in items {
+            self.push(item);
+        }
+    }
+}
+
+/// What settles a stream when it ends, kept in its [`Forward`] rather
+/// than boxed beside it.
+struct Settle {
+    on_end: OnEnd,
+    /// What accounting reads of the served attempt
+    /// ([`Served::for_accounting`]).
+    served: Served,
+    /// From the request's start to the first event.
+    ttft: Duration,
+}
+
+impl Stream for Forward {
+    type Item = Result<Event, BedrockError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            if let Some(ev) = self.decoder.next()? {
-                return Ok(Some(ev));
+            if let Some(item) = this.out.pop() {
+                return Poll::Ready(Some(item));
             }
-            match self.upstream.next_chunk().await {
-                Ok(Some(chunk)) => self.decoder.push(&chunk),
-                Ok(None) if self.decoder.partial() => {
-                    return Err(BedrockError::new(
-                        ErrorKind::ModelStreamError,
-                        "the upstream stream ended in the middle of an event",
-                    ));
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match ready!(this.poll_pull(cx)) {
+                Ok(Some(ev)) => this.pass(ev),
+                Ok(None) => this.finish(),
+                Err(e) => this.fail(e),
+            }
+        }
+    }
+}
+
+impl Forward {
+    /// The next upstream event; `None` at a clean end.
+    fn poll_pull(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, BedrockError>> {
+        loop {
+            match self.decoder.next() {
+                Ok(Some(ev)) => return Poll::Ready(Ok(Some(ev))),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let r = match ready!(self.upstream.poll_chunk(cx)) {
+                Ok(Some(chunk)) => {
+                    self.decoder.push(&chunk);
+                    continue;
                 }
-                Ok(None) => return Ok(None),
+                Ok(None) if self.decoder.partial() => Err(BedrockError::new(
+                    ErrorKind::ModelStreamError,
+                    "the upstream stream ended in the middle of an event",
+                )),
+                Ok(None) => Ok(None),
                 Err(f) => {
                     tracing::warn!(
                         outcome = f.outcome.label(),
                         "stream failed after the first byte"
                     );
-                    return Err(f.error);
+                    Err(f.error)
                 }
-            }
+            };
+            return Poll::Ready(r);
         }
     }
 
     fn pass(&mut self, ev: Event) {
         self.usage.see(&ev);
-        if let Some((buf, _)) = self.kept.as_mut() {
+        if let Some((buf, _)) = self.kept.as_deref_mut() {
             let frame = ev.to_frame();
             if buf.len() + frame.len() > crate::cache::MAX_ENTRY_BYTES {
                 self.kept = None;
@@ -800,7 +852,7 @@ impl Forward {
             self.kept = None;
             self.end(Some(exception_code(&ev)));
             self.out.extend(self.held.take().map(Ok));
-            self.out.push_back(Ok(ev));
+            self.out.push(Ok(ev));
             self.done = true;
             return;
         }
@@ -823,11 +875,11 @@ impl Forward {
     fn queue(&mut self, ev: Event) {
         if ev.is_last() {
             if let Some(earlier) = self.held.replace(ev) {
-                self.out.push_back(Ok(earlier));
+                self.out.push(Ok(earlier));
             }
         } else {
             self.out.extend(self.held.take().map(Ok));
-            self.out.push_back(Ok(ev));
+            self.out.push(Ok(ev));
         }
     }
 
@@ -842,7 +894,7 @@ impl Forward {
         }
         self.out.extend(tail.into_iter().map(Ok));
         self.end(None);
-        if let Some((buf, k)) = self.kept.take() {
+        if let Some((buf, k)) = self.kept.take().map(|b| *b) {
             k(Bytes::from(buf));
         }
         self.out.extend(self.held.take().map(Ok));
@@ -853,19 +905,22 @@ impl Forward {
         self.kept = None;
         self.end(Some(e.kind.name()));
         self.out.extend(self.held.take().map(Ok));
-        self.out.push_back(Err(e));
+        self.out.push(Err(e));
         self.done = true;
     }
 
     /// Settles the stream, once.
     fn end(&mut self, error: Option<&str>) {
-        if let Some(on_end) = self.on_end.take() {
-            on_end(StreamEnd {
-                usage: self.usage.settled(self.input_estimate),
-                error: error.map(str::to_string),
-                ttft: Duration::ZERO,
-                guard: self.guard.as_ref().map(|g| g.session().report()),
-            });
+        if let Some(s) = self.settle.take() {
+            (s.on_end)(
+                StreamEnd {
+                    usage: self.usage.settled(self.input_estimate),
+                    error: error.map(str::to_string),
+                    ttft: s.ttft,
+                    guard: self.guard.as_ref().map(|g| g.session().report()),
+                },
+                &s.served,
+            );
         }
     }
 }
@@ -887,4 +942,53 @@ pub fn eventstream_body(events: Events) -> Body {
         })
     });
     Body::from_stream(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn delta(n: u8) -> Result<Event, BedrockError> {
+        Ok(Event::from_frame(meridian_wire::eventstream::event(
+            "contentBlockDelta",
+            format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"{n}"}}}}"#).as_bytes(),
+        ))
+        .unwrap())
+    }
+
+    fn text(item: Option<Result<Event, BedrockError>>) -> String {
+        String::from_utf8_lossy(&item.unwrap().unwrap().to_frame()).into_owned()
+    }
+
+    /// Events leave in the order they were queued, whether one waits or
+    /// several do, and the queue behind the first is made only for more.
+    #[test]
+    fn the_outbox_keeps_order() {
+        let mut out = Outbox::default();
+        out.push(delta(1));
+        assert_eq!(out.more.capacity(), 0);
+        assert!(text(out.pop()).contains(r#""text":"1""#));
+        assert!(out.pop().is_none());
+        out.extend([delta(2), delta(3), delta(4)]);
+        out.push(delta(5));
+        for n in 2..=5 {
+            assert!(text(out.pop()).contains(&format!(r#""text":"{n}""#)));
+        }
+        assert!(out.pop().is_none());
+        out.push(delta(6));
+        assert!(text(out.pop()).contains(r#""text":"6""#));
+    }
+
+    /// A live stream's state stays within mimalloc's 1,024-byte size class
+    /// (the next is 1,280): 5,000 streams hold 5,000 of them.
+    #[test]
+    fn a_stream_state_fits_its_size_class() {
+        assert!(
+            std::mem::size_of::<Forward>() <= 1024,
+            "Forward is {} B",
+            std::mem::size_of::<Forward>()
+        );
+    }
 }

@@ -132,16 +132,33 @@ pub fn common_headers(
     }
 }
 
-/// Headers an answered request gets from Meridian itself.
-const SERVED_HEADERS: usize = 8;
+/// Headers an answered request gets from Meridian itself: its request ID,
+/// attempts, route, region, account, surface and the upstream's request ID.
+const SERVED_HEADERS: usize = 7;
+
+/// Whether an upstream header is passed on to the client (a `content-type`
+/// only when the front door set none).
+fn passed_on(name: &HeaderName, resp: &http::HeaderMap) -> bool {
+    let name_str = name.as_str();
+    (name_str == "content-type" && !resp.contains_key(name))
+        || name_str.starts_with("x-amzn-bedrock-")
+}
 
 /// Headers of an answered request: where it was served, by which account,
 /// the upstream's request ID, and the upstream's `content-type` and
 /// `x-amzn-bedrock-*` headers unless the front door set its own.
 pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
-    // Room for what follows at once: growing a map rehashes it.
-    resp.headers_mut()
-        .reserve(SERVED_HEADERS + served.headers.len());
+    // Room for exactly what follows, at once: growing a map rehashes it,
+    // and hyper keeps a response's map (emptied, its room kept) for the
+    // connection's next request — for a stream, as long as it runs. Room
+    // for all of the upstream's headers took a map of 24 entries (2.6 KB)
+    // where 12 do.
+    let passed = served
+        .headers
+        .keys()
+        .filter(|k| passed_on(k, resp.headers()))
+        .count();
+    resp.headers_mut().reserve(SERVED_HEADERS + passed);
     common_headers(
         resp,
         request_id,
@@ -163,8 +180,7 @@ pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
         h.insert(UPSTREAM_REQUEST_ID, id.clone());
     }
     for (k, v) in &served.headers {
-        let name = k.as_str();
-        if (name == "content-type" && !h.contains_key(k)) || name.starts_with("x-amzn-bedrock-") {
+        if passed_on(k, h) {
             h.insert(k.clone(), v.clone());
         }
     }
@@ -174,10 +190,8 @@ pub fn served_headers(resp: &mut Response, request_id: &str, served: &Served) {
 mod tests {
     use std::collections::HashSet;
 
-    /// What a stream keeps of its served attempt answers accounting as the
-    /// whole attempt does, without the upstream's other headers.
-    #[test]
-    fn a_stream_keeps_what_accounting_reads_of_its_served_attempt() {
+    /// An attempt served from eu-west-1 with the upstream's `headers`.
+    fn served(upstream: &[(&'static str, &'static str)]) -> Served {
         let target = meridian_catalog::Target {
             endpoint_region: "eu-west-1".into(),
             model_id: "eu.m".into(),
@@ -191,19 +205,13 @@ mod tests {
             capacity_tpm: None,
         };
         let mut headers = http::HeaderMap::new();
-        for (name, value) in [
-            ("content-type", "application/vnd.amazon.eventstream"),
-            ("x-amzn-requestid", "r-1"),
-            ("date", "Sat, 05 Dec 2026 18:00:00 GMT"),
-            ("x-meridian-sim-inference-region", "eu-west-3"),
-            (crate::plan::TIER_HEADER, "priority"),
-        ] {
+        for &(name, value) in upstream {
             headers.insert(
                 http::HeaderName::from_static(name),
                 http::HeaderValue::from_static(value),
             );
         }
-        let served = Served {
+        Served {
             status: http::StatusCode::OK,
             headers,
             candidate: meridian_router::Candidate::new("main".into(), 0, "m".into(), target, None),
@@ -217,7 +225,62 @@ mod tests {
                 hedged: true,
                 gave_up: None,
             },
-        };
+        }
+    }
+
+    /// A ConverseStream answer's headers, as Bedrock sends them (and the
+    /// simulated fleet's inference region and tier).
+    const UPSTREAM: &[(&str, &str)] = &[
+        ("content-type", "application/vnd.amazon.eventstream"),
+        ("x-amzn-requestid", "r-1"),
+        ("date", "Sat, 05 Dec 2026 18:00:00 GMT"),
+        ("x-meridian-sim-inference-region", "eu-west-3"),
+        (crate::plan::TIER_HEADER, "priority"),
+    ];
+
+    /// An answered stream's headers fit the smallest map that holds them:
+    /// hyper keeps the map for as long as the stream runs.
+    #[test]
+    fn an_answer_gets_its_headers_in_a_map_no_larger_than_they_need() {
+        let mut upstream = UPSTREAM.to_vec();
+        upstream.extend([
+            ("transfer-encoding", "chunked"),
+            ("connection", "keep-alive"),
+            ("x-amzn-bedrock-content-type", "application/json"),
+        ]);
+        let served = served(&upstream);
+        let mut resp = Response::new(Body::empty());
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.amazon.eventstream"),
+        );
+        served_headers(&mut resp, "req-1", &served);
+        let names: Vec<&str> = resp.headers().keys().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "x-amzn-requestid",
+                "x-meridian-attempts",
+                "x-meridian-route",
+                "x-meridian-region",
+                "x-meridian-account",
+                "x-meridian-surface",
+                "x-meridian-upstream-request-id",
+                "x-amzn-bedrock-service-tier",
+                "x-amzn-bedrock-content-type",
+            ]
+        );
+        // Ten headers need a map of twelve; room for all the upstream's
+        // too took one of twenty-four.
+        assert_eq!(resp.headers().capacity(), 12);
+    }
+
+    /// What a stream keeps of its served attempt answers accounting as the
+    /// whole attempt does, without the upstream's other headers.
+    #[test]
+    fn a_stream_keeps_what_accounting_reads_of_its_served_attempt() {
+        let served = served(UPSTREAM);
         let kept = served.for_accounting();
         assert_eq!(served_region(&kept), "eu-west-3");
         assert_eq!(
@@ -225,6 +288,9 @@ mod tests {
             Some(meridian_catalog::ServiceTier::Priority)
         );
         assert_eq!(kept.headers.len(), 2, "{:?}", kept.headers);
+        // Room for those two only (a map grown by inserting has room for
+        // six: about 550 B more for every stream).
+        assert_eq!(kept.headers.capacity(), 2);
         assert_eq!(kept.status, served.status);
         assert_eq!(kept.attempts, 2);
         assert_eq!(kept.candidate.key(), served.candidate.key());

@@ -2,13 +2,17 @@
 //! pooled HTTP/1.1 and HTTP/2 over rustls, and timeouts that classify.
 
 use std::collections::BTreeMap;
+use std::future::Future as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -198,6 +202,11 @@ pub struct ResponseBody {
     source: Source,
     idle: Duration,
     region: String,
+    /// The stall timer, made when the body is first waited for and reset
+    /// whenever a wait starts after a chunk.
+    nap: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Waiting for a chunk since the timer was last set.
+    waiting: bool,
 }
 
 /// Where a response's body comes from: an HTTP connection, or chunks made
@@ -232,6 +241,8 @@ impl Response {
                 source: Source::Local(rx),
                 idle,
                 region: region.to_string(),
+                nap: None,
+                waiting: false,
             },
         }
     }
@@ -256,48 +267,56 @@ impl ResponseBody {
     /// The next body chunk; `None` at the end. A stall longer than the idle
     /// timeout or a broken connection is a mid-stream failure.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
-        let body = match &mut self.source {
-            Source::Http(b) => b,
-            Source::Local(rx) => {
-                return match tokio::time::timeout(self.idle, rx.recv()).await {
-                    Err(_) => Err(Failure::new(
-                        Outcome::TimeoutMidStream,
-                        ErrorKind::ModelStreamError,
-                        format!(
-                            "the response from {} stalled for {:?}",
-                            self.region, self.idle
-                        ),
-                    )),
-                    Ok(None) => Ok(None),
-                    Ok(Some(r)) => r.map(Some),
-                };
-            }
-        };
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// [`ResponseBody::next_chunk`] as a poll: a stream's state polls it in
+    /// place, with one timer for the whole body rather than one per chunk.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Failure>> {
         loop {
-            let frame = match tokio::time::timeout(self.idle, body.frame()).await {
-                Err(_) => {
-                    return Err(Failure::new(
-                        Outcome::TimeoutMidStream,
-                        ErrorKind::ModelStreamError,
-                        format!(
-                            "the response from {} stalled for {:?}",
-                            self.region, self.idle
-                        ),
-                    ));
-                }
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => {
-                    return Err(Failure::new(
+            let polled = match &mut self.source {
+                Source::Http(body) => match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => None,
+                    Poll::Ready(None) => Some(Ok(None)),
+                    Poll::Ready(Some(Err(e))) => Some(Err(Failure::new(
                         Outcome::ConnectionReset,
                         ErrorKind::ModelStreamError,
                         format!("the response from {} broke off: {e}", self.region),
-                    ));
-                }
-                Ok(Some(Ok(f))) => f,
+                    ))),
+                    // A frame that is not data (trailers) is skipped.
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => Some(Ok(Some(data))),
+                        Err(_) => continue,
+                    },
+                },
+                Source::Local(rx) => match rx.poll_recv(cx) {
+                    Poll::Pending => None,
+                    Poll::Ready(None) => Some(Ok(None)),
+                    Poll::Ready(Some(r)) => Some(r.map(Some)),
+                },
             };
-            if let Ok(data) = frame.into_data() {
-                return Ok(Some(data));
+            if let Some(r) = polled {
+                self.waiting = false;
+                return Poll::Ready(r);
             }
+            let idle = self.idle;
+            let nap = self
+                .nap
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+            if !self.waiting {
+                self.waiting = true;
+                nap.as_mut().reset(tokio::time::Instant::now() + idle);
+            }
+            ready!(nap.as_mut().poll(cx));
+            self.waiting = false;
+            return Poll::Ready(Err(Failure::new(
+                Outcome::TimeoutMidStream,
+                ErrorKind::ModelStreamError,
+                format!(
+                    "the response from {} stalled for {:?}",
+                    self.region, self.idle
+                ),
+            )));
         }
     }
 
@@ -379,6 +398,8 @@ pub(crate) async fn send_raw(
             source: Source::Http(body),
             idle: timeouts.idle,
             region: region.to_string(),
+            nap: None,
+            waiting: false,
         },
     })
 }
@@ -721,6 +742,45 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// The stall timeout is per wait, not per body: chunks 40 ms apart pass
+    /// a 100 ms timeout however long the body runs, and one 150 ms gap
+    /// fails it as a mid-stream timeout.
+    #[tokio::test(start_paused = true)]
+    async fn the_stall_timer_restarts_with_every_chunk() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut body = Response::local(
+            HeaderMap::new(),
+            rx,
+            Duration::from_millis(100),
+            "us-east-1",
+        )
+        .into_body();
+        tokio::spawn(async move {
+            for i in 0..10u8 {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                tx.send(Ok(Bytes::from(vec![i]))).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let _ = tx.send(Ok(Bytes::from_static(b"late"))).await;
+        });
+        let t0 = tokio::time::Instant::now();
+        for i in 0..10u8 {
+            assert_eq!(
+                body.next_chunk().await.unwrap().unwrap(),
+                Bytes::from(vec![i])
+            );
+        }
+        assert_eq!(t0.elapsed(), Duration::from_millis(400));
+        let e = body.next_chunk().await.unwrap_err();
+        assert_eq!(e.outcome, Outcome::TimeoutMidStream);
+        assert_eq!(t0.elapsed(), Duration::from_millis(500));
+        assert!(
+            e.error.message.contains("stalled for 100ms"),
+            "{}",
+            e.error.message
+        );
+    }
 
     #[test]
     fn header_values_move_to_a_buffer_of_their_own_unchanged() {

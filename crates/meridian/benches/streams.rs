@@ -8,6 +8,9 @@
 //! 2. 5,000 streams held at once (`--streams N`), each from an upstream
 //!    dripping one event every 100 ms for 10 s: the gateway's peak resident
 //!    memory, its CPU per forwarded event, and whether every event arrived.
+//!    They open 250 at a time, 50 ms apart (`--ramp-ms N` for slower: a
+//!    gateway under a heap profiler cannot take them that fast, and its
+//!    peak would then be requests in flight, not streams held).
 //!
 //! 3. 5,000 idle keep-alive connections (`--idle N`): each sends one
 //!    `GET /health` and then holds its connection open, sending nothing;
@@ -114,7 +117,16 @@ fn messages_sse() -> Bytes {
     Bytes::from(out)
 }
 
-/// An upstream answering ConverseStream: at once, or dripping when the
+/// A request ID of Bedrock's shape (a v4 UUID), distinct per answer: a
+/// real answer's headers carry one, and Meridian passes it on.
+fn request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:08x}-0000-4000-8000-{:012x}", n >> 16, n)
+}
+
+/// An upstream answering ConverseStream, with Bedrock's headers (its
+/// content type and a request ID): at once, or dripping when the
 /// request body says "drip" (then `deltas` deltas, one per 100 ms); and
 /// the native Messages endpoint, at once, with [`messages_sse`].
 async fn upstream(deltas: usize) -> String {
@@ -134,6 +146,7 @@ async fn upstream(deltas: usize) -> String {
                         return Ok::<_, Infallible>(
                             hyper::Response::builder()
                                 .header("content-type", "text/event-stream")
+                                .header("x-amzn-requestid", request_id())
                                 .body(body)
                                 .unwrap(),
                         );
@@ -152,6 +165,7 @@ async fn upstream(deltas: usize) -> String {
                     Ok::<_, Infallible>(
                         hyper::Response::builder()
                             .header("content-type", "application/vnd.amazon.eventstream")
+                            .header("x-amzn-requestid", request_id())
                             .body(body)
                             .unwrap(),
                     )
@@ -319,7 +333,14 @@ impl Held {
 /// `streams` ConverseStream streams through `addr` (process `pid`), opened
 /// 5,000 a second, each dripping `deltas` deltas one per 100 ms: the
 /// process's peak RSS (sampled every 100 ms) and CPU.
-async fn hold_streams(addr: &str, pid: u32, streams: usize, deltas: usize, seconds: usize) -> Held {
+async fn hold_streams(
+    addr: &str,
+    pid: u32,
+    streams: usize,
+    deltas: usize,
+    seconds: usize,
+    ramp: Duration,
+) -> Held {
     let (_, _, cpu0) = proc_stats(pid);
     let events = Arc::new(AtomicU64::new(0));
     let open = Arc::new(AtomicU64::new(0));
@@ -328,7 +349,7 @@ async fn hold_streams(addr: &str, pid: u32, streams: usize, deltas: usize, secon
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..streams {
         if i % 250 == 0 && i > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await; // ramp: 5,000 per second
+            tokio::time::sleep(ramp).await; // by default 5,000 per second
         }
         let (addr, events, open, peak_open) = (
             addr.to_string(),
@@ -484,6 +505,7 @@ fn main() {
     let streams = arg("--streams").unwrap_or(if quick { 1_000 } else { 5_000 });
     let idle = arg("--idle").unwrap_or(if quick { 1_000 } else { 5_000 });
     let seconds = arg("--seconds").unwrap_or(if quick { 5 } else { 10 });
+    let ramp = Duration::from_millis(arg("--ramp-ms").unwrap_or(50) as u64);
     let deltas = seconds * 10;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -601,7 +623,7 @@ fn main() {
         println!("time to first byte, native Messages (SSE), {n} streams each (µs): direct p50 {d50:.0} p99 {d99:.0}; through Meridian p50 {t50:.0} p99 {t99:.0}; added p50 {:.0} p99 {:.0}", t50 - d50, t99 - d99);
 
         // 2. Many slow streams at once.
-        let held = hold_streams(&addr, pid, streams, deltas, seconds).await;
+        let held = hold_streams(&addr, pid, streams, deltas, seconds, ramp).await;
         held.print("gateway");
         child.kill().ok();
         child.wait().ok();
@@ -626,7 +648,7 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
             let (idle_rss, _, _) = proc_stats(proxy.id());
-            let held = hold_streams(&proxy_addr, proxy.id(), streams, deltas, seconds).await;
+            let held = hold_streams(&proxy_addr, proxy.id(), streams, deltas, seconds, ramp).await;
             println!("bare hyper proxy (floor): idle RSS {:.1} MB", idle_rss as f64 / 1024.0);
             held.print("bare hyper proxy");
             proxy.kill().ok();
