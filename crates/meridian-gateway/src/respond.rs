@@ -139,9 +139,8 @@ const SERVED_HEADERS: usize = 7;
 /// Whether an upstream header is passed on to the client (a `content-type`
 /// only when the front door set none).
 fn passed_on(name: &HeaderName, resp: &http::HeaderMap) -> bool {
-    let name_str = name.as_str();
-    (name_str == "content-type" && !resp.contains_key(name))
-        || name_str.starts_with("x-amzn-bedrock-")
+    (name == http::header::CONTENT_TYPE && !resp.contains_key(name))
+        || name.as_str().starts_with("x-amzn-bedrock-")
 }
 
 /// Headers of an answered request: where it was served, by which account,

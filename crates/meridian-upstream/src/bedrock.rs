@@ -237,13 +237,7 @@ impl Response {
         Response {
             status: StatusCode::OK,
             headers,
-            body: ResponseBody {
-                source: Source::Local(rx),
-                idle,
-                region: region.to_string(),
-                nap: None,
-                waiting: false,
-            },
+            body: ResponseBody::new(Source::Local(rx), idle, region),
         }
     }
 
@@ -264,6 +258,16 @@ impl Response {
 }
 
 impl ResponseBody {
+    fn new(source: Source, idle: Duration, region: &str) -> ResponseBody {
+        ResponseBody {
+            source,
+            idle,
+            region: region.to_string(),
+            nap: None,
+            waiting: false,
+        }
+    }
+
     /// The next body chunk; `None` at the end. A stall longer than the idle
     /// timeout or a broken connection is a mid-stream failure.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
@@ -394,13 +398,7 @@ pub(crate) async fn send_raw(
     Ok(Response {
         status: parts.status,
         headers: parts.headers,
-        body: ResponseBody {
-            source: Source::Http(body),
-            idle: timeouts.idle,
-            region: region.to_string(),
-            nap: None,
-            waiting: false,
-        },
+        body: ResponseBody::new(Source::Http(body), timeouts.idle, region),
     })
 }
 
