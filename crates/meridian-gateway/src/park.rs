@@ -48,97 +48,109 @@ pub type Answer = Pin<
 /// Serves HTTP/1 requests on `io` until the client closes, a deadline
 /// passes, an answer or the client says close, or `stop` changes (server shutdown:
 /// a request in flight finishes first).
-pub async fn serve<S>(
+///
+/// A plain function returning its future, not an `async fn`: an `async fn`
+/// copies its arguments into its body, and the future lives in the
+/// connection's task as long as the connection (144 B a connection).
+#[allow(clippy::manual_async_fn)] // see above
+pub fn serve<'a, S>(
     mut io: Deadlines<TcpStream>,
-    builder: &http1::Builder,
+    builder: &'a http1::Builder,
     svc: S,
-    activity: &Activity,
+    activity: &'a Activity,
     mut stop: watch::Receiver<bool>,
-) where
+) -> impl Future<Output = ()> + Send + 'a
+where
     S: hyper::service::Service<
             http::Request<hyper::body::Incoming>,
             Response = axum::response::Response,
             Error = std::convert::Infallible,
             Future = Answer,
         > + Clone
-        + Unpin,
+        + Unpin
+        + Send
+        + 'a,
 {
-    let mut pending = Bytes::new();
-    loop {
-        if pending.is_empty() {
-            tokio::select! {
-                readable = io.readable() => if !readable { return },
-                _ = stop.changed() => return,
+    async move {
+        let mut pending = Bytes::new();
+        loop {
+            if pending.is_empty() {
+                tokio::select! {
+                    readable = io.readable() => if !readable { return },
+                    _ = stop.changed() => return,
+                }
             }
-        }
-        let served = activity.requests();
-        let socket = Arc::new(Mutex::new(io));
-        let rewind = Rewind {
-            pre: pending,
-            io: socket.clone(),
-        };
-        let mut conn = Box::new(builder.serve_connection(TokioIo::new(rewind), svc.clone()));
-        let mut shutting = false;
-        let mut idle = Idle {
-            nap: None,
-            armed: None,
-            served,
-        };
-        let mut watch = Watch::default();
-        // A stop sent since the socket was parked is unseen: `changed`
-        // fires at once below.
-        let mut stopping = false;
-        let ended = loop {
-            let drive = poll_fn(|cx| {
-                drive(
-                    &mut conn,
-                    &socket,
-                    cx,
-                    activity,
-                    &mut idle,
-                    &mut watch,
-                    &mut shutting,
-                )
-            });
-            tokio::select! {
-                r = drive => break r,
-                _ = stop.changed(), if !stopping => {
-                    stopping = true;
-                    if !shutting {
-                        Pin::new(&mut *conn).graceful_shutdown();
-                        shutting = true;
+            let served = activity.requests();
+            let socket = Arc::new(Mutex::new(io));
+            let rewind = Rewind {
+                pre: pending,
+                io: socket.clone(),
+            };
+            let mut conn = Box::new(builder.serve_connection(TokioIo::new(rewind), svc.clone()));
+            let mut shutting = false;
+            let mut idle = Idle {
+                nap: None,
+                armed: None,
+                served,
+            };
+            let mut watch = Watch::default();
+            // A stop sent since the socket was parked is unseen: `changed`
+            // fires at once below.
+            let mut stopping = false;
+            let ended = loop {
+                let drive = poll_fn(|cx| {
+                    drive(
+                        &mut conn,
+                        &socket,
+                        cx,
+                        activity,
+                        &mut idle,
+                        &mut watch,
+                        &mut shutting,
+                    )
+                });
+                tokio::select! {
+                    r = drive => break r,
+                    _ = stop.changed(), if !stopping => {
+                        stopping = true;
+                        if !shutting {
+                            Pin::new(&mut *conn).graceful_shutdown();
+                            shutting = true;
+                        }
                     }
                 }
-            }
-        };
-        if let Err(e) = ended {
-            match e {
-                Ended::Hyper(e) => tracing::debug!(error = %e, "connection ended with an error"),
-                Ended::ClientLeft => {
-                    tracing::debug!("the client left while a request was in flight")
+            };
+            if let Err(e) = ended {
+                match e {
+                    Ended::Hyper(e) => {
+                        tracing::debug!(error = %e, "connection ended with an error")
+                    }
+                    Ended::ClientLeft => {
+                        tracing::debug!("the client left while a request was in flight")
+                    }
                 }
+                return;
             }
-            return;
-        }
-        let parts = conn.into_parts();
-        let rewound = parts.io.into_inner();
-        drop(socket);
-        let Ok(socket) = Arc::try_unwrap(rewound.io) else {
-            return;
-        };
-        pending = if rewound.pre.is_empty() {
-            parts.read_buf
-        } else {
-            let mut joined = Vec::with_capacity(rewound.pre.len() + parts.read_buf.len());
-            joined.extend_from_slice(&rewound.pre);
-            joined.extend_from_slice(&parts.read_buf);
-            joined.into()
-        };
-        io = socket.into_inner();
-        // hyper ended on its own (the answer or the client said close, or
-        // the read side closed), or the server is stopping: close the socket.
-        if !shutting || stopping {
-            return;
+            let parts = conn.into_parts();
+            let rewound = parts.io.into_inner();
+            drop(socket);
+            let Ok(socket) = Arc::try_unwrap(rewound.io) else {
+                return;
+            };
+            pending = if rewound.pre.is_empty() {
+                parts.read_buf
+            } else {
+                let mut joined = Vec::with_capacity(rewound.pre.len() + parts.read_buf.len());
+                joined.extend_from_slice(&rewound.pre);
+                joined.extend_from_slice(&parts.read_buf);
+                joined.into()
+            };
+            io = socket.into_inner();
+            // hyper ended on its own (the answer or the client said close, or
+            // the read side closed), or the server is stopping: close the socket.
+            if !shutting || stopping {
+                return;
+            }
         }
     }
 }

@@ -14,7 +14,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -334,7 +333,7 @@ impl ResponseBody {
     }
 }
 
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpsClient = Client<crate::socket::Connector, Full<Bytes>>;
 
 /// How long an upstream connection stays pooled, idle.
 pub const POOL_IDLE: Duration = Duration::from_secs(60);
@@ -370,7 +369,7 @@ pub(crate) fn https_client(timeouts: &Timeouts) -> HttpsClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .http1_read_buf_exact_size(READ_BUF_BYTES)
-        .build(connector)
+        .build(crate::socket::Connector(connector))
 }
 
 /// Sends a request and waits for the head, classifying network failures and

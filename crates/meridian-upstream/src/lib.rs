@@ -9,6 +9,7 @@ pub mod openai_compat;
 pub mod outcome;
 pub mod s3;
 pub mod sign;
+pub mod socket;
 
 pub use bedrock::{
     Auth, BedrockClient, Call, CredentialSource, Endpoints, Failure, Response, ResponseBody, Route,

@@ -181,11 +181,45 @@ impl FrameSplitter {
         if self.buf.len() < len {
             return Ok(None);
         }
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let frame = self.buf.split_to(len).freeze();
+        if self.buf.is_empty() {
+            // Drained: the frame handed out holds the buffer now, and frees
+            // it when it goes. A stream waits between frames (for a live
+            // one, most of its life) without a buffer of its own.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(frame))
     }
 
     /// Bytes of an incomplete frame still buffered.
     pub fn pending(&self) -> usize {
         self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_drained_splitter_holds_no_buffer() {
+        let a = event("contentBlockDelta", br#"{"delta":{"text":"a"}}"#);
+        let b = event("contentBlockDelta", br#"{"delta":{"text":"bb"}}"#);
+        let mut s = FrameSplitter::new();
+        // The first frame and part of the second, then the rest.
+        let mut both = a.to_vec();
+        both.extend_from_slice(&b);
+        s.push(&both[..a.len() + 5]);
+        assert_eq!(s.next_frame().unwrap().unwrap(), a);
+        assert_eq!(s.next_frame().unwrap(), None);
+        assert_eq!(s.pending(), 5);
+        assert!(s.buf.capacity() > 0, "a part frame is kept");
+        s.push(&both[a.len() + 5..]);
+        assert_eq!(s.next_frame().unwrap().unwrap(), b);
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.buf.capacity(), 0, "a drained splitter keeps no room");
+        assert_eq!(s.next_frame().unwrap(), None);
     }
 }
