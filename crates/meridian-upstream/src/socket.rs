@@ -5,7 +5,7 @@
 //! connection's life, so every plain-HTTP upstream connection (an
 //! OpenAI-compatible server on `http://`, a local Bedrock stand-in, an
 //! endpoint behind a TLS-terminating proxy) carried a TLS session's room it
-//! never used: 1,744 B a connection where 680 do. Here the TLS case is
+//! never used: 1,744 B a connection where 672 do. Here the TLS case is
 //! boxed (one more allocation per TLS connection, the same memory) and a
 //! plain connection holds its socket alone (README, Performance: streams).
 
