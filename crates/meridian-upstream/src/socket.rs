@@ -111,13 +111,14 @@ impl Write for Socket {
 /// hyper-rustls's connector (HTTPS or HTTP, by the URI's scheme) handing
 /// out [`Socket`]s.
 #[derive(Clone, Debug)]
-pub struct Connector(pub HttpsConnector<HttpConnector>);
+pub struct Connector(pub Https);
 
-type Inner = <HttpsConnector<HttpConnector> as Service<Uri>>::Future;
+type Https = HttpsConnector<HttpConnector>;
+type ConnectError = <Https as Service<Uri>>::Error;
 
 impl Service<Uri> for Connector {
     type Response = Socket;
-    type Error = <HttpsConnector<HttpConnector> as Service<Uri>>::Error;
+    type Error = ConnectError;
     type Future = Connecting;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -130,10 +131,10 @@ impl Service<Uri> for Connector {
 }
 
 /// A connection being made.
-pub struct Connecting(Inner);
+pub struct Connecting(<Https as Service<Uri>>::Future);
 
 impl Future for Connecting {
-    type Output = Result<Socket, <HttpsConnector<HttpConnector> as Service<Uri>>::Error>;
+    type Output = Result<Socket, ConnectError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(ready!(self.0.as_mut().poll(cx)).map(Socket::from))
